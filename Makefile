@@ -1,0 +1,32 @@
+# The commands README.md shows. `make serve` and `make test` each install what they need.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint typecheck layers unit bench
+
+serve:
+	scripts/bootstrap.sh run
+	$(BIN)/jianzheng serve
+
+test:
+	scripts/bootstrap.sh test
+	$(MAKE) lint typecheck layers
+	$(BIN)/pytest -q
+
+lint:
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy verifier signer service
+
+layers:
+	$(BIN)/lint-imports
+
+unit:
+	$(BIN)/pytest -q -m "not chain and not postgres and not browser and not slow"
+
+bench:
+	$(BIN)/python bench/anchor.py
+	$(BIN)/python bench/codes.py
+	$(BIN)/python bench/seal.py
+	$(BIN)/python bench/public.py

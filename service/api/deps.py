@@ -1,0 +1,35 @@
+"""Typed dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.app import AppState
+from service.settings import Settings
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.jz
+    return state
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request; the route commits what it wants kept."""
+    session = get_state(request).sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_app_settings(request: Request) -> Settings:
+    return get_state(request).settings
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -1,0 +1,88 @@
+"""Operations endpoints: liveness (`/healthz`) and Prometheus metrics (`/metrics`).
+
+Metrics are read from the database at scrape time, so every API process reports
+the same anchoring lag whichever process runs the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.api.deps import SessionDep, StateDep
+from service.storage.models import Batch, KeyValue, Outbox
+
+router = APIRouter(tags=["ops"])
+
+#: service_state keys the anchoring worker maintains.
+STATE_ANCHOR_FAILURES = "anchor_failures"
+STATE_LAST_ERROR = "anchor_last_error"
+STATE_WORKER_HEARTBEAT = "worker_heartbeat"
+
+
+def anchoring_status(session: Session) -> dict[str, Any]:
+    now = time.time()
+    pending, oldest = session.execute(
+        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at))
+    ).one()
+    unconfirmed = (
+        session.scalar(select(func.count(Batch.seq)).where(Batch.status != "anchored")) or 0
+    )
+    last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.status == "anchored"))
+    state = {kv.key: kv.value for kv in session.scalars(select(KeyValue)).all()}
+    return {
+        "pending_leaves": int(pending or 0),
+        "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
+        "unconfirmed_batches": int(unconfirmed),
+        "last_anchored_seq": int(last_seq or 0),
+        "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
+        "last_error": state.get(STATE_LAST_ERROR) or None,
+        "worker_heartbeat_age_s": (
+            round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
+            if STATE_WORKER_HEARTBEAT in state
+            else None
+        ),
+    }
+
+
+@router.get("/healthz", summary="Liveness and anchoring lag")
+def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
+    status = anchoring_status(session)
+    return {
+        "status": "ok",
+        "chain": state.chain.as_json() if state.chain else None,
+        "anchoring": status,
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(session: SessionDep) -> Response:
+    status = anchoring_status(session)
+    registry = CollectorRegistry()
+    for name, doc, key in (
+        ("jianzheng_pending_leaves", "Accepted leaves not yet in a batch", "pending_leaves"),
+        (
+            "jianzheng_oldest_pending_age_seconds",
+            "Age of the oldest leaf not yet in a batch",
+            "oldest_pending_age_s",
+        ),
+        (
+            "jianzheng_unconfirmed_batches",
+            "Batches built but not yet anchored",
+            "unconfirmed_batches",
+        ),
+        (
+            "jianzheng_last_anchored_seq",
+            "Sequence number of the newest anchored batch",
+            "last_anchored_seq",
+        ),
+        ("jianzheng_anchor_failures_total", "Failed anchoring attempts", "anchor_failures"),
+    ):
+        Gauge(name, doc, registry=registry).set(status[key])
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,174 @@
+"""`jianzheng` command line (INTERFACE.md §6).
+
+Every command reads the same settings as `jianzheng serve` (JZ_* environment
+variables, embedded defaults otherwise), so a second terminal sees the same service.
+Handlers live next to the feature they drive; this module only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from service.runtime import serve
+
+    return serve(host=args.host, port=args.port)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from service.runtime import run_worker
+
+    return run_worker()
+
+
+def _cmd_chain_up(args: argparse.Namespace) -> int:
+    from service.runtime import chain_up
+
+    return chain_up()
+
+
+def _cmd_chain_info(args: argparse.Namespace) -> int:
+    from service.runtime import chain_info
+
+    _print_json(chain_info().as_json())
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+    from service.storage.db import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    return 0
+
+
+def _cmd_institution(args: argparse.Namespace) -> int:
+    from service.domain import accounts
+
+    result: Any = accounts.cli_institution(args)
+    _print_json(result)
+    return 0
+
+
+def _cmd_key(args: argparse.Namespace) -> int:
+    from service.domain import accounts
+
+    _print_json(accounts.cli_key(args))
+    return 0
+
+
+def _cmd_auditor(args: argparse.Namespace) -> int:
+    from service.domain import accounts
+
+    _print_json(accounts.cli_auditor(args))
+    return 0
+
+
+def _cmd_ca_roots(args: argparse.Namespace) -> int:
+    from service.runtime import ca_roots_pem
+
+    sys.stdout.write(ca_roots_pem())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jianzheng", description="Jianzheng (见证) evidence service"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "serve", help="run API + anchoring worker on the configured/embedded defaults"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("worker", help="run the anchoring worker alone (one leader at a time)")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema to the newest migration")
+    p.set_defaults(func=_cmd_migrate)
+
+    chain = sub.add_parser("chain", help="the chain the service anchors to").add_subparsers(
+        dest="chain_command", required=True
+    )
+    chain.add_parser("up", help="run the local dev chain in the foreground").set_defaults(
+        func=_cmd_chain_up
+    )
+    chain.add_parser("info", help="print {rpc_url, chain_id, registry}").set_defaults(
+        func=_cmd_chain_info
+    )
+
+    inst = sub.add_parser("institution", help="labs (检测机构)").add_subparsers(
+        dest="institution_command", required=True
+    )
+    p = inst.add_parser("add", help="register a lab and issue its first API key")
+    p.add_argument("--uscc", required=True, help="unified social credit code (18 characters)")
+    p.add_argument("--region", required=True, help="6-digit administrative region code")
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=_cmd_institution)
+    p = inst.add_parser("list", help="list labs")
+    p.set_defaults(func=_cmd_institution)
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True)
+    p = key.add_parser("issue", help="issue another key for a lab or auditor")
+    p.add_argument("--institution")
+    p.add_argument("--auditor")
+    p.set_defaults(func=_cmd_key)
+    p = key.add_parser("list", help="list keys (never secrets)")
+    p.add_argument("--institution")
+    p.add_argument("--auditor")
+    p.set_defaults(func=_cmd_key)
+    p = key.add_parser("rotate", help="issue a new key and revoke the given one")
+    p.add_argument("key_id")
+    p.set_defaults(func=_cmd_key)
+    p = key.add_parser("revoke", help="revoke a key")
+    p.add_argument("key_id")
+    p.set_defaults(func=_cmd_key)
+
+    aud = sub.add_parser("auditor", help="auditor accounts").add_subparsers(
+        dest="auditor_command", required=True
+    )
+    p = aud.add_parser("add", help="create an auditor account and its first API key")
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=_cmd_auditor)
+
+    ca = sub.add_parser("ca", help="report-signing certificates").add_subparsers(
+        dest="ca_command", required=True
+    )
+    ca.add_parser("roots", help="print the PEM roots a verifier should trust").set_defaults(
+        func=_cmd_ca_roots
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error, not a traceback, for known failures
+        from service.errors import ProblemError
+
+        if isinstance(exc, ProblemError):
+            print(f"jianzheng: {exc.code}: {exc.detail}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""Evidence records: build the record, canonicalize, hash, and enqueue it for anchoring.
+
+`append_record` writes the record, its parent links, its file references and its
+outbox row in the caller's transaction, so a committed record is always anchored
+eventually (nothing acknowledged is lost).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from verifier.canonical import canonicalize
+from verifier.merkle import leaf_hash
+
+from service.errors import ProblemError
+from service.storage.models import Outbox, Record, RecordFile, RecordParent
+
+RECORD_TYPES = frozenset(
+    {
+        "project",
+        "contract",
+        "commission",
+        "sample",
+        "seal",
+        "witness",
+        "receipt",
+        "test_record",
+        "report",
+        "revocation",
+        "media",
+        "numbering_void",
+    }
+)
+RECORD_VERSION = 1
+MAX_PARENTS = 256
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_record_id() -> str:
+    """A ULID: 48-bit millisecond time + 80 random bits, Crockford base32 (26 chars)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def rfc3339(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    role: str
+    sha256: str
+    size: int
+    media_type: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "sha256": self.sha256,
+            "size": self.size,
+            "media_type": self.media_type,
+        }
+
+
+def build_record(
+    *,
+    record_id: str,
+    type: str,
+    institution: str,
+    created_at: datetime,
+    parents: Sequence[str],
+    files: Sequence[FileRef],
+    body: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The evidence record object of INTERFACE.md §1."""
+    return {
+        "type": type,
+        "v": RECORD_VERSION,
+        "id": record_id,
+        "institution": institution,
+        "created_at": rfc3339(created_at),
+        "parents": list(parents),
+        "files": [f.as_json() for f in files],
+        "body": dict(body),
+    }
+
+
+def append_record(
+    session: Session,
+    *,
+    type: str,
+    institution: str,
+    body: Mapping[str, Any],
+    parents: Sequence[Record] = (),
+    files: Sequence[FileRef] = (),
+    code: str | None = None,
+    record_id: str | None = None,
+    created_at: datetime | None = None,
+) -> Record:
+    """Write an evidence record and its outbox entry into the session (caller commits)."""
+    if type not in RECORD_TYPES:
+        raise ValueError(f"unknown record type {type!r}")
+    if len(parents) > MAX_PARENTS:
+        raise ProblemError(422, "too_many_parents", f"at most {MAX_PARENTS} parents")
+    record_id = record_id or new_record_id()
+    created_at = created_at or utc_now()
+    obj = build_record(
+        record_id=record_id,
+        type=type,
+        institution=institution,
+        created_at=created_at,
+        parents=[p.leaf_hash for p in parents],
+        files=files,
+        body=body,
+    )
+    try:
+        canonical = canonicalize(obj)
+    except ValueError as exc:  # CanonicalizationError is a ValueError subclass or wrapped
+        raise ProblemError(422, "not_canonicalizable", str(exc)) from exc
+    leaf = leaf_hash(canonical).hex()
+    record = Record(
+        id=record_id,
+        type=type,
+        institution=institution,
+        created_at=created_at,
+        canonical=canonical,
+        leaf_hash=leaf,
+        code=code,
+    )
+    session.add(record)
+    session.flush([record])
+    for position, parent in enumerate(parents):
+        session.add(RecordParent(child_id=record_id, parent_id=parent.id, position=position))
+    for f in files:
+        session.add(
+            RecordFile(
+                record_id=record_id,
+                role=f.role,
+                sha256=f.sha256,
+                size=f.size,
+                media_type=f.media_type,
+            )
+        )
+    session.add(Outbox(record_id=record_id, leaf_hash=leaf, enqueued_at=time.time()))
+    return record
+
+
+def load_records(session: Session, ids: Sequence[str]) -> dict[str, Record]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(Record).where(Record.id.in_(list(ids)))).all()
+    return {r.id: r for r in rows}

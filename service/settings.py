@@ -1,0 +1,130 @@
+"""Service settings: one `Settings` object, read once from `JZ_*` environment variables.
+
+Nested groups use `__` (e.g. `JZ_DATABASE__URL`, `JZ_CHAIN__RPC_URL`). With no
+configuration at all the service runs on its embedded defaults: SQLite under
+`var/`, a local dev chain started for you, a development CA. Placeholder secrets
+are refused outside development.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Well-known development account #1 of the Hardhat/anvil test mnemonic. Public
+#: knowledge, so it is refused outside development.
+DEV_SERVICE_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+DEV_MASTER_KEY = "jianzheng-development-master-key-not-for-production"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatabaseSettings(BaseModel):
+    #: SQLAlchemy URL; empty means SQLite at `{data_dir}/jianzheng.db`.
+    url: str = ""
+    pool_size: int = 10
+    echo: bool = False
+
+
+class ChainSettings(BaseModel):
+    #: JSON-RPC endpoint; empty means "start the local dev chain under var/chain".
+    rpc_url: str = ""
+    chain_id: int | None = None
+    registry: str = ""
+    private_key: SecretStr = SecretStr(DEV_SERVICE_KEY)
+    #: Blocks to wait after the anchor's block before a batch counts as anchored.
+    confirmations: int = Field(default=0, ge=0)
+    receipt_timeout_s: float = Field(default=60.0, gt=0)
+    #: Port of the dev chain `jianzheng serve` / `jianzheng chain up` starts.
+    dev_port: int = 8545
+    gas_limit: int = 200_000
+
+
+class AnchorSettings(BaseModel):
+    #: A batch closes when it holds this many leaves ...
+    batch_max_leaves: int = Field(default=20_000, ge=1, le=1_000_000)
+    #: ... or when its oldest leaf has waited this long (seconds).
+    batch_max_age_s: float = Field(default=0.5, ge=0)
+    poll_interval_s: float = Field(default=0.1, gt=0)
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+    #: Run the anchoring worker inside `jianzheng serve`.
+    run_in_serve: bool = True
+
+
+class SecuritySettings(BaseModel):
+    #: Key that encrypts API secrets at rest (any string; stretched with HKDF).
+    master_key: SecretStr = SecretStr(DEV_MASTER_KEY)
+    replay_window_s: int = 300
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_pdf_bytes: int = 50 * 1024 * 1024
+
+
+class PublicSettings(BaseModel):
+    #: Base of the URL printed in every QR code: `{base_url}/v/{CODE}`.
+    base_url: str = "http://127.0.0.1:8000"
+    rate_limit_per_minute: int = 120
+
+
+class SigningSettings(BaseModel):
+    #: PAdES level: "B-B", "B-T" (default) or "B-LT".
+    level: Literal["B-B", "B-T", "B-LT"] = "B-T"
+    #: External RFC 3161 TSA; empty means the platform's own development TSA.
+    tsa_url: str = ""
+    pkcs11_module: str = ""
+    pkcs11_token_label: str = ""
+    pkcs11_pin: SecretStr = SecretStr("")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = REPO_ROOT / "var"
+    log_level: str = "INFO"
+    database: DatabaseSettings = DatabaseSettings()
+    chain: ChainSettings = ChainSettings()
+    anchor: AnchorSettings = AnchorSettings()
+    security: SecuritySettings = SecuritySettings()
+    public: PublicSettings = PublicSettings()
+    signing: SigningSettings = SigningSettings()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env != "development":
+            if self.security.master_key.get_secret_value() == DEV_MASTER_KEY:
+                raise ValueError("JZ_SECURITY__MASTER_KEY must be set outside development")
+            if self.chain.private_key.get_secret_value() == DEV_SERVICE_KEY:
+                raise ValueError("JZ_CHAIN__PRIVATE_KEY must be set outside development")
+            if not self.chain.rpc_url or not self.chain.registry:
+                raise ValueError(
+                    "JZ_CHAIN__RPC_URL and JZ_CHAIN__REGISTRY are required in production"
+                )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'jianzheng.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.data_dir / "chain"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.data_dir / "ca"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,6 @@
+"""Shared pytest configuration: fixtures live in tests/fixtures/, one module per component."""
+
+pytest_plugins = [
+    "tests.fixtures.chain",
+    "tests.fixtures.db",
+]
