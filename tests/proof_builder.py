@@ -1,0 +1,183 @@
+"""Builds real proofs and bundles for tests: records → leaves → RFC 6962 tree → proofs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+from eth_abi.abi import encode as abi_encode
+
+from verifier.chain import ANCHORED_TOPIC
+from verifier.errors import ChainError
+from verifier.merkle import audit_path_from_levels, record_leaf_hash, tree_levels
+from verifier.models import AnchorInfo, Log, Receipt, RevocationInfo
+
+REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+OTHER_REGISTRY = "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+CHAIN_ID = 31337
+CODE = "44030026ABCDEFGHJKLMNP7"
+
+
+def file_sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def ancestry_records(
+    pdf: bytes = b"%PDF-1.7 signed report\n", code: str = CODE
+) -> list[dict[str, Any]]:
+    """project → contract → commission → sample → test_record → report, with parent links."""
+    def record(rtype: str, rid: str, parents: list[dict[str, Any]], body: dict[str, Any],
+               files: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        return {
+            "type": rtype,
+            "v": 1,
+            "id": rid,
+            "institution": "91440300MA5EXXXXXX",
+            "created_at": "2026-11-22T10:00:00Z",
+            "parents": [record_leaf_hash(p).hex() for p in parents],
+            "files": list(files),
+            "body": body,
+        }
+
+    contract_pdf = b"%PDF-1.7 contract"
+    project = record("project", "01PROJECT", [], {"name": "深圳湾某住宅项目（一期）"})
+    contract = record("contract", "01CONTRACT", [project], {"title": "检测合同"},
+                      [{"role": "contract_pdf", "sha256": file_sha(contract_pdf),
+                        "size": len(contract_pdf), "media_type": "application/pdf"}])
+    commission = record("commission", "01COMMISSION", [contract], {"items": ["抗压强度"]})
+    sample = record("sample", "01SAMPLE", [commission], {"sample_code": "YP-2026-0001",
+                                                         "strength": 30.5, "ratio": 0.1})
+    test_record = record("test_record", "01TEST", [sample], {"value": 1e21, "tiny": 1e-7})
+    report = record("report", "01REPORT", [sample, test_record],
+                    {"code": code, "conclusion": "pass", "approver": "张三"},
+                    [{"role": "signed_pdf", "sha256": file_sha(pdf), "size": len(pdf),
+                      "media_type": "application/pdf"}])
+    return [project, contract, commission, sample, test_record, report]
+
+
+def build_proofs(
+    records: Sequence[dict[str, Any]],
+    *,
+    seq: int = 1,
+    chain_id: int = CHAIN_ID,
+    registry: str = REGISTRY,
+    tx_hash: str = "0x" + "ab" * 32,
+    block_number: int = 42,
+    block_timestamp: int = 1_763_805_600,
+) -> tuple[list[dict[str, Any]], bytes]:
+    """Proof dicts for all records as one batch, and the batch root."""
+    leaves = [record_leaf_hash(r) for r in records]
+    levels = tree_levels(leaves)
+    root = levels[-1][0]
+    proofs = [
+        {
+            "format": "jianzheng-proof/1",
+            "record": r,
+            "leaf_hash": leaves[i].hex(),
+            "batch": {
+                "seq": seq,
+                "tree_size": len(leaves),
+                "leaf_index": i,
+                "root": root.hex(),
+                "path": [p.hex() for p in audit_path_from_levels(levels, i)],
+            },
+            "anchor": {
+                "chain_id": chain_id,
+                "registry": registry,
+                "tx_hash": tx_hash,
+                "block_number": block_number,
+                "block_timestamp": block_timestamp,
+            },
+        }
+        for i, r in enumerate(records)
+    ]
+    return proofs, root
+
+
+def anchored_log(registry: str, seq: int, root: bytes, leaf_count: int, timestamp: int) -> Log:
+    return Log(
+        address=registry,
+        topics=(ANCHORED_TOPIC, seq.to_bytes(32, "big"), root),
+        data=abi_encode(["uint64", "uint64"], [leaf_count, timestamp]),
+    )
+
+
+class FakeChain:
+    """In-memory ChainSource for unit tests of the pure verification logic."""
+
+    def __init__(self, chain_id: int = CHAIN_ID) -> None:
+        self._chain_id = chain_id
+        self.anchors: dict[tuple[str, bytes], AnchorInfo] = {}
+        self.receipts: dict[str, Receipt] = {}
+        self.revocations: dict[tuple[str, bytes], RevocationInfo] = {}
+        self.down = False
+        self.calls = 0
+
+    def _touch(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ChainError("cannot reach http://127.0.0.1:9 (test): refused",
+                             code="chain_unreachable")
+
+    def anchor(self, proof: dict[str, Any]) -> None:
+        """Record the anchor a proof claims, as the registry would."""
+        b, a = proof["batch"], proof["anchor"]
+        root = bytes.fromhex(b["root"])
+        self.anchors[(a["registry"], root)] = AnchorInfo(
+            b["seq"], b["tree_size"], a["block_timestamp"], a["block_number"]
+        )
+        self.receipts[a["tx_hash"]] = Receipt(
+            tx_hash=a["tx_hash"],
+            status=1,
+            block_number=a["block_number"],
+            logs=(anchored_log(a["registry"], b["seq"], root, b["tree_size"],
+                               a["block_timestamp"]),),
+        )
+
+    def chain_id(self) -> int:
+        self._touch()
+        return self._chain_id
+
+    def anchor_of(self, registry: str, root: bytes) -> AnchorInfo | None:
+        self._touch()
+        return self.anchors.get((registry, root))
+
+    def revocation_of(self, registry: str, subject: bytes) -> RevocationInfo | None:
+        self._touch()
+        return self.revocations.get((registry, subject))
+
+    def get_transaction_receipt(self, tx_hash: str) -> Receipt | None:
+        self._touch()
+        return self.receipts.get(tx_hash)
+
+
+def make_bundle(
+    proofs: Sequence[dict[str, Any]],
+    files: dict[str, bytes],
+    *,
+    code: str = CODE,
+    report_record_id: str = "01REPORT",
+    revocation: dict[str, Any] | None = None,
+    extra_members: dict[str, bytes] | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> bytes:
+    """A bundle ZIP: manifest.json and files/<name> for each entry of ``files``."""
+    doc = manifest or {
+        "format": "jianzheng-bundle/1",
+        "code": code,
+        "report_record_id": report_record_id,
+        "proofs": list(proofs),
+        "revocation": revocation,
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(doc, ensure_ascii=False))
+        for name, content in files.items():
+            zf.writestr(f"files/{name}", content)
+        for name, content in (extra_members or {}).items():
+            zf.writestr(name, content)
+    return out.getvalue()

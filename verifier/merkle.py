@@ -1,0 +1,179 @@
+"""Evidence leaves and RFC 6962 Merkle trees.
+
+``leaf_hash = SHA-256(0x00 || canonical_bytes)``; an interior node is
+``SHA-256(0x01 || left || right)``; the tree over n leaves splits at the largest power of two
+smaller than n (RFC 6962 §2.1). Building level by level and promoting an unpaired last node
+unchanged gives exactly that tree. Audit paths are listed leaf side first and verified with
+the algorithm of RFC 9162 §2.1.3.2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from verifier.canonical import canonicalize
+from verifier.errors import InvalidProof
+
+HASH_SIZE = 32
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+#: Largest tree the verifier accepts: the registry stores the leaf count as a uint64.
+MAX_TREE_SIZE = 2**64 - 1
+#: Longest audit path: ceil(log2(MAX_TREE_SIZE)).
+MAX_PATH_LEN = 64
+
+
+def leaf_hash(canonical: bytes) -> bytes:
+    """The evidence leaf of a record's canonical bytes."""
+    return hashlib.sha256(LEAF_PREFIX + canonical).digest()
+
+
+def record_leaf_hash(record: Mapping[str, Any]) -> bytes:
+    """The evidence leaf of a record: SHA-256(0x00 || RFC 8785 bytes of the record)."""
+    return leaf_hash(canonicalize(record))
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """An interior node of the tree."""
+    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+
+
+def _check_leaves(leaves: Sequence[bytes]) -> None:
+    if len(leaves) > MAX_TREE_SIZE:
+        raise ValueError(f"tree of {len(leaves)} leaves exceeds MAX_TREE_SIZE")
+    for i, leaf in enumerate(leaves):
+        if len(leaf) != HASH_SIZE:
+            raise ValueError(f"leaf {i} is {len(leaf)} bytes, not {HASH_SIZE}")
+
+
+def _next_level(level: Sequence[bytes]) -> list[bytes]:
+    sha256 = hashlib.sha256
+    prefix = NODE_PREFIX
+    nxt = [sha256(prefix + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+    if len(level) % 2:
+        nxt.append(level[-1])  # promoted unchanged
+    return nxt
+
+
+def tree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """All levels of the tree, leaves first and the root level (one hash) last.
+
+    Useful to produce every audit path of a batch without rehashing: see
+    ``audit_path_from_levels``. ``leaves`` are leaf hashes and must not be empty.
+    """
+    if not leaves:
+        raise ValueError("a tree needs at least one leaf")
+    _check_leaves(leaves)
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 Merkle Tree Hash of the leaf hashes ``leaves`` (in batch order).
+
+    The root of the empty tree is SHA-256 of the empty string, as RFC 6962 defines it
+    (the registry never anchors an empty batch). A one-leaf tree's root is its leaf hash.
+    """
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    _check_leaves(leaves)
+    level: Sequence[bytes] = leaves
+    while len(level) > 1:
+        level = _next_level(level)
+    return level[0]
+
+
+def audit_path_from_levels(levels: Sequence[Sequence[bytes]], index: int) -> list[bytes]:
+    """The audit path of leaf ``index`` from precomputed ``tree_levels``, leaf side first."""
+    size = len(levels[0])
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} outside a tree of {size} leaves")
+    path: list[bytes] = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index //= 2
+    return path
+
+
+def audit_path(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    """RFC 6962 PATH(index, leaves): the sibling hashes from the leaf up to the root."""
+    return audit_path_from_levels(tree_levels(leaves), index)
+
+
+def expected_path_length(index: int, tree_size: int) -> int:
+    """How many hashes the audit path of ``index`` in a tree of ``tree_size`` holds."""
+    if not 0 <= index < tree_size:
+        raise ValueError(f"leaf index {index} outside a tree of {tree_size} leaves")
+    length = 0
+    last = tree_size - 1
+    while last:
+        if index ^ 1 <= last:
+            length += 1
+        index //= 2
+        last //= 2
+    return length
+
+
+def root_from_path(leaf: bytes, index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
+    """The root that ``path`` leads to from ``leaf`` at ``index`` (RFC 9162 §2.1.3.2).
+
+    Raises InvalidProof (code ``bad_path_shape``) when the shape is wrong: index outside
+    the tree, a size outside 1..MAX_TREE_SIZE, a hash that is not 32 bytes, or a path
+    that is too short or too long for ``index`` and ``tree_size``.
+    """
+    if isinstance(index, bool) or isinstance(tree_size, bool):
+        raise InvalidProof("leaf index and tree size must be integers", code="bad_path_shape")
+    if not 1 <= tree_size <= MAX_TREE_SIZE:
+        raise InvalidProof(f"tree size {tree_size} out of range", code="bad_path_shape")
+    if not 0 <= index < tree_size:
+        raise InvalidProof(
+            f"leaf index {index} outside a tree of {tree_size} leaves", code="bad_path_shape"
+        )
+    if len(path) > MAX_PATH_LEN:
+        raise InvalidProof(
+            f"audit path of {len(path)} hashes exceeds {MAX_PATH_LEN}", code="bad_path_shape"
+        )
+    if len(leaf) != HASH_SIZE or any(len(p) != HASH_SIZE for p in path):
+        raise InvalidProof("every hash must be 32 bytes", code="bad_path_shape")
+    fn = index
+    sn = tree_size - 1
+    r = leaf
+    for p in path:
+        if sn == 0:
+            raise InvalidProof(
+                f"audit path too long for leaf {index} of {tree_size}", code="bad_path_shape"
+            )
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise InvalidProof(
+            f"audit path too short for leaf {index} of {tree_size}", code="bad_path_shape"
+        )
+    return r
+
+
+def verify_inclusion(
+    leaf: bytes, index: int, tree_size: int, path: Sequence[bytes], root: bytes
+) -> bool:
+    """True when ``path`` proves ``leaf`` is leaf ``index`` of the tree with ``root``.
+
+    A path of the wrong shape is simply not a proof: False, no exception.
+    """
+    try:
+        computed = root_from_path(leaf, index, tree_size, path)
+    except InvalidProof:
+        return False
+    return computed == root
