@@ -99,6 +99,7 @@ def create_app(
         max_bytes=settings.security.max_body_bytes,
         overrides={
             "PUT /api/v1/reports/": settings.security.max_pdf_bytes,
+            "POST /api/v1/public/verify": settings.security.max_pdf_bytes,
             "PATCH /api/v1/uploads/": 64 * 1024 * 1024,
         },
     )

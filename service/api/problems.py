@@ -65,8 +65,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             code = "malformed_json"
         elif any(e["type"] == "extra_forbidden" for e in errors):
             code = "unknown_field"
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        detail = "invalid request"
+        if errors:
+            loc, msg = errors[0]["loc"], str(errors[0]["msg"])
+            detail = f"{'.'.join(loc)}: {msg}" if loc else msg
         return problem_response(ProblemError(422, code, detail, errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
@@ -96,20 +98,18 @@ class BodyLimitMiddleware:
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.overrides = overrides or {}
+        # "METHOD /prefix" or "/prefix" -> limit; the longest matching prefix wins.
+        rules = []
+        for key, limit in (overrides or {}).items():
+            meth, _, prefix = key.partition(" ") if " " in key else ("*", "", key)
+            rules.append((prefix, meth, limit))
+        self._rules = sorted(rules, key=lambda r: -len(r[0]))
 
     def _limit_for(self, path: str, method: str) -> int:
-        for (prefix, meth), limit in self._compiled():
+        for prefix, meth, limit in self._rules:
             if path.startswith(prefix) and (meth == "*" or meth == method):
                 return limit
         return self.max_bytes
-
-    def _compiled(self) -> list[tuple[tuple[str, str], int]]:
-        items = []
-        for key, limit in self.overrides.items():
-            meth, _, prefix = key.partition(" ") if " " in key else ("*", "", key)
-            items.append(((prefix, meth), limit))
-        return sorted(items, key=lambda x: -len(x[0][0]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
