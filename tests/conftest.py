@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.db",
+    "tests.fixtures.signer",
 ]
