@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 
+from verifier.errors import VerifierError
+
 MAX_PDF_BYTES = 64 * 1024 * 1024
 MAX_TRUST_ROOTS = 64
 MAX_QR_PAGES = 500
@@ -50,12 +52,10 @@ _CODE_RE = re.compile(r"^[0-9A-Z]{1,64}$")
 _PDFIUM_LOCK = threading.Lock()
 
 
-class PdfUnreadable(ValueError):
+class PdfUnreadable(VerifierError, ValueError):
     """The input is not a PDF this verifier can parse (or exceeds its hard limits)."""
 
-    def __init__(self, message: str, *, code: str = "pdf_unreadable") -> None:
-        super().__init__(message)
-        self.code = code
+    default_code = "pdf_unreadable"
 
 
 class FindingCode(enum.StrEnum):
