@@ -85,6 +85,9 @@ def free_port() -> int:
 def port_is_free(port: int) -> bool:
     """Whether 127.0.0.1:``port`` can be bound now (nothing else listens there)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR as the nodes themselves use it: connections of a node that just
+        # stopped linger in TIME_WAIT for a minute and must not make the port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

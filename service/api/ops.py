@@ -24,6 +24,8 @@ router = APIRouter(tags=["ops"])
 STATE_ANCHOR_FAILURES = "anchor_failures"
 STATE_LAST_ERROR = "anchor_last_error"
 STATE_WORKER_HEARTBEAT = "worker_heartbeat"
+#: Set (non-empty) while the worker refuses to anchor because database and chain disagree.
+STATE_HALTED = "anchor_halted"
 
 
 def anchoring_status(session: Session) -> dict[str, Any]:
@@ -43,6 +45,7 @@ def anchoring_status(session: Session) -> dict[str, Any]:
         "last_anchored_seq": int(last_seq or 0),
         "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
         "last_error": state.get(STATE_LAST_ERROR) or None,
+        "halted": state.get(STATE_HALTED) or None,
         "worker_heartbeat_age_s": (
             round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
             if STATE_WORKER_HEARTBEAT in state
@@ -55,7 +58,8 @@ def anchoring_status(session: Session) -> dict[str, Any]:
 def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
     status = anchoring_status(session)
     return {
-        "status": "ok",
+        # "degraded": records are still accepted, but nothing is anchored until resolved.
+        "status": "degraded" if status["halted"] else "ok",
         "chain": state.chain.as_json() if state.chain else None,
         "anchoring": status,
     }
@@ -85,4 +89,9 @@ def metrics(session: SessionDep) -> Response:
         ("jianzheng_anchor_failures_total", "Failed anchoring attempts", "anchor_failures"),
     ):
         Gauge(name, doc, registry=registry).set(status[key])
+    Gauge(
+        "jianzheng_anchor_halted",
+        "1 while anchoring is halted because the database and the chain disagree",
+        registry=registry,
+    ).set(1 if status["halted"] else 0)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -16,11 +16,12 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from verifier.canonical import canonicalize
-from verifier.merkle import leaf_hash
 
 from service.errors import ProblemError
 from service.storage.models import Outbox, Record, RecordFile, RecordParent
+from verifier.canonical import canonicalize
+from verifier.errors import CanonicalizationError
+from verifier.merkle import leaf_hash
 
 RECORD_TYPES = frozenset(
     {
@@ -97,6 +98,49 @@ def build_record(
     }
 
 
+@dataclass(frozen=True)
+class EncodedRecord:
+    """A record's id, its canonical bytes (RFC 8785) and its leaf hash (hex)."""
+
+    id: str
+    created_at: datetime
+    canonical: bytes
+    leaf_hash: str
+
+
+def encode_record(
+    *,
+    type: str,
+    institution: str,
+    body: Mapping[str, Any],
+    parent_leaf_hashes: Sequence[str] = (),
+    files: Sequence[FileRef] = (),
+    record_id: str | None = None,
+    created_at: datetime | None = None,
+) -> EncodedRecord:
+    """Build (`build_record`), canonicalize and hash a record, without writing it."""
+    if type not in RECORD_TYPES:
+        raise ValueError(f"unknown record type {type!r}")
+    if len(parent_leaf_hashes) > MAX_PARENTS:
+        raise ProblemError(422, "too_many_parents", f"at most {MAX_PARENTS} parents")
+    record_id = record_id or new_record_id()
+    created_at = created_at or utc_now()
+    obj = build_record(
+        record_id=record_id,
+        type=type,
+        institution=institution,
+        created_at=created_at,
+        parents=parent_leaf_hashes,
+        files=files,
+        body=body,
+    )
+    try:
+        canonical = canonicalize(obj)
+    except (ValueError, CanonicalizationError) as exc:
+        raise ProblemError(422, "not_canonicalizable", str(exc)) from exc
+    return EncodedRecord(record_id, created_at, canonical, leaf_hash(canonical).hex())
+
+
 def append_record(
     session: Session,
     *,
@@ -110,26 +154,17 @@ def append_record(
     created_at: datetime | None = None,
 ) -> Record:
     """Write an evidence record and its outbox entry into the session (caller commits)."""
-    if type not in RECORD_TYPES:
-        raise ValueError(f"unknown record type {type!r}")
-    if len(parents) > MAX_PARENTS:
-        raise ProblemError(422, "too_many_parents", f"at most {MAX_PARENTS} parents")
-    record_id = record_id or new_record_id()
-    created_at = created_at or utc_now()
-    obj = build_record(
-        record_id=record_id,
+    encoded = encode_record(
         type=type,
         institution=institution,
-        created_at=created_at,
-        parents=[p.leaf_hash for p in parents],
-        files=files,
         body=body,
+        parent_leaf_hashes=[p.leaf_hash for p in parents],
+        files=files,
+        record_id=record_id,
+        created_at=created_at,
     )
-    try:
-        canonical = canonicalize(obj)
-    except ValueError as exc:  # CanonicalizationError is a ValueError subclass or wrapped
-        raise ProblemError(422, "not_canonicalizable", str(exc)) from exc
-    leaf = leaf_hash(canonical).hex()
+    record_id, created_at = encoded.id, encoded.created_at
+    canonical, leaf = encoded.canonical, encoded.leaf_hash
     record = Record(
         id=record_id,
         type=type,
@@ -140,7 +175,7 @@ def append_record(
         code=code,
     )
     session.add(record)
-    session.flush([record])
+    session.flush()
     for position, parent in enumerate(parents):
         session.add(RecordParent(child_id=record_id, parent_id=parent.id, position=position))
     for f in files:

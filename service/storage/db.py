@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
     )
 
 
@@ -73,3 +74,94 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Bring the schema at `url` to the newest migration."""
     command.upgrade(alembic_config(url), "head")
+
+
+def libpq_conninfo(engine: Engine) -> str:
+    """The engine's PostgreSQL URL in the form libpq (psycopg.connect) takes."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class AsyncPgPool:
+    """A small pool of autocommit `psycopg.AsyncConnection`s bound to one event loop.
+
+    For hot statements that need neither the ORM nor a transaction of several round
+    trips (the signed report-code fast path): awaited on the event loop, they need no
+    worker thread. Connections are opened on demand up to `size`; one whose statement
+    failed is closed, not reused. Create it inside the loop that uses it (`loop`), and
+    `close()` it at shutdown. Not thread-safe: use it from its loop only.
+    """
+
+    def __init__(self, conninfo: str, size: int) -> None:
+        import asyncio
+
+        self._conninfo = conninfo
+        self._size = max(1, size)
+        self._idle: list[Any] = []
+        self._opened = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+        self.loop = asyncio.get_running_loop()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _acquire(self) -> Any:
+        import psycopg
+
+        while True:
+            if self._closed:
+                raise RuntimeError("pool closed")
+            if self._idle:
+                return self._idle.pop()
+            if self._opened < self._size:
+                self._opened += 1
+                try:
+                    return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                except BaseException:
+                    self._opened -= 1
+                    self._wake_one()
+                    raise
+            waiter = self.loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the turn on
+                raise
+
+    async def _release(self, conn: Any, broken: bool) -> None:
+        if broken or self._closed or conn.closed:
+            self._opened -= 1
+            self._wake_one()
+            await conn.close()
+            return
+        self._idle.append(conn)
+        self._wake_one()
+
+    async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run one statement (autocommit) and return its first row."""
+        conn = await self._acquire()
+        broken = True
+        try:
+            cur = await conn.execute(sql, params)
+            row: tuple[Any, ...] | None = await cur.fetchone()
+            broken = False
+            return row
+        finally:
+            await self._release(conn, broken)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._opened -= len(idle)
+        for conn in idle:
+            await conn.close()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("pool closed"))

@@ -1,0 +1,863 @@
+"""The anchoring worker: outbox -> batch (RFC 6962 tree) -> `anchor(seq, root, n)` -> anchored.
+
+Crash safety rests on one rule: every step is written to the database *before* the
+step that depends on it happens on chain, and every restart first asks the chain what
+really happened (`batchCount`, `anchorOf`, the `Anchored` log) before sending anything.
+
+1. prepare   one transaction inserts the Batch (`prepared`) and its BatchLeaf rows and
+             deletes the outbox rows it took (all or nothing);
+2. sign      the signed raw transaction, its hash and nonce are stored (`sent`) before
+             it is broadcast, so a crash after broadcasting can always find it again;
+3. send      broadcast the stored raw transaction;
+4. wait      poll for the receipt (+ `confirmations` blocks), then mark `anchored`.
+
+Reconciliation (`_reconcile_batch`) turns any crash point back into step 2/3/4: a root
+already anchored on chain is recorded from its `Anchored` log; a root not anchored while
+the chain is exactly one batch behind is re-broadcast (or re-signed with a fresh nonce
+when its nonce was used by something else); any other disagreement between database and
+chain halts sending and is reported (service_state `anchor_halted`, /healthz), because
+sending then could only make things worse. The contract itself refuses a duplicate root
+and a sequence gap, so even a bug here cannot double-anchor or leave a gap on chain.
+
+One leader at a time: a PostgreSQL session advisory lock held on a dedicated connection,
+or an `flock` lock file next to a SQLite database. Others wait for the lock.
+
+`JZ_TEST_CRASH_AT=<point>[:<n>]` (tests only) makes the process SIGKILL itself the n-th
+time it reaches `point` (one of CRASH_POINTS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from eth_abi.abi import decode as abi_decode
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.anchoring.contract import (
+    ChainError,
+    ChainRejected,
+    ChainReverted,
+    ChainTimeout,
+    Fees,
+    RegistryClient,
+    TxReceipt,
+)
+from service.app import AppState, ChainInfo
+from service.settings import Settings
+from service.storage.db import is_sqlite, make_sessionmaker
+from service.storage.models import Batch, KeyValue, Outbox
+from verifier.merkle import merkle_root
+
+log = logging.getLogger(__name__)
+
+# service_state keys (the first three are read by service/api/ops.py).
+STATE_ANCHOR_FAILURES = "anchor_failures"
+STATE_LAST_ERROR = "anchor_last_error"
+STATE_WORKER_HEARTBEAT = "worker_heartbeat"
+STATE_HALTED = "anchor_halted"
+STATE_LEADER = "worker_leader"
+
+CRASH_ENV = "JZ_TEST_CRASH_AT"
+#: prepared: batch committed, nothing signed; signed: raw tx stored, not broadcast;
+#: sent: broadcast, nothing recorded; waiting: inside the receipt wait; mined: receipt
+#: in hand, batch not yet marked anchored.
+CRASH_POINTS = ("prepared", "signed", "sent", "waiting", "mined")
+
+#: Arbitrary 63-bit key of the PostgreSQL advisory lock that elects the leader.
+PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"jianzheng/anchor-worker").digest()[:8], "big") >> 1
+#: How often a non-leader retries the lock, and how often the leader checks it still holds it.
+LOCK_RETRY_S = 0.5
+LOCK_CHECK_S = 2.0
+#: Heartbeat write interval (service_state `worker_heartbeat`).
+HEARTBEAT_S = 1.0
+#: While idle, re-check that the database and the chain still agree this often.
+IDLE_CHECK_S = 5.0
+#: While halted on a mismatch, re-check this often (an operator may have fixed it).
+HALT_RECHECK_S = 5.0
+#: Fee fields fetched from the node are reused for this long.
+FEES_TTL_S = 30.0
+#: Longest error text kept in service_state.
+MAX_ERROR_TEXT = 500
+#: A batch whose prepare transaction saw concurrent outbox commits is retried this often.
+PREPARE_ATTEMPTS = 5
+
+
+class ChainMismatch(Exception):
+    """The database and the chain disagree; sending anything could make it worse."""
+
+
+class _Retry(Exception):
+    """Internal: the prepare transaction saw a concurrent change; roll back and retry."""
+
+
+# --------------------------------------------------------------------------- crash injection
+
+
+class _CrashInjector:
+    """Test-only: SIGKILL this process at a named point (JZ_TEST_CRASH_AT=point[:n])."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.point: str | None = None
+        self.remaining = 0
+        if spec:
+            point, _, count = spec.partition(":")
+            if point not in CRASH_POINTS:
+                raise ValueError(f"{CRASH_ENV}={spec!r}: point must be one of {CRASH_POINTS}")
+            self.point = point
+            self.remaining = int(count or "1")
+
+    def __call__(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.remaining -= 1
+        if self.remaining <= 0:
+            log.warning("test crash injection: SIGKILL at %s", point)
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- leader election
+
+
+class LeaderLock(Protocol):
+    def acquire(self) -> bool: ...
+
+    def still_held(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class PgAdvisoryLock:
+    """`pg_try_advisory_lock` on a dedicated connection; the lock lives as long as it does."""
+
+    def __init__(self, engine: Engine, key: int = PG_LOCK_KEY) -> None:
+        self.engine = engine
+        self.key = key
+        self._conn: Connection | None = None
+
+    def acquire(self) -> bool:
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            got = bool(
+                self._conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
+                ).scalar()
+            )
+        except SQLAlchemyError:
+            self._drop()
+            raise
+        return got
+
+    def still_held(self) -> bool:
+        if self._conn is None:
+            return False
+        try:
+            held = self._conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted "
+                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
+                ),
+                {"k": self.key},
+            ).scalar()
+        except SQLAlchemyError:
+            self._drop()
+            return False
+        return bool(held)
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        with contextlib.suppress(SQLAlchemyError):
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+        with contextlib.suppress(SQLAlchemyError):
+            self._conn.close()
+        self._conn = None
+
+
+class FileLock:
+    """An exclusive `flock` on a lock file (SQLite: every worker on the same database file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def still_held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def make_leader_lock(settings: Settings, engine: Engine) -> LeaderLock:
+    url = settings.database_url
+    if is_sqlite(url):
+        db_path = url.removeprefix("sqlite:///")
+        if db_path and not db_path.startswith(":memory:") and url.startswith("sqlite:///"):
+            return FileLock(Path(db_path + ".anchor-lock"))
+        return FileLock(settings.data_dir / "anchor-worker.lock")
+    return PgAdvisoryLock(engine)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True)
+class AnchorResult:
+    seq: int
+    size: int
+    tx_hash: str
+    block_number: int
+
+
+class AnchorWorker:
+    """One anchoring worker. `run(stop)` loops until `stop` is set; `step()` is one pass."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        chain: ChainInfo,
+        *,
+        client: RegistryClient | None = None,
+        lock: LeaderLock | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.chain = chain
+        self.client = client or RegistryClient(
+            chain.rpc_url,
+            chain.registry,
+            settings.chain.private_key.get_secret_value(),
+            rpc_timeout=min(10.0, settings.chain.receipt_timeout_s),
+        )
+        if client is None:
+            # This loop has its own backoff; web3's silent per-call retries would only hide
+            # an outage for several seconds per request.
+            self.client.w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+        self.lock = lock or make_leader_lock(settings, engine)
+        self.now = now
+        self._sessions = make_sessionmaker(engine)
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self._crash = _CrashInjector(os.environ.get(CRASH_ENV))
+        self._leader = False
+        self._verified = False
+        self._last_check = 0.0
+        self._halted: str | None = None
+        self._nonce: int | None = None
+        #: batchCount as of our own last anchor (None: unknown, ask the chain).
+        self._chain_count: int | None = None
+        self._fees: tuple[float, Fees] | None = None
+        self._last_heartbeat = 0.0
+        self._last_lock_check = 0.0
+        self.anchored_batches = 0
+
+    # ----------------------------------------------------------- loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop` is set: wait for leadership, then anchor; back off on failures."""
+        a = self.settings.anchor
+        backoff = a.retry_initial_s
+        try:
+            while not stop.is_set():
+                if not self._ensure_leader():
+                    stop.wait(LOCK_RETRY_S)
+                    continue
+                try:
+                    worked = self.step()
+                except ChainMismatch as exc:
+                    self._halt(str(exc))
+                    stop.wait(HALT_RECHECK_S)
+                    continue
+                except (ChainError, SQLAlchemyError, OSError) as exc:
+                    self._failure(exc)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, a.retry_max_s)
+                    continue
+                backoff = a.retry_initial_s
+                if not worked:
+                    stop.wait(a.poll_interval_s)
+        finally:
+            self.lock.release()
+            self._leader = False
+
+    def _ensure_leader(self) -> bool:
+        now = time.monotonic()
+        if self._leader:
+            if now - self._last_lock_check < LOCK_CHECK_S:
+                return True
+            self._last_lock_check = now
+            if self.lock.still_held():
+                return True
+            log.error("anchoring worker %s lost its leader lock", self.identity)
+            self._leader = False
+        try:
+            got = self.lock.acquire()
+        except SQLAlchemyError as exc:
+            log.warning("anchoring worker: cannot take the leader lock: %s", exc)
+            return False
+        if got:
+            log.info("anchoring worker %s is the leader", self.identity)
+            self._leader = True
+            self._last_lock_check = now
+            self._verified = False
+            self._nonce = None
+            self._chain_count = None
+            with contextlib.suppress(SQLAlchemyError):
+                self._set_state({STATE_LEADER: self.identity})
+        return got
+
+    def step(self) -> bool:
+        """One pass; True if it did something (the caller polls again at once)."""
+        self._heartbeat()
+        now = time.monotonic()
+        if self._halted is not None or not self._verified or now - self._last_check > IDLE_CHECK_S:
+            self.check_consistency()
+        pending = self._unanchored_batches()
+        if pending:
+            for batch in pending:
+                if not self._reconcile_batch(batch):
+                    return False  # e.g. waiting for confirmations
+            return True
+        self._process_revocations()
+        batch = self.prepare_batch()
+        if batch is None:
+            return False
+        self._crash("prepared")
+        self._send_new(batch)
+        return True
+
+    # ----------------------------------------------------------- state / health
+
+    def _set_state(self, values: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            for key, value in values.items():
+                done = conn.execute(
+                    update(KeyValue).where(KeyValue.key == key).values(value=value)
+                ).rowcount
+                if not done:
+                    conn.execute(insert(KeyValue).values(key=key, value=value))
+
+    def _heartbeat(self) -> None:
+        now = self.now()
+        if now - self._last_heartbeat >= HEARTBEAT_S:
+            self._set_state({STATE_WORKER_HEARTBEAT: f"{now:.3f}"})
+            self._last_heartbeat = now
+
+    def _failure(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_TEXT]
+        log.warning("anchoring failed (will retry): %s", message)
+        self._nonce = None
+        self._chain_count = None
+        self._fees = None
+        try:
+            with self.engine.begin() as conn:
+                current = conn.execute(
+                    select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
+                ).scalar()
+                count = int(current or 0) + 1
+            self._set_state({STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})
+        except SQLAlchemyError as db_exc:
+            log.error("cannot record the anchoring failure: %s", db_exc)
+
+    def _halt(self, reason: str) -> None:
+        if self._halted != reason:
+            log.critical(
+                "ANCHORING HALTED: the database and the chain disagree; nothing will be sent "
+                "until this is resolved: %s",
+                reason,
+            )
+        self._halted = reason
+        self._nonce = None
+        self._chain_count = None
+        with contextlib.suppress(SQLAlchemyError):
+            self._set_state({STATE_HALTED: reason, STATE_LAST_ERROR: reason[:MAX_ERROR_TEXT]})
+
+    def _clear_halt(self) -> None:
+        if self._halted is not None:
+            log.warning("anchoring resumed: database and chain agree again")
+        self._halted = None
+        self._set_state({STATE_HALTED: ""})
+
+    # ----------------------------------------------------------- consistency
+
+    def check_consistency(self) -> None:
+        """Raise ChainMismatch unless the chain holds exactly what the database says."""
+        c = self.client
+        chain_id = c.chain_id()
+        if chain_id != self.chain.chain_id:
+            raise ChainMismatch(
+                f"node chain id {chain_id} is not the configured {self.chain.chain_id}"
+            )
+        code = c.rpc("eth_getCode", [c.address, "latest"])
+        if not isinstance(code, str) or code in ("0x", "0x0", ""):
+            raise ChainMismatch(
+                f"no contract at registry {c.address} on chain {chain_id} "
+                "(dev chain state lost, or the wrong chain/registry is configured)"
+            )
+        with self.engine.connect() as conn:
+            last = conn.execute(
+                select(Batch.seq, Batch.root, Batch.size, Batch.registry_address)
+                .where(Batch.status == "anchored")
+                .order_by(Batch.seq.desc())
+                .limit(1)
+            ).first()
+            top = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+        count = c.batch_count()
+        if last is not None:
+            if last.registry_address and last.registry_address.lower() != c.address.lower():
+                raise ChainMismatch(
+                    f"the database's batches were anchored to registry {last.registry_address}, "
+                    f"not the configured {c.address}"
+                )
+            if count < last.seq:
+                raise ChainMismatch(
+                    f"registry {c.address} holds {count} batches but the database has batch "
+                    f"{last.seq} anchored (the chain lost state, or this is another chain)"
+                )
+            info = c.anchor_of(last.root)
+            if info is None or info.seq != last.seq or info.leaf_count != last.size:
+                raise ChainMismatch(
+                    f"batch {last.seq} (root {last.root}) is anchored in the database but the "
+                    f"registry says {info}"
+                )
+        if count > top:
+            raise ChainMismatch(
+                f"registry {c.address} holds {count} batches but the database knows only {top} "
+                "(another writer uses this registry, or the database lost batches)"
+            )
+        self._verified = True
+        self._last_check = time.monotonic()
+        if self._halted is not None:
+            self._clear_halt()
+
+    # ----------------------------------------------------------- batches
+
+    def _unanchored_batches(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(
+                        Batch.seq,
+                        Batch.root,
+                        Batch.size,
+                        Batch.status,
+                        Batch.raw_tx,
+                        Batch.tx_hash,
+                        Batch.tx_nonce,
+                    )
+                    .where(Batch.status != "anchored")
+                    .order_by(Batch.seq)
+                ).all()
+            )
+
+    def _batch_ready(self, conn: Connection) -> bool:
+        a = self.settings.anchor
+        oldest = conn.execute(select(Outbox.enqueued_at).order_by(Outbox.seq).limit(1)).scalar()
+        if oldest is None:
+            return False
+        if self.now() - oldest >= a.batch_max_age_s:
+            return True
+        full = conn.execute(
+            select(Outbox.seq).order_by(Outbox.seq).offset(a.batch_max_leaves - 1).limit(1)
+        ).scalar()
+        return full is not None
+
+    def prepare_batch(self) -> Any | None:
+        """Close a batch if one is due: in one transaction insert the Batch and its leaves and
+        delete the outbox rows they came from. Returns the batch row, or None."""
+        limit = self.settings.anchor.batch_max_leaves
+        for _ in range(PREPARE_ATTEMPTS):
+            with self.engine.connect() as conn:
+                if not self._batch_ready(conn):
+                    return None
+                # Plain DB-API tuples: Row objects cost more than the query at 20,000 rows.
+                rows = conn.exec_driver_sql(
+                    "SELECT seq, leaf_hash, enqueued_at FROM outbox ORDER BY seq "
+                    f"LIMIT {int(limit)}"
+                ).cursor.fetchall()
+                last_seq = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+            if not rows:
+                return None
+            leaves = [bytes.fromhex(r[1]) for r in rows]
+            root = merkle_root(leaves).hex()
+            max_seq = rows[-1][0]
+            seq = last_seq + 1
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(Batch).values(
+                            seq=seq,
+                            root=root,
+                            size=len(rows),
+                            status="prepared",
+                            created_at=self.now(),
+                            oldest_enqueued_at=min(r[2] for r in rows),
+                            chain_id=self.chain.chain_id,
+                            registry_address=self.client.address,
+                        )
+                    )
+                    moved = conn.execute(
+                        text(
+                            "INSERT INTO batch_leaves"
+                            " (batch_seq, leaf_index, record_id, leaf_hash)"
+                            " SELECT :b, ROW_NUMBER() OVER (ORDER BY seq) - 1, record_id, leaf_hash"
+                            " FROM outbox WHERE seq <= :m"
+                        ),
+                        {"b": seq, "m": max_seq},
+                    ).rowcount
+                    if moved != len(rows):
+                        raise _Retry
+                    gone = conn.execute(delete(Outbox).where(Outbox.seq <= max_seq)).rowcount
+                    if gone != len(rows):
+                        raise _Retry
+            except _Retry:
+                log.info("outbox changed under batch %d; building it again", seq)
+                continue
+            log.debug("prepared batch %d: %d leaves, root %s", seq, len(rows), root)
+            return _BatchRow(seq, root, len(rows), "prepared", None, None, None)
+        return None
+
+    # ----------------------------------------------------------- chain side
+
+    def _fees_now(self) -> Fees:
+        now = time.monotonic()
+        if self._fees is None or now - self._fees[0] > FEES_TTL_S:
+            self._fees = (now, self.client.fees())
+        return self._fees[1]
+
+    def _latest_nonce(self) -> int:
+        return int(self.client.rpc("eth_getTransactionCount", [self.client.sender, "latest"]), 16)
+
+    def _sign_and_store(self, batch: Any, nonce: int | None = None) -> tuple[bytes, str, int]:
+        """Sign anchor(seq, root, size), store raw tx + hash + nonce (status sent), commit."""
+        if nonce is None:
+            if self._nonce is None:
+                self._nonce = self.client.pending_nonce()
+            nonce = self._nonce
+        signed = self.client.build_anchor_tx(
+            batch.seq, batch.root, batch.size, nonce, fees=self._fees_now()
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Batch)
+                .where(Batch.seq == batch.seq, Batch.status != "anchored")
+                .values(status="sent", raw_tx=signed.raw, tx_hash=signed.hash, tx_nonce=nonce)
+            )
+        self._crash("signed")
+        return signed.raw, signed.hash, nonce
+
+    def _send_new(self, batch: Any) -> None:
+        # Right after anchoring seq-1 ourselves the count is known; otherwise ask the chain.
+        # (The contract refuses a gap either way; this turns a refusal into a clear halt.)
+        if self._chain_count != batch.seq - 1:
+            count = self.client.batch_count()
+            if count != batch.seq - 1:
+                self._verified = False
+                raise ChainMismatch(
+                    f"about to anchor batch {batch.seq} but the registry holds {count} batches"
+                )
+        self._chain_count = None
+        raw, tx_hash, nonce = self._sign_and_store(batch)
+        self._broadcast(raw, tx_hash)
+        self._nonce = nonce + 1
+        self._finish(batch, tx_hash)
+
+    def _broadcast(self, raw: bytes, tx_hash: str) -> None:
+        try:
+            self.client.send_raw(raw)
+        except ChainReverted as exc:
+            # Reconciliation decides what it means (already anchored, gap, no role...).
+            self._nonce = None
+            raise ChainError(f"anchor tx {tx_hash} reverted: {exc}") from exc
+        self._crash("sent")
+
+    def _finish(self, batch: Any, tx_hash: str) -> AnchorResult:
+        receipt = self._wait_receipt(tx_hash)
+        if receipt.status != 1:
+            self._nonce = None
+            reason = "no revert data"
+            try:
+                self.client.preflight_anchor(batch.seq, batch.root, batch.size)
+            except ChainReverted as exc:
+                reason = str(exc)
+            raise ChainError(f"anchor tx {tx_hash} of batch {batch.seq} failed: {reason}")
+        self._crash("mined")
+        event = self._anchored_event(receipt, batch)
+        if event is None:
+            raise ChainError(f"anchor tx {tx_hash} emitted no Anchored({batch.seq}, {batch.root})")
+        return self._mark_anchored(batch, tx_hash, receipt.block_number, event, receipt.gas_used)
+
+    def _wait_receipt(self, tx_hash: str) -> TxReceipt:
+        cfg = self.settings.chain
+        deadline = time.monotonic() + cfg.receipt_timeout_s
+        delay = 0.005
+        receipt: TxReceipt | None = None
+        while True:
+            receipt = self.client.get_receipt(tx_hash)
+            self._crash("waiting")
+            if receipt is not None:
+                if receipt.status != 1 or cfg.confirmations == 0:
+                    return receipt
+                if self.client.block_number() >= receipt.block_number + cfg.confirmations:
+                    return receipt
+            if time.monotonic() >= deadline:
+                state = "not mined" if receipt is None else "not confirmed"
+                raise ChainTimeout(f"anchor tx {tx_hash} {state} after {cfg.receipt_timeout_s:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _anchored_event(self, receipt: TxReceipt, batch: Any) -> int | None:
+        """The block timestamp from the receipt's Anchored(seq, root) log, or None."""
+        topic_seq = "0x" + batch.seq.to_bytes(32, "big").hex()
+        topic_root = "0x" + batch.root
+        for entry in receipt.logs:
+            topics = [str(t).lower() for t in entry.get("topics", ())]
+            ours = str(entry.get("address", "")).lower() == self.client.address.lower()
+            if ours and topics[:3] == [self.client.anchored_topic, topic_seq, topic_root]:
+                data = bytes.fromhex(str(entry["data"])[2:])
+                leaf_count, timestamp = abi_decode(["uint64", "uint64"], data)
+                if leaf_count != batch.size:
+                    raise ChainMismatch(
+                        f"batch {batch.seq} anchored with {leaf_count} leaves, not {batch.size}"
+                    )
+                return int(timestamp)
+        return None
+
+    def _mark_anchored(
+        self, batch: Any, tx_hash: str, block_number: int, timestamp: int, gas_used: int | None
+    ) -> AnchorResult:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Batch)
+                .where(Batch.seq == batch.seq)
+                .values(
+                    status="anchored",
+                    tx_hash=tx_hash,
+                    block_number=block_number,
+                    block_timestamp=timestamp,
+                    gas_used=gas_used,
+                    anchored_at=self.now(),
+                )
+            )
+            conn.execute(update(KeyValue).where(KeyValue.key == STATE_LAST_ERROR).values(value=""))
+        self.anchored_batches += 1
+        self._chain_count = batch.seq
+        log.info(
+            "anchored batch %d (%d leaves) in block %d, tx %s",
+            batch.seq,
+            batch.size,
+            block_number,
+            tx_hash,
+        )
+        return AnchorResult(batch.seq, batch.size, tx_hash, block_number)
+
+    def _reconcile_batch(self, batch: Any) -> bool:
+        """Bring one unanchored batch to `anchored` from wherever a crash left it.
+        Returns False if it has to wait (confirmations)."""
+        c = self.client
+        info = c.anchor_of(batch.root)
+        if info is not None:
+            if info.seq != batch.seq or info.leaf_count != batch.size:
+                raise ChainMismatch(
+                    f"root of batch {batch.seq} is anchored on chain as seq {info.seq} with "
+                    f"{info.leaf_count} leaves (database: {batch.size})"
+                )
+            found = c.find_anchor_tx(batch.seq, batch.root)
+            if found is None:
+                raise ChainError(f"batch {batch.seq} is anchored but its Anchored log is missing")
+            confirmations = self.settings.chain.confirmations
+            if confirmations and c.block_number() < found.block_number + confirmations:
+                return False
+            receipt = c.get_receipt(found.tx_hash)
+            log.info(
+                "batch %d was already anchored by tx %s; recording it", batch.seq, found.tx_hash
+            )
+            self._mark_anchored(
+                batch,
+                found.tx_hash,
+                found.block_number,
+                found.timestamp,
+                receipt.gas_used if receipt is not None else None,
+            )
+            return True
+        count = c.batch_count()
+        if count != batch.seq - 1:
+            self._verified = False
+            raise ChainMismatch(
+                f"batch {batch.seq} is not anchored and the registry holds {count} batches "
+                f"(expected {batch.seq - 1})"
+            )
+        if batch.status == "prepared" or batch.raw_tx is None:
+            self._send_new(batch)
+            return True
+        # status sent: the stored transaction may be pending, lost, or its nonce used up.
+        receipt = c.get_receipt(batch.tx_hash)
+        if receipt is not None and receipt.status == 1:
+            raise ChainError(f"tx {batch.tx_hash} mined but root of batch {batch.seq} not anchored")
+        if self._latest_nonce() > batch.tx_nonce:
+            log.warning(
+                "nonce %d of batch %d was used by another transaction; signing again",
+                batch.tx_nonce,
+                batch.seq,
+            )
+            self._nonce = None
+            self._fees = None
+            self._send_new(batch)
+            return True
+        log.info("re-broadcasting the stored anchor tx %s of batch %d", batch.tx_hash, batch.seq)
+        tx_hash = batch.tx_hash
+        self._nonce = None
+        try:
+            self.client.send_raw(batch.raw_tx)
+        except ChainRejected as exc:
+            # "already known" is fine; anything else (fees moved on, nonce gap after a chain
+            # reset): sign again, replacing it with the same nonce where that nonce is usable.
+            if "known" not in exc.message.lower():
+                nonce = min(batch.tx_nonce, c.pending_nonce())
+                log.warning(
+                    "re-broadcast refused (%s); re-signing with nonce %d", exc.message, nonce
+                )
+                self._fees = None
+                raw, tx_hash, _ = self._sign_and_store(batch, nonce=nonce)
+                self._broadcast(raw, tx_hash)
+        except ChainReverted as exc:
+            raise ChainError(f"re-broadcast anchor tx {tx_hash} reverted: {exc}") from exc
+        self._finish(batch, tx_hash)
+        return True
+
+    def _process_revocations(self) -> None:
+        try:
+            from service.anchoring.revocations import process_pending_revocations
+        except ModuleNotFoundError as exc:
+            if exc.name == "service.anchoring.revocations":
+                return
+            raise
+        done = process_pending_revocations(self._sessions, self.client)
+        if done:
+            self._nonce = None  # the revocations used nonces of the same account
+
+
+@dataclass(frozen=True)
+class _BatchRow:
+    seq: int
+    root: str
+    size: int
+    status: str
+    raw_tx: bytes | None
+    tx_hash: str | None
+    tx_nonce: int | None
+
+
+# --------------------------------------------------------------------------- thread handle
+
+
+class WorkerThread:
+    """A worker running in a daemon thread of this process; `stop()` ends it."""
+
+    def __init__(self, worker: AnchorWorker) -> None:
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="jianzheng-anchor-worker", daemon=True
+        )
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(self._stop)
+        except Exception:  # pragma: no cover - logged, the API keeps serving
+            log.exception("anchoring worker thread died")
+
+    def start(self) -> WorkerThread:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class _NoWorker:
+    def stop(self, timeout: float = 0.0) -> None:
+        return None
+
+
+def start_worker_thread(app_state: AppState) -> WorkerThread | _NoWorker:
+    """Start the anchoring worker in a thread (used by `create_app(start_worker=True)`)."""
+    if app_state.chain is None:
+        log.error("no chain configured: the anchoring worker does not run")
+        return _NoWorker()
+    worker = AnchorWorker(app_state.settings, app_state.engine, app_state.chain)
+    return WorkerThread(worker).start()
+
+
+def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:
+    """Run `worker` in this thread until the outbox is empty and every batch is anchored
+    (bench and tests), then give up the leader lock. Returns the number of batches
+    anchored; raises TimeoutError, or whatever a step raised."""
+    deadline = time.monotonic() + timeout
+    if not worker._ensure_leader():
+        raise RuntimeError("another worker holds the leader lock")
+    before = worker.anchored_batches
+    try:
+        while time.monotonic() < deadline:
+            worked = worker.step()
+            if not worked and _drained(worker.engine):
+                return worker.anchored_batches - before
+            if not worked:
+                time.sleep(0.01)
+        raise TimeoutError("outbox not drained in time")
+    finally:
+        worker.lock.release()
+        worker._leader = False
+
+
+def _drained(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
+        open_batches = conn.execute(
+            select(func.count()).select_from(Batch).where(Batch.status != "anchored")
+        ).scalar()
+    return not pending and not open_batches

@@ -1,0 +1,163 @@
+"""Inclusion proofs (`jianzheng-proof/1`, INTERFACE.md §3) served from stored data.
+
+A proof is built from what the database holds: the record's canonical bytes, the leaf
+hash that went into its batch, the batch's leaves (for the audit path) and the anchor
+the worker recorded. Nothing here consults the chain, and nothing is "fixed up": if a
+row was edited after anchoring, the proof shows the edited data and the verifier names
+the record whose hash no longer matches.
+
+The tree levels of a batch are cached (batches are immutable once anchored), so serving
+every proof of a 20,000-leaf batch rebuilds its tree once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from service.app import ChainInfo
+from service.errors import ProblemError
+from service.storage.models import Batch, BatchLeaf, Record
+from verifier.merkle import audit_path_from_levels, tree_levels
+
+PROOF_FORMAT = "jianzheng-proof/1"
+#: Cached tree levels are kept for at most this many leaves in total (~65 bytes per hash,
+#: about two hashes per leaf: 1,000,000 leaves ~ 130 MB worst case).
+CACHE_MAX_LEAVES = 1_000_000
+
+_cache: OrderedDict[tuple[str, int], list[list[bytes]]] = OrderedDict()
+_cache_leaves = 0
+_cache_lock = threading.Lock()
+
+
+def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes]]:
+    """The tree levels of batch `seq` from its stored leaves (cached by root and size)."""
+    global _cache_leaves
+    key = (root, size)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    hexes = session.scalars(
+        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+    ).all()
+    levels = tree_levels([bytes.fromhex(h) for h in hexes])
+    with _cache_lock:
+        _cache[key] = levels
+        _cache_leaves += len(hexes)
+        while _cache_leaves > CACHE_MAX_LEAVES and len(_cache) > 1:
+            _, dropped = _cache.popitem(last=False)
+            _cache_leaves -= len(dropped[0])
+    return levels
+
+
+def clear_cache() -> None:
+    global _cache_leaves
+    with _cache_lock:
+        _cache.clear()
+        _cache_leaves = 0
+
+
+def record_json(record_id: str, canonical: bytes) -> dict[str, Any]:
+    """The evidence record object exactly as stored (its canonical bytes, parsed)."""
+    try:
+        obj = json.loads(canonical)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(
+            500, "record_corrupt", f"stored bytes of record {record_id} are not JSON"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ProblemError(
+            500, "record_corrupt", f"stored bytes of record {record_id} are not an object"
+        )
+    return obj
+
+
+#: Ids per query in build_proofs.
+_QUERY_CHUNK = 500
+#: Built once: constructing the statement costs more than running it.
+_PROOF_QUERY = (
+    select(
+        Record.id,
+        Record.canonical,
+        BatchLeaf.leaf_index,
+        BatchLeaf.leaf_hash,
+        Batch.seq,
+        Batch.root,
+        Batch.size,
+        Batch.status,
+        Batch.chain_id,
+        Batch.registry_address,
+        Batch.tx_hash,
+        Batch.block_number,
+        Batch.block_timestamp,
+    )
+    .select_from(Record)
+    .outerjoin(BatchLeaf, BatchLeaf.record_id == Record.id)
+    .outerjoin(Batch, Batch.seq == BatchLeaf.batch_seq)
+    .where(Record.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def build_proofs(
+    session: Session, record_ids: Sequence[str], chain: ChainInfo | None
+) -> dict[str, dict[str, Any] | None]:
+    """Proofs of many records at once (e.g. a bundle): id -> proof, or None while pending.
+
+    Raises ProblemError 404 `record_not_found` naming the first unknown id.
+    """
+    found: dict[str, Any] = {}
+    unique = list(dict.fromkeys(record_ids))
+    for i in range(0, len(unique), _QUERY_CHUNK):
+        chunk = unique[i : i + _QUERY_CHUNK]
+        rows = session.execute(_PROOF_QUERY, {"ids": chunk}).all()
+        found.update((row.id, row) for row in rows)
+    proofs: dict[str, dict[str, Any] | None] = {}
+    for rid in unique:
+        row = found.get(rid)
+        if row is None:
+            raise ProblemError(404, "record_not_found", f"no record {rid!r}")
+        if row.seq is None or row.status != "anchored":
+            proofs[rid] = None  # still in the outbox, or its batch is not anchored yet
+            continue
+        levels = _levels(session, row.seq, row.root, row.size)
+        path = audit_path_from_levels(levels, row.leaf_index)
+        chain_id = row.chain_id if row.chain_id is not None else (chain.chain_id if chain else 0)
+        registry = row.registry_address or (chain.registry if chain else "")
+        proofs[rid] = {
+            "format": PROOF_FORMAT,
+            "record": record_json(rid, row.canonical),
+            "leaf_hash": row.leaf_hash,
+            "batch": {
+                "seq": row.seq,
+                "tree_size": row.size,
+                "leaf_index": row.leaf_index,
+                "root": row.root,
+                "path": [p.hex() for p in path],
+            },
+            "anchor": {
+                "chain_id": chain_id,
+                "registry": registry,
+                "tx_hash": row.tx_hash,
+                "block_number": row.block_number,
+                "block_timestamp": row.block_timestamp,
+            },
+        }
+    return proofs
+
+
+def build_proof(session: Session, record_id: str, chain: ChainInfo | None) -> dict[str, Any] | None:
+    """The proof of record `record_id`, or None while it is not anchored yet.
+
+    Raises ProblemError 404 `record_not_found` for an unknown id. A batch records the chain
+    id and registry it was anchored to and that is what the proof names; `chain` is only a
+    fallback for rows without them.
+    """
+    return build_proofs(session, [record_id], chain)[record_id]

@@ -1,0 +1,268 @@
+"""Process entry points behind `jianzheng serve | worker | chain up | chain info | ca roots`.
+
+With no chain configured (`JZ_CHAIN__RPC_URL` empty) the service uses a local dev chain:
+anvil on `127.0.0.1:{chain.dev_port}` whose whole state (blocks, receipts, logs, storage)
+is saved to `{data_dir}/chain/state.json` every second and on exit, and reloaded at
+start, so every proof issued before a restart stays verifiable after it. The registry is
+deployed once and remembered in `{data_dir}/chain/deployment.json`. If that state is ever
+lost, the worker notices that the database's batches are not on the chain and refuses to
+anchor (loudly, and in /healthz) instead of starting a second, contradicting history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from eth_account import Account
+
+from service.app import ChainInfo
+from service.errors import ProblemError
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT_FILE = "deployment.json"
+STATE_FILE = "state.json"
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _service_address(settings: Settings) -> str:
+    return str(Account.from_key(settings.chain.private_key.get_secret_value()).address)
+
+
+def _deployment_path(settings: Settings) -> Path:
+    return settings.chain_dir / DEPLOYMENT_FILE
+
+
+def _read_deployment(settings: Settings) -> dict[str, Any] | None:
+    path = _deployment_path(settings)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ProblemError(500, "bad_deployment_file", f"{path}: {exc}") from exc
+    return data if isinstance(data, dict) else None
+
+
+def _has_code(rpc_url: str, address: str) -> bool:
+    from service.anchoring.contract import RegistryClient
+
+    client = RegistryClient(rpc_url, address, "0x" + "11" * 32)
+    code = client.rpc("eth_getCode", [client.address, "latest"])
+    return isinstance(code, str) and code not in ("0x", "0x0", "")
+
+
+def dev_chain(settings: Settings, *, start: bool) -> tuple[ChainInfo, Any | None]:
+    """The local dev chain: reuse one answering on `dev_port`, else start anvil (if `start`);
+    deploy the registry once. Returns (ChainInfo, the NodeProcess we started or None)."""
+    from service.anchoring.devchain import DEPLOYER, deploy_registry, rpc_chain_id, start_anvil
+
+    rpc_url = f"http://127.0.0.1:{settings.chain.dev_port}"
+    node = None
+    chain_id = rpc_chain_id(rpc_url, timeout=2.0)
+    if chain_id is None:
+        if not start:
+            raise ProblemError(
+                503,
+                "dev_chain_not_running",
+                f"no dev chain answers at {rpc_url}: run `jianzheng chain up` or `jianzheng serve`",
+            )
+        settings.chain_dir.mkdir(parents=True, exist_ok=True)
+        node = start_anvil(settings.chain.dev_port, settings.chain_dir / STATE_FILE)
+        chain_id = node.chain_id
+        assert chain_id is not None
+        log.info("dev chain (anvil) started at %s, state in %s", rpc_url, settings.chain_dir)
+    try:
+        deployment = _read_deployment(settings)
+        deployment = deployment or {}
+        registry = str(deployment.get("registry", ""))
+        same_chain = int(deployment.get("chain_id", 0) or 0) == chain_id
+        if registry and same_chain and _has_code(rpc_url, registry):
+            return ChainInfo(rpc_url, chain_id, registry), node
+        if registry:
+            log.critical(
+                "the dev chain at %s has no registry at %s: its state (%s) was lost or replaced. "
+                "Deploying a new registry; batches anchored before cannot be verified on it and "
+                "the anchoring worker will refuse to continue a database that holds them.",
+                rpc_url,
+                registry,
+                settings.chain_dir / STATE_FILE,
+            )
+        registry = deploy_registry(rpc_url, DEPLOYER.private_key, _service_address(settings))
+        settings.chain_dir.mkdir(parents=True, exist_ok=True)
+        _deployment_path(settings).write_text(
+            json.dumps(
+                {
+                    "rpc_url": rpc_url,
+                    "chain_id": chain_id,
+                    "registry": registry,
+                    "deployer": DEPLOYER.address,
+                    "service_address": _service_address(settings),
+                    "deployed_at": int(time.time()),
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
+        log.info("registry deployed at %s on the dev chain", registry)
+        return ChainInfo(rpc_url, chain_id, registry), node
+    except BaseException:
+        if node is not None:
+            node.stop()
+        raise
+
+
+def configured_chain(settings: Settings) -> ChainInfo:
+    """The chain named by JZ_CHAIN__* (production or an external dev node)."""
+    cfg = settings.chain
+    if not cfg.registry:
+        raise ProblemError(
+            500, "chain_not_configured", "JZ_CHAIN__REGISTRY is required with JZ_CHAIN__RPC_URL"
+        )
+    chain_id = cfg.chain_id
+    if chain_id is None:
+        from service.anchoring.devchain import rpc_chain_id
+
+        chain_id = rpc_chain_id(cfg.rpc_url, timeout=5.0)
+        if chain_id is None:
+            raise ProblemError(
+                503,
+                "chain_unreachable",
+                f"cannot read the chain id from {cfg.rpc_url}; set JZ_CHAIN__CHAIN_ID to start "
+                "while the chain is down",
+            )
+    return ChainInfo(cfg.rpc_url, chain_id, cfg.registry)
+
+
+def resolve_chain(settings: Settings, *, start_dev: bool) -> tuple[ChainInfo, Any | None]:
+    if settings.chain.rpc_url:
+        return configured_chain(settings), None
+    return dev_chain(settings, start=start_dev)
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
+    """API + anchoring worker (thread) on the configured or embedded defaults."""
+    import uvicorn
+
+    from service.app import build_state, create_app
+
+    settings = get_settings()
+    _configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    chain, node = resolve_chain(settings, start_dev=True)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it to the handler that was
+    # installed before it; make that an orderly exit so the dev chain below is stopped (and
+    # writes its state) instead of being orphaned by a default-action death.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        state = build_state(settings, chain)
+        app = create_app(settings, state=state, start_worker=settings.anchor.run_in_serve)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        if node is not None:
+            node.stop()
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_worker() -> int:
+    """The anchoring worker alone, in the foreground (one leader at a time; others wait)."""
+    from service.anchoring.worker import AnchorWorker
+    from service.app import build_state
+
+    settings = get_settings()
+    _configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    chain, node = resolve_chain(settings, start_dev=False)
+    try:
+        state = build_state(settings, chain)
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        worker = AnchorWorker(settings, state.engine, chain)
+        worker.run(stop)
+        state.engine.dispose()
+    finally:
+        if node is not None:
+            node.stop()
+    return 0
+
+
+def chain_up() -> int:
+    """Run the local dev chain in the foreground; print {rpc_url, chain_id, registry} once."""
+    settings = get_settings()
+    _configure_logging(settings)
+    if settings.chain.rpc_url:
+        raise ProblemError(
+            400, "chain_configured", "JZ_CHAIN__RPC_URL is set: there is no dev chain to run"
+        )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    chain, node = dev_chain(settings, start=True)
+    sys.stdout.write(json.dumps(chain.as_json()) + "\n")
+    sys.stdout.flush()
+    if node is None:
+        log.warning("a dev chain was already running at %s; not starting another", chain.rpc_url)
+        return 0
+    try:
+        while not stop.is_set() and node.running():
+            stop.wait(0.5)
+    finally:
+        node.stop()  # SIGTERM: anvil writes its state file on the way out
+    return 0
+
+
+def chain_info() -> ChainInfo:
+    """The chain the service uses (without starting anything)."""
+    settings = get_settings()
+    if settings.chain.rpc_url:
+        return configured_chain(settings)
+    deployment = _read_deployment(settings)
+    if not deployment or not deployment.get("registry"):
+        raise ProblemError(
+            404,
+            "dev_chain_not_deployed",
+            f"no dev chain deployment in {_deployment_path(settings)}: "
+            "run `jianzheng serve` or `jianzheng chain up` first",
+        )
+    return ChainInfo(
+        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+    )
+
+
+def ca_roots_pem() -> str:
+    """PEM certificates a verifier should trust for report signatures and timestamps."""
+    try:
+        from signer.ca import DevCA
+    except ImportError as exc:
+        raise ProblemError(501, "ca_unavailable", f"the signer CA is not available: {exc}") from exc
+    settings = get_settings()
+    return DevCA(settings.ca_dir).roots_pem().decode("ascii")

@@ -1,0 +1,150 @@
+"""`jianzheng serve` / `jianzheng chain up` on the embedded defaults: a persistent dev chain
+(anvil with a state file), the registry deployed once, and proofs that stay verifiable
+across a restart of the whole service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.anchoring.devchain import free_port
+from service.domain.proofs import build_proofs, clear_cache
+from service.storage.db import make_engine, make_sessionmaker
+from tests.anchoring_support import REPO_ROOT, drained, ingest, wait_for
+from verifier.chain import CachingChain, RpcClient
+from verifier.proof import Pins, parse_proof, verify_proof
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JZ_")}
+    env.update(
+        {
+            "JZ_DATA_DIR": str(data_dir),
+            "JZ_CHAIN__DEV_PORT": str(free_port()),
+            "JZ_ANCHOR__BATCH_MAX_AGE_S": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _jianzheng(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _health(port: int) -> dict | None:  # type: ignore[type-arg]
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    env = _env(tmp_path / "var")
+    yield env, tmp_path / "var"
+
+
+def test_serve_restart_keeps_every_proof_verifiable(
+    served: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, data_dir = served
+    log = tmp_path / "serve.log"
+    port = free_port()
+    proc = _jianzheng(env, log, "serve", "--port", str(port))
+    try:
+        wait_for(lambda: _health(port) is not None, 90, "jianzheng serve to answer")
+        deployment = json.loads((data_dir / "chain" / "deployment.json").read_text())
+        engine = make_engine(f"sqlite:///{data_dir / 'jianzheng.db'}")
+        sessions = make_sessionmaker(engine)
+        ids = ingest(sessions, 30)
+        wait_for(lambda: drained(engine), 30, "the records to be anchored")
+        with sessions() as session:
+            proofs = build_proofs(session, ids, None)
+    finally:
+        assert _stop(proc) == 0, log.read_text()[-3000:]
+    assert (data_dir / "chain" / "state.json").exists()
+
+    # Everything down; start again on the same data dir: same chain, same registry.
+    port = free_port()
+    proc = _jianzheng(env, log, "serve", "--port", str(port))
+    try:
+        wait_for(lambda: _health(port) is not None, 90, "jianzheng serve to answer again")
+        assert json.loads((data_dir / "chain" / "deployment.json").read_text()) == deployment
+        source = CachingChain(RpcClient(deployment["rpc_url"]))
+        pins = Pins(chain_id=deployment["chain_id"], registry=deployment["registry"])
+        for rid in ids:
+            doc = proofs[rid]
+            assert doc is not None
+            result = verify_proof(parse_proof(json.dumps(doc)), source, pins)
+            assert result.bottom_line, result.findings
+        more = ingest(sessions, 10, tag="after-restart")
+        wait_for(lambda: drained(engine), 30, "new records to be anchored after the restart")
+        health = _health(port)
+        assert health is not None and health["status"] == "ok"
+        assert health["anchoring"]["halted"] is None
+        assert health["chain"]["registry"] == deployment["registry"]
+        clear_cache()
+        with sessions() as session:
+            after = build_proofs(session, more, None)
+        assert all(p is not None and p["batch"]["seq"] >= 2 for p in after.values())
+        engine.dispose()
+    finally:
+        assert _stop(proc) == 0, log.read_text()[-3000:]
+
+
+def test_chain_up_prints_one_json_line_and_chain_info_agrees(tmp_path: Path) -> None:
+    env = _env(tmp_path / "var")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "chain", "up"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert set(line) == {"rpc_url", "chain_id", "registry"}
+        assert line["rpc_url"].endswith(env["JZ_CHAIN__DEV_PORT"])
+        info = subprocess.run(
+            [sys.executable, "-m", "service.cli", "chain", "info"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        assert json.loads(info.stdout) == line
+        assert RpcClient(line["rpc_url"]).batch_count(line["registry"]) == 0
+    finally:
+        assert _stop(proc) == 0
