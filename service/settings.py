@@ -8,6 +8,7 @@ are refused outside development.
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -80,6 +81,41 @@ class SigningSettings(BaseModel):
     pkcs11_pin: SecretStr = SecretStr("")
 
 
+class RulesSettings(BaseModel):
+    """Upload-deadline rules from the source documents (R11, R13) and their calendar."""
+
+    #: Time zone in which "working days" are counted.
+    timezone: str = "Asia/Shanghai"
+    #: Weekday numbers (Monday = 0) that are not working days.
+    weekend_days: tuple[int, ...] = (5, 6)
+    #: Public holidays (not working days), e.g. ["2026-10-01", ...].
+    holidays: tuple[date, ...] = ()
+    #: Make-up working days (调休) that fall on a weekend.
+    extra_workdays: tuple[date, ...] = ()
+    #: A contract is due within this many working days of signing (R11).
+    contract_upload_working_days: int = Field(default=5, ge=0)
+    #: Automatically acquired test data is due this long after the test finished (R10, R13).
+    auto_data_max_delay_s: int = Field(default=600, ge=0)
+    #: Manually entered test data is due this long after the test finished (R4, R13).
+    manual_data_max_delay_s: int = Field(default=86_400, ge=0)
+
+
+class NotifySettings(BaseModel):
+    """Notifications for the local supervision agency (R12)."""
+
+    #: Webhook receiving nonconforming-result events; empty keeps them queued.
+    webhook_url: str = ""
+    #: If set, each delivery carries `X-JZ-Webhook-Signature` (hex HMAC-SHA256 of the body).
+    webhook_secret: SecretStr = SecretStr("")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=12, ge=1)
+    retry_initial_s: float = Field(default=2.0, gt=0)
+    retry_max_s: float = Field(default=900.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    #: Run the delivery loop inside each API process (rows are claimed, never sent twice).
+    run_delivery: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -94,6 +130,8 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     public: PublicSettings = PublicSettings()
     signing: SigningSettings = SigningSettings()
+    rules: RulesSettings = RulesSettings()
+    notify: NotifySettings = NotifySettings()
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

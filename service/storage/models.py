@@ -167,3 +167,204 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --- Records of the traceable chain (migration 0003) ------------------------------------
+
+
+class WitnessKey(Base):
+    """A witness's (见证人员) public key, registered by a lab before it signs seals.
+
+    The key signs electronic seals (电子封志) and witness records; the server keeps the
+    SubjectPublicKeyInfo (DER) and copies it into every record the key signed, so the
+    record can be re-verified without this table.
+    """
+
+    __tablename__ = "witness_keys"
+    __table_args__ = (UniqueConstraint("institution", "fingerprint", name="uq_witness_key_fp"),)
+
+    key_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256"
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # SubjectPublicKeyInfo DER
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER
+    witness_name: Mapped[str] = mapped_column(String(100))
+    witness_id_number: Mapped[str] = mapped_column(String(18))
+    witness_unit: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SampleCode(Base):
+    """Sample unique codes (唯一性编码): one sample record per code and institution."""
+
+    __tablename__ = "sample_codes"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    sample_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), unique=True)
+
+
+class Upload(Base):
+    """A resumable upload (INTERFACE §5.2).
+
+    status: `open` (accepting chunks) -> `complete` (SHA-256 checked, blob stored) ->
+    `used` (named by a record). The partial bytes live in `{data_dir}/uploads/<id>.part`;
+    only the first `offset` bytes of that file count.
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(100))
+    offset: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecordFlag(Base):
+    """A rule a record broke when it arrived (late contract, late test data, ...).
+
+    The same flags are inside the record's body (so they are anchored); this table
+    lets auditors query them.
+    """
+
+    __tablename__ = "record_flags"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    record_type: Mapped[str] = mapped_column(String(24))
+    rule: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text)  # JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NonconformingEntry(Base):
+    """The nonconforming-results ledger (检测结果不合格项目台账), one entry per report code."""
+
+    __tablename__ = "nonconforming_ledger"
+    __table_args__ = (UniqueConstraint("institution", "code", name="uq_nonconforming_code"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    report_record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    details: Mapped[str] = mapped_column(Text)  # JSON
+    notification_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(Base):
+    """A durable outgoing notification; the delivery loop retries it with backoff.
+
+    status: `pending` -> `delivered`, or `failed` after the last attempt.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON, sent as is
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[float] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# --------------------------------------------------------------------------- lab API (0002)
+
+
+class ReportCode(Base):
+    """A report code (检测报告标识码) bound at issuance to institution, year and report number.
+
+    status: `issued` -> `reported` (metadata recorded) -> `revoked`; or `voided` (the
+    number was voided before a signed PDF existed). A report counts as *finished* once
+    `sealed_at` is set (the signed-PDF step sets it with `pdf_record_id`).
+    """
+
+    __tablename__ = "report_codes"
+    __table_args__ = (
+        UniqueConstraint(
+            "institution", "year", "report_no", name="uq_report_codes_institution_year_no"
+        ),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    institution: Mapped[str] = mapped_column(ForeignKey("institutions.uscc"))
+    year: Mapped[int] = mapped_column(Integer)
+    report_no: Mapped[str] = mapped_column(String(64))
+    project_record_id: Mapped[str] = mapped_column(String(26))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The `report` evidence record of the issuance.
+    issue_record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    #: Latest `report` record holding the metadata (PUT /api/v1/reports/{code}).
+    report_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    #: Record of the signed PDF; set together with `sealed_at` by the PDF step.
+    pdf_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    sealed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revocation_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    superseded_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+
+
+class NumberingVoid(Base):
+    """A report number voided with a reason (a `numbering_void` evidence record)."""
+
+    __tablename__ = "numbering_voids"
+    __table_args__ = (
+        UniqueConstraint(
+            "institution", "year", "report_no", name="uq_numbering_voids_institution_year_no"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    institution: Mapped[str] = mapped_column(ForeignKey("institutions.uscc"))
+    year: Mapped[int] = mapped_column(Integer)
+    report_no: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    voided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """The first successful answer to a POST/PUT carrying `Idempotency-Key`, per caller."""
+
+    __tablename__ = "idempotency_keys"
+
+    #: Caller scope: the institution's USCC for lab keys, the auditor id for auditors.
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    #: SHA-256 over method, path, canonical query and body bytes.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(100))
+    response_body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[int] = mapped_column(BigInteger, index=True)  # unix seconds
+
+
+class ChainRevocation(Base):
+    """A report revocation to write with the registry's `revoke(subject, reason)`.
+
+    status: `pending` -> `sent` (tx broadcast, hash stored) -> `done`.
+    """
+
+    __tablename__ = "chain_revocations"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

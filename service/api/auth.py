@@ -1,0 +1,361 @@
+"""Signed requests (INTERFACE.md §5.1): who is calling, checked before anything else.
+
+Use in a router:
+
+    router = APIRouter(route_class=SignedRoute)      # authenticate before body parsing
+
+    @router.post("/api/v1/things")
+    def create(caller: LabDep, ...): ...
+
+`SignedRoute` reads the raw body once (Starlette caches it, so JSON and multipart
+parsing still work) and verifies the signature *before* FastAPI parses or validates
+the body, so an unsigned request gets 401, never 422. The dependencies (`CallerDep`,
+`LabDep`, `AuditorDep`) also work on a plain `APIRoute` (they then authenticate
+themselves, for JSON bodies), and add the role check (403 `forbidden`).
+
+Order of the checks: headers present and well formed (`auth_missing`), timestamp
+within the window (`auth_expired`), key known and not revoked (`auth_unknown_key`),
+signature (`auth_bad_signature`), nonce not seen before for this key
+(`auth_replayed`). The nonce is stored only once the signature is valid, in its own
+committed transaction (an INSERT on the `auth_nonces` primary key, so two API
+processes on PostgreSQL cannot both accept it). The report-code fast path
+(service/api/reports.py) runs the same checks through `check_signature` and stores the
+nonce in the one autocommit statement that also issues the code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy import Connection, delete, text
+from starlette.concurrency import run_in_threadpool
+
+from service.app import AppState
+from service.client import (
+    HEADER_KEY,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    NONCE_MAX_CHARS,
+    NONCE_MIN_CHARS,
+    string_to_sign,
+)
+from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, lookup_key
+from service.errors import ProblemError
+from service.storage.models import IdempotencyKey, Nonce
+
+log = logging.getLogger(__name__)
+
+NONCE_RE = re.compile(rf"^[A-Za-z0-9_-]{{{NONCE_MIN_CHARS},{NONCE_MAX_CHARS}}}$")
+TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
+KEY_ID_MAX_CHARS = 40
+SIGNATURE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+#: Seconds a nonce is kept beyond the window: a timestamp may be up to `window` in the
+#: future, so a nonce must outlive 2 x window (plus slack) to catch every replay.
+NONCE_RETENTION_SLACK_S = 60
+#: How often (per process) expired nonces and idempotency keys are purged.
+PURGE_INTERVAL_S = 60.0
+#: Stored idempotent answers are kept this long.
+IDEMPOTENCY_RETENTION_S = 24 * 3600
+
+_STATE_ATTR = "jz_caller"
+_BODY_HASH_ATTR = "jz_body_sha256"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller. `scope` groups keys of one owner (idempotency, isolation)."""
+
+    key_id: str
+    role: str
+    institution: str | None
+    auditor_id: str | None
+
+    @property
+    def scope(self) -> str:
+        return self.institution or self.auditor_id or self.key_id
+
+
+def _unauthorized(code: str, detail: str) -> ProblemError:
+    return ProblemError(401, code, detail, headers={"WWW-Authenticate": "JZ1-HMAC-SHA256"})
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.jz
+    return state
+
+
+def request_path(request: Request) -> str:
+    """The request path as sent (percent-encoding intact), without the query."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes | bytearray):
+        return bytes(raw).split(b"?", 1)[0].decode("latin-1")
+    return str(request.scope["path"])
+
+
+def raw_query(request: Request) -> bytes:
+    qs = request.scope.get("query_string", b"")
+    return bytes(qs) if isinstance(qs, bytes | bytearray) else str(qs).encode("latin-1")
+
+
+async def authenticate(request: Request) -> Caller:
+    """Verify the request's signature once; the result is cached on the request."""
+    cached = getattr(request.state, _STATE_ATTR, None)
+    if isinstance(cached, Caller):
+        return cached
+    if isinstance(cached, ProblemError):
+        raise cached
+    try:
+        body = await request.body()
+    except RuntimeError:  # pragma: no cover - programming error: body consumed unsigned
+        raise RuntimeError(
+            "request body consumed before authentication; use APIRouter(route_class=SignedRoute)"
+        ) from None
+    body_hash = hashlib.sha256(body).hexdigest()
+    setattr(request.state, _BODY_HASH_ATTR, body_hash)
+    headers = request.headers
+    try:
+        caller = await run_in_threadpool(
+            verify_signed_request,
+            _state(request),
+            method=request.method,
+            path=request_path(request),
+            query=raw_query(request),
+            body_hash=body_hash,
+            key_id=headers.get(HEADER_KEY),
+            timestamp=headers.get(HEADER_TIMESTAMP),
+            nonce=headers.get(HEADER_NONCE),
+            signature=headers.get(HEADER_SIGNATURE),
+        )
+    except ProblemError as exc:
+        setattr(request.state, _STATE_ATTR, exc)
+        raise
+    setattr(request.state, _STATE_ATTR, caller)
+    return caller
+
+
+def body_hash_of(request: Request) -> str | None:
+    """SHA-256 (hex) of the raw body, once `authenticate` has read it."""
+    value = getattr(request.state, _BODY_HASH_ATTR, None)
+    return value if isinstance(value, str) else None
+
+
+def verify_signed_request(
+    state: AppState,
+    *,
+    method: str,
+    path: str,
+    query: bytes | str,
+    body_hash: str,
+    key_id: str | None,
+    timestamp: str | None,
+    nonce: str | None,
+    signature: str | None,
+    now: float | None = None,
+) -> Caller:
+    """The checks of §5.1 in order; raises ProblemError 401 with the `auth_*` code."""
+    now = time.time() if now is None else now
+    key = check_signature(
+        state,
+        method=method,
+        path=path,
+        query=query,
+        body_hash=body_hash,
+        key_id=key_id,
+        timestamp=timestamp,
+        nonce=nonce,
+        signature=signature,
+        now=now,
+    )
+    assert nonce is not None  # check_signature refused a missing nonce
+    remember_nonce(state, key.key_id, nonce, now)
+    return Caller(key.key_id, key.role, key.institution, key.auditor_id)
+
+
+def check_signature(
+    state: AppState,
+    *,
+    method: str,
+    path: str,
+    query: bytes | str,
+    body_hash: str,
+    key_id: str | None,
+    timestamp: str | None,
+    nonce: str | None,
+    signature: str | None,
+    now: float,
+) -> KeyInfo:
+    """Every check of §5.1 but the nonce store: headers, window, key, signature.
+
+    Touches the database only to load a key not yet in this process's cache. The caller
+    must then store the nonce (`remember_nonce`, or a statement doing the same, such as
+    the report-code fast path) before acting on the request.
+    """
+    missing = [
+        name
+        for name, value in (
+            (HEADER_KEY, key_id),
+            (HEADER_TIMESTAMP, timestamp),
+            (HEADER_NONCE, nonce),
+            (HEADER_SIGNATURE, signature),
+        )
+        if not value
+    ]
+    if missing:
+        raise _unauthorized("auth_missing", f"missing header(s): {', '.join(missing)}")
+    assert key_id and timestamp and nonce and signature  # for the type checker
+    if len(key_id) > KEY_ID_MAX_CHARS:
+        raise _unauthorized("auth_unknown_key", "unknown API key")
+    if not NONCE_RE.match(nonce):
+        raise _unauthorized(
+            "auth_missing",
+            f"{HEADER_NONCE} must be {NONCE_MIN_CHARS}-{NONCE_MAX_CHARS} of [A-Za-z0-9_-]",
+        )
+    if not TIMESTAMP_RE.match(timestamp):
+        raise _unauthorized("auth_missing", f"{HEADER_TIMESTAMP} must be Unix seconds")
+    window = state.settings.security.replay_window_s
+    if abs(int(timestamp) - now) > window:
+        raise _unauthorized(
+            "auth_expired", f"timestamp is more than {window} s from the server clock"
+        )
+    key = _KEYS.get(key_id)
+    if key is None:
+        with state.sessions() as session:
+            key = lookup_key(session, state.settings, key_id)
+        if key is None or key.revoked:
+            raise _unauthorized("auth_unknown_key", "unknown or revoked API key")
+        _KEYS[key_id] = key  # role, owner and secret never change for a key id
+    expected = hmac.new(
+        key.secret.encode("utf-8"),
+        string_to_sign(method, path, query, timestamp, nonce, body_hash).encode("utf-8"),
+        hashlib.sha256,
+    ).hexdigest()
+    if not SIGNATURE_RE.match(signature) or not hmac.compare_digest(expected, signature.lower()):
+        raise _unauthorized("auth_bad_signature", "the signature does not match the request")
+    return key
+
+
+def cached_key(key_id: str) -> KeyInfo | None:
+    """The key if this process already loaded it (no database access), else None."""
+    return _KEYS.get(key_id)
+
+
+def remember_nonce(state: AppState, key_id: str, nonce: str, now: float) -> None:
+    """Store the nonce in its own autocommit statement if the key is still active.
+
+    Revocation takes effect at once, whatever the cache holds; a nonce seen before is
+    refused (`auth_replayed`), an inactive key `auth_unknown_key`.
+    """
+    with state.engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+        accepted = conn.execute(
+            _REMEMBER_NONCE, {"k": key_id, "k2": key_id, "n": nonce, "t": int(now)}
+        ).first()
+        if accepted is None:
+            raise nonce_refusal(conn, key_id)
+        _maybe_purge(state, conn, int(now), state.settings.security.replay_window_s)
+
+
+def nonce_refusal(conn: Connection, key_id: str) -> ProblemError:
+    """Why a nonce was not stored: the key is no longer active, or the nonce was replayed."""
+    if conn.execute(_KEY_ACTIVE, {"k": key_id}).first() is None:
+        _KEYS.pop(key_id, None)
+        return _unauthorized("auth_unknown_key", "unknown or revoked API key")
+    return _unauthorized("auth_replayed", "this nonce was already used with this key")
+
+
+def purge_if_due(state: AppState, now: float) -> None:
+    """`_maybe_purge` for callers that stored the nonce themselves (no connection if not due)."""
+    if now - state.extras.get("auth_last_purge", 0.0) < PURGE_INTERVAL_S:
+        return
+    with state.engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+        _maybe_purge(state, conn, int(now), state.settings.security.replay_window_s)
+
+
+#: Decrypted keys by id (per process). Only immutable facts are used from here; whether
+#: the key is still active is read from the database on every request.
+_KEYS: dict[str, KeyInfo] = {}
+
+_REMEMBER_NONCE = text(
+    "INSERT INTO auth_nonces (key_id, nonce, seen_at)"
+    " SELECT CAST(:k AS VARCHAR(40)), CAST(:n AS VARCHAR(64)), CAST(:t AS BIGINT)"
+    " WHERE EXISTS (SELECT 1 FROM api_keys WHERE key_id = :k2 AND revoked_at IS NULL)"
+    " ON CONFLICT DO NOTHING RETURNING nonce"
+)
+_KEY_ACTIVE = text("SELECT 1 FROM api_keys WHERE key_id = :k AND revoked_at IS NULL")
+
+
+_purge_lock = threading.Lock()
+
+
+def _maybe_purge(state: AppState, conn: Connection, now: int, window: int) -> None:
+    """Delete expired nonces and idempotency answers, at most once a minute per process."""
+    last = state.extras.get("auth_last_purge", 0.0)
+    if now - last < PURGE_INTERVAL_S or not _purge_lock.acquire(blocking=False):
+        return
+    try:
+        state.extras["auth_last_purge"] = float(now)
+        conn.execute(
+            delete(Nonce).where(Nonce.seen_at < now - 2 * window - NONCE_RETENTION_SLACK_S)
+        )
+        conn.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < now - IDEMPOTENCY_RETENTION_S)
+        )
+    except Exception:  # purging is housekeeping; never fail a request for it
+        log.warning("purging expired nonces failed", exc_info=True)
+    finally:
+        _purge_lock.release()
+
+
+class SignedRoute(APIRoute):
+    """An APIRoute that authenticates before FastAPI reads and validates the body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def signed_handler(request: Request) -> Response:
+            await authenticate(request)
+            return await handler(request)
+
+        return signed_handler
+
+
+async def get_caller(request: Request) -> Caller:
+    return await authenticate(request)
+
+
+async def require_lab(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role != ROLE_LAB or not caller.institution:
+        raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+    return caller
+
+
+async def require_auditor(request: Request) -> Caller:
+    caller = await authenticate(request)
+    if caller.role != ROLE_AUDITOR:
+        raise ProblemError(403, "forbidden", "this endpoint is for auditor keys")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+LabDep = Annotated[Caller, Depends(require_lab)]
+AuditorDep = Annotated[Caller, Depends(require_auditor)]
+
+
+def lab_institution(caller: Caller) -> str:
+    """The caller's institution (LabDep guarantees one)."""
+    if not caller.institution:  # pragma: no cover - guarded by require_lab
+        raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+    return caller.institution

@@ -1,0 +1,136 @@
+"""`Idempotency-Key` on POST/PUT (INTERFACE.md §5.2), reusable by every router.
+
+    @router.post("/api/v1/things", status_code=201)
+    def create(body: ThingIn, caller: LabDep, session: SessionDep, idem: IdempotencyDep):
+        return idem.run(session, lambda: (201, do_the_work(session, caller, body)))
+
+`run` claims the key by inserting its row in the route's own transaction *before* the
+work, so a concurrent request with the same key waits on the primary key (PostgreSQL)
+or the write lock (SQLite) and then replays the committed answer; the answer is
+stored and committed atomically with the work. If the work fails, nothing is stored
+and a retry runs again. Keys are scoped to the caller's owner (institution or
+auditor), so a rotated key keeps its predecessor's answers. The request hash covers
+method, path, canonical query and body bytes: the same key with any other request is
+422 `idempotency_mismatch`. Only successful (2xx) answers are stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Request, Response
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.api.auth import Caller, authenticate, body_hash_of, raw_query, request_path
+from service.client import canonical_query
+from service.errors import ProblemError
+from service.storage.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+MAX_KEY_CHARS = 255
+KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # 1..MAX_KEY_CHARS visible ASCII
+REPLAY_HEADER = "Idempotent-Replayed"
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str | None
+    scope: str
+    request_hash: str
+
+    def _replay(self, row: IdempotencyKey) -> Response:
+        if row.request_hash != self.request_hash:
+            raise ProblemError(
+                422,
+                "idempotency_mismatch",
+                "this Idempotency-Key was used with a different request",
+            )
+        return Response(
+            content=row.response_body,
+            status_code=row.status_code,
+            media_type=row.media_type,
+            headers={REPLAY_HEADER: "true"},
+        )
+
+    def replay(self, session: Session) -> Response | None:
+        """The stored answer for this key (422 if it was for another request), or None."""
+        if self.key is None:
+            return None
+        row = session.get(IdempotencyKey, (self.scope, self.key))
+        return None if row is None else self._replay(row)
+
+    def run(self, session: Session, work: Callable[[], tuple[int, Any]]) -> Response:
+        """Run `work` -> (status, JSON payload) once per key; commit; answer as JSON."""
+        if self.key is None:
+            status, payload = work()
+            session.commit()
+            return Response(_dump(payload), status_code=status, media_type=JSON)
+        stored = self.replay(session)
+        if stored is not None:
+            return stored
+        claim = IdempotencyKey(
+            scope=self.scope,
+            key=self.key,
+            request_hash=self.request_hash,
+            status_code=0,
+            media_type=JSON,
+            response_body=b"",
+            created_at=int(time.time()),
+        )
+        session.add(claim)
+        try:
+            session.flush([claim])
+        except IntegrityError:
+            session.rollback()
+            stored = self.replay(session)
+            if stored is not None:
+                return stored
+            raise ProblemError(
+                409, "idempotency_in_progress", "a request with this Idempotency-Key is running"
+            ) from None
+        status, payload = work()
+        body = _dump(payload)
+        claim.status_code = status
+        claim.response_body = body
+        session.commit()
+        return Response(body, status_code=status, media_type=JSON)
+
+
+def _dump(payload: Any) -> bytes:
+    return orjson.dumps(jsonable_encoder(payload))
+
+
+def request_fingerprint(method: str, path: str, query: bytes | str, body_sha256: str) -> str:
+    text = "\n".join([method.upper(), path, canonical_query(query), body_sha256])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def get_idempotency(request: Request) -> Idempotency:
+    caller: Caller = await authenticate(request)
+    key = request.headers.get(HEADER)
+    if key is not None and not KEY_RE.match(key):
+        raise ProblemError(
+            422,
+            "invalid_idempotency_key",
+            f"{HEADER} must be 1-{MAX_KEY_CHARS} visible ASCII characters",
+        )
+    body_hash = body_hash_of(request) or hashlib.sha256(await request.body()).hexdigest()
+    return Idempotency(
+        key=key,
+        scope=caller.scope,
+        request_hash=request_fingerprint(
+            request.method, request_path(request), raw_query(request), body_hash
+        ),
+    )
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

@@ -1,0 +1,508 @@
+"""Lab API for the records of the traceable chain (INTERFACE §5.3 `POST /api/v1/{collection}`),
+witness keys, resumable uploads (service/api/uploads.py), flags and the nonconforming
+ledger (lab and auditor views).
+
+Every route is signed (§5.1); POSTs honour `Idempotency-Key` (§5.2). Each collection's
+fields and parent rules are documented on its request model (service/domain/records.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from service.api import uploads as uploads_api
+from service.api.auth import (
+    AuditorDep,
+    CallerDep,
+    LabDep,
+    SignedRoute,
+    lab_institution,
+)
+from service.api.deps import SessionDep, StateDep
+from service.api.idempotency import Idempotency, IdempotencyDep
+from service.app import AppState
+from service.domain import records as domain
+from service.domain.accounts import ROLE_LAB
+from service.domain.nonconforming import list_ledger
+from service.domain.notify import DeliveryLoop, notifier_from_settings
+from service.domain.records import (
+    COLLECTIONS,
+    CommissionIn,
+    ContractIn,
+    MediaIn,
+    ProjectIn,
+    ReceiptIn,
+    SampleIn,
+    SealIn,
+    StoredFile,
+    TestRecordIn,
+    WitnessIn,
+    WitnessKeyIn,
+)
+from service.domain.uploads import check_media_type
+from service.errors import ProblemError
+from service.storage.blobs import CHUNK
+from service.storage.models import Record
+
+log = logging.getLogger(__name__)
+
+#: Most rows one list call answers.
+MAX_LIST = 500
+#: Largest `meta` part of a multipart record (the file part is limited by the body limit).
+MAX_META_BYTES = 256 * 1024
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the notification delivery loop in this process when a webhook is configured."""
+    state: AppState = app.state.jz
+    loop = None
+    notifier = notifier_from_settings(state.settings.notify)
+    if notifier is not None and state.settings.notify.run_delivery:
+        loop = DeliveryLoop(state.sessions, notifier, state.settings.notify).start()
+    try:
+        yield
+    finally:
+        if loop is not None:
+            loop.stop()
+
+
+signed = APIRouter(route_class=SignedRoute, tags=["records"])
+
+
+class RecordOut(BaseModel):
+    record_id: str
+    leaf_hash: str = Field(description="SHA-256(0x00 || canonical record), hex")
+    type: str
+    created_at: str
+    flags: list[dict[str, Any]] | None = Field(
+        default=None, description="rules this record broke on arrival (late upload, ...)"
+    )
+    seal_check: dict[str, Any] | None = Field(
+        default=None, description="receipts: the result of re-verifying the seal"
+    )
+
+
+def _record_out(record: Record) -> dict[str, Any]:
+    obj = domain.record_json(record)
+    body = obj.get("body", {})
+    out: dict[str, Any] = {
+        "record_id": record.id,
+        "leaf_hash": record.leaf_hash,
+        "type": record.type,
+        "created_at": obj["created_at"],
+    }
+    if "flags" in body:
+        out["flags"] = body["flags"]
+    if "seal_check" in body:
+        out["seal_check"] = body["seal_check"]
+    return out
+
+
+def _create(
+    session: Session,
+    state: AppState,
+    idem: Idempotency,
+    collection: str,
+    institution: str,
+    payload: domain._RecordIn,
+    file: StoredFile | None = None,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        record = domain.create_record(
+            session,
+            state.settings,
+            state.blobs,
+            collection=collection,
+            institution=institution,
+            payload=payload,
+            file=file,
+        )
+        session.flush()
+        return 201, _record_out(record)
+
+    return idem.run(session, work)
+
+
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"model": RecordOut, "description": "the evidence record was written"}
+}
+
+
+def _json_route(collection: str, summary: str) -> Callable[[Any], Any]:
+    record_type, model = COLLECTIONS[collection]
+    return signed.post(
+        f"/api/v1/{collection}",
+        status_code=201,
+        response_model=RecordOut,
+        summary=summary,
+        description=model.__doc__ or "",
+        responses=_CREATED,
+    )
+
+
+@_json_route("projects", "Register a project (工程项目)")
+def create_project(
+    body: ProjectIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "projects", lab_institution(caller), body)
+
+
+@_json_route("commissions", "Register a commission (委托单)")
+def create_commission(
+    body: CommissionIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "commissions", lab_institution(caller), body)
+
+
+@_json_route("samples", "Register a sample (样品) by its unique code")
+def create_sample(
+    body: SampleIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "samples", lab_institution(caller), body)
+
+
+@_json_route("seals", "Record an electronic seal (电子封志) signed by the witness")
+def create_seal(
+    body: SealIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "seals", lab_institution(caller), body)
+
+
+@_json_route("witnesses", "Record a witness record (见证记录)")
+def create_witness(
+    body: WitnessIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "witnesses", lab_institution(caller), body)
+
+
+@_json_route("receipts", "Record a sample receipt and seal check (收样/验封)")
+def create_receipt(
+    body: ReceiptIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "receipts", lab_institution(caller), body)
+
+
+@_json_route("test-records", "Record test data (检测数据)")
+def create_test_record(
+    body: TestRecordIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "test-records", lab_institution(caller), body)
+
+
+def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["meta"],
+                        "properties": {
+                            "meta": {
+                                "type": "string",
+                                "description": f"JSON: {model.__name__}",
+                                "contentMediaType": "application/json",
+                            },
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                },
+                "application/json": {"schema": model.model_json_schema()},
+            },
+        }
+    }
+
+
+async def _read_multipart(
+    request: Request, model: type[domain._RecordIn], state: AppState
+) -> tuple[domain._RecordIn, StoredFile | None]:
+    """Parse `meta` (+ optional `file`) or a plain JSON body; the file goes to the blobs."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return _validate(model, await request.body(), ("body",)), None
+    if content_type != "multipart/form-data":
+        raise ProblemError(
+            415, "unsupported_media_type", "send multipart/form-data (meta + file) or JSON"
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=1, max_part_size=MAX_META_BYTES)
+    except Exception as exc:  # python-multipart / starlette parse errors
+        raise ProblemError(400, "malformed_multipart", f"cannot parse the form: {exc}") from exc
+    try:
+        unknown = sorted(set(form.keys()) - {"meta", "file"})
+        if unknown:
+            raise ProblemError(422, "unknown_field", f"unknown form part {unknown[0]!r}")
+        meta = form.get("meta")
+        if isinstance(meta, UploadFile):
+            meta_bytes = await meta.read(MAX_META_BYTES + 1)
+        elif isinstance(meta, str):
+            meta_bytes = meta.encode("utf-8")
+        else:
+            raise ProblemError(422, "validation_error", "the `meta` part is required")
+        payload = _validate(model, meta_bytes, ("body", "meta"))
+        part = form.get("file")
+        if part is None:
+            return payload, None
+        if not isinstance(part, UploadFile):
+            raise ProblemError(422, "validation_error", "`file` must be a file part")
+        media_type = check_media_type(part.content_type or "application/octet-stream")
+        stored = await run_in_threadpool(_store, state, part, media_type)
+        return payload, stored
+    finally:
+        await form.close()
+
+
+def _store(state: AppState, part: UploadFile, media_type: str) -> StoredFile:
+    part.file.seek(0)
+    size = 0
+
+    def chunks() -> Any:
+        nonlocal size
+        while data := part.file.read(CHUNK):
+            size += len(data)
+            yield data
+
+    sha256 = state.blobs.put_chunks(chunks())
+    if size == 0:
+        raise ProblemError(422, "file_empty", "the file part is empty")
+    return StoredFile(sha256, size, media_type)
+
+
+def _validate(
+    model: type[domain._RecordIn], data: bytes, loc: tuple[str, ...]
+) -> domain._RecordIn:
+    if len(data) > MAX_META_BYTES and loc != ("body",):
+        raise ProblemError(413, "body_too_large", "the meta part is too large")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": (*loc, *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from exc
+
+
+@signed.post(
+    "/api/v1/contracts",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a contract (检测合同) with its PDF",
+    description=ContractIn.__doc__ or "",
+    responses=_CREATED,
+    openapi_extra=_multipart_schema(ContractIn),
+)
+async def create_contract(
+    request: Request, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    payload, file = await _read_multipart(request, ContractIn, state)
+    return await run_in_threadpool(
+        _create, session, state, idem, "contracts", lab_institution(caller), payload, file
+    )
+
+
+@signed.post(
+    "/api/v1/media",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register media (key images, video, data files)",
+    description=MediaIn.__doc__ or "",
+    responses=_CREATED,
+    openapi_extra=_multipart_schema(MediaIn),
+)
+async def create_media(
+    request: Request, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    payload, file = await _read_multipart(request, MediaIn, state)
+    return await run_in_threadpool(
+        _create, session, state, idem, "media", lab_institution(caller), payload, file
+    )
+
+
+class RecordView(BaseModel):
+    record: dict[str, Any] = Field(description="the evidence record (INTERFACE §1)")
+    leaf_hash: str
+    flags: list[dict[str, Any]]
+
+
+@signed.get(
+    "/api/v1/records/{record_id}",
+    response_model=RecordView,
+    summary="One evidence record (own institution; auditors: any)",
+)
+def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
+    record = session.get(Record, record_id) if len(record_id) <= 26 else None
+    if record is None:
+        raise ProblemError(404, "record_not_found", f"no record {record_id}")
+    if caller.role == ROLE_LAB and record.institution != caller.institution:
+        raise ProblemError(403, "forbidden", "this record belongs to another institution")
+    return {
+        "record": domain.record_json(record),
+        "leaf_hash": record.leaf_hash,
+        "flags": domain.flags_of(session, record.id),
+    }
+
+
+class WitnessKeyOut(BaseModel):
+    key_id: str
+    algorithm: str
+    public_key: str = Field(description="base64 DER SubjectPublicKeyInfo")
+    fingerprint: str = Field(description="SHA-256 of the DER key, hex")
+    witness: dict[str, Any] = Field(description="name, masked ID number, unit")
+    created_at: str
+    revoked: bool
+
+
+@signed.post(
+    "/api/v1/witness-keys",
+    status_code=201,
+    response_model=WitnessKeyOut,
+    tags=["witness keys"],
+    summary="Register a witness's public key (Ed25519 or ECDSA P-256)",
+    description="The key then signs seals and witness records of this institution. "
+    "The ID number is checked (422 `id_number_invalid`) and masked in answers.",
+)
+def create_witness_key(
+    body: WitnessKeyIn, caller: LabDep, session: SessionDep, idem: IdempotencyDep
+) -> Response:
+    institution = lab_institution(caller)
+
+    def work() -> tuple[int, Any]:
+        key = domain.register_witness_key(session, institution, body)
+        return 201, domain.witness_key_json(key)
+
+    return idem.run(session, work)
+
+
+@signed.get(
+    "/api/v1/witness-keys/{key_id}",
+    response_model=WitnessKeyOut,
+    tags=["witness keys"],
+    summary="A registered witness key",
+)
+def get_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
+    from service.storage.models import WitnessKey
+
+    key = session.get(WitnessKey, key_id) if len(key_id) <= 26 else None
+    if key is None:
+        raise ProblemError(404, "witness_key_not_found", f"no witness key {key_id}")
+    if key.institution != lab_institution(caller):
+        raise ProblemError(403, "forbidden", "this witness key belongs to another institution")
+    return domain.witness_key_json(key)
+
+
+@signed.post(
+    "/api/v1/witness-keys/{key_id}/revocation",
+    response_model=WitnessKeyOut,
+    tags=["witness keys"],
+    summary="Revoke a witness key (it signs nothing new; old seals stay verifiable)",
+)
+def revoke_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
+    key = domain.revoke_witness_key(session, key_id, lab_institution(caller))
+    session.commit()
+    return domain.witness_key_json(key)
+
+
+class FlagOut(BaseModel):
+    id: int
+    record_id: str
+    record_type: str
+    institution: str
+    rule: str = Field(description="contract_late | test_data_late")
+    detail: dict[str, Any]
+    flagged_at: str
+
+
+class LedgerOut(BaseModel):
+    id: int
+    institution: str
+    code: str
+    report_record_id: str
+    details: dict[str, Any]
+    recorded_at: str
+    notification: dict[str, Any] | None = Field(
+        description="delivery to the supervision agency: status, attempts, last_error"
+    )
+
+
+_Limit = Query(default=100, ge=1, le=MAX_LIST)
+_After = Query(default=0, ge=0, description="page after this id")
+
+
+@signed.get(
+    "/api/v1/flags",
+    response_model=list[FlagOut],
+    tags=["rules"],
+    summary="Late-upload flags of the caller's records",
+)
+def lab_flags(
+    caller: LabDep,
+    session: SessionDep,
+    rule: str | None = None,
+    limit: int = _Limit,
+    after: int = _After,
+) -> Any:
+    return domain.list_flags(
+        session, institution=lab_institution(caller), rule=rule, limit=limit, after_id=after
+    )
+
+
+@signed.get(
+    "/api/v1/audit/flags",
+    response_model=list[FlagOut],
+    tags=["audit"],
+    summary="Late-upload flags (R11, R13), all institutions or one",
+)
+def audit_flags(
+    caller: AuditorDep,
+    session: SessionDep,
+    institution: str | None = None,
+    rule: str | None = None,
+    limit: int = _Limit,
+    after: int = _After,
+) -> Any:
+    return domain.list_flags(
+        session, institution=institution, rule=rule, limit=limit, after_id=after
+    )
+
+
+@signed.get(
+    "/api/v1/nonconforming",
+    response_model=list[LedgerOut],
+    tags=["rules"],
+    summary="The caller's nonconforming-results ledger (不合格台账)",
+)
+def lab_ledger(
+    caller: LabDep, session: SessionDep, limit: int = _Limit, after: int = _After
+) -> Any:
+    return list_ledger(session, institution=lab_institution(caller), limit=limit, after_id=after)
+
+
+@signed.get(
+    "/api/v1/audit/nonconforming",
+    response_model=list[LedgerOut],
+    tags=["audit"],
+    summary="Nonconforming-results ledger with notification delivery state (R12)",
+)
+def audit_ledger(
+    caller: AuditorDep,
+    session: SessionDep,
+    institution: str | None = None,
+    limit: int = _Limit,
+    after: int = _After,
+) -> Any:
+    return list_ledger(session, institution=institution, limit=limit, after_id=after)
+
+
+router = APIRouter(lifespan=_lifespan)
+router.include_router(signed)
+router.include_router(uploads_api.router)

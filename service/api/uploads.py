@@ -1,0 +1,292 @@
+"""Resumable uploads (INTERFACE §5.2): create, PATCH chunks, HEAD offset, complete.
+
+Every call is signed (§5.1). The PATCH route does not use `SignedRoute`, which would
+hold the whole body in memory: it checks the headers and the upload first (so a stale
+offset is refused before any byte is read), streams the chunk to a file while hashing
+it, then verifies the signature over that hash before the chunk counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from service.api.auth import (
+    LabDep,
+    SignedRoute,
+    lab_institution,
+    raw_query,
+    request_path,
+    verify_signed_request,
+)
+from service.api.deps import SessionDep, StateDep
+from service.api.idempotency import IdempotencyDep
+from service.app import AppState
+from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from service.domain import uploads
+from service.domain.accounts import ROLE_LAB, lookup_key
+from service.errors import ProblemError
+
+signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
+streaming = APIRouter(tags=["uploads"])
+
+UPLOAD_OFFSET = "Upload-Offset"
+UPLOAD_LENGTH = "Upload-Length"
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"length": 209715200, "media_type": "video/mp4"}]},
+    )
+
+    length: int = Field(gt=0, le=uploads.MAX_UPLOAD_LENGTH, description="total bytes")
+    media_type: str = Field(min_length=3, max_length=127, description="e.g. video/mp4")
+
+
+class UploadOut(BaseModel):
+    upload_id: str
+    length: int
+    offset: int
+    media_type: str
+    status: str = Field(description="open | complete | used")
+    sha256: str | None = None
+    record_id: str | None = None
+    location: str
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"sha256": "ab" * 32}]}
+    )
+
+    sha256: str = Field(min_length=64, max_length=64, description="SHA-256 of the whole file")
+
+
+def _location(upload_id: str) -> str:
+    return f"/api/v1/uploads/{upload_id}"
+
+
+def _out(u: Any) -> dict[str, Any]:
+    return {
+        "upload_id": u.id,
+        "length": u.length,
+        "offset": u.offset,
+        "media_type": u.media_type,
+        "status": u.status,
+        "sha256": u.sha256,
+        "record_id": u.record_id,
+        "location": _location(u.id),
+    }
+
+
+@signed.post(
+    "/api/v1/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    summary="Start a resumable upload",
+    description="Declares the length and media type; answers the upload id and its "
+    "`Location`. Then PATCH chunks at `Upload-Offset` and finish with `/complete`.",
+)
+def create_upload(
+    body: UploadIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    institution = lab_institution(caller)
+
+    def work() -> tuple[int, Any]:
+        upload = uploads.create_upload(
+            session,
+            state.settings.data_dir,
+            institution=institution,
+            length=body.length,
+            media_type=body.media_type,
+        )
+        session.flush()
+        return 201, _out(upload)
+
+    resp = idem.run(session, work)
+    resp.headers["Location"] = json.loads(bytes(resp.body))["location"]
+    return resp
+
+
+@signed.head(
+    "/api/v1/uploads/{upload_id}",
+    summary="Current offset of an upload",
+    responses={200: {"headers": {UPLOAD_OFFSET: {"schema": {"type": "integer"}}}}},
+)
+def head_upload(upload_id: str, caller: LabDep, session: SessionDep) -> Response:
+    upload = uploads.get_upload(session, upload_id, lab_institution(caller))
+    return Response(
+        status_code=200,
+        headers={
+            UPLOAD_OFFSET: str(upload.offset),
+            UPLOAD_LENGTH: str(upload.length),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@signed.get("/api/v1/uploads/{upload_id}", response_model=UploadOut, summary="Upload status")
+def get_upload(upload_id: str, caller: LabDep, session: SessionDep) -> Any:
+    return _out(uploads.get_upload(session, upload_id, lab_institution(caller)))
+
+
+@signed.post(
+    "/api/v1/uploads/{upload_id}/complete",
+    response_model=UploadOut,
+    summary="Finish an upload by its SHA-256",
+    description="All bytes must be in (409 `upload_incomplete`); a SHA-256 that does not "
+    "match is refused with 422 `upload_hash_mismatch` and nothing is recorded. The "
+    "completed upload is then the `upload_id` of one media or contract record.",
+)
+def complete_upload(
+    upload_id: str, body: CompleteIn, caller: LabDep, session: SessionDep, state: StateDep
+) -> Any:
+    upload = uploads.get_upload(session, upload_id, lab_institution(caller))
+    upload = uploads.complete_upload(
+        session, state.settings.data_dir, state.blobs, upload, body.sha256
+    )
+    session.commit()
+    return _out(upload)
+
+
+def _int_header(value: str | None, name: str, code: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 19:
+        raise ProblemError(400, code, f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def _precheck(
+    state: AppState, key_id: str | None, upload_id: str, offset: int, declared: int | None
+) -> int:
+    """Before reading the body: the key is a lab key and the chunk can be appended.
+
+    The signature itself is checked once the body has been hashed; an error here only
+    spares an honest client from sending a chunk that would be refused anyway.
+    """
+    if not key_id:
+        raise ProblemError(401, "auth_missing", f"missing header {HEADER_KEY}")
+    with state.sessions() as session:
+        key = lookup_key(session, state.settings, key_id)
+        if key is None or key.revoked:
+            raise ProblemError(401, "auth_unknown_key", "unknown or revoked API key")
+        if key.role != ROLE_LAB or not key.institution:
+            raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+        upload = uploads.get_upload(session, upload_id, key.institution)
+        uploads.check_can_append(upload, offset, declared)
+        return upload.length - offset
+
+
+def _commit(
+    state: AppState, upload_id: str, institution: str, offset: int, chunk: uploads.ReceivedChunk
+) -> int:
+    with state.sessions() as session:
+        upload = uploads.get_upload(session, upload_id, institution)
+        if upload.status != uploads.STATUS_OPEN:
+            raise ProblemError(409, "upload_closed", f"upload is {upload.status}")
+        data_dir = state.settings.data_dir
+        new_offset = uploads.commit_chunk(session, data_dir, upload_id, offset, chunk)
+        session.commit()
+        return new_offset
+
+
+@streaming.patch(
+    "/api/v1/uploads/{upload_id}",
+    status_code=204,
+    summary="Append one chunk at Upload-Offset",
+    description="Body: the chunk bytes (`application/offset+octet-stream`), at most "
+    f"{uploads.MAX_CHUNK_BYTES} bytes. `Upload-Offset` must equal the current offset "
+    "(409 `upload_offset_mismatch` otherwise, with the current offset in the "
+    "`Upload-Offset` header). A chunk counts only when it arrived whole: after a dropped "
+    "connection, HEAD tells where to resume. Signed like every call (§5.1).",
+    responses={204: {"headers": {UPLOAD_OFFSET: {"schema": {"type": "integer"}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/offset+octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}
+                }
+            },
+        }
+    },
+)
+async def patch_upload(
+    upload_id: str,
+    request: Request,
+    upload_offset: Annotated[str | None, Header(alias=UPLOAD_OFFSET)] = None,
+) -> Response:
+    state: AppState = request.app.state.jz
+    offset = _int_header(upload_offset, UPLOAD_OFFSET, "upload_offset_invalid")
+    if offset is None:
+        raise ProblemError(400, "upload_offset_missing", f"{UPLOAD_OFFSET} header is required")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in uploads.CHUNK_CONTENT_TYPES:
+        raise ProblemError(
+            415,
+            "unsupported_media_type",
+            "send the chunk as application/offset+octet-stream",
+        )
+    declared = _int_header(
+        request.headers.get("content-length"), "Content-Length", "content_length_invalid"
+    )
+    headers = request.headers
+    room = await run_in_threadpool(
+        _precheck, state, headers.get(HEADER_KEY), upload_id, offset, declared
+    )
+
+    chunk_path = uploads.new_chunk_path(state.settings.data_dir, upload_id)
+    try:
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with chunk_path.open("wb") as fh:
+                async for data in request.stream():
+                    if not data:
+                        continue
+                    size += len(data)
+                    if size > uploads.MAX_CHUNK_BYTES:
+                        raise ProblemError(413, "body_too_large", "chunk too large")
+                    if size > room:
+                        raise ProblemError(
+                            422, "upload_length_exceeded", "the chunk passes the declared length"
+                        )
+                    h.update(data)
+                    fh.write(data)
+        except ClientDisconnect:
+            # The client is gone: the partial chunk never counts; HEAD shows the offset.
+            return Response(status_code=400)
+        caller = await run_in_threadpool(
+            verify_signed_request,
+            state,
+            method=request.method,
+            path=request_path(request),
+            query=raw_query(request),
+            body_hash=h.hexdigest(),
+            key_id=headers.get(HEADER_KEY),
+            timestamp=headers.get(HEADER_TIMESTAMP),
+            nonce=headers.get(HEADER_NONCE),
+            signature=headers.get(HEADER_SIGNATURE),
+        )
+        if caller.role != ROLE_LAB or not caller.institution:
+            raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+        chunk = uploads.ReceivedChunk(chunk_path, size, h.hexdigest())
+        new_offset = await run_in_threadpool(
+            _commit, state, upload_id, caller.institution, offset, chunk
+        )
+    finally:
+        uploads.discard_chunk(chunk_path)
+    return Response(status_code=204, headers={UPLOAD_OFFSET: str(new_offset)})
+
+
+router = APIRouter()
+router.include_router(signed)
+router.include_router(streaming)

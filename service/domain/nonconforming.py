@@ -1,0 +1,126 @@
+"""The nonconforming-results ledger (检测结果不合格项目台账, 57号部令 art. 26; R12).
+
+A report with the conclusion `fail` gets one ledger entry per report code, and the
+local supervision agency (项目属地质量监督机构) is notified through the durable
+notification queue (service/domain/notify.py), in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.domain.evidence import rfc3339, utc_now
+from service.domain.notify import enqueue
+from service.storage.models import Institution, NonconformingEntry, Notification, Record
+
+EVENT_NONCONFORMING = "nonconforming_result"
+
+
+def record_nonconforming(
+    session: Session,
+    report_record: Record,
+    institution: str,
+    code: str,
+    details: Mapping[str, Any],
+) -> NonconformingEntry:
+    """Enter a failed report into the ledger and queue the agency's notification.
+
+    Idempotent per (institution, code): a report whose metadata is sent again keeps its
+    first entry and is not notified twice. Writes into the caller's transaction; the
+    caller commits (the notification is sent only after that commit).
+    """
+    existing = _entry(session, institution, code)
+    if existing is not None:
+        return existing
+    now = utc_now()
+    details_json = json.dumps(dict(details), ensure_ascii=False, sort_keys=True, default=str)
+    entry = NonconformingEntry(
+        institution=institution,
+        code=code,
+        report_record_id=report_record.id,
+        details=details_json,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(entry)
+            session.flush()
+    except IntegrityError:  # another request for the same code won the race
+        winner = _entry(session, institution, code)
+        assert winner is not None
+        return winner
+    lab = session.get(Institution, institution)
+    notification = enqueue(
+        session,
+        kind=EVENT_NONCONFORMING,
+        institution=institution,
+        payload={
+            "institution": institution,
+            "institution_name": lab.name if lab else None,
+            "region": lab.region if lab else None,
+            "report_code": code,
+            "report_record_id": report_record.id,
+            "report_leaf_hash": report_record.leaf_hash,
+            "details": json.loads(details_json),
+            "recorded_at": rfc3339(now),
+        },
+    )
+    entry.notification_id = notification.id
+    return entry
+
+
+def _entry(session: Session, institution: str, code: str) -> NonconformingEntry | None:
+    return session.scalars(
+        select(NonconformingEntry).where(
+            NonconformingEntry.institution == institution, NonconformingEntry.code == code
+        )
+    ).first()
+
+
+def entry_json(entry: NonconformingEntry, notification: Notification | None) -> dict[str, Any]:
+    return {
+        "institution": entry.institution,
+        "code": entry.code,
+        "report_record_id": entry.report_record_id,
+        "details": json.loads(entry.details),
+        "recorded_at": _ts(entry.created_at),
+        "notification": (
+            {
+                "id": notification.id,
+                "status": notification.status,
+                "attempts": notification.attempts,
+                "last_error": notification.last_error,
+                "delivered_at": _ts(notification.delivered_at),
+            }
+            if notification is not None
+            else None
+        ),
+    }
+
+
+def _ts(value: datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
+
+
+def list_ledger(
+    session: Session, *, institution: str | None, limit: int, after_id: int = 0
+) -> list[dict[str, Any]]:
+    """Ledger entries (oldest first) with the delivery state of their notification."""
+    query = select(NonconformingEntry).where(NonconformingEntry.id > after_id)
+    if institution is not None:
+        query = query.where(NonconformingEntry.institution == institution)
+    entries = session.scalars(query.order_by(NonconformingEntry.id).limit(limit)).all()
+    out = []
+    for entry in entries:
+        notification = (
+            session.get(Notification, entry.notification_id) if entry.notification_id else None
+        )
+        out.append({"id": entry.id, **entry_json(entry, notification)})
+    return out

@@ -1,0 +1,136 @@
+"""Upload-deadline rules from the source documents, as pure functions.
+
+- R11 (002 §三(三)): a contract is uploaded within 5 working days of signing.
+- R13 (std 4.3.4 items 4, 5) with R10/R4: automatically acquired test data is uploaded
+  in real time, manual data within 24 h; data that arrives later is "not uploaded in time".
+
+A broken rule does not refuse the record (the lab must still be able to file it);
+it becomes a flag inside the record's body and a row auditors can query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from service.settings import RulesSettings
+
+RULE_CONTRACT_LATE = "contract_late"
+RULE_TEST_DATA_LATE = "test_data_late"
+
+#: Longest span the calendar walks (a contract signed decades ago is simply late).
+MAX_CALENDAR_SPAN_DAYS = 3660
+
+
+@dataclass(frozen=True)
+class WorkingCalendar:
+    """Working days: not a weekend day and not a holiday, or an explicit make-up day (调休)."""
+
+    weekend_days: frozenset[int] = frozenset({5, 6})
+    holidays: frozenset[date] = frozenset()
+    extra_workdays: frozenset[date] = frozenset()
+
+    @classmethod
+    def from_settings(cls, rules: RulesSettings) -> WorkingCalendar:
+        return cls(
+            weekend_days=frozenset(rules.weekend_days),
+            holidays=frozenset(rules.holidays),
+            extra_workdays=frozenset(rules.extra_workdays),
+        )
+
+    def is_working_day(self, day: date) -> bool:
+        if day in self.extra_workdays:
+            return True
+        return day.weekday() not in self.weekend_days and day not in self.holidays
+
+    def working_days_after(self, start: date, end: date) -> int:
+        """Working days in (start, end]: 0 when `end` is on or before `start`."""
+        if end <= start:
+            return 0
+        span = min((end - start).days, MAX_CALENDAR_SPAN_DAYS)
+        return sum(
+            1 for n in range(1, span + 1) if self.is_working_day(start + timedelta(days=n))
+        )
+
+    def add_working_days(self, start: date, n: int) -> date:
+        """The n-th working day after `start` (the last day something is still on time)."""
+        day = start
+        remaining = n
+        for _ in range(MAX_CALENDAR_SPAN_DAYS):
+            if remaining <= 0:
+                return day
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                remaining -= 1
+        return day
+
+
+@dataclass(frozen=True)
+class Flag:
+    rule: str
+    detail: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, **self.detail}
+
+
+def local_date(ts: datetime, tz: str) -> date:
+    return ts.astimezone(ZoneInfo(tz)).date()
+
+
+def contract_flags(
+    signed_on: date, received_at: datetime, rules: RulesSettings, calendar: WorkingCalendar
+) -> list[Flag]:
+    """R11: more than N working days between signing and upload (local calendar)."""
+    received_on = local_date(received_at, rules.timezone)
+    elapsed = calendar.working_days_after(signed_on, received_on)
+    if elapsed <= rules.contract_upload_working_days:
+        return []
+    due = calendar.add_working_days(signed_on, rules.contract_upload_working_days)
+    return [
+        Flag(
+            RULE_CONTRACT_LATE,
+            {
+                "signed_on": signed_on.isoformat(),
+                "received_on": received_on.isoformat(),
+                "due_by": due.isoformat(),
+                "working_days": elapsed,
+                "limit_working_days": rules.contract_upload_working_days,
+            },
+        )
+    ]
+
+
+def test_data_flags(
+    acquisition: str, finished_at: datetime, received_at: datetime, rules: RulesSettings
+) -> list[Flag]:
+    """R13: test data that arrived later than its acquisition mode allows."""
+    limit = (
+        rules.auto_data_max_delay_s if acquisition == "auto" else rules.manual_data_max_delay_s
+    )
+    delay = (received_at - finished_at).total_seconds()
+    if delay <= limit:
+        return []
+    return [
+        Flag(
+            RULE_TEST_DATA_LATE,
+            {
+                "acquisition": acquisition,
+                "finished_at": rfc3339_utc(finished_at),
+                "received_at": rfc3339_utc(received_at),
+                "delay_s": int(delay),
+                "limit_s": limit,
+            },
+        )
+    ]
+
+
+def rfc3339_utc(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def flags_json(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    return [f.as_json() for f in flags]

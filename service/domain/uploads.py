@@ -1,0 +1,262 @@
+"""Resumable uploads (INTERFACE §5.2; R16 续传).
+
+`POST /api/v1/uploads` declares the length and media type; each `PATCH` carries one
+chunk at `Upload-Offset`; `HEAD` answers the current offset; `complete` checks the
+SHA-256 of the whole file and moves it into the content-addressed blob store. The
+finished upload is then the file of one `media` (or `contract`) record.
+
+Each PATCH is atomic: its bytes are streamed to a chunk file beside the upload and
+appended only once the whole chunk arrived and its request signature checked out. A
+connection dropped mid-chunk therefore leaves the offset where it was, and the client
+resumes from `HEAD`. The offset in the database is the truth; bytes of the partial
+file beyond it (left by a crash between the append and the commit) are cut off before
+the next append.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from service.domain.evidence import new_record_id, utc_now
+from service.errors import ProblemError
+from service.storage.blobs import CHUNK, BlobStore
+from service.storage.models import Upload
+
+#: Largest file one upload may declare (16 GiB).
+MAX_UPLOAD_LENGTH = 16 * 1024**3
+#: Largest single PATCH body; the body-limit middleware enforces the same number.
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+MEDIA_TYPE_RE = re.compile(
+    r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$"
+)
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CHUNK_CONTENT_TYPES = frozenset({"application/offset+octet-stream", "application/octet-stream"})
+
+STATUS_OPEN = "open"
+STATUS_COMPLETE = "complete"
+STATUS_USED = "used"
+
+
+def upload_dir(data_dir: Path) -> Path:
+    path = data_dir / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def part_path(data_dir: Path, upload_id: str) -> Path:
+    return upload_dir(data_dir) / f"{upload_id}.part"
+
+
+def new_chunk_path(data_dir: Path, upload_id: str) -> Path:
+    return upload_dir(data_dir) / f"{upload_id}.{secrets.token_hex(8)}.chunk"
+
+
+def check_media_type(value: str) -> str:
+    media_type = value.strip().lower()
+    if not MEDIA_TYPE_RE.match(media_type):
+        raise ProblemError(422, "media_type_invalid", f"not a media type: {value[:100]!r}")
+    return media_type
+
+
+def create_upload(
+    session: Session, data_dir: Path, *, institution: str, length: int, media_type: str
+) -> Upload:
+    if not 0 < length <= MAX_UPLOAD_LENGTH:
+        raise ProblemError(
+            422, "upload_length_invalid", f"length must be 1..{MAX_UPLOAD_LENGTH} bytes"
+        )
+    now = utc_now()
+    upload = Upload(
+        id=new_record_id(),
+        institution=institution,
+        length=length,
+        media_type=check_media_type(media_type),
+        offset=0,
+        status=STATUS_OPEN,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(upload)
+    part_path(data_dir, upload.id).touch()
+    return upload
+
+
+def get_upload(session: Session, upload_id: str, institution: str) -> Upload:
+    """The upload, if it belongs to `institution`: 404 unknown, 403 another institution's."""
+    upload = session.get(Upload, upload_id) if len(upload_id) <= 26 else None
+    if upload is None:
+        raise ProblemError(404, "upload_not_found", "no such upload")
+    if upload.institution != institution:
+        raise ProblemError(403, "forbidden", "this upload belongs to another institution")
+    return upload
+
+
+def offset_mismatch(upload: Upload, sent: int) -> ProblemError:
+    return ProblemError(
+        409,
+        "upload_offset_mismatch",
+        f"Upload-Offset {sent} does not match the current offset {upload.offset}",
+        headers={"Upload-Offset": str(upload.offset)},
+        offset=upload.offset,
+    )
+
+
+def check_can_append(upload: Upload, offset: int, declared: int | None) -> None:
+    """Refuse a chunk before reading it, when the headers already tell it cannot fit."""
+    if upload.status != STATUS_OPEN:
+        raise ProblemError(409, "upload_closed", f"upload is {upload.status}")
+    if offset != upload.offset:
+        raise offset_mismatch(upload, offset)
+    if declared is not None and upload.offset + declared > upload.length:
+        raise ProblemError(
+            422,
+            "upload_length_exceeded",
+            f"chunk of {declared} bytes at {upload.offset} passes the declared length "
+            f"{upload.length}",
+        )
+
+
+@dataclass(frozen=True)
+class ReceivedChunk:
+    path: Path
+    size: int
+    sha256: str
+
+
+def commit_chunk(
+    session: Session, data_dir: Path, upload_id: str, offset: int, chunk: ReceivedChunk
+) -> int:
+    """Append a fully received chunk at `offset`; returns the new offset (caller commits).
+
+    The offset moves by compare-and-set, so of two PATCHes racing for one offset exactly
+    one wins; the loser gets 409 `upload_offset_mismatch`.
+    """
+    upload = session.get(Upload, upload_id)
+    if upload is None:  # pragma: no cover - checked before streaming
+        raise ProblemError(404, "upload_not_found", "no such upload")
+    if offset + chunk.size > upload.length:
+        raise ProblemError(
+            422, "upload_length_exceeded", "the chunk passes the declared length"
+        )
+    result = session.execute(
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.offset == offset, Upload.status == STATUS_OPEN)
+        .values(offset=offset + chunk.size, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        current = session.get(Upload, upload_id)
+        assert current is not None
+        session.refresh(current)
+        if current.status != STATUS_OPEN:
+            raise ProblemError(409, "upload_closed", f"upload is {current.status}")
+        raise offset_mismatch(current, offset)
+    # We hold the row (write lock) until the caller commits: append under it.
+    part = part_path(data_dir, upload_id)
+    with part.open("r+b" if part.exists() else "w+b") as out, chunk.path.open("rb") as src:
+        out.truncate(offset)
+        out.seek(offset)
+        shutil.copyfileobj(src, out, CHUNK)
+        out.flush()
+        os.fsync(out.fileno())
+    return offset + chunk.size
+
+
+def complete_upload(
+    session: Session, data_dir: Path, blobs: BlobStore, upload: Upload, sha256: str
+) -> Upload:
+    """Check the whole file's SHA-256; on a match the bytes become a blob (caller commits).
+
+    A mismatch is refused with 422 `upload_hash_mismatch` and changes nothing: the
+    upload stays open, no blob and no record are written.
+    """
+    expected = sha256.strip().lower()
+    if not SHA256_RE.match(expected):
+        raise ProblemError(422, "sha256_invalid", "sha256 must be 64 hex characters")
+    if upload.status == STATUS_COMPLETE or upload.status == STATUS_USED:
+        if upload.sha256 == expected:
+            return upload  # a retried completion
+        raise ProblemError(422, "upload_hash_mismatch", "the upload has another SHA-256")
+    if upload.offset != upload.length:
+        raise ProblemError(
+            409,
+            "upload_incomplete",
+            f"{upload.offset} of {upload.length} bytes received",
+            headers={"Upload-Offset": str(upload.offset)},
+        )
+    part = part_path(data_dir, upload.id)
+    actual = _hash_prefix(part, upload.length)
+    if actual != expected:
+        raise ProblemError(
+            422,
+            "upload_hash_mismatch",
+            f"the received bytes have SHA-256 {actual}, not {expected}",
+            actual=actual,
+        )
+    result = session.execute(
+        update(Upload)
+        .where(Upload.id == upload.id, Upload.status == STATUS_OPEN)
+        .values(status=STATUS_COMPLETE, sha256=actual, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ProblemError(409, "upload_closed", "the upload was completed concurrently")
+    with part.open("r+b") as fh:
+        fh.truncate(upload.length)
+    blobs.adopt(part, actual)
+    session.refresh(upload)
+    return upload
+
+
+def _hash_prefix(path: Path, length: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    remaining = length
+    try:
+        with path.open("rb") as fh:
+            while remaining > 0:
+                data = fh.read(min(CHUNK, remaining))
+                if not data:
+                    break
+                h.update(data)
+                remaining -= len(data)
+    except FileNotFoundError as exc:
+        raise ProblemError(409, "upload_lost", "the upload's bytes are gone") from exc
+    if remaining:
+        raise ProblemError(409, "upload_lost", "the upload's bytes are shorter than its offset")
+    return h.hexdigest()
+
+
+def take_upload(session: Session, blobs: BlobStore, upload_id: str, institution: str) -> Upload:
+    """Mark a completed upload as used by the record being written (caller commits)."""
+    upload = get_upload(session, upload_id, institution)
+    if upload.status == STATUS_OPEN:
+        raise ProblemError(409, "upload_not_complete", "complete the upload first")
+    if upload.status == STATUS_USED:
+        raise ProblemError(409, "upload_already_used", "this upload is already a record's file")
+    assert upload.sha256 is not None
+    if not blobs.exists(upload.sha256):
+        raise ProblemError(409, "upload_lost", "the upload's bytes are gone")
+    result = session.execute(
+        update(Upload)
+        .where(Upload.id == upload.id, Upload.status == STATUS_COMPLETE)
+        .values(status=STATUS_USED, updated_at=utc_now())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ProblemError(409, "upload_already_used", "this upload is already a record's file")
+    return upload
+
+
+def discard_chunk(chunk_path: Path) -> None:
+    chunk_path.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""Helpers for lab-API tests: valid USCCs, accounts, signed clients, seed records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+from stdnum.cn import uscc as stdnum_uscc
+
+from service.app import AppState, create_app
+from service.client import JianzhengClient
+from service.domain import accounts
+from service.domain.evidence import append_record
+from service.storage.db import session_scope
+from service.storage.models import Record
+
+
+def make_uscc(serial: int, region: str = "440300") -> str:
+    """A valid unified social credit code (check digit computed) for tests."""
+    body = f"91{region}" + f"MA{serial:07d}"[-9:]
+    return body + stdnum_uscc.calc_check_digit(body)
+
+
+@dataclass
+class Account:
+    key_id: str
+    secret: str
+    institution: str | None = None
+    auditor_id: str | None = None
+
+
+def add_lab(state: AppState, serial: int, region: str = "440300") -> Account:
+    with session_scope(state.sessions) as s:
+        out = accounts.add_institution(
+            s, state.settings, uscc=make_uscc(serial, region), region=region, name=f"Lab {serial}"
+        )
+    return Account(out["key_id"], out["secret"], institution=out["institution"])
+
+
+def add_auditor(state: AppState, name: str = "Auditor") -> Account:
+    with session_scope(state.sessions) as s:
+        out = accounts.add_auditor(s, state.settings, name=name)
+    return Account(out["key_id"], out["secret"], auditor_id=out["auditor"])
+
+
+def make_app(state: AppState) -> FastAPI:
+    return create_app(state.settings, state=state)
+
+
+def client_for(app: FastAPI, account: Account) -> JianzhengClient:
+    return JianzhengClient(
+        "http://testserver",
+        account.key_id,
+        account.secret,
+        http=TestClient(app, base_url="http://testserver", raise_server_exceptions=False),
+    )
+
+
+def seed_record(
+    state: AppState, institution: str, type: str, body: dict[str, Any] | None = None,
+    parents: list[str] | None = None,
+) -> str:
+    """A record written directly through the evidence layer (stands in for other routes)."""
+    with session_scope(state.sessions) as s:
+        parent_rows = [s.get(Record, p) for p in parents or []]
+        rec = append_record(
+            s, type=type, institution=institution, body=body or {"name": type},
+            parents=[p for p in parent_rows if p is not None],
+        )
+        return rec.id

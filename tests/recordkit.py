@@ -1,0 +1,278 @@
+"""Helpers for traceable-chain tests: witness keys, signed seals, multipart bodies, a chain."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from service.client import JianzhengClient
+from service.domain import seals
+
+VALID_ID_NUMBER = "11010519491231002X"
+CST = timezone(timedelta(hours=8))
+
+
+def ago(seconds: float) -> str:
+    """RFC 3339 in China Standard Time, `seconds` before now."""
+    ts = datetime.now(UTC) - timedelta(seconds=seconds)
+    return ts.astimezone(CST).replace(microsecond=0).isoformat()
+
+
+def today_cst(days_ago: int = 0) -> str:
+    return (datetime.now(CST).date() - timedelta(days=days_ago)).isoformat()
+
+#: The smallest file poppler-free code accepts as a PDF (magic + trailer).
+TINY_PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def multipart(
+    meta: dict[str, Any] | str, file: bytes | None = None, media_type: str = "image/jpeg"
+) -> tuple[bytes, str]:
+    """(body, content type) of a multipart request with a `meta` part and a `file` part."""
+    text = meta if isinstance(meta, str) else json.dumps(meta, ensure_ascii=False)
+    files: dict[str, Any] = {"meta": (None, text.encode("utf-8"), "application/json")}
+    if file is not None:
+        files["file"] = ("f.bin", file, media_type)
+    req = httpx.Request("POST", "http://x/", files=files)
+    return req.read(), req.headers["content-type"]
+
+
+@dataclass
+class WitnessSigner:
+    algorithm: str
+    private: Any
+    key_id: str = ""
+
+    @classmethod
+    def new(cls, algorithm: str = "ed25519") -> WitnessSigner:
+        if algorithm == "ed25519":
+            return cls(algorithm, ed25519.Ed25519PrivateKey.generate())
+        return cls(algorithm, ec.generate_private_key(ec.SECP256R1()))
+
+    def public_b64(self) -> str:
+        der = self.private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(der).decode()
+
+    def public_pem(self) -> str:
+        pem: bytes = self.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem.decode()
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        message = seals.signed_bytes(payload)
+        if self.algorithm == "ed25519":
+            sig = self.private.sign(message)
+        else:
+            sig = self.private.sign(message, ec.ECDSA(hashes.SHA256()))
+        return base64.b64encode(sig).decode()
+
+    def register(self, client: JianzhengClient, name: str = "张三") -> str:
+        resp = client.post(
+            "/api/v1/witness-keys",
+            json_body={
+                "witness": {"name": name, "id_number": VALID_ID_NUMBER, "unit": "鹏城监理"},
+                "algorithm": self.algorithm,
+                "public_key": self.public_pem() if self.algorithm == "ed25519" else
+                self.public_b64(),
+            },
+        )
+        assert resp.status_code == 201, resp.text
+        self.key_id = resp.json()["key_id"]
+        return self.key_id
+
+
+def created(resp: httpx.Response) -> str:
+    assert resp.status_code == 201, resp.text
+    record_id: str = resp.json()["record_id"]
+    return record_id
+
+
+def post_media(client: JianzhengClient, data: bytes, media_type: str = "image/jpeg") -> str:
+    body, ctype = multipart({"kind": "image", "description": "取样照片"}, data, media_type)
+    return created(client.post("/api/v1/media", content=body, content_type=ctype))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Chain:
+    """Ids of one full traceable chain of an institution."""
+
+    project: str
+    contract: str
+    commission: str
+    sample: str
+    sample_code: str
+    image: str
+    image_sha256: str
+    witness_key: WitnessSigner
+    seal: str = ""
+    witness: str = ""
+    receipt: str = ""
+    test_record: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def project_body(**over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "深圳湾科技园3号楼",
+        "location": "深圳市南山区科苑南路",
+        "region": "440305",
+        "construction_unit": {"name": "深圳湾建设有限公司"},
+        "supervision_unit": {"name": "鹏城监理有限公司"},
+        "contractor": {"name": "中建某局"},
+    }
+    body.update(over)
+    return body
+
+
+def contract_meta(project: str, signed_on: str, **over: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "contract_no": "HT-2026-0183",
+        "signed_on": signed_on,
+        "parties": [
+            {"role": "client", "name": "深圳湾建设有限公司"},
+            {"role": "lab", "name": "深圳市某检测有限公司"},
+        ],
+        "parents": [project],
+    }
+    meta.update(over)
+    return meta
+
+
+def commission_body(contract: str) -> dict[str, Any]:
+    return {
+        "commission_no": "WT-2026-11-0042",
+        "commissioned_on": today_cst(),
+        "client": {"name": "深圳湾建设有限公司"},
+        "items": [{"name": "混凝土抗压强度", "standard": "GB/T 50081-2019", "quantity": 3}],
+        "parents": [contract],
+    }
+
+
+def sample_body(commission: str, code: str) -> dict[str, Any]:
+    return {
+        "sample_code": code,
+        "name": "混凝土试块",
+        "material": "C30 混凝土",
+        "specification": "150mm×150mm×150mm",
+        "quantity": 3,
+        "unit": "组",
+        "sampled_at": ago(7200),
+        "parents": [commission],
+    }
+
+
+def seal_body(chain: Chain, *, signer: WitnessSigner | None = None, **over: Any) -> dict[str, Any]:
+    signer = signer or chain.witness_key
+    fields: dict[str, Any] = {
+        "sample_code": chain.sample_code,
+        "sealed_at": ago(3600),
+        "place": "深圳湾科技园3号楼 施工现场",
+        "images": [chain.image_sha256],
+    }
+    payload = seals.seal_payload(**fields)
+    body = {
+        **fields,
+        "witness_key_id": chain.witness_key.key_id,
+        "signature": signer.sign(payload),
+        "parents": [chain.sample, chain.image],
+    }
+    body.update(over)
+    return body
+
+
+def witness_body(chain: Chain, **over: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "sample_codes": [chain.sample_code],
+        "witnessed_at": ago(3500),
+        "location": "22.5431,113.9365 深圳湾科技园3号楼",
+        "activities": ["sampling", "marking", "sealing"],
+        "images": [chain.image_sha256],
+    }
+    payload = seals.witness_payload(**fields)
+    body = {
+        **fields,
+        "witness_key_id": chain.witness_key.key_id,
+        "signature": chain.witness_key.sign(payload),
+        "parents": [chain.sample, chain.image],
+    }
+    body.update(over)
+    return body
+
+
+def receipt_body(chain: Chain, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "received_at": ago(1800),
+        "received_by": "李四",
+        "observed_sample_code": chain.sample_code,
+        "seal_intact": True,
+        "accepted": True,
+        "condition": "试块完好",
+        "parents": [chain.seal],
+    }
+    body.update(over)
+    return body
+
+
+def data_body(chain: Chain, finished_at: str, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "test_item": "混凝土抗压强度",
+        "standard": "GB/T 50081-2019",
+        "device": {"id": "YJ-2000-07", "name": "压力试验机"},
+        "acquisition": "auto",
+        "started_at": (datetime.fromisoformat(finished_at) - timedelta(minutes=10)).isoformat(),
+        "finished_at": finished_at,
+        "raw_data": {"loads_kN": [812.4, 798.1, 825.0], "area_mm2": 22500},
+        "results": {"strength_MPa": 36.1},
+        "tester": "王五",
+        "parents": [chain.sample],
+    }
+    if chain.receipt:
+        body["parents"] = [chain.sample, chain.receipt]
+    body.update(over)
+    return body
+
+
+def build_chain(
+    client: JianzhengClient,
+    *,
+    sample_code: str = "YP2026112200017",
+    signed_on: str | None = None,
+    algorithm: str = "ed25519",
+    finished_at: str | None = None,
+) -> Chain:
+    project = created(client.post("/api/v1/projects", json_body=project_body()))
+    signed_on = signed_on or today_cst()
+    body, ctype = multipart(contract_meta(project, signed_on), TINY_PDF, "application/pdf")
+    contract = created(client.post("/api/v1/contracts", content=body, content_type=ctype))
+    commission = created(client.post("/api/v1/commissions", json_body=commission_body(contract)))
+    sample = created(client.post("/api/v1/samples", json_body=sample_body(commission, sample_code)))
+    image_bytes = b"\xff\xd8\xff\xe0 sample photo " + sample_code.encode()
+    image = post_media(client, image_bytes)
+    signer = WitnessSigner.new(algorithm)
+    signer.register(client)
+    chain = Chain(
+        project, contract, commission, sample, sample_code, image, sha256(image_bytes), signer
+    )
+    chain.seal = created(client.post("/api/v1/seals", json_body=seal_body(chain)))
+    chain.witness = created(client.post("/api/v1/witnesses", json_body=witness_body(chain)))
+    chain.receipt = created(client.post("/api/v1/receipts", json_body=receipt_body(chain)))
+    if finished_at is not None:
+        chain.test_record = created(
+            client.post("/api/v1/test-records", json_body=data_body(chain, finished_at))
+        )
+    return chain

@@ -1,0 +1,286 @@
+"""Late-upload flags (R11, R13) and the nonconforming ledger with webhook delivery (R12)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from service.app import AppState, build_state
+from service.client import JianzhengClient
+from service.domain.evidence import append_record
+from service.domain.nonconforming import record_nonconforming
+from service.domain.notify import WebhookNotifier, deliver_due
+from service.storage.db import session_scope
+from service.storage.models import NonconformingEntry, Notification, Record
+from tests.fixtures.db import make_settings
+from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.recordkit import (
+    TINY_PDF,
+    ago,
+    build_chain,
+    contract_meta,
+    created,
+    data_body,
+    multipart,
+    project_body,
+    today_cst,
+)
+
+
+def test_late_contract_and_test_data_are_flagged(app_state: AppState) -> None:
+    app = make_app(app_state)
+    lab_a, lab_b, aud = add_lab(app_state, 11), add_lab(app_state, 12), add_auditor(app_state)
+    with client_for(app, lab_a) as a, client_for(app, lab_b) as b, client_for(app, aud) as au:
+        chain = build_chain(a)  # contract signed today: on time
+        # signed 30 days ago: far more than 5 working days
+        body, ctype = multipart(
+            contract_meta(chain.project, today_cst(30), contract_no="HT-LATE"), TINY_PDF,
+            "application/pdf",
+        )
+        late = a.post("/api/v1/contracts", content=body, content_type=ctype)
+        assert late.status_code == 201
+        assert [f["rule"] for f in late.json()["flags"]] == ["contract_late"]
+        assert late.json()["flags"][0]["working_days"] > 5
+        # auto-acquired data an hour after the test finished: late; manual: on time
+        auto = a.post("/api/v1/test-records", json_body=data_body(chain, ago(3600)))
+        manual = a.post(
+            "/api/v1/test-records",
+            json_body=data_body(chain, ago(3600), acquisition="manual"),
+        )
+        prompt = a.post("/api/v1/test-records", json_body=data_body(chain, ago(30)))
+        assert [f["rule"] for f in auto.json()["flags"]] == ["test_data_late"]
+        assert manual.json()["flags"] == [] and prompt.json()["flags"] == []
+        # the flag is inside the anchored record, not only beside it
+        stored = a.get(f"/api/v1/records/{late.json()['record_id']}").json()
+        assert stored["record"]["body"]["flags"] == late.json()["flags"]
+        assert stored["flags"] == late.json()["flags"]
+        # auditors query them, per rule and institution
+        all_flags = au.get("/api/v1/audit/flags").json()
+        assert {(f["record_id"], f["rule"]) for f in all_flags} == {
+            (late.json()["record_id"], "contract_late"),
+            (auto.json()["record_id"], "test_data_late"),
+        }
+        only = au.get("/api/v1/audit/flags", query={"rule": "test_data_late"}).json()
+        assert [f["record_id"] for f in only] == [auto.json()["record_id"]]
+        other = au.get("/api/v1/audit/flags", query={"institution": lab_b.institution}).json()
+        assert other == []
+        assert len(a.get("/api/v1/flags").json()) == 2
+        assert b.get("/api/v1/flags").json() == []
+        assert au.get("/api/v1/audit/flags", query={"limit": "0"}).status_code == 422
+
+
+def test_calendar_comes_from_settings(tmp_path: Path, db_url: str) -> None:
+    """Three days after signing is on time by default, late with a 1-day limit."""
+    strict = make_settings(
+        tmp_path, db_url, rules={"contract_upload_working_days": 1, "weekend_days": []}
+    )
+    state = build_state(strict, chain=None)
+    try:
+        lab = add_lab(state, 13)
+        with client_for(make_app(state), lab) as a:
+            project = created(a.post("/api/v1/projects", json_body=project_body()))
+            body, ctype = multipart(
+                contract_meta(project, today_cst(3)), TINY_PDF, "application/pdf"
+            )
+            resp = a.post("/api/v1/contracts", content=body, content_type=ctype)
+            assert resp.json()["flags"][0]["working_days"] == 3
+            assert resp.json()["flags"][0]["limit_working_days"] == 1
+    finally:
+        state.engine.dispose()
+
+
+class _Hook:
+    """A local webhook receiver that fails the first `fail_first` requests."""
+
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(hook.requests) <= hook.fail_first else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook() -> Iterator[_Hook]:
+    h = _Hook(fail_first=2)
+    yield h
+    h.close()
+
+
+def _report(state: AppState, institution: str, code: str) -> Record:
+    with session_scope(state.sessions) as s:
+        rec = append_record(
+            s, type="report", institution=institution, code=code,
+            body={"code": code, "conclusion": "fail"},
+        )
+        s.expunge(rec)
+        return rec
+
+
+def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
+    tmp_path: Path, db_url: str, hook: _Hook
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        db_url,
+        notify={
+            "webhook_url": hook.url,
+            "webhook_secret": "agency-secret",
+            "retry_initial_s": 0.05,
+            "retry_max_s": 0.2,
+            "poll_interval_s": 0.05,
+        },
+    )
+    state = build_state(settings, chain=None)
+    try:
+        lab, aud = add_lab(state, 21), add_auditor(state)
+        report = _report(state, lab.institution or "", "JZ0001")
+        with session_scope(state.sessions) as s:
+            entry = record_nonconforming(
+                s, report, lab.institution or "", "JZ0001",
+                {"conclusion": "fail", "items": ["混凝土抗压强度"]},
+            )
+            again = record_nonconforming(s, report, lab.institution or "", "JZ0001", {})
+            assert again is entry
+        with session_scope(state.sessions) as s:
+            assert s.scalar(select(func.count()).select_from(NonconformingEntry)) == 1
+            assert s.scalar(select(func.count()).select_from(Notification)) == 1
+        app = make_app(state)
+        with TestClient(app) as tc:  # runs the lifespan: the delivery loop starts
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(hook.requests) < 3:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            auditor = JianzhengClient("http://testserver", aud.key_id, aud.secret, http=tc)
+            ledger = auditor.get("/api/v1/audit/nonconforming").json()
+        assert len(hook.requests) == 3  # two refusals, then accepted; nothing after
+        ids = {h["x-jz-notification-id"] for h, _ in hook.requests}
+        assert len(ids) == 1
+        headers, body = hook.requests[-1]
+        assert headers["x-jz-event"] == "nonconforming_result"
+        expected_sig = hmac.new(b"agency-secret", body, hashlib.sha256).hexdigest()
+        assert headers["x-jz-webhook-signature"] == expected_sig
+        event = json.loads(body)
+        assert event["report_code"] == "JZ0001"
+        assert event["report_leaf_hash"] == report.leaf_hash
+        assert event["institution"] == lab.institution
+        assert event["region"] == "440300"
+        assert event["details"]["items"] == ["混凝土抗压强度"]
+        assert len(ledger) == 1
+        assert ledger[0]["code"] == "JZ0001"
+        assert ledger[0]["notification"]["status"] == "delivered"
+        assert ledger[0]["notification"]["attempts"] == 3
+    finally:
+        state.engine.dispose()
+
+
+def test_undeliverable_notification_fails_after_max_attempts(
+    tmp_path: Path, db_url: str
+) -> None:
+    hook = _Hook(fail_first=100)
+    settings = make_settings(
+        tmp_path, db_url,
+        notify={"webhook_url": hook.url, "max_attempts": 3, "retry_initial_s": 10},
+    )
+    state = build_state(settings, chain=None)
+    notifier = WebhookNotifier(hook.url)
+    try:
+        lab = add_lab(state, 22)
+        report = _report(state, lab.institution or "", "JZ0002")
+        with session_scope(state.sessions) as s:
+            record_nonconforming(s, report, lab.institution or "", "JZ0002", {})
+        t = time.time()
+        assert deliver_due(state.sessions, notifier, settings.notify, now=t) == 0
+        # not due again before the backoff has passed
+        assert deliver_due(state.sessions, notifier, settings.notify, now=t + 1) == 0
+        assert len(hook.requests) == 1
+        deliver_due(state.sessions, notifier, settings.notify, now=t + 3600)
+        deliver_due(state.sessions, notifier, settings.notify, now=t + 7200)
+        deliver_due(state.sessions, notifier, settings.notify, now=t + 9000)
+        assert len(hook.requests) == 3
+        with session_scope(state.sessions) as s:
+            row = s.scalars(select(Notification)).one()
+            assert (row.status, row.attempts, row.last_error) == ("failed", 3, "HTTP 503")
+    finally:
+        notifier.close()
+        hook.close()
+        state.engine.dispose()
+
+
+def test_failed_report_through_the_api_enters_the_ledger(
+    tmp_path: Path, db_url: str, hook: _Hook
+) -> None:
+    """PUT /api/v1/reports/{code} with `fail` → ledger entry → webhook (after 2 refusals)."""
+    hook.fail_first = 2
+    settings = make_settings(
+        tmp_path, db_url,
+        notify={"webhook_url": hook.url, "retry_initial_s": 0.05, "poll_interval_s": 0.05},
+    )
+    state = build_state(settings, chain=None)
+    try:
+        lab, lab_b, aud = add_lab(state, 23), add_lab(state, 24), add_auditor(state)
+        app = make_app(state)
+        with TestClient(app) as tc:
+            a = JianzhengClient("http://testserver", lab.key_id, lab.secret, http=tc)
+            b = JianzhengClient("http://testserver", lab_b.key_id, lab_b.secret, http=tc)
+            au = JianzhengClient("http://testserver", aud.key_id, aud.secret, http=tc)
+            chain = build_chain(a, finished_at=ago(60))
+            issued = a.issue_code("BG-2026-000001", chain.project)
+            assert issued.status_code == 201, issued.text
+            code = issued.json()["code"]
+            meta = {
+                "conclusion": "fail",
+                "issued_on": today_cst(),
+                "approver": "张三",
+                "parents": [chain.sample, chain.test_record],
+            }
+            resp = a.put(f"/api/v1/reports/{code}", json_body=meta)
+            assert resp.status_code == 200, resp.text
+            report_record = resp.json()["record_id"]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and len(hook.requests) < 3:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            mine = a.get("/api/v1/nonconforming").json()
+            assert b.get("/api/v1/nonconforming").json() == []
+            audited = au.get("/api/v1/audit/nonconforming").json()
+        assert [e["report_record_id"] for e in mine] == [report_record]
+        assert audited[0]["notification"]["status"] == "delivered"
+        assert len(hook.requests) == 3
+        event = json.loads(hook.requests[-1][1])
+        assert (event["report_code"], event["details"]["conclusion"]) == (code, "fail")
+    finally:
+        state.engine.dispose()
