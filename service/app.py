@@ -111,11 +111,13 @@ def _routers() -> list[Any]:
     import importlib
 
     names = [
+        # public first: its routes are the hot path (QR scans) and FastAPI tries routes in
+        # order; no other router has paths under /v/ or /api/v1/public/
+        "service.api.public",
         "service.api.ops",
         "service.api.reports",
         "service.api.records",
         "service.api.sealing",
-        "service.api.public",
         "service.api.audit",
     ]
     routers = []

@@ -54,7 +54,9 @@ def ancestry_records(
     test_record = record("test_record", "01TEST", [sample], {"value": 1e21, "tiny": 1e-7})
     report = record("report", "01REPORT", [sample, test_record],
                     {"code": code, "conclusion": "pass", "approver": "张三"},
-                    [{"role": "signed_pdf", "sha256": file_sha(pdf), "size": len(pdf),
+                    # a stand-in file, not a sealed PDF: role `signed_pdf` would (rightly) fail
+                    # the sealed-PDF check, exercised on real PDFs in tests/test_e2e_story.py
+                    [{"role": "report_pdf", "sha256": file_sha(pdf), "size": len(pdf),
                       "media_type": "application/pdf"}])
     return [project, contract, commission, sample, test_record, report]
 

@@ -306,3 +306,52 @@ def test_unexpected_member_warns(proofs: list[dict[str, Any]], chain: FakeChain)
 
 def test_invalid_proof_error_is_not_invalid_bundle() -> None:
     assert not issubclass(InvalidProof, InvalidBundle)
+
+
+def _record(rtype: str, rid: str, parents: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": rtype, "v": 1, "id": rid, "institution": "x",
+            "created_at": "2026-11-22T10:00:00Z",
+            "parents": [record_leaf_hash(p).hex() for p in parents], "files": [], "body": {}}
+
+
+def _with_attachments(stray: bool) -> list[dict[str, Any]]:
+    """The ancestry plus what hangs off its sample: a key image, the seal and the witness
+    record (children of the sample, not ancestors of the report), a receipt of that seal;
+    optionally a record unrelated to any of them."""
+    records = ancestry_records(PDF)
+    sample = next(r for r in records if r["type"] == "sample")
+    image = _record("media", "01IMAGE", [])
+    seal = _record("seal", "01SEAL", [sample, image])
+    witness = _record("witness", "01WITNESS", [sample, seal, image])
+    receipt = _record("receipt", "01RECEIPT", [seal])
+    extra = [image, seal, witness, receipt]
+    if stray:
+        extra.append(_record("media", "01STRAY", []))
+    return records[:-1] + extra + records[-1:]
+
+
+def test_attached_evidence_passes_and_only_unrelated_records_warn() -> None:
+    proofs, _ = build_proofs(_with_attachments(stray=False))
+    chain = FakeChain()
+    chain.anchor(proofs[0])
+    result = verify(make_bundle(proofs, files()), chain)
+    assert result.bottom_line, result.findings
+    assert result.findings == ()  # no warning for the seal, witness, receipt, image
+    attached = {c.record_id: c.detail for c in result.checks
+                if c.name == "ancestry" and c.status == "PASS" and c.record_id != "01REPORT"}
+    assert set(attached) == {"01IMAGE", "01SEAL", "01WITNESS", "01RECEIPT"}
+    assert all(d.startswith("attached evidence") for d in attached.values())
+    assert "derives from sample 01SAMPLE of the report's ancestry" in attached["01WITNESS"]
+    assert "derives from seal 01SEAL of attached evidence" in attached["01RECEIPT"]
+    assert "named as a parent by attached record" in attached["01IMAGE"]
+    summary = [c.detail for c in result.checks if c.name == "ancestry"
+               and c.record_id == "01REPORT"]
+    assert summary == ["all 10 records are in the report's ancestry (6) or attached to it (4)"]
+
+    proofs, _ = build_proofs(_with_attachments(stray=True))
+    chain = FakeChain()
+    chain.anchor(proofs[0])
+    result = verify(make_bundle(proofs, files()), chain)
+    assert result.bottom_line
+    warnings = [(f.check, f.record_id) for f in result.findings if f.severity == "warning"]
+    assert warnings == [("ancestry", "01STRAY")]

@@ -11,6 +11,7 @@ import pytest
 
 from tests.proof_builder import REGISTRY, ancestry_records, build_proofs, file_sha, make_bundle
 from verifier.cli import main
+from verifier.merkle import record_leaf_hash
 
 
 def _dead_rpc() -> str:
@@ -90,3 +91,24 @@ def test_folder_of_bundles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(empty), "--rpc", _dead_rpc()]) == 2
+
+
+def test_attached_evidence_prints_pass_not_warn(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A witness record hanging off the report's sample is attached evidence: a PASS line
+    naming it, no ancestry warning (the chain is unreachable here; the bundle checks run)."""
+    records = ancestry_records()
+    sample = next(r for r in records if r["type"] == "sample")
+    witness = {"type": "witness", "v": 1, "id": "01WITNESS", "institution": "x",
+               "created_at": "2026-11-22T10:00:00Z",
+               "parents": [record_leaf_hash(sample).hex()], "files": [], "body": {}}
+    proofs, _ = build_proofs([*records, witness])
+    pdf = b"%PDF-1.7 signed report\n"
+    path = tmp_path / "b.zip"
+    path.write_bytes(make_bundle(proofs, {file_sha(pdf): pdf}))
+    main([str(path), "--rpc", _dead_rpc(), "--timeout", "2", "--registry", REGISTRY,
+          "--chain-id", "31337"])
+    out = capsys.readouterr().out
+    assert "WARN  ancestry" not in out
+    assert ("PASS  ancestry           [witness 01WITNESS] attached evidence, not an ancestor "
+            "of the report: derives from sample 01SAMPLE of the report's ancestry") in out

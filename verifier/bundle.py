@@ -90,8 +90,11 @@ class Bundle:
         file_digests: dict[str, str],
         file_sizes: dict[str, int],
         unexpected_members: tuple[str, ...],
+        manifest_bytes: bytes = b"",
     ) -> None:
         self._archive = archive
+        #: manifest.json as read, for checks that use the format's additive fields.
+        self.manifest_bytes = manifest_bytes
         self.source = source
         self.code = code
         self.report_record_id = report_record_id
@@ -236,6 +239,7 @@ def _load(archive: zipfile.ZipFile, label: str) -> Bundle:
         file_digests=digests,
         file_sizes=sizes,
         unexpected_members=tuple(unexpected),
+        manifest_bytes=buf.getvalue(),
     )
 
 
@@ -434,7 +438,13 @@ def check_parent_links(proofs: Sequence[Proof]) -> list[Check]:
 
 def check_report(bundle_report_id: str, code: str, proofs: Sequence[Proof]) -> list[Check]:
     """The report record is in the bundle, carries the bundle's code, and every other record
-    is in its ancestry (a record outside it is a warning: present but not evidence)."""
+    is in its ancestry or attached to it; a record that is neither is a warning (present
+    but not evidence).
+
+    Attached evidence: records that are not ancestors of the report but derive from it,
+    such as the seal and witness records of a sample the report rests on (their parents
+    include a record of the report's ancestry, or a record attached that way), and the
+    records those name as parents (the witness's key images)."""
     reports = [p for p in proofs if p.record_id == bundle_report_id]
     if not reports:
         return [_rcheck("report", False, f"report record {bundle_report_id} is not in the bundle")]
@@ -463,15 +473,67 @@ def check_report(bundle_report_id: str, code: str, proofs: Sequence[Proof]) -> l
             if parent in by_leaf and parent not in seen:
                 seen.add(parent)
                 stack.append(by_leaf[parent])
-    outside = [p for p in proofs if p.leaf_hash.hex() not in seen]
+    attached = _attached_evidence(proofs, by_leaf, seen)
     checks.extend(
-        _rcheck("ancestry", True, "record is not in the report's ancestry", p, warning=True)
+        _rcheck("ancestry", True, f"attached evidence, not an ancestor of the report: {why}", p)
+        for p, why in attached
+    )
+    related = seen | {p.leaf_hash.hex() for p, _ in attached}
+    outside = [p for p in proofs if p.leaf_hash.hex() not in related]
+    checks.extend(
+        _rcheck("ancestry", True,
+                "record is neither in the report's ancestry nor attached to it", p,
+                warning=True)
         for p in outside
     )
     if not outside:
-        checks.append(_rcheck("ancestry", True,
-                              f"all {len(proofs)} records are in the report's ancestry", report))
+        in_ancestry = sum(1 for p in proofs if p.leaf_hash.hex() in seen)
+        detail = f"all {len(proofs)} records are in the report's ancestry"
+        if attached:
+            detail = (f"all {len(proofs)} records are in the report's ancestry "
+                      f"({in_ancestry}) or attached to it ({len(attached)})")
+        checks.append(_rcheck("ancestry", True, detail, report))
     return checks
+
+
+def _attached_evidence(proofs: Sequence[Proof], by_leaf: Mapping[str, Proof],
+                       ancestry: set[str]) -> list[tuple[Proof, str]]:
+    """Records outside the report's ancestry that derive from it (any depth), then the
+    parents of those that are outside it too; each with why it counts as attached."""
+    children: dict[str, list[Proof]] = {}
+    for proof in proofs:
+        for named in _parents(proof):
+            children.setdefault(named, []).append(proof)
+    related = set(ancestry)
+    found: list[tuple[Proof, str]] = []
+    queue = list(ancestry)
+    while queue:
+        source_leaf = queue.pop()
+        source = by_leaf.get(source_leaf)
+        if source is None:
+            continue
+        for derived in children.get(source_leaf, ()):
+            leaf = derived.leaf_hash.hex()
+            if leaf in related:
+                continue
+            related.add(leaf)
+            where = "the report's ancestry" if source_leaf in ancestry else "attached evidence"
+            found.append((derived, f"derives from {source.record_type} {source.record_id} of "
+                                   f"{where}"))
+            queue.append(leaf)
+    stack = [p for p, _ in found]
+    while stack:
+        child = stack.pop()
+        for parent_leaf in _parents(child):
+            parent = by_leaf.get(parent_leaf)
+            if parent is None or parent_leaf in related:
+                continue
+            related.add(parent_leaf)
+            found.append((parent, f"named as a parent by attached record "
+                                  f"{child.record_type} {child.record_id}"))
+            stack.append(parent)
+    order = {id(p): i for i, p in enumerate(proofs)}
+    return sorted(found, key=lambda item: order.get(id(item[0]), len(order)))
 
 
 def check_revocation(

@@ -1,6 +1,7 @@
 """``jianzheng-verify``: check proofs and evidence bundles against the chain (INTERFACE.md §6).
 
-    jianzheng-verify PATH --rpc URL [--registry 0x… --chain-id N] [--json REPORT.json]
+    jianzheng-verify PATH --rpc URL [--registry 0x… --chain-id N] [--trust-roots ROOTS.pem]
+                     [--json REPORT.json]
 
 PATH is a proof (``jianzheng-proof/1`` JSON), a bundle (``jianzheng-bundle/1`` ZIP) or a
 folder of bundles (``*.zip``, progress on stderr). One line per check, then a summary.
@@ -28,6 +29,12 @@ from verifier.bundle import (
     read_revocation,
     report_code_of,
     verify_bundle,
+)
+from verifier.bundle_checks import (
+    BatchSource,
+    batch_sequence_check,
+    read_trust_roots,
+    sealed_pdf_check,
 )
 from verifier.chain import DEFAULT_TIMEOUT, CachingChain, ChainSource, RpcClient
 from verifier.errors import ChainError, InvalidBundle, InvalidProof
@@ -86,18 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--registry", metavar="0x…", help="EvidenceRegistry address to trust")
     parser.add_argument("--chain-id", type=int, metavar="N", help="chain id to trust")
     parser.add_argument("--json", metavar="REPORT.json", help="also write a JSON report here")
+    parser.add_argument("--trust-roots", metavar="ROOTS.pem",
+                        help="PEM certificates to trust for the sealed PDF's signature and "
+                        "time-stamp (`jianzheng ca roots`); without it, integrity only")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"JSON-RPC timeout (default {DEFAULT_TIMEOUT:g})")
     return parser
 
 
-def bundle_extra_checks(args: argparse.Namespace) -> list[BundleCheck]:
-    """Bundle checks beyond the built-in ones.
-
-    Seam for the sealed-PDF check: ``verifier.pdf.verify_sealed_pdf`` is wrapped here as a
-    BundleCheck (with the trust roots taken from a CLI option) once it exists.
-    """
-    return []
+def bundle_extra_checks(
+    args: argparse.Namespace, client: BatchSource | None = None, pins: Pins | None = None
+) -> list[BundleCheck]:
+    """Bundle checks beyond the built-in ones: the sealed PDF (``verifier.pdf``, trust roots
+    from ``--trust-roots``) and the chain's batch sequence (``verifier.bundle_checks``)."""
+    roots = getattr(args, "trust_roots_pem", None)
+    checks = [sealed_pdf_check(roots)]
+    if client is not None:
+        checks.append(batch_sequence_check(client, pins.registry if pins else None))
+    return checks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry=parse_address(args.registry, "--registry") if args.registry else None,
         )
         client = RpcClient(args.rpc, timeout=args.timeout)
+        args.trust_roots_pem = read_trust_roots(args.trust_roots) if args.trust_roots else None
     except (ValueError, ChainError) as exc:
         print(f"jianzheng-verify: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -127,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, target in enumerate(targets, 1):
         if len(targets) > 1:
             print(f"[{i}/{len(targets)}] {target.name}", file=sys.stderr, flush=True)
-        result = verify_path(target, chain, pins, bundle_extra_checks(args))
+        result = verify_path(target, chain, pins, bundle_extra_checks(args, client, pins))
         results.append(result)
         _print_result(result, trust_line)
 

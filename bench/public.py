@@ -1,0 +1,429 @@
+"""Public verification speed: `GET /api/v1/public/reports/{code}` of a genuine report.
+
+One run: a Hardhat node, a registry, a report with its whole traceable chain (project ...
+test record, code issuance, metadata, sealed PDF: 11 records) built through the lab API
+(the sealing route stores the sealed PDF's signature verdict, see
+service.domain.public.SignatureVerdicts) and anchored by the real worker. Then, in this
+process, with the same code paths the service runs:
+
+- uncached: the first check of the report: every in-process cache cleared (record checks,
+  file hashes, chain reads, views, signature memo), so every leaf is recomputed, every
+  blob hashed, the batch path rebuilt, the anchor, event and revocation read from the
+  chain, the sealed PDF's verdict taken from the sealing step under its rule (median of
+  COLD_RUNS) -- this is `cold_ms`;
+- uncached, no stored verdict: the same with the stored signature verdicts deleted, so
+  verifier.pdf parses and validates the PDF (what a report sealed before the verdict store
+  existed costs once);
+- stamp moved: the change stamp bumped before each view, so every row is re-read and
+  compared with the cached record checks;
+- cached: `ReportViews.cached_json` (one head query + os.stat of the blob files).
+
+And served: uvicorn, WORKERS worker processes (httptools, uvloop), each on its own
+SO_REUSEPORT socket on the same port, under CONCURRENCY keep-alive connections for
+DURATION_S seconds from `wrk` (Debian package; one thread, plain GET, no Lua), after a
+warm-up run: requests per second, p50/p99 latency, non-2xx answers, the CPU the servers
+used per request and the CPU the client itself used (it shares the 2 cores). Without wrk
+the lean asyncio client below runs in a separate process instead; the table says which.
+
+The last line is exactly `public: rps=N p99_ms=N cold_ms=N`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CONCURRENCY = 64
+DURATION_S = 10.0
+WARMUP_S = 3.0
+COLD_RUNS = 9
+WARM_RUNS = 30
+CACHED_RUNS = 2000
+WORKERS = 2
+TARGET_RPS = 1500
+TARGET_P99_MS = 50.0
+TARGET_COLD_MS = 100.0
+
+
+def app_factory():  # type: ignore[no-untyped-def]
+    """The service on the settings in the environment, with its chain (uvicorn --factory)."""
+    from service.app import ChainInfo, create_app
+    from service.settings import get_settings
+
+    settings = get_settings()
+    assert settings.chain.chain_id is not None
+    chain = ChainInfo(settings.chain.rpc_url, settings.chain.chain_id, settings.chain.registry)
+    return create_app(settings, chain=chain)
+
+
+def serve_worker(port: int) -> None:
+    """One uvicorn worker process on its own SO_REUSEPORT socket (run as
+    `bench/public.py --serve PORT`): the kernel spreads connections evenly over the
+    workers, where workers sharing one accepting socket (`uvicorn --workers`) were seen
+    to split 64 connections 62/2."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(
+        app_factory, factory=True, http="httptools",
+        loop="uvloop", access_log=False, log_level="warning", backlog=2048,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
+    from service.anchoring.devchain import (
+        DEPLOYER,
+        SERVICE_ACCOUNT,
+        deploy_registry,
+        start_hardhat,
+    )
+    from service.anchoring.worker import AnchorWorker, anchor_until_drained
+    from service.app import ChainInfo, build_state
+    from tests.labkit import add_lab, client_for, make_app
+    from tests.public_kit import issue_report
+
+    node = start_hardhat()
+    assert node.chain_id is not None
+    registry = deploy_registry(node.rpc_url, DEPLOYER.private_key, SERVICE_ACCOUNT.address)
+    env = {
+        "JZ_DATA_DIR": str(tmp / "var"),
+        "JZ_DATABASE__URL": f"sqlite:///{tmp / 'jz.db'}",
+        "JZ_CHAIN__RPC_URL": node.rpc_url,
+        "JZ_CHAIN__CHAIN_ID": str(node.chain_id),
+        "JZ_CHAIN__REGISTRY": registry,
+        "JZ_CHAIN__PRIVATE_KEY": SERVICE_ACCOUNT.private_key,
+        "JZ_PUBLIC__RATE_LIMIT_PER_MINUTE": "0",
+        "JZ_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    from service.settings import Settings
+
+    settings = Settings()
+    chain = ChainInfo(node.rpc_url, node.chain_id, registry)
+    state = build_state(settings, chain)
+    app = make_app(state)
+    lab = add_lab(state, 1)
+    assert lab.institution is not None
+    built = issue_report(state, client_for(app, lab), lab.institution, "B1")
+    anchor_until_drained(AnchorWorker(settings, state.engine, chain))
+    primer = state.extras.get("public_sealed_primer")
+    if primer is not None:
+        primer.shutdown(wait=True)  # the sealing step's verdict is stored
+    return env, built.code, state, node
+
+
+def _median_ms(fn: Any, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def in_process(state: Any, code: str) -> dict[str, Any]:
+    from service.api.public import report_json, views_for
+
+    views = views_for(state)
+    out: dict[str, Any] = {}
+
+    def genuine() -> dict[str, Any]:
+        body = report_json(state, code)
+        assert body is not None
+        data: dict[str, Any] = json.loads(body)
+        assert data["status"] == "genuine", data["status"]
+        return data
+
+    out["records"] = len(genuine()["chain"])
+
+    def cold() -> None:
+        views.clear()
+        genuine()
+
+    before = views.signature_validations
+    out["cold"] = _median_ms(cold, COLD_RUNS)
+    out["cold_validations"] = views.signature_validations - before
+
+    def cold_no_verdict() -> None:
+        with state.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM signature_checks")
+        views.clear()
+        genuine()
+
+    before = views.signature_validations
+    out["cold_pdf"] = _median_ms(cold_no_verdict, max(3, COLD_RUNS // 2))
+    out["cold_pdf_validations"] = views.signature_validations - before
+
+    def stamp_moved() -> None:
+        with state.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE evidence_stamp SET counter = counter + 1 WHERE id = 1")
+        genuine()
+
+    genuine()
+    full = views.checker.full_checks
+    out["warm"] = _median_ms(stamp_moved, WARM_RUNS)
+    out["warm_full_checks"] = views.checker.full_checks - full
+
+    genuine()
+    hits = views.cached_answers
+    out["cached"] = _median_ms(lambda: views.cached_json(code), CACHED_RUNS)
+    out["cached_hits"] = views.cached_answers - hits
+    return out
+
+
+# --- load generation ---------------------------------------------------------------------
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def run_wrk(url: str, duration: float) -> dict[str, Any]:
+    """wrk, one thread, CONCURRENCY connections; its own CPU time from wait4's rusage."""
+    cmd = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{duration:.0f}s", "--latency", "--timeout",
+           "5s", url]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    text = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed:\n{text}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    return {
+        "client": "wrk 4.1 (Debian), 1 thread, plain GET",
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "none",
+        "client_cpu": (usage.ru_utime + usage.ru_stime) / wall,
+    }
+
+
+async def _client(host: str, port: int, path: str, stop_at: float, lat: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"bad answer: {head[:40]!r}")
+            lat.append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+
+
+def asyncio_client_main(host: str, port: int, path: str, duration: float) -> None:
+    """The fallback client (run as `bench/public.py --client HOST PORT PATH SECONDS`)."""
+    lat: list[float] = []
+    stop_at = time.perf_counter() + duration
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(_client(host, port, path, stop_at, lat) for _ in range(CONCURRENCY))
+        )
+
+    asyncio.run(main())
+    lat.sort()
+    print(json.dumps({"n": len(lat), "p50": lat[len(lat) // 2] * 1000,
+                      "p99": lat[int(len(lat) * 0.99) - 1] * 1000}))
+
+
+def run_asyncio_client(host: str, port: int, path: str, duration: float) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--client", host, str(port), path, str(duration)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    text = proc.stdout.read()
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    got = json.loads(text.strip().splitlines()[-1])
+    return {
+        "client": "asyncio streams client, separate process",
+        "rps": got["n"] / duration,
+        "p50": got["p50"],
+        "p99": got["p99"],
+        "non2xx": 0,
+        "socket_errors": "none",
+        "client_cpu": (usage.ru_utime + usage.ru_stime) / wall,
+    }
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and all its descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def served(env: dict[str, str], code: str) -> dict[str, Any]:
+    import httpx
+
+    from service.anchoring.devchain import free_port
+
+    port = free_port()
+    servers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port)],
+            env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+            cwd=str(REPO),
+        )
+        for _ in range(WORKERS)
+    ]
+    try:
+        path = f"/api/v1/public/reports/{code}"
+        url = f"http://127.0.0.1:{port}{path}"
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        for _ in range(8 * WORKERS):  # new connections: each worker builds its view
+            r = httpx.get(url, timeout=30.0)
+            assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
+        if shutil.which("wrk"):
+            run_wrk(url, WARMUP_S)
+        else:
+            run_asyncio_client("127.0.0.1", port, path, WARMUP_S)
+        load_before = os.getloadavg()[0]
+        cpu0 = sum(tree_cpu_s(server.pid) for server in servers)
+        if shutil.which("wrk"):
+            result = run_wrk(url, DURATION_S)
+        else:
+            result = run_asyncio_client("127.0.0.1", port, path, DURATION_S)
+        cpu = sum(tree_cpu_s(server.pid) for server in servers) - cpu0
+        result["server_cpu_us"] = cpu / (result["rps"] * DURATION_S) * 1e6
+        result["server_cores"] = cpu / DURATION_S
+        result["loadavg"] = load_before
+        r = httpx.get(url, timeout=10.0)
+        assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
+        return result
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="jz-bench-public-") as tmpdir:
+        tmp = Path(tmpdir)
+        env, code, state, node = build(tmp)
+        try:
+            local = in_process(state, code)
+            state.engine.dispose()
+            load = served(env, code)
+        finally:
+            node.stop()
+
+    rows = [
+        ("uncached first check (cold_ms)",
+         f"{local['cold']:.1f} ms",
+         f"median of {COLD_RUNS}; all in-process caches cleared; 3 chain reads; "
+         f"stored sealing verdict used ({local['cold_validations']} PDF validations)"),
+        ("uncached, no stored verdict",
+         f"{local['cold_pdf']:.1f} ms",
+         f"signature_checks emptied: verifier.pdf parses the PDF "
+         f"({local['cold_pdf_validations']} validations)"),
+        ("change stamp moved",
+         f"{local['warm']:.2f} ms",
+         f"rows re-read, record checks reused ({local['warm_full_checks']} full checks)"),
+        ("cached (in-process)",
+         f"{local['cached'] * 1000:.0f} us",
+         f"head query + os.stat of blob files ({local['cached_hits']} cache answers)"),
+        (f"served, cached, {CONCURRENCY} conns",
+         f"{load['rps']:.0f} req/s",
+         f"p50 {load['p50']:.1f} ms, p99 {load['p99']:.1f} ms, non-2xx {load['non2xx']}, "
+         f"socket errors {load['socket_errors']}"),
+        ("server CPU per request",
+         f"{load['server_cpu_us']:.0f} us",
+         f"all uvicorn processes; {load['server_cores']:.2f} cores busy; machine load "
+         f"average {load['loadavg']:.1f} before the run (2 cores, shared)"),
+        ("load client", load["client"],
+         f"client CPU {load['client_cpu'] * 100:.0f}% of one core (shares the 2 cores)"),
+    ]
+    print(f"report {code}: {local['records']} records in its chain; uvicorn, {WORKERS} worker "
+          "processes on SO_REUSEPORT sockets")
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    print(f"{'path':<{width}}  {'result':<{vwidth}}  notes")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:<{vwidth}}  {note}")
+    ok = (load["rps"] >= TARGET_RPS and load["p99"] <= TARGET_P99_MS
+          and local["cold"] <= TARGET_COLD_MS and load["non2xx"] == 0)
+    print(f"targets: rps >= {TARGET_RPS}, p99 <= {TARGET_P99_MS:.0f} ms, "
+          f"cold <= {TARGET_COLD_MS:.0f} ms: {'met' if ok else 'MISSED'}")
+    print(f"public: rps={load['rps']:.0f} p99_ms={load['p99']:.1f} cold_ms={local['cold']:.1f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve_worker(int(sys.argv[2]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "--client":
+        asyncio_client_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
+    else:
+        main()

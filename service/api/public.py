@@ -1,0 +1,827 @@
+"""Public verification (INTERFACE.md §5.3): what a phone sees when it scans the QR code.
+
+- `GET /v/{code}`: the verification page (zh-CN; `?lang=en` for English), no framework,
+  inline CSS, no script; the status element is `#status[data-status]`.
+- `GET /api/v1/public/reports/{code}`: the same facts as JSON; 404 `unknown_code`.
+- `GET /api/v1/public/reports/{code}/pdf`: the sealed PDF, to compare with the paper copy.
+- `POST /api/v1/public/verify`: multipart `file`, a PDF or a photo/scan of a printed page.
+
+Every public endpoint is rate-limited per client address (token bucket; 429 with
+Retry-After), so codes cannot be enumerated.
+
+Speed: a view whose checks still hold (service.domain.public.ReportViews.cached_view: one
+small query for the code row, the evidence change stamp and the stamp triggers, plus an
+`os.stat` per blob file) is answered on the event loop as stored JSON bytes; anything to
+check runs in a worker thread, one build per code at a time. The sealing route stores the
+sealed PDF's signature verdict (`prime_sealed_signature`), bound to the file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.api.problems import PROBLEM_JSON
+from service.app import AppState
+from service.domain.codes import InvalidCode, parse_code
+from service.domain.public import (
+    STATUS_LABELS,
+    TIME_FIELDS,
+    ChainReader,
+    ReportView,
+    ReportViews,
+    Signature,
+    SignatureVerdicts,
+    StampReader,
+    UnknownCode,
+    display_code,
+)
+from service.errors import ProblemError
+from service.storage.models import Record, RecordFile
+from verifier.pdf import PdfUnreadable, PdfVerification, verify_sealed_pdf
+
+log = logging.getLogger(__name__)
+
+Verdict = Literal["genuine", "modified", "not_ours", "unreadable"]
+
+#: Largest upload `POST /api/v1/public/verify` reads (the app's body limit applies first).
+MAX_VERIFY_BYTES = 20 * 1024 * 1024
+#: Largest image decoded, in pixels (a 50-megapixel photo), against decompression bombs.
+MAX_IMAGE_PIXELS = 50_000_000
+#: Tokens one verify request costs (it renders and decodes; a page view costs 1).
+VERIFY_COST = 5.0
+#: Most client addresses tracked by the rate limiter before idle ones are dropped.
+MAX_BUCKETS = 100_000
+CHINA_TZ = timezone(timedelta(hours=8))
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "pages" / "templates"
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+FIELD_LABELS: dict[str, tuple[str, str]] = {
+    "name": ("名称", "name"),
+    "project_name": ("项目名称", "project"),
+    "project_no": ("项目编号", "project no."),
+    "location": ("地点", "location"),
+    "address": ("地址", "address"),
+    "builder": ("建设单位", "client"),
+    "constructor": ("施工单位", "contractor"),
+    "supervisor": ("监理单位", "supervisor"),
+    "region": ("区划", "region"),
+    "contract_no": ("合同编号", "contract no."),
+    "title": ("标题", "title"),
+    "signed_on": ("签订日期", "signed on"),
+    "client": ("委托单位", "client"),
+    "commission_no": ("委托编号", "commission no."),
+    "items": ("检测项目", "items"),
+    "item": ("检测项目", "item"),
+    "test_items": ("检测项目", "items"),
+    "sample_code": ("样品编码", "sample code"),
+    "unique_code": ("唯一性编码", "unique code"),
+    "code": ("编码", "code"),
+    "sample_name": ("样品名称", "sample"),
+    "spec": ("规格", "spec"),
+    "specification": ("规格", "spec"),
+    "quantity": ("数量", "quantity"),
+    "sampled_at": ("取样时间", "sampled at"),
+    "sampler": ("取样人", "sampler"),
+    "part": ("部位", "part"),
+    "seal_code": ("封志编号", "seal no."),
+    "sealed_at": ("封样时间", "sealed at"),
+    "sealed_by": ("封样人", "sealed by"),
+    "algorithm": ("算法", "algorithm"),
+    "witness": ("见证人", "witness"),
+    "witness_name": ("见证人", "witness"),
+    "witness_unit": ("见证单位", "witness unit"),
+    "unit": ("单位", "unit"),
+    "place": ("地点", "place"),
+    "witnessed_at": ("见证时间", "witnessed at"),
+    "time": ("时间", "time"),
+    "kind": ("类型", "kind"),
+    "caption": ("说明", "caption"),
+    "taken_at": ("拍摄时间", "taken at"),
+    "description": ("说明", "description"),
+    "received_at": ("收样时间", "received at"),
+    "received_by": ("收样人", "received by"),
+    "seal_check": ("验封", "seal check"),
+    "seal_intact": ("封志完好", "seal intact"),
+    "condition": ("样品状态", "condition"),
+    "test_item": ("检测项目", "test"),
+    "method": ("方法", "method"),
+    "standard": ("标准", "standard"),
+    "device": ("设备", "device"),
+    "device_id": ("设备编号", "device no."),
+    "tested_at": ("检测时间", "tested at"),
+    "result": ("结果", "result"),
+    "conclusion": ("结论", "conclusion"),
+    "tester": ("检测人", "tester"),
+    "report_no": ("报告编号", "report no."),
+    "issued_on": ("签发日期", "issued on"),
+    "approver": ("批准人", "approver"),
+    "reason": ("原因", "reason"),
+    "superseded_by": ("更正为", "superseded by"),
+    "activities": ("见证内容", "witnessed"),
+}
+
+#: Enumerated values of a step's details as a person reads them: (zh, en).
+VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
+    # service.domain.records.WitnessActivity
+    "activities": {
+        "sampling": ("取样", "sampling"),
+        "making": ("制样", "specimen making"),
+        "marking": ("标识", "marking"),
+        "sealing": ("封样", "sealing"),
+        "delivery": ("送检", "delivery"),
+        "onsite_testing": ("现场检测", "on-site testing"),
+    },
+    "conclusion": {"pass": ("合格", "pass"), "fail": ("不合格", "fail")},
+    # service.domain.records.MediaIn.kind
+    "kind": {
+        "image": ("图片", "image"),
+        "video": ("视频", "video"),
+        "audio": ("音频", "audio"),
+        "document": ("文档", "document"),
+        "data": ("数据", "data"),
+    },
+}
+
+
+# --- rate limiting ---------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token buckets keyed by client address: `rate` tokens per second, `burst` at most."""
+
+    def __init__(self, per_minute: float, burst: float | None = None) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = burst if burst is not None else max(1.0, per_minute / 4.0)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def take(self, client: str, cost: float = 1.0) -> float:
+        """Take `cost` tokens; 0.0 when granted, else the seconds until it would be."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic()
+        cost = min(cost, self.burst)
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= cost:
+                self._buckets[client] = (tokens - cost, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            if len(self._buckets) > MAX_BUCKETS:
+                self._evict(now)
+            return (cost - tokens) / self.rate
+
+    def _evict(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        for key, (_tokens, last) in list(self._buckets.items()):
+            if now - last >= full_after:
+                del self._buckets[key]
+        while len(self._buckets) > MAX_BUCKETS:
+            self._buckets.pop(next(iter(self._buckets)))
+
+
+def limiter_for(state: AppState) -> RateLimiter:
+    limiter = state.extras.get("public_rate_limiter")
+    if not isinstance(limiter, RateLimiter):
+        limiter = RateLimiter(float(state.settings.public.rate_limit_per_minute))
+        state.extras["public_rate_limiter"] = limiter
+    return limiter
+
+
+def _client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _public_state(request: Request) -> AppState:
+    """The app state, as an async dependency: a plain `def` dependency (deps.StateDep) costs
+    a worker-thread round trip on every request, a good part of a cached view's time."""
+    state: AppState = request.app.state.jz
+    return state
+
+
+PublicStateDep = Annotated[AppState, Depends(_public_state)]
+
+
+def take_rate(request: Request, state: AppState, cost: float) -> None:
+    """Charge the client `cost` tokens; 429 with Retry-After when it has none left."""
+    wait = limiter_for(state).take(_client_key(request), cost)
+    if wait > 0:
+        raise ProblemError(
+            429,
+            "rate_limited",
+            "too many requests from this address; try again later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _rate_limited(cost: float) -> Any:
+    """`take_rate` as a dependency, for routes whose body must not be read first."""
+
+    async def dependency(request: Request) -> None:
+        take_rate(request, request.app.state.jz, cost)
+
+    return Depends(dependency)
+
+
+router = APIRouter(tags=["public"])
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+_VIEWS_LOCK = threading.Lock()
+
+
+def views_for(state: AppState) -> ReportViews:
+    views = state.extras.get("public_views")
+    if isinstance(views, ReportViews):
+        return views
+    with _VIEWS_LOCK:
+        views = state.extras.get("public_views")
+        if isinstance(views, ReportViews):
+            return views
+        chain = None
+        if state.chain is not None:
+            chain = ChainReader(state.chain.rpc_url, state.chain.registry, state.chain.chain_id)
+        checker = SignatureChecker(state)
+        master_key = state.settings.security.master_key.get_secret_value().encode()
+        views = ReportViews(
+            state.blobs,
+            chain,
+            checker,
+            state.settings.public.base_url,
+            stamp=StampReader(state.engine),
+            verdicts=SignatureVerdicts(state.engine, master_key, checker.context),
+        )
+        views.refresher = lambda code: _rebuild(state, code)
+        state.extras["public_views"] = views
+    return views
+
+
+def _rebuild(state: AppState, code: str) -> None:
+    """Rebuild a cached view ahead of its expiry (ReportViews.refresher)."""
+    views = views_for(state)
+    with views.building(code), state.sessions() as session:
+        try:
+            views.view(session, code, refresh=True)
+        except UnknownCode:
+            pass
+        finally:
+            session.rollback()
+
+
+def prime_sealed_signature(state: AppState, code: str, sha256: str, data: bytes) -> None:
+    """Validate a freshly sealed PDF off the request path and store its verdict, so the
+    first public view of the report need not parse the PDF (SignatureVerdicts' rule).
+    Called by the sealing route; any failure only means the first view validates it."""
+    executor = state.extras.get("public_sealed_primer")
+    if not isinstance(executor, ThreadPoolExecutor):
+        with _VIEWS_LOCK:
+            executor = state.extras.get("public_sealed_primer")
+            if not isinstance(executor, ThreadPoolExecutor):
+                executor = ThreadPoolExecutor(1, thread_name_prefix="jz-sig-prime")
+                state.extras["public_sealed_primer"] = executor
+
+    def work() -> None:
+        try:
+            views_for(state).prime_signature(code, sha256, data)
+        except Exception:
+            log.warning("priming the signature verdict of %s failed", code, exc_info=True)
+
+    executor.submit(work)
+
+
+class SignatureChecker:
+    """Checks sealed PDFs with verifier.pdf against the platform's pinned root."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self._roots: list[Any] | None = None
+        self._lock = threading.Lock()
+
+    def roots(self) -> list[Any]:
+        if self._roots is None:
+            with self._lock:
+                if self._roots is None:
+                    from cryptography.hazmat.primitives.serialization import Encoding
+
+                    from signer.ca import DevCA
+
+                    root = DevCA(self.state.settings.ca_dir).root_certificate
+                    self._roots = [root.public_bytes(Encoding.DER)]
+        return self._roots
+
+    def issued_by_us(self, pdf: bytes) -> bool:
+        """Whether the last signature's certificate was issued by our root, even when the
+        signature itself no longer verifies (a modified copy rather than a foreign PDF)."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from pyhanko.pdf_utils.reader import PdfFileReader
+
+        try:
+            signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
+            cert = signatures[-1].signer_cert if signatures else None
+            if cert is None:
+                return False
+            leaf = x509.load_der_x509_certificate(cert.dump())
+            roots = [x509.load_der_x509_certificate(der) for der in self.roots()]
+        except Exception:  # anything unparseable is simply not ours
+            return False
+        for root in roots:
+            try:
+                leaf.verify_directly_issued_by(root)
+                return True
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+        return False
+
+    @property
+    def require_timestamp(self) -> bool:
+        return self.state.settings.signing.level != "B-B"
+
+    def verify(self, pdf: bytes, *, check_qr: bool = True) -> PdfVerification:
+        """Our signature checks on any PDF (raises PdfUnreadable for a non-PDF)."""
+        return verify_sealed_pdf(
+            pdf, self.roots(), require_timestamp=self.require_timestamp, check_qr=check_qr
+        )
+
+    def context(self) -> str:
+        """What a signature verdict depends on besides the file and the code: the pinned
+        roots and whether a time-stamp is required (SignatureVerdicts)."""
+        roots = hashlib.sha256(b"".join(sorted(self.roots()))).hexdigest()
+        return f"roots={roots};timestamp={int(self.require_timestamp)}"
+
+    def __call__(self, pdf: bytes, code: str, sha256: str) -> Signature:
+        """The sealed copy of `code`: signature, chain, time-stamp, untouched, SHA-256.
+
+        The QR codes are not re-rendered here: the file's SHA-256 is the anchored one,
+        and the QR was checked when the file was made.
+        """
+        result = verify_sealed_pdf(
+            pdf,
+            self.roots(),
+            expected_code=code,
+            expected_sha256=sha256,
+            require_timestamp=self.require_timestamp,
+            check_qr=False,
+        )
+        return signature_of(result)
+
+
+def signature_of(result: PdfVerification) -> Signature:
+    """The public summary of a verifier.pdf result."""
+    signed_at = None
+    if result.timestamp is not None:
+        signed_at = result.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Signature(
+        checked=True,
+        ok=result.bottom_line,
+        signer=_common_name(result.signer_subject),
+        signed_at=signed_at,
+        timestamped=bool(result.timestamp_ok),
+        detail=None
+        if result.bottom_line
+        else "; ".join(f"{f.code}: {f.message}" for f in result.findings),
+    )
+
+
+def _common_name(subject: str | None) -> str | None:
+    """`Common Name: X, Organization: Y` (asn1crypto's human form) -> X."""
+    if not subject:
+        return None
+    for part in subject.split(", "):
+        key, _, value = part.partition(": ")
+        if key == "Common Name" and value:
+            return value
+    return subject
+
+
+def _canonical_or_none(code: str) -> str | None:
+    try:
+        return parse_code(code).canonical
+    except InvalidCode:
+        return None
+
+
+def report_view(state: AppState, code: str) -> ReportView | None:
+    """The checked view of a report, or None for a code never issued."""
+    views = views_for(state)
+    canonical = views.canonical(code)
+    if canonical is None:
+        return None
+    cached = views.cached_view(canonical)
+    if cached is not None:
+        return cached
+    with views.building(canonical):
+        cached = views.cached_view(canonical)  # built meanwhile by the request we waited for
+        if cached is not None:
+            return cached
+        with state.sessions() as session:
+            try:
+                return views.view(session, canonical)
+            except UnknownCode:
+                return None
+            finally:
+                session.rollback()
+
+
+def report_data(state: AppState, code: str) -> dict[str, Any] | None:
+    """The public JSON of a report, or None for a code never issued."""
+    view = report_view(state, code)
+    return view.data if view is not None else None
+
+
+def report_json(state: AppState, code: str) -> bytes | None:
+    """`report_data` as JSON bytes."""
+    view = report_view(state, code)
+    return view.json if view is not None else None
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json_response(data: Any, status: int = 200, media_type: str = "application/json") -> Response:
+    return Response(
+        orjson.dumps(data), status_code=status, media_type=media_type, headers=_NO_STORE
+    )
+
+
+def _unknown(code: str) -> ProblemError:
+    """404 `unknown_code`. What the visitor typed is never echoed (it could be an ID or a
+    phone number): only a well-formed code, in its canonical form."""
+    canonical = _canonical_or_none(code)
+    if canonical is None:
+        return ProblemError(
+            404,
+            "unknown_code",
+            "not a report code: a report code is 19 characters of 0-9 and A-Z"
+            " (separators aside) ending in a check character",
+        )
+    return ProblemError(404, "unknown_code", f"the platform never issued the code {canonical}")
+
+
+@router.get(
+    "/api/v1/public/reports/{code}",
+    summary="A report's status, masked summary, signature, anchor and checked chain",
+    responses={404: {"content": {PROBLEM_JSON: {}}}, 429: {"content": {PROBLEM_JSON: {}}}},
+)
+async def public_report(code: str, request: Request) -> Response:
+    # The hot path: no dependencies to solve (rate limit inline), and a cached view is
+    # answered here on the event loop: one small query and a few os.stat calls
+    # (ReportViews.cached_view). Anything to check goes to a worker thread.
+    state: AppState = request.app.state.jz
+    take_rate(request, state, 1.0)
+    body = views_for(state).cached_json(code)
+    if body is None:
+        body = await run_in_threadpool(report_json, state, code)
+        if body is None:
+            raise _unknown(code)
+    return Response(body, media_type="application/json", headers=_NO_STORE)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """A point in time from the view's data: RFC 3339 with an offset, or Unix seconds."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def beijing_time(value: Any, en: bool) -> str:
+    """Every time on the page, in one form: `2026-11-22 18:00:05 (北京时间)` / `(UTC+8)`."""
+    if value is None or value == "":
+        return "—"
+    parsed = _parse_time(value)
+    if parsed is None:
+        return str(value)
+    stamp = parsed.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp} {'(UTC+8)' if en else '(北京时间)'}"
+
+
+def detail_text(key: str, value: Any, en: bool) -> str:
+    """One detail of a step as a person reads it (times in Beijing time, enums translated)."""
+    if value is True:
+        return "✓"
+    if value is False:
+        return "✗"
+    labels = VALUE_LABELS.get(key, {})
+    if isinstance(value, list):
+        names = [labels[v][1 if en else 0] if v in labels else str(v) for v in value]
+        return (", " if en else "、").join(names)
+    if key in TIME_FIELDS:
+        return beijing_time(value, en)
+    if isinstance(value, str) and value in labels:
+        return labels[value][1 if en else 0]
+    return str(value)
+
+
+def render_page(state: AppState, code: str, data: dict[str, Any] | None, en: bool) -> str:
+    status = data["status"] if data else "unknown"
+    zh, english = STATUS_LABELS[status]
+
+    def t(zh_text: str | None, en_text: str | None) -> str:
+        return (en_text if en else zh_text) or (zh_text or en_text or "")
+
+    # Only a well-formed code is ever shown or linked; raw input is not echoed back.
+    canonical = data["code"] if data else _canonical_or_none(code)
+    if canonical:
+        base = f"/v/{canonical}"
+        other_lang_url = base if en else base + "?lang=en"
+    else:
+        other_lang_url = "?lang=zh" if en else "?lang=en"
+    return _env.get_template("report.html").render(
+        en=en,
+        t=t,
+        status=status,
+        status_zh=zh,
+        status_en=english,
+        code_display=display_code(canonical) if canonical else None,
+        v=data or {},
+        r=(data or {}).get("report"),
+        local=lambda v: beijing_time(v, en),
+        show=lambda k, v: detail_text(k, v, en),
+        group=display_code,
+        time_fields=TIME_FIELDS,
+        label=lambda k: t(*FIELD_LABELS.get(k, (k, k))),
+        other_lang_url=other_lang_url,
+        checked_at=beijing_time(datetime.now(UTC).isoformat(), en),
+    )
+
+
+@router.get(
+    "/v/{code}",
+    response_class=HTMLResponse,
+    summary="The verification page behind the QR code",
+    dependencies=[_rate_limited(1.0)],
+)
+async def page(
+    code: str,
+    state: PublicStateDep,
+    lang: Annotated[str | None, Query()] = None,
+) -> HTMLResponse:
+    en = lang == "en"
+    data = await run_in_threadpool(report_data, state, code)
+    html = render_page(state, code, data, en)
+    return HTMLResponse(
+        html,
+        status_code=200 if data is not None else 404,
+        headers={"Cache-Control": "no-store", "Content-Language": "en" if en else "zh-CN"},
+    )
+
+
+@router.get(
+    "/api/v1/public/reports/{code}/pdf",
+    response_class=Response,
+    summary="The sealed PDF of a report, to compare with a paper copy",
+    dependencies=[_rate_limited(2.0)],
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+async def public_pdf(code: str, state: PublicStateDep) -> Response:
+    from service.api.sealing import pdf_response, read_verified_blob
+
+    canonical = _canonical_or_none(code)
+    if canonical is None:
+        raise _unknown(code)
+
+    def load() -> tuple[str, str] | None:
+        with state.sessions() as session:
+            row = session.execute(
+                select(RecordFile.sha256)
+                .join(Record, Record.id == RecordFile.record_id)
+                .where(Record.code == canonical, RecordFile.role == "signed_pdf")
+                .order_by(Record.created_at.desc())
+            ).first()
+            return (canonical, row[0]) if row else None
+
+    found = await run_in_threadpool(load)
+    if found is None:
+        known = await run_in_threadpool(report_data, state, canonical)
+        if known is None:
+            raise _unknown(code)
+        raise ProblemError(404, "pdf_not_found", "this report has no sealed PDF yet")
+    data = await run_in_threadpool(read_verified_blob, state.blobs, found[1])
+    return pdf_response(data, canonical, found[1])
+
+
+# --- verify a copy -----------------------------------------------------------------------------
+
+
+class VerifyOut(BaseModel):
+    verdict: Verdict
+    code: str | None
+    status: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    verdict: Verdict
+    code: str | None = None
+    status: str | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "code": self.code,
+            "status": self.status,
+            "detail": self.detail,
+        }
+
+
+def decode_qr_texts(image: Any) -> list[str]:
+    """Texts of the QR codes zxing-cpp finds, trying degraded-photo variants in turn."""
+    import zxingcpp
+    from PIL import Image, ImageOps
+
+    qr_only = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    gray = ImageOps.exif_transpose(image).convert("L")
+    variants = [gray]
+    largest = max(gray.size)
+    for side in (2000, 1200, 800):
+        if largest > side * 1.2:
+            scaled = gray.copy()
+            scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
+            variants.append(scaled)
+    for angle in (5, -5):
+        variants.append(
+            gray.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+        )
+    variants.append(ImageOps.autocontrast(gray))
+    for variant in variants:
+        found = zxingcpp.read_barcodes(variant, formats=qr_only)
+        texts = [b.text for b in found if b.text]
+        if texts:
+            return texts
+    return []
+
+
+def code_from_url(text: str, base_url: str) -> str | None:
+    """The canonical code in `{base}/v/{CODE}`, or None when the URL is not ours."""
+    base = base_url.rstrip("/")
+    text = text.strip()
+    if not text.lower().startswith((base + "/v/").lower()):
+        return None
+    rest = urllib.parse.unquote(text[len(base) + 3 :]).split("?")[0].split("#")[0].rstrip("/")
+    return _canonical_or_none(rest)
+
+
+def _status_of(state: AppState, code: str) -> str | None:
+    data = report_data(state, code)
+    return data["status"] if data else None
+
+
+def verify_image(state: AppState, data: bytes) -> Verification:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            texts = decode_qr_texts(img)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return Verification("unreadable", detail="not a readable PDF or image")
+    return verdict_from_qr(state, texts)
+
+
+def verdict_from_qr(state: AppState, texts: list[str]) -> Verification:
+    """An image's verdict from its QR texts (INTERFACE §5.3)."""
+    if not texts:
+        return Verification("unreadable", detail="no QR code found")
+    base = state.settings.public.base_url
+    for text in texts:
+        code = code_from_url(text, base)
+        if code is None:
+            continue
+        status = _status_of(state, code)
+        if status is None:
+            return Verification(
+                "not_ours", code=code, detail="the QR code names a code the platform never issued"
+            )
+        # The QR is ours and names a report we issued: the picture shows our report, and
+        # `status` says whether it stands. Only when the platform's own evidence for it
+        # fails its checks is the verdict not "genuine".
+        verdict: Verdict = "modified" if status == "tampered" else "genuine"
+        return Verification(verdict, code=code, status=status, detail="QR code decoded")
+    return Verification("not_ours", detail="the QR code does not point to this platform")
+
+
+def verify_pdf(state: AppState, data: bytes) -> Verification:
+    """A PDF's verdict: our sealed copy byte for byte; else our signature; else not ours."""
+    sha = hashlib.sha256(data).hexdigest()
+    with state.sessions() as session:
+        code = _sealed_code(session, sha)
+    if code is not None:
+        return Verification(
+            "genuine",
+            code=code,
+            status=_status_of(state, code),
+            detail="byte-identical to the platform's sealed copy",
+        )
+    checker = views_for(state).signature_check
+    assert isinstance(checker, SignatureChecker)
+    try:
+        result = checker.verify(data)
+    except PdfUnreadable:
+        return Verification("unreadable", detail="the PDF could not be read")
+    named = next((c for c in result.qr_codes if c), None)
+    named_code = _canonical_or_none(named) if named else None
+    status = _status_of(state, named_code) if named_code else None
+    if result.signed and (result.trusted or checker.issued_by_us(data)):
+        # Our key signed it, but it is not the file we hold: changed after signing, or a
+        # file the platform never issued under that code.
+        problems = ", ".join(sorted(str(c) for c in result.finding_codes)) or "differs"
+        return Verification(
+            "modified",
+            code=named_code,
+            status=status,
+            detail=f"signed by the platform but not the platform's copy ({problems})",
+        )
+    if named_code is not None and status is not None and not result.signed:
+        return Verification(
+            "modified",
+            code=named_code,
+            status=status,
+            detail="carries the QR code of a report of ours but not its signature",
+        )
+    return Verification(
+        "not_ours",
+        code=named_code if status is not None else None,
+        status=status,
+        detail="not signed by the platform",
+    )
+
+
+def _sealed_code(session: Session, sha256: str) -> str | None:
+    row = session.execute(
+        select(Record.code)
+        .join(RecordFile, RecordFile.record_id == Record.id)
+        .where(RecordFile.sha256 == sha256, RecordFile.role == "signed_pdf")
+    ).first()
+    return row[0] if row and row[0] else None
+
+
+def verify_upload(state: AppState, data: bytes) -> Verification:
+    if not data:
+        return Verification("unreadable", detail="empty file")
+    if b"%PDF-" in data[:1024]:
+        return verify_pdf(state, data)
+    return verify_image(state, data)
+
+
+@router.post(
+    "/api/v1/public/verify",
+    response_model=VerifyOut,
+    summary="Check a PDF or a photo of a printed page",
+    dependencies=[_rate_limited(VERIFY_COST)],
+)
+async def verify(state: PublicStateDep, file: Annotated[UploadFile, File()]) -> Response:
+    data = await file.read(MAX_VERIFY_BYTES + 1)
+    if len(data) > MAX_VERIFY_BYTES:
+        raise ProblemError(413, "body_too_large", f"the file exceeds {MAX_VERIFY_BYTES} bytes")
+    result = await run_in_threadpool(verify_upload, state, data)
+    return _json_response(result.as_json())
+
+
+__all__ = ["RateLimiter", "router"]

@@ -1,0 +1,381 @@
+"""Evidence bundles (`jianzheng-bundle/1`, INTERFACE.md §3) for auditors.
+
+A bundle holds the proof of every record a report rests on and every file those records
+name, so an auditor can check it with `jianzheng-verify` and a JSON-RPC endpoint alone.
+
+What goes in:
+
+- the report's latest report-stage record (sealed PDF, else metadata, else issuance) and
+  its whole ancestry, followed through both the parent leaf hashes inside each record's
+  canonical bytes and the `record_parents` rows (so a record whose row or hash column was
+  edited is still found and shows up as a failed check, not as a silent gap);
+- the seal and witness records hanging off the samples reached (the traceable chain of
+  DESIGN.md shows them beside the receipt; they are not ancestors of the report) with their
+  own ancestry (media);
+- the revocation record's proof (or null), and `files/<sha256>` for every file named,
+  streamed from the blob store exactly as stored (a swapped file goes in as it is, and the
+  verifier names the record whose file no longer hashes right).
+
+Additive manifest fields (the format allows additions; the verifier reads them for
+diagnosis only, never as a reason to trust anything):
+
+- `batches`: per batch referenced, the anchored root and size the service recorded, and
+  the number of leaves / root the service's `batch_leaves` rows hold *now*; the verifier
+  compares these with the chain's `anchorOf` and `batchCount` to say exactly that a leaf of
+  an anchored batch was deleted;
+- `unproven`: records the service holds but cannot prove although they are not pending
+  (their batch is gone from the database, or its stored leaves no longer rebuild a tree).
+
+A bundle is only built once every record in it is anchored and a revocation, if any, is
+written to the chain: before that the endpoint answers 202 with the pending records (see
+`BundlePending`), mirroring `GET /api/v1/records/{id}/proof`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.app import ChainInfo
+from service.domain.codes import canonical_code
+from service.domain.proofs import build_proof
+from service.errors import ProblemError
+from service.storage.blobs import BlobStore
+from service.storage.models import (
+    Batch,
+    BatchLeaf,
+    ChainRevocation,
+    Outbox,
+    Record,
+    RecordParent,
+    ReportCode,
+)
+from verifier.merkle import merkle_root
+
+BUNDLE_FORMAT = "jianzheng-bundle/1"
+#: Most records one bundle may hold (the verifier accepts up to 10,000 proofs).
+MAX_BUNDLE_RECORDS = 5_000
+#: Most files one bundle may carry.
+MAX_BUNDLE_FILES = 5_000
+#: Seconds a client is asked to wait before asking again for a pending bundle.
+PENDING_RETRY_AFTER_S = 2
+#: Bundles are assembled in memory up to this size, then spill to a temporary file.
+SPOOL_MAX_MEMORY = 8 * 1024 * 1024
+STREAM_CHUNK = 256 * 1024
+#: Record types that hang off a sample without being the report's ancestors.
+SAMPLE_ATTACHMENTS = ("seal", "witness")
+
+
+@dataclass(frozen=True)
+class PendingPart:
+    record_id: str
+    type: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"record_id": self.record_id, "type": self.type, "reason": self.reason}
+
+
+class BundlePending(Exception):
+    """Some part of the bundle is not anchored (or the revocation not on chain) yet."""
+
+    def __init__(self, code: str, parts: list[PendingPart]) -> None:
+        super().__init__(f"{len(parts)} part(s) of report {code} are pending")
+        self.code = code
+        self.parts = parts
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "pending",
+            "code": self.code,
+            "detail": "parts of this report are not anchored on the chain yet; ask again later",
+            "pending": [p.as_json() for p in self.parts],
+            "retry_after_s": PENDING_RETRY_AFTER_S,
+        }
+
+
+@dataclass
+class BundlePlan:
+    """Everything a bundle holds, before it is written."""
+
+    code: str
+    report_record_id: str
+    proofs: list[dict[str, Any]]
+    revocation: dict[str, Any] | None
+    #: sha256 -> (role, record id) of every file named, in first-seen order.
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    unproven: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "code": self.code,
+            "report_record_id": self.report_record_id,
+            "proofs": self.proofs,
+            "revocation": self.revocation,
+            "batches": self.batches,
+            "unproven": self.unproven,
+        }
+
+
+# --- ancestry ---------------------------------------------------------------------------------
+
+
+def _canonical_parents(record: Record) -> list[str]:
+    """Parent leaf hashes named inside the record's stored bytes (empty if unreadable)."""
+    try:
+        obj = json.loads(record.canonical)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    parents = obj.get("parents") if isinstance(obj, dict) else None
+    if not isinstance(parents, list):
+        return []
+    return [p for p in parents if isinstance(p, str) and len(p) == 64]
+
+
+def collect_records(session: Session, roots: list[str]) -> dict[str, Record]:
+    """The records reachable from `roots` through parent links (both sources), plus the seal
+    and witness records of every sample reached, with their ancestry. Insertion order is
+    walk order (roots first)."""
+    found: dict[str, Record] = {}
+    queue = list(roots)
+    attached_done: set[str] = set()
+    while queue:
+        wave = [rid for rid in dict.fromkeys(queue) if rid not in found]
+        queue = []
+        if not wave:
+            break
+        rows = session.scalars(select(Record).where(Record.id.in_(wave))).all()
+        by_id = {r.id: r for r in rows}
+        leaf_refs: list[str] = []
+        for rid in wave:
+            rec = by_id.get(rid)
+            if rec is None:
+                continue
+            found[rid] = rec
+            if len(found) > MAX_BUNDLE_RECORDS:
+                raise ProblemError(
+                    422, "bundle_too_large",
+                    f"the report's evidence holds more than {MAX_BUNDLE_RECORDS} records",
+                )
+            leaf_refs += _canonical_parents(rec)
+        if leaf_refs:
+            queue += session.scalars(
+                select(Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
+            ).all()
+        queue += session.scalars(
+            select(RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
+        ).all()
+        samples = [
+            rid for rid in wave
+            if rid in found and found[rid].type == "sample" and rid not in attached_done
+        ]
+        if samples:
+            attached_done.update(samples)
+            queue += session.scalars(
+                select(RecordParent.child_id)
+                .join(Record, Record.id == RecordParent.child_id)
+                .where(RecordParent.parent_id.in_(samples), Record.type.in_(SAMPLE_ATTACHMENTS))
+            ).all()
+    return found
+
+
+# --- proofs -------------------------------------------------------------------------------------
+
+
+def _why_not_proven(session: Session, record: Record) -> tuple[bool, str]:
+    """(pending?, reason) for a record build_proof could not prove."""
+    if session.scalar(select(Outbox.seq).where(Outbox.record_id == record.id)) is not None:
+        return True, "accepted, waiting for the next batch"
+    leaf = session.execute(
+        select(BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
+    ).first()
+    if leaf is None:
+        return False, "the record is neither queued nor in any batch in the service's database"
+    batch = session.get(Batch, leaf.batch_seq)
+    if batch is None:
+        return False, (
+            f"the record's batch {leaf.batch_seq} is missing from the service's database"
+        )
+    return True, f"batch {batch.seq} is {batch.status}, not anchored yet"
+
+
+def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
+    """What the database holds for batch `seq` now: recorded root/size vs stored leaves."""
+    batch = session.get(Batch, seq)
+    if batch is None:
+        return None
+    leaves = session.scalars(
+        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+    ).all()
+    try:
+        stored_root = merkle_root([bytes.fromhex(h) for h in leaves]).hex() if leaves else None
+    except ValueError:
+        stored_root = None
+    return {
+        "seq": batch.seq,
+        "root": batch.root,
+        "leaf_count": batch.size,
+        "stored_leaf_count": len(leaves),
+        "stored_root": stored_root,
+        "tx_hash": batch.tx_hash,
+    }
+
+
+def _latest_report_record(row: ReportCode) -> str:
+    return row.pdf_record_id or row.report_record_id or row.issue_record_id
+
+
+def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> BundlePlan:
+    """Collect the proofs and files of report `code_text`.
+
+    Raises ProblemError 404 `unknown_code`, BundlePending while anything is not anchored
+    yet, ProblemError 409 `evidence_unavailable` when no record can be proven at all.
+    """
+    code = canonical_code(code_text)
+    row = session.get(ReportCode, code)
+    if row is None:
+        raise ProblemError(404, "unknown_code", f"no report code {code} was issued")
+    report_id = _latest_report_record(row)
+    records = collect_records(session, [report_id])
+    if report_id not in records:
+        raise ProblemError(
+            409, "evidence_unavailable", f"the report record {report_id} is missing"
+        )
+    pending: list[PendingPart] = []
+    proofs: list[dict[str, Any]] = []
+    unproven: list[dict[str, Any]] = []
+    seqs: dict[int, None] = {}
+
+    def prove(rec: Record) -> dict[str, Any] | None:
+        try:
+            proof = build_proof(session, rec.id, chain)
+        except (ValueError, IndexError) as exc:  # stored batch leaves no longer build a tree
+            unproven.append(_unproven(session, rec, f"no audit path can be built: {exc}"))
+            return None
+        except ProblemError as exc:
+            unproven.append(_unproven(session, rec, exc.detail))
+            return None
+        if proof is None:
+            is_pending, reason = _why_not_proven(session, rec)
+            if is_pending:
+                pending.append(PendingPart(rec.id, rec.type, reason))
+            else:
+                unproven.append(_unproven(session, rec, reason))
+            return None
+        seqs[int(proof["batch"]["seq"])] = None
+        return proof
+
+    for rec in records.values():
+        proof = prove(rec)
+        if proof is not None:
+            proofs.append(proof)
+
+    revocation: dict[str, Any] | None = None
+    if row.revocation_record_id:
+        rev = session.get(Record, row.revocation_record_id)
+        if rev is None:
+            unproven.append({"record_id": row.revocation_record_id, "type": "revocation",
+                             "leaf_hash": None, "batch_seq": None,
+                             "reason": "the revocation record is missing from the database"})
+        else:
+            revocation = prove(rev)
+            on_chain = session.scalar(
+                select(ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
+            )
+            already = any(p.record_id == rev.id for p in pending)
+            if on_chain is not None and on_chain != "done" and not already:
+                pending.append(PendingPart(rev.id, rev.type,
+                                           f"the revocation is {on_chain}, not on chain yet"))
+    if pending:
+        raise BundlePending(code, pending)
+    if not proofs:
+        raise ProblemError(
+            409, "evidence_unavailable",
+            "no record of this report can be proven from the service's database",
+            unproven=unproven,
+        )
+    plan = BundlePlan(code=code, report_record_id=report_id, proofs=proofs,
+                      revocation=revocation, unproven=unproven)
+    for item in unproven:
+        if item.get("batch_seq") is not None:
+            seqs[int(item["batch_seq"])] = None
+    plan.batches = [s for s in (_batch_summary(session, seq) for seq in sorted(seqs)) if s]
+    for proof in [*proofs, *([revocation] if revocation else [])]:
+        rid = str(proof["record"].get("id"))
+        for entry in proof["record"].get("files") or []:
+            sha = entry.get("sha256") if isinstance(entry, dict) else None
+            if isinstance(sha, str) and sha not in plan.files:
+                plan.files[sha] = (str(entry.get("role", "file")), rid)
+    if len(plan.files) > MAX_BUNDLE_FILES:
+        raise ProblemError(422, "bundle_too_large",
+                           f"the report's evidence names more than {MAX_BUNDLE_FILES} files")
+    return plan
+
+
+def _unproven(session: Session, rec: Record, reason: str) -> dict[str, Any]:
+    leaf = session.execute(
+        select(BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
+    ).first()
+    return {
+        "record_id": rec.id,
+        "type": rec.type,
+        "leaf_hash": leaf.leaf_hash if leaf else rec.leaf_hash,
+        "batch_seq": leaf.batch_seq if leaf else None,
+        "reason": reason,
+    }
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write_bundle(plan: BundlePlan, blobs: BlobStore, out: IO[bytes]) -> list[str]:
+    """Write the ZIP to `out`; returns the sha256 of files missing from the blob store
+    (left out: the verifier names the record that lacks them)."""
+    missing: list[str] = []
+    manifest = json.dumps(plan.manifest(), ensure_ascii=False, separators=(",", ":"))
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", manifest.encode("utf-8"))
+        for sha in plan.files:
+            path = blobs.path(sha)
+            try:
+                src = path.open("rb")
+            except OSError:
+                missing.append(sha)
+                continue
+            info = zipfile.ZipInfo(f"files/{sha}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            with src, zf.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(src, dst, STREAM_CHUNK)
+    return missing
+
+
+def bundle_stream(plan: BundlePlan, blobs: BlobStore) -> tuple[Iterator[bytes], int]:
+    """The bundle as an iterator of chunks (and its length): assembled in a spooled
+    temporary file so memory stays bounded whatever the files' sizes."""
+    tmp = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_MEMORY)
+    try:
+        write_bundle(plan, blobs, tmp)
+        length = tmp.tell()
+        tmp.seek(0)
+    except BaseException:
+        tmp.close()
+        raise
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := tmp.read(STREAM_CHUNK):
+                yield chunk
+        finally:
+            tmp.close()
+
+    return chunks(), length

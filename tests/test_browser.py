@@ -1,0 +1,171 @@
+"""The public page in a real browser (Debian's Chromium via Playwright) at a 375×812 phone
+viewport: genuine, revoked, superseded, pending, tampered and unknown codes show the right
+status and Chinese text; the English switch works; screenshots go to test-artifacts/.
+
+The service runs as its own process; the anchoring worker as another, stopped before the
+pending report is issued so that one stays pending.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from service.anchoring.devchain import deploy_registry
+from service.app import ChainInfo
+from tests.anchoring_support import REPO_ROOT, wait_for
+from tests.fixtures.chain import DevChain
+from tests.public_kit import privacy_findings
+from tests.story_support import (
+    PUBLIC_RESPONSES,
+    ServiceProcess,
+    Story,
+    build_story,
+    fetch_bundle,
+)
+from verifier.canonical import canonicalize
+
+pytestmark = [pytest.mark.chain, pytest.mark.browser]
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 375, "height": 812}
+UNKNOWN_CODE = "44030026AAAAAAAAAAAAAAA"
+
+#: status key -> (data-status, big Chinese label, a Chinese sentence the page must show)
+EXPECTED = {
+    "genuine": ("genuine", "真实有效", "报告与平台存证一致"),
+    "revoked": ("revoked", "已作废", "该报告已被出具机构作废"),
+    "superseded": ("superseded", "已更正", "请以新报告为准"),
+    "pending": ("pending_anchor", "待上链", "正在等待区块链存证确认"),
+    "tampered": ("tampered", "数据异常", "数据异常环节"),
+    "unknown": ("unknown", "未找到", "平台未签发该标识码"),
+}
+
+
+@dataclass
+class World:
+    service: ServiceProcess
+    codes: dict[str, str]
+    stories: dict[str, Story]
+
+
+@pytest.fixture(scope="module")
+def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("browser")
+    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
+    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    service = ServiceProcess(tmp / "var", chain, hardhat.service_key, worker_in_serve=False)
+    PUBLIC_RESPONSES.clear()
+    try:
+        lab_account = service.add_lab(64)
+        auditor = service.client(service.add_auditor())
+        service.start()
+        lab = service.client(lab_account)
+        stories = {key: build_story(lab, f"BR{i}") for i, key in
+                   enumerate(("genuine", "revoked", "superseded", "new", "tampered"))}
+        r = lab.post(f"/api/v1/reports/{stories['revoked'].code}/revocation",
+                     json_body={"reason": "数据录入错误", "superseded_by": None})
+        assert r.status_code == 201, r.text
+        r = lab.post(f"/api/v1/reports/{stories['superseded'].code}/revocation",
+                     json_body={"reason": "结论更正", "superseded_by": stories["new"].code})
+        assert r.status_code == 201, r.text
+        service.start_worker()
+        for story in stories.values():
+            fetch_bundle(auditor, story.code)  # anchored, revocations on chain
+        service.stop_worker()
+        stories["pending"] = build_story(lab, "BR9")  # the worker is gone: stays pending
+        tampered = stories["tampered"].ids["receipt"]
+        assert service.state is not None
+        with service.state.engine.begin() as conn:
+            canonical = conn.execute(text("SELECT canonical FROM records WHERE id = :id"),
+                                     {"id": tampered}).scalar_one()
+            obj = json.loads(canonical)
+            obj["body"]["seal_intact"] = False
+            conn.execute(text("UPDATE records SET canonical = :c WHERE id = :id"),
+                         {"c": canonicalize(obj), "id": tampered})
+        codes = {key: s.code for key, s in stories.items() if key != "new"}
+        codes["unknown"] = UNKNOWN_CODE
+        w = World(service, codes, stories)
+        wait_for(lambda: service.public_json(codes["genuine"])["status"] == "genuine", 30,
+                 "genuine")
+        yield w
+    finally:
+        service.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("key", list(EXPECTED))
+def test_page_shows_status_on_a_phone(world: World, browser: Any, key: str) -> None:
+    status, label, sentence = EXPECTED[key]
+    url = f"{world.service.base_url}/v/{world.codes[key]}"
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, locale="zh-CN")
+    page = context.new_page()
+    try:
+        response = page.goto(url, wait_until="load")
+        assert response is not None
+        assert response.status == (404 if key == "unknown" else 200)
+        PUBLIC_RESPONSES.append((url, page.content()))
+        box = page.locator("#status")
+        assert box.get_attribute("data-status") == status
+        assert page.locator("html").get_attribute("lang") == "zh-CN"
+        assert box.locator(".big").inner_text().strip() == label
+        assert sentence in box.inner_text()
+        # the status box is on screen without scrolling, and nothing is wider than the phone
+        bounds = box.bounding_box()
+        assert bounds is not None and bounds["y"] + bounds["height"] <= VIEWPORT["height"]
+        assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
+        if key == "tampered":
+            assert page.locator("#problem [data-step]").get_attribute("data-step") == "receipt"
+            assert "收样验封" in page.locator("#problem").inner_text()
+        if key == "superseded":
+            link = page.locator("#superseded-link")
+            assert link.inner_text().replace("-", "").replace(" ", "") == \
+                world.stories["new"].code
+        if key in ("genuine", "revoked", "superseded", "tampered"):
+            assert "检测报告" in page.inner_text("body")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{key}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"browser-{key}-fold.png"))
+    finally:
+        context.close()
+
+
+def test_english_switch(world: World, browser: Any) -> None:
+    context = browser.new_context(viewport=VIEWPORT, is_mobile=True, locale="zh-CN")
+    page = context.new_page()
+    try:
+        page.goto(f"{world.service.base_url}/v/{world.codes['revoked']}")
+        page.click("#lang")
+        page.wait_for_load_state("load")
+        assert page.locator("html").get_attribute("lang") == "en"
+        assert page.locator("#status .big").inner_text().strip() == "Revoked"
+        PUBLIC_RESPONSES.append((page.url, page.content()))
+    finally:
+        context.close()
+
+
+def test_no_page_leaks_personal_data(world: World) -> None:
+    assert PUBLIC_RESPONSES
+    leaks = [(what, found) for what, body in PUBLIC_RESPONSES
+             if (found := privacy_findings(body))]
+    assert leaks == []
