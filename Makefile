@@ -26,6 +26,7 @@ unit:
 	$(BIN)/pytest -q -m "not chain and not postgres and not browser and not slow"
 
 bench:
+	scripts/bootstrap.sh bench
 	$(BIN)/python bench/anchor.py
 	$(BIN)/python bench/codes.py
 	$(BIN)/python bench/seal.py

@@ -2,15 +2,17 @@
 # Installs everything Jianzheng needs on a fresh Debian machine; safe to re-run.
 #   scripts/bootstrap.sh run   -> what `jianzheng serve` needs
 #   scripts/bootstrap.sh test  -> that, plus the test tools (poppler, NSS, SoftHSM, Chromium, PostgreSQL up)
+#   scripts/bootstrap.sh bench -> the test set plus the load generator (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 VENV=${VENV:-.venv}
 
 apt_run=(fonts-wqy-zenhei)
-apt_test=(poppler-utils libnss3-tools softhsm2 opensc chromium)
+apt_test=(poppler-utils libnss3-tools softhsm2 opensc chromium postgresql-client)
 want=("${apt_run[@]}")
-[ "$mode" = test ] && want+=("${apt_test[@]}")
+[ "$mode" = test ] || [ "$mode" = bench ] && want+=("${apt_test[@]}")
+[ "$mode" = bench ] && want+=(wrk)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -23,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python: one virtual environment, re-installed when pyproject.toml changes.
-extras=""; [ "$mode" = test ] && extras="[test]"
+extras=""; [ "$mode" != run ] && extras="[test]"
 stamp="$VENV/.jianzheng-installed$extras"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
@@ -41,7 +43,7 @@ if [ ! -d chain-dev/node_modules ] || [ chain-dev/package-lock.json -nt chain-de
   (cd chain-dev && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [ "$mode" = test ]; then
+if [ "$mode" != run ]; then
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     echo "bootstrap: starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
