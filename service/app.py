@@ -118,6 +118,7 @@ def _routers() -> list[Any]:
         "service.api.reports",
         "service.api.records",
         "service.api.sealing",
+        "service.api.pki",
         "service.api.audit",
     ]
     routers = []

@@ -36,6 +36,12 @@ def _cmd_chain_up(args: argparse.Namespace) -> int:
     return chain_up()
 
 
+def _cmd_chain_hardhat(args: argparse.Namespace) -> int:
+    from service.runtime import chain_hardhat
+
+    return chain_hardhat(args.port)
+
+
 def _cmd_chain_info(args: argparse.Namespace) -> int:
     from service.runtime import chain_info
 
@@ -110,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_parser("info", help="print {rpc_url, chain_id, registry}").set_defaults(
         func=_cmd_chain_info
     )
+    p = chain.add_parser(
+        "hardhat", help="a throwaway Hardhat node with the registry deployed (foreground)"
+    )
+    p.add_argument("--port", type=int, default=None, help="default: a free loopback port")
+    p.set_defaults(func=_cmd_chain_hardhat)
 
     inst = sub.add_parser("institution", help="labs (检测机构)").add_subparsers(
         dest="institution_command", required=True

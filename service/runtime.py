@@ -240,6 +240,35 @@ def chain_up() -> int:
     return 0
 
 
+def chain_hardhat(port: int | None = None) -> int:
+    """A throwaway Hardhat node (in memory) with the registry deployed, roles granted to the
+    configured service account; prints {rpc_url, chain_id, registry} once, then runs in the
+    foreground until interrupted. For tests and experiments; `serve` uses the persistent
+    anvil chain instead."""
+    from service.anchoring.devchain import DEPLOYER, DEV_CHAIN_ID, deploy_registry, start_hardhat
+
+    settings = get_settings()
+    _configure_logging(settings)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    node = start_hardhat(port)
+    try:
+        registry = deploy_registry(node.rpc_url, DEPLOYER.private_key, _service_address(settings))
+        info = {
+            "rpc_url": node.rpc_url,
+            "chain_id": DEV_CHAIN_ID,
+            "registry": registry,
+            "service_address": _service_address(settings),
+        }
+        sys.stdout.write(json.dumps(info) + "\n")
+        sys.stdout.flush()
+        while not stop.is_set() and node.running():
+            stop.wait(0.5)
+    finally:
+        node.stop()
+    return 0
+
+
 def chain_info() -> ChainInfo:
     """The chain the service uses (without starting anything)."""
     settings = get_settings()

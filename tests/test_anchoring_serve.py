@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.anchoring.contract import RegistryClient
 from service.anchoring.devchain import free_port
 from service.domain.proofs import build_proofs, clear_cache
 from service.storage.db import make_engine, make_sessionmaker
@@ -148,3 +149,38 @@ def test_chain_up_prints_one_json_line_and_chain_info_agrees(tmp_path: Path) -> 
         assert RpcClient(line["rpc_url"]).batch_count(line["registry"]) == 0
     finally:
         assert _stop(proc) == 0
+
+
+def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
+    tmp_path: Path,
+) -> None:
+    """`jianzheng chain hardhat`: a Hardhat node, the registry deployed, roles granted to the
+    account of JZ_CHAIN__PRIVATE_KEY (here dev account #2, not the default), stopped cleanly."""
+    from service.anchoring.devchain import DEV_ACCOUNTS, port_is_free
+
+    other = DEV_ACCOUNTS[2]
+    env = _env(tmp_path / "var")
+    env["JZ_CHAIN__PRIVATE_KEY"] = other.private_key
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "chain", "hardhat", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = json.loads(proc.stdout.readline())
+        assert line["rpc_url"] == f"http://127.0.0.1:{port}"
+        assert line["chain_id"] == 31337
+        assert line["service_address"] == other.address
+        client = RegistryClient(line["rpc_url"], line["registry"], other.private_key)
+        assert client.has_role("ANCHORER_ROLE", other.address)
+        assert client.has_role("REVOKER_ROLE", other.address)
+        assert not client.has_role("ANCHORER_ROLE", DEV_ACCOUNTS[1].address)
+        assert client.batch_count() == 0
+    finally:
+        assert _stop(proc) == 0
+    assert port_is_free(port)

@@ -71,6 +71,8 @@ class Sealer:
     state: AppState
     ca: DevCA
     timestamper: Any
+    #: The platform's own RFC 3161 TSA (dev CA key), also served at `POST /tsa`.
+    authority: TimeStampAuthority
     _keys: dict[str, KeySource] = field(default_factory=dict)
     _appearances: dict[str, SealAppearance] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,15 +86,17 @@ class Sealer:
             sealer = state.extras.get("sealer")
             if not isinstance(sealer, Sealer):
                 settings = state.settings
-                ca = DevCA(settings.ca_dir)
+                base = settings.public.base_url.rstrip("/")
+                ca = DevCA(settings.ca_dir, crl_url=f"{base}/ca/root.crl")
                 signing = settings.signing
+                authority = TimeStampAuthority(ca.tsa_key_source())
                 if signing.level == "B-B":
                     timestamper = None
                 elif signing.tsa_url:
                     timestamper = http_timestamper(signing.tsa_url)
                 else:
-                    timestamper = TimeStampAuthority(ca.tsa_key_source()).timestamper()
-                sealer = cls(state=state, ca=ca, timestamper=timestamper)
+                    timestamper = authority.timestamper()
+                sealer = cls(state=state, ca=ca, timestamper=timestamper, authority=authority)
                 state.extras["sealer"] = sealer
         assert isinstance(sealer, Sealer)
         return sealer

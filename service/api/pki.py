@@ -1,0 +1,60 @@
+"""The platform's own PKI endpoints (development CA).
+
+- `POST /tsa`: an RFC 3161 time-stamp authority (`application/timestamp-query` ->
+  `application/timestamp-reply`), keyed by the dev CA's TSA certificate. Production
+  points `JZ_SIGNING__TSA_URL` at a licensed TSA instead.
+- `GET /ca/root.crl`: the root's CRL, named in every certificate the dev CA issues
+  (PAdES B-LT embeds it).
+- `GET /ca/roots.pem`: the roots a verifier should trust (same as `jianzheng ca roots`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+
+from service.api.deps import StateDep
+from service.api.sealing import Sealer
+from service.errors import ProblemError
+
+router = APIRouter(tags=["pki"])
+
+#: A TimeStampReq is a few hundred bytes; anything larger is not one.
+MAX_TSA_REQUEST_BYTES = 16 * 1024
+TSA_QUERY = "application/timestamp-query"
+TSA_REPLY = "application/timestamp-reply"
+
+
+@router.post(
+    "/tsa",
+    summary="RFC 3161 time-stamp authority (development)",
+    response_class=Response,
+    responses={200: {"content": {TSA_REPLY: {}}}},
+)
+async def timestamp(request: Request, state: StateDep) -> Response:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != TSA_QUERY:
+        raise ProblemError(415, "unsupported_media_type", f"send {TSA_QUERY}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_TSA_REQUEST_BYTES:
+            raise ProblemError(413, "body_too_large", "a time-stamp query is at most 16 KiB")
+    sealer = await asyncio.to_thread(Sealer.for_state, state)
+    # A malformed query gets a signed rejection (PKIStatus), as RFC 3161 §2.4.2 asks.
+    reply = await asyncio.to_thread(sealer.authority.handle_request, bytes(body))
+    return Response(reply, media_type=TSA_REPLY)
+
+
+@router.get("/ca/root.crl", summary="CRL of the development root", response_class=Response)
+async def root_crl(state: StateDep) -> Response:
+    sealer = await asyncio.to_thread(Sealer.for_state, state)
+    crl = await asyncio.to_thread(sealer.ca.crl_der)
+    return Response(crl, media_type="application/pkix-crl")
+
+
+@router.get("/ca/roots.pem", summary="PEM roots to trust for report signatures")
+async def roots(state: StateDep) -> Response:
+    sealer = await asyncio.to_thread(Sealer.for_state, state)
+    return Response(sealer.ca.roots_pem(), media_type="application/x-pem-file")
