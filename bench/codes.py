@@ -1,11 +1,11 @@
-"""Signed report-code issuance on PostgreSQL with 2 API processes (uvicorn workers).
+"""Signed report-code issuance on PostgreSQL with 2 API processes (`jianzheng api`).
 
     .venv/bin/python bench/codes.py [--clients 32] [--seconds 15] [--workers 2]
                                     [--client wrk|python] [--pool-size 4] [--in-process N]
 
 Creates a fresh PostgreSQL database (dropped afterwards), registers a lab, starts
-`uvicorn --factory service.app:create_app --workers 2` (httptools, uvloop, no access
-log), and drives it with `--clients` concurrent keep-alive connections, each sending
+`jianzheng api --workers 2` (the multi-process deployment: uvicorn with httptools and
+uvloop, no access log, each process on its own SO_REUSEPORT socket), and drives it with `--clients` concurrent keep-alive connections, each sending
 signed `POST /api/v1/report-codes` requests (a new report number each) back to back.
 
 The load generator shares the machine's cores with the API and PostgreSQL, so it must
@@ -412,10 +412,8 @@ def http_bench(args: argparse.Namespace) -> int:
             port = free_port()
             proc = subprocess.Popen(
                 [
-                    sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
+                    sys.executable, "-m", "service.cli", "api",
                     "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-                    "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
-                    "--http", "httptools",
                 ],
                 cwd=ROOT, env=server_env(url, tmp / "data", args.pool_size),
                 start_new_session=True,

@@ -24,6 +24,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(host=args.host, port=args.port)
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    from service.runtime import api
+
+    return api(host=args.host, port=args.port, workers=args.workers)
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from service.runtime import run_worker
 
@@ -100,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "api", help="stateless API processes only (pair with `jianzheng worker`); PostgreSQL"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.set_defaults(func=_cmd_api)
 
     p = sub.add_parser("worker", help="run the anchoring worker alone (one leader at a time)")
     p.set_defaults(func=_cmd_worker)

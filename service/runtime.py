@@ -26,6 +26,7 @@ from eth_account import Account
 from service.app import ChainInfo
 from service.errors import ProblemError
 from service.settings import Settings, get_settings
+from service.storage.db import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,85 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         if node is not None:
             node.stop()
     return 0
+
+
+def _api_chain(settings: Settings) -> ChainInfo | None:
+    """The chain API processes read from: configured, or the dev chain's deployment file;
+    never started here (run `jianzheng chain up` or `jianzheng serve` for that)."""
+    if settings.chain.rpc_url:
+        return configured_chain(settings)
+    deployment = _read_deployment(settings)
+    if not deployment or not deployment.get("registry"):
+        log.warning("no chain configured and no dev chain deployment: anchors are not shown")
+        return None
+    return ChainInfo(
+        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+    )
+
+
+def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
+    """One API process on its own SO_REUSEPORT socket: the kernel spreads connections
+    evenly over the processes (processes sharing one accepting socket, as with
+    `uvicorn --workers`, were seen to split 64 connections 62/2)."""
+    import socket
+
+    import uvicorn
+
+    from service.app import build_state, create_app
+
+    settings = get_settings()
+    _configure_logging(settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    app = create_app(settings, state=build_state(settings, chain, migrate=False))
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="uvloop",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        backlog=2048,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> int:
+    """Stateless API processes only (no anchoring worker, no dev chain started): the
+    deployment for several processes or machines, with `jianzheng worker` beside them."""
+    import multiprocessing
+
+    settings = get_settings()
+    _configure_logging(settings)
+    if workers < 1:
+        raise ProblemError(400, "bad_workers", "--workers must be at least 1")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)  # once, before the processes start
+    chain = _api_chain(settings)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_api_process, args=(host, port, chain), name=f"jianzheng-api-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    log.info("%d API processes on http://%s:%d", workers, host, port)
+    try:
+        while not stop.is_set() and all(p.is_alive() for p in procs):
+            stop.wait(0.5)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn finishes requests in flight
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM)]
+    return 1 if failed else 0
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

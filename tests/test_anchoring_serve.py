@@ -184,3 +184,40 @@ def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
     finally:
         assert _stop(proc) == 0
     assert port_is_free(port)
+
+
+def _api_children(pid: int) -> list[int]:
+    """Child processes of `pid` that run an API process (not multiprocessing's tracker)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) != pid:
+            continue
+        cmdline = (stat.parent / "cmdline").read_bytes()
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.postgres
+def test_api_runs_several_processes_on_one_port_and_stops_cleanly(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`jianzheng api --workers 2`: the schema is migrated once, two API processes answer on
+    one port (SO_REUSEPORT), and SIGTERM stops them all with exit 0."""
+    env = _env(tmp_path / "var")
+    env["JZ_DATABASE__URL"] = pg_url
+    port = free_port()
+    log = tmp_path / "api.log"
+    proc = _jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
+    try:
+        wait_for(lambda: _health(port) is not None, 60, "the API to answer")
+        wait_for(lambda: len(_api_children(proc.pid)) == 2, 30, "two API processes")
+        answers = {httpx.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(20)}
+        assert answers == {200}
+    finally:
+        assert _stop(proc) == 0, log.read_text()[-3000:]
+    assert _health(port) is None
