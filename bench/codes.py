@@ -5,8 +5,9 @@
 
 Creates a fresh PostgreSQL database (dropped afterwards), registers a lab, starts
 `jianzheng api --workers 2` (the multi-process deployment: uvicorn with httptools and
-uvloop, no access log, each process on its own SO_REUSEPORT socket), and drives it with `--clients` concurrent keep-alive connections, each sending
-signed `POST /api/v1/report-codes` requests (a new report number each) back to back.
+uvloop, no access log, each process on its own SO_REUSEPORT socket), and drives it
+with `--clients` concurrent keep-alive connections, each sending signed
+`POST /api/v1/report-codes` requests (a new report number each) back to back.
 
 The load generator shares the machine's cores with the API and PostgreSQL, so it must
 be cheap: every request (unique nonce, fresh timestamp, own report number) is signed
