@@ -35,6 +35,8 @@ from web3.contract import Contract
 from web3.providers import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
+from verifier.models import AnchorInfo, RevocationInfo
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ARTIFACT_PATH = REPO_ROOT / "contracts" / "EvidenceRegistry.json"
 ARTIFACT_ENV = "JZ_CONTRACT_ARTIFACT"
@@ -174,24 +176,6 @@ class TxReceipt:
     gas_used: int
     contract_address: str | None
     logs: tuple[Mapping[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class AnchorInfo:
-    """``anchorOf(root)`` for a root that has been anchored."""
-
-    seq: int
-    leaf_count: int
-    timestamp: int
-    block_number: int
-
-
-@dataclass(frozen=True)
-class RevocationInfo:
-    """``revocationOf(subject)`` for a subject that has been revoked."""
-
-    reason: bytes
-    timestamp: int
 
 
 @dataclass(frozen=True)
@@ -448,12 +432,11 @@ class RegistryClient:
         return AnchorInfo(seq, leaf_count, timestamp, block_number)
 
     def revocation_of(self, subject: bytes | str) -> RevocationInfo | None:
-        reason, timestamp = self._view(
-            "revocationOf", [_as_bytes32(subject, "subject")], ["bytes32", "uint64"]
-        )
+        subject_bytes = _as_bytes32(subject, "subject")
+        reason, timestamp = self._view("revocationOf", [subject_bytes], ["bytes32", "uint64"])
         if timestamp == 0:
             return None
-        return RevocationInfo(bytes(reason), int(timestamp))
+        return RevocationInfo(subject_bytes, bytes(reason), int(timestamp))
 
     def has_role(self, role_name: str, account: str) -> bool:
         role = b"\x00" * 32 if role_name == "DEFAULT_ADMIN_ROLE" else keccak(text=role_name)

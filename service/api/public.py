@@ -18,6 +18,7 @@ sealed PDF's signature verdict (`prime_sealed_signature`), bound to the file's S
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -662,12 +663,7 @@ class Verification:
     detail: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "code": self.code,
-            "status": self.status,
-            "detail": self.detail,
-        }
+        return dataclasses.asdict(self)
 
 
 def decode_qr_texts(image: Any) -> list[str]:

@@ -7,6 +7,7 @@ eventually (nothing acknowledged is lost).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -67,12 +68,7 @@ class FileRef:
     media_type: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "sha256": self.sha256,
-            "size": self.size,
-            "media_type": self.media_type,
-        }
+        return dataclasses.asdict(self)
 
 
 def build_record(

@@ -39,6 +39,7 @@ What is cached, and what every view still reads (the checks are real on every vi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -855,14 +856,7 @@ class Signature:
     detail: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "checked": self.checked,
-            "ok": self.ok,
-            "signer": self.signer,
-            "signed_at": self.signed_at,
-            "timestamped": self.timestamped,
-            "detail": self.detail,
-        }
+        return dataclasses.asdict(self)
 
 
 SignatureCheck = Callable[[bytes, str, str], Signature]
