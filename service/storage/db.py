@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -92,56 +93,74 @@ class AsyncPgPool:
     """
 
     def __init__(self, conninfo: str, size: int) -> None:
-        import asyncio
-
         self._conninfo = conninfo
         self._size = max(1, size)
         self._idle: list[Any] = []
         self._opened = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[Any]] = deque()
         self._closed = False
         self.loop = asyncio.get_running_loop()
 
-    def _wake_one(self) -> None:
+    def _hand_over(self, conn: Any | None) -> bool:
+        """Give `conn` (or, with None, the right to open one) to the oldest live waiter.
+
+        Direct hand-over keeps the pool FIFO: a request arriving just as a connection is
+        released cannot take it ahead of requests already waiting (which would push them
+        to the back of the queue and stretch the latency tail)."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(conn)
+                return True
+        return False
 
-    async def _acquire(self) -> Any:
+    async def _open(self) -> Any:
         import psycopg
 
-        while True:
-            if self._closed:
-                raise RuntimeError("pool closed")
-            if self._idle:
-                return self._idle.pop()
-            if self._opened < self._size:
-                self._opened += 1
-                try:
-                    return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-                except BaseException:
+        try:
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except BaseException:
+            self._opened -= 1
+            if self._opened < self._size and self._hand_over(None):
+                self._opened += 1  # the woken waiter opens one in our place
+            raise
+
+    async def _acquire(self) -> Any:
+        if self._closed:
+            raise RuntimeError("pool closed")
+        if self._idle and not self._waiters:
+            return self._idle.pop()
+        if self._opened < self._size:
+            self._opened += 1
+            return await self._open()
+        waiter: asyncio.Future[Any] = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # handed a connection (or a slot), then cancelled: pass it on
+                handed = waiter.result()
+                if handed is None:
                     self._opened -= 1
-                    self._wake_one()
-                    raise
-            waiter = self.loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, then cancelled: pass the turn on
-                raise
+                    if self._hand_over(None):
+                        self._opened += 1
+                else:
+                    await self._release(handed, broken=False)
+            raise
+        if conn is None:  # a slot, not a connection: open one
+            return await self._open()
+        return conn
 
     async def _release(self, conn: Any, broken: bool) -> None:
         if broken or self._closed or conn.closed:
             self._opened -= 1
-            self._wake_one()
+            if not self._closed and self._hand_over(None):
+                self._opened += 1
             await conn.close()
             return
-        self._idle.append(conn)
-        self._wake_one()
+        if not self._hand_over(conn):
+            self._idle.append(conn)
 
     async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run one statement (autocommit) and return its first row."""
