@@ -125,6 +125,11 @@ class BodyLimitMiddleware:
                 if declared > limit:
                     await self._reject(send, limit)
                     return
+                if declared >= 0:
+                    # The HTTP server delivers exactly Content-Length bytes, never more:
+                    # nothing left to count (the hot path pays no wrapper per message).
+                    await self.app(scope, receive, send)
+                    return
         seen = 0
         rejected = False
 
