@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -63,10 +64,12 @@ class Nonce(Base):
     """Nonces seen within the replay window, per key (shared by every API process)."""
 
     __tablename__ = "auth_nonces"
+    #: Only the purge reads seen_at, and nonces arrive in time order: BRIN on PostgreSQL.
+    __table_args__ = (Index("ix_auth_nonces_seen_at", "seen_at", postgresql_using="brin"),)
 
     key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seen_at: Mapped[int] = mapped_column(BigInteger, index=True)  # unix seconds
+    seen_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
 
 
 class Record(Base):
@@ -79,7 +82,7 @@ class Record(Base):
     __tablename__ = "records"
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    type: Mapped[str] = mapped_column(String(24), index=True)
+    type: Mapped[str] = mapped_column(String(24))
     institution: Mapped[str] = mapped_column(String(18), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     canonical: Mapped[bytes] = mapped_column(LargeBinary)
@@ -368,3 +371,27 @@ class ChainRevocation(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EvidenceStamp(Base):
+    """One row whose counter database triggers bump on any UPDATE/DELETE of evidence
+    (migration 0004); the public view's cache is valid while it stands still."""
+
+    __tablename__ = "evidence_stamp"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    counter: Mapped[int] = mapped_column(BigInteger)
+
+
+class SignatureCheck(Base):
+    """A sealed PDF's validation verdict, bound to its SHA-256 and MAC'd with the master key
+    (used by the public view only under the rule in `service.domain.public`)."""
+
+    __tablename__ = "signature_checks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    context: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(Text)
+    checked_at: Mapped[float] = mapped_column()
+    mac: Mapped[str] = mapped_column(String(64))
