@@ -24,12 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
-from service.anchoring.devchain import deploy_registry
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
 from service.app import AppState, ChainInfo
 from service.client import JianzhengClient
 from signer.ca import DevCA
-from tests.fixtures.chain import DevChain
+from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_auditor, add_lab, client_for, make_app
 from tests.public_kit import Built, issue_report
@@ -63,8 +62,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("audit")
-    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
-    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    chain = new_chain(hardhat)
     state = state_with_chain(tmp, f"sqlite:///{tmp / 'jz.db'}", chain,
                              public={"rate_limit_per_minute": 0})
     app = make_app(state)

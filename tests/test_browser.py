@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from service.anchoring.devchain import deploy_registry
-from service.app import ChainInfo
 from tests.anchoring_support import REPO_ROOT, wait_for
-from tests.fixtures.chain import DevChain
+from tests.fixtures.chain import DevChain, new_chain
 from tests.public_kit import privacy_findings
 from tests.story_support import (
     PUBLIC_RESPONSES,
@@ -60,8 +58,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("browser")
-    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
-    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    chain = new_chain(hardhat)
     service = ServiceProcess(tmp / "var", chain, hardhat.service_key, worker_in_serve=False)
     PUBLIC_RESPONSES.clear()
     try:

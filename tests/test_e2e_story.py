@@ -19,10 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.anchoring.devchain import deploy_registry
 from service.app import ChainInfo
 from tests.anchoring_support import REPO_ROOT, wait_for
-from tests.fixtures.chain import DevChain
+from tests.fixtures.chain import DevChain, new_chain
 from tests.public_kit import privacy_findings
 from tests.story_support import (
     PUBLIC_RESPONSES,
@@ -44,8 +43,7 @@ def _lines(out: str, status: str, name: str) -> list[str]:
 
 def test_full_story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> None:
     tmp = tmp_path_factory.mktemp("e2e")
-    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
-    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    chain = new_chain(hardhat)
     service = ServiceProcess(tmp / "var", chain, hardhat.service_key)
     try:
         _story(service, chain, tmp)

@@ -19,11 +19,10 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from service.anchoring.devchain import deploy_registry
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState, ChainInfo
+from service.app import AppState
 from service.domain.public import ReportViews
-from tests.fixtures.chain import DevChain
+from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import Built, issue_report, make_pdf, privacy_findings, sealed_bytes
@@ -68,8 +67,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("public")
-    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
-    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    chain = new_chain(hardhat)
     state = state_with_chain(
         tmp,
         f"sqlite:///{tmp / 'jz.db'}",

@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
-from service.anchoring.devchain import deploy_registry
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState, ChainInfo
+from service.app import AppState
 from service.domain.public import (
     SIGNATURE_VERDICT_MAX_AGE_S,
     STAMP_TRIGGERS,
@@ -27,7 +26,7 @@ from service.domain.public import (
     stamp_armed,
     stamp_guard_sql,
 )
-from tests.fixtures.chain import DevChain
+from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import Built, issue_report, make_pdf
@@ -127,8 +126,7 @@ class World:
 
 @pytest.fixture
 def world(hardhat: DevChain, tmp_path: Path, db_url: str) -> Iterator[World]:
-    registry = deploy_registry(hardhat.rpc_url, hardhat.deployer_key, hardhat.service_address)
-    chain = ChainInfo(hardhat.rpc_url, hardhat.chain_id, registry)
+    chain = new_chain(hardhat)
     state = state_with_chain(
         tmp_path, db_url, chain,
         public={"rate_limit_per_minute": 0, "base_url": "https://jz.example.cn"},
