@@ -116,6 +116,16 @@ class NotifySettings(BaseModel):
     run_delivery: bool = True
 
 
+class UploadSettings(BaseModel):
+    """Resumable uploads (INTERFACE §5.2)."""
+
+    #: An open upload that received nothing for this long expires: its bytes are deleted
+    #: and further calls on it answer 410 `upload_expired` (start a new upload).
+    expire_after_h: float = Field(default=72.0, gt=0)
+    #: How often each API process looks for expired uploads (seconds).
+    sweep_interval_s: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -132,6 +142,7 @@ class Settings(BaseSettings):
     signing: SigningSettings = SigningSettings()
     rules: RulesSettings = RulesSettings()
     notify: NotifySettings = NotifySettings()
+    uploads: UploadSettings = UploadSettings()
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

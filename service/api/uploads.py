@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, FastAPI, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -31,7 +34,9 @@ from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import uploads
 from service.domain.accounts import ROLE_LAB, lookup_key
+from service.domain.evidence import rfc3339
 from service.errors import ProblemError
+from service.periodic import Periodic
 
 signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
 streaming = APIRouter(tags=["uploads"])
@@ -55,10 +60,15 @@ class UploadOut(BaseModel):
     length: int
     offset: int
     media_type: str
-    status: str = Field(description="open | complete | used")
+    status: str = Field(description="open | complete | used | expired")
     sha256: str | None = None
     record_id: str | None = None
     location: str
+    expires_at: str | None = Field(
+        default=None,
+        description="while open: when the upload expires unless another chunk arrives "
+        "(then 410 `upload_expired`); null once completed",
+    )
 
 
 class CompleteIn(BaseModel):
@@ -73,7 +83,12 @@ def _location(upload_id: str) -> str:
     return f"/api/v1/uploads/{upload_id}"
 
 
-def _out(u: Any) -> dict[str, Any]:
+def _expire_after(state: AppState) -> timedelta:
+    return timedelta(hours=state.settings.uploads.expire_after_h)
+
+
+def _out(u: Any, state: AppState) -> dict[str, Any]:
+    expires = uploads.expires_at(u, _expire_after(state))
     return {
         "upload_id": u.id,
         "length": u.length,
@@ -83,6 +98,7 @@ def _out(u: Any) -> dict[str, Any]:
         "sha256": u.sha256,
         "record_id": u.record_id,
         "location": _location(u.id),
+        "expires_at": rfc3339(expires) if expires is not None else None,
     }
 
 
@@ -108,7 +124,7 @@ def create_upload(
             media_type=body.media_type,
         )
         session.flush()
-        return 201, _out(upload)
+        return 201, _out(upload, state)
 
     resp = idem.run(session, work)
     resp.headers["Location"] = json.loads(bytes(resp.body))["location"]
@@ -122,6 +138,8 @@ def create_upload(
 )
 def head_upload(upload_id: str, caller: LabDep, session: SessionDep) -> Response:
     upload = uploads.get_upload(session, upload_id, lab_institution(caller))
+    if upload.status == uploads.STATUS_EXPIRED:
+        uploads.check_open(upload)  # 410: there is nothing left to resume
     return Response(
         status_code=200,
         headers={
@@ -133,8 +151,8 @@ def head_upload(upload_id: str, caller: LabDep, session: SessionDep) -> Response
 
 
 @signed.get("/api/v1/uploads/{upload_id}", response_model=UploadOut, summary="Upload status")
-def get_upload(upload_id: str, caller: LabDep, session: SessionDep) -> Any:
-    return _out(uploads.get_upload(session, upload_id, lab_institution(caller)))
+def get_upload(upload_id: str, caller: LabDep, session: SessionDep, state: StateDep) -> Any:
+    return _out(uploads.get_upload(session, upload_id, lab_institution(caller)), state)
 
 
 @signed.post(
@@ -153,7 +171,7 @@ def complete_upload(
         session, state.settings.data_dir, state.blobs, upload, body.sha256
     )
     session.commit()
-    return _out(upload)
+    return _out(upload, state)
 
 
 def _int_header(value: str | None, name: str, code: str) -> int | None:
@@ -189,9 +207,7 @@ def _commit(
     state: AppState, upload_id: str, institution: str, offset: int, chunk: uploads.ReceivedChunk
 ) -> int:
     with state.sessions() as session:
-        upload = uploads.get_upload(session, upload_id, institution)
-        if upload.status != uploads.STATUS_OPEN:
-            raise ProblemError(409, "upload_closed", f"upload is {upload.status}")
+        uploads.check_open(uploads.get_upload(session, upload_id, institution))
         data_dir = state.settings.data_dir
         new_offset = uploads.commit_chunk(session, data_dir, upload_id, offset, chunk)
         session.commit()
@@ -287,6 +303,22 @@ async def patch_upload(
     return Response(status_code=204, headers={UPLOAD_OFFSET: str(new_offset)})
 
 
-router = APIRouter()
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Expire idle uploads from this process (every process may; each expires once)."""
+    state: AppState = app.state.jz
+    data_dir, expire_after = state.settings.data_dir, _expire_after(state)
+    sweeper = Periodic(
+        "jz-upload-sweep",
+        lambda: uploads.sweep_expired(state.sessions, data_dir, expire_after),
+        state.settings.uploads.sweep_interval_s,
+    ).start()
+    try:
+        yield
+    finally:
+        sweeper.stop()
+
+
+router = APIRouter(lifespan=_lifespan)
 router.include_router(signed)
 router.include_router(streaming)

@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.evidence import new_record_id, utc_now
+from service.periodic import Periodic
 from service.settings import NotifySettings
 from service.storage.models import Notification
 
@@ -186,27 +186,19 @@ class DeliveryLoop:
     def __init__(
         self, sessions: sessionmaker[Session], notifier: Notifier, settings: NotifySettings
     ) -> None:
-        self._sessions = sessions
         self._notifier = notifier
-        self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="jz-notify", daemon=True)
+        self._periodic = Periodic(
+            "jz-notify",
+            lambda: deliver_due(sessions, notifier, settings),
+            settings.poll_interval_s,
+        )
 
     def start(self) -> DeliveryLoop:
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._periodic.stop(timeout)
         close = getattr(self._notifier, "close", None)
         if callable(close):
             close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                deliver_due(self._sessions, self._notifier, self._settings)
-            except Exception:  # database briefly away: keep the loop alive
-                log.exception("notification delivery pass failed")
-            self._stop.wait(self._settings.poll_interval_s)

@@ -11,19 +11,25 @@ connection dropped mid-chunk therefore leaves the offset where it was, and the c
 resumes from `HEAD`. The offset in the database is the truth; bytes of the partial
 file beyond it (left by a crash between the append and the commit) are cut off before
 the next append.
+
+An open upload that receives nothing for `uploads.expire_after_h` hours expires
+(`sweep_expired`, run by every API process): its partial bytes are deleted and every
+further call on it answers 410 `upload_expired`. Completed uploads never expire.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
 import shutil
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.evidence import new_record_id, utc_now
 from service.errors import ProblemError
@@ -43,6 +49,9 @@ CHUNK_CONTENT_TYPES = frozenset({"application/offset+octet-stream", "application
 STATUS_OPEN = "open"
 STATUS_COMPLETE = "complete"
 STATUS_USED = "used"
+STATUS_EXPIRED = "expired"
+
+log = logging.getLogger(__name__)
 
 
 def upload_dir(data_dir: Path) -> Path:
@@ -109,10 +118,31 @@ def offset_mismatch(upload: Upload, sent: int) -> ProblemError:
     )
 
 
-def check_can_append(upload: Upload, offset: int, declared: int | None) -> None:
-    """Refuse a chunk before reading it, when the headers already tell it cannot fit."""
+def expires_at(upload: Upload, expire_after: timedelta) -> datetime | None:
+    """When an open upload expires unless another chunk arrives; None once it is closed."""
+    return upload.updated_at + expire_after if upload.status == STATUS_OPEN else None
+
+
+def _expired(upload_id: str) -> ProblemError:
+    return ProblemError(
+        410,
+        "upload_expired",
+        f"upload {upload_id} received nothing for too long and was discarded; "
+        "start a new upload",
+    )
+
+
+def check_open(upload: Upload) -> None:
+    """Chunks go only to an open upload: 410 once expired, 409 once completed or used."""
+    if upload.status == STATUS_EXPIRED:
+        raise _expired(upload.id)
     if upload.status != STATUS_OPEN:
         raise ProblemError(409, "upload_closed", f"upload is {upload.status}")
+
+
+def check_can_append(upload: Upload, offset: int, declared: int | None) -> None:
+    """Refuse a chunk before reading it, when the headers already tell it cannot fit."""
+    check_open(upload)
     if offset != upload.offset:
         raise offset_mismatch(upload, offset)
     if declared is not None and upload.offset + declared > upload.length:
@@ -157,8 +187,7 @@ def commit_chunk(
         current = session.get(Upload, upload_id)
         assert current is not None
         session.refresh(current)
-        if current.status != STATUS_OPEN:
-            raise ProblemError(409, "upload_closed", f"upload is {current.status}")
+        check_open(current)
         raise offset_mismatch(current, offset)
     # We hold the row (write lock) until the caller commits: append under it.
     part = part_path(data_dir, upload_id)
@@ -186,6 +215,7 @@ def complete_upload(
         if upload.sha256 == expected:
             return upload  # a retried completion
         raise ProblemError(422, "upload_hash_mismatch", "the upload has another SHA-256")
+    check_open(upload)
     if upload.offset != upload.length:
         raise ProblemError(
             409,
@@ -209,6 +239,11 @@ def complete_upload(
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        current = session.get(Upload, upload.id)
+        assert current is not None
+        session.refresh(current)
+        check_open(current)  # expired meanwhile: 410
         raise ProblemError(409, "upload_closed", "the upload was completed concurrently")
     with part.open("r+b") as fh:
         fh.truncate(upload.length)
@@ -240,6 +275,8 @@ def _hash_prefix(path: Path, length: int) -> str:
 def take_upload(session: Session, blobs: BlobStore, upload_id: str, institution: str) -> Upload:
     """Mark a completed upload as used by the record being written (caller commits)."""
     upload = get_upload(session, upload_id, institution)
+    if upload.status == STATUS_EXPIRED:
+        raise _expired(upload.id)
     if upload.status == STATUS_OPEN:
         raise ProblemError(409, "upload_not_complete", "complete the upload first")
     if upload.status == STATUS_USED:
@@ -260,3 +297,83 @@ def take_upload(session: Session, blobs: BlobStore, upload_id: str, institution:
 
 def discard_chunk(chunk_path: Path) -> None:
     chunk_path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    expired: list[str]
+    files_removed: int
+
+
+def sweep_expired(
+    sessions: sessionmaker[Session],
+    data_dir: Path,
+    expire_after: timedelta,
+    *,
+    now: datetime | None = None,
+) -> SweepResult:
+    """Expire open uploads idle for `expire_after` and delete bytes nothing can use.
+
+    The status moves by compare-and-set on (open, updated_at older than the cutoff), so a
+    chunk being committed at the same moment either lands first (and refreshes
+    `updated_at`, keeping the upload) or finds the upload expired (410); bytes are deleted
+    only after the expiry is committed. Then leftovers older than the cutoff go too:
+    chunk files of requests a crash cut off, and partial files of uploads that are not
+    open (expired by an earlier pass that crashed before deleting, or never committed).
+    Every API process may run this at the same time; each upload expires exactly once.
+    """
+    now = now or utc_now()
+    cutoff = now - expire_after
+    with sessions() as session:
+        expired = list(
+            session.scalars(
+                update(Upload)
+                .where(Upload.status == STATUS_OPEN, Upload.updated_at < cutoff)
+                .values(status=STATUS_EXPIRED, updated_at=now)
+                .returning(Upload.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        session.commit()
+    removed = 0
+    for upload_id in expired:
+        path = part_path(data_dir, upload_id)
+        if path.exists():
+            path.unlink(missing_ok=True)
+            removed += 1
+    removed += _remove_leftovers(sessions, data_dir, cutoff.timestamp())
+    if expired:
+        log.info("expired %d idle uploads: %s", len(expired), ", ".join(expired[:20]))
+    return SweepResult(expired=expired, files_removed=removed)
+
+
+def _remove_leftovers(sessions: sessionmaker[Session], data_dir: Path, cutoff_s: float) -> int:
+    stale_parts: dict[str, Path] = {}
+    removed = 0
+    for entry in os.scandir(upload_dir(data_dir)):
+        try:
+            if entry.stat().st_mtime >= cutoff_s:
+                continue
+        except FileNotFoundError:
+            continue
+        name = entry.name
+        if name.endswith(".chunk"):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+        elif name.endswith(".part"):
+            stale_parts[name.removesuffix(".part")] = Path(entry.path)
+    ids = list(stale_parts)
+    for start in range(0, len(ids), 500):
+        batch = ids[start : start + 500]
+        with sessions() as session:
+            still_open = set(
+                session.scalars(
+                    select(Upload.id).where(Upload.id.in_(batch), Upload.status == STATUS_OPEN)
+                )
+            )
+        for upload_id in batch:
+            if upload_id not in still_open:
+                stale_parts[upload_id].unlink(missing_ok=True)
+                removed += 1
+    return removed
+
