@@ -239,7 +239,8 @@ def seal_pdf(
     except SignerError:
         raise
     except (TimestampRequestError, OSError) as exc:
-        raise TimestampError(f"time-stamp authority failed: {type(exc).__name__}") from None
+        why = str(exc)[:300] or type(exc).__name__
+        raise TimestampError(f"time-stamp authority failed: {why}") from None
     except misc.PdfReadError as exc:
         raise PdfRejected(
             "pdf_damaged", f"the PDF could not be signed ({_describe(exc)})"

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from asn1crypto import algos, cms, core, tsp, x509
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from .errors import SignerError, TimestampError
 from .keys import KeySource
@@ -264,4 +265,23 @@ def http_timestamper(
     if not (url.startswith("https://") or local):
         raise TimestampError("the TSA URL must use https:// (plain http only for localhost)")
     auth = (username, password) if username is not None and password is not None else None
-    return HTTPTimeStamper(url, timeout=timeout, auth=auth)
+    return _HTTPTimeStamper(url, timeout=timeout, auth=auth)
+
+
+class _HTTPTimeStamper(HTTPTimeStamper):
+    """pyHanko's HTTP client, reading the reply with `TimeStampResponse`.
+
+    pyHanko parses the reply with asn1crypto's ``tsp.TimeStampResp``, which requires the
+    token, so a TSA's *refusal* (status only, as RFC 3161 has it) fails as a parse error
+    instead of saying why. Re-read with the RFC's schema, pyHanko's own status check then
+    raises ``TimestampRequestError`` with the TSA's status string and failure info.
+    """
+
+    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> Any:
+        reply = await super().async_request_tsa_response(req)
+        try:
+            parsed = TimeStampResponse.load(reply.dump())
+            _ = parsed["status"]["status"].native  # parse now: a garbled reply fails here
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TimestampRequestError("the TSA's reply is not a TimeStampResp") from exc
+        return parsed

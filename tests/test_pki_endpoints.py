@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ from service.anchoring.devchain import free_port
 from service.app import create_app
 from service.settings import Settings
 from signer.ca import DevCA
+from signer.errors import TimestampError
 from signer.seal import seal_pdf
 from signer.stamp import make_dev_seal_image, prepare_seal
-from signer.tsa import TimeStampResponse, http_timestamper
+from signer.tsa import TimeStampResponse, _rejection, http_timestamper
 from tests.fixtures.db import make_settings
 from tests.fixtures.signer import INSTITUTION_NAME, INSTITUTION_USCC, TEST_CODE, make_report_pdf
 from verifier.pdf import verify_sealed_pdf
@@ -106,3 +108,46 @@ def test_crl_endpoint_serves_the_roots_crl(running: Running) -> None:
     root = DevCA(running.settings.ca_dir).root_certificate
     assert crl.issuer == root.subject
     assert crl.is_signature_valid(root.public_key())
+
+
+class _RefusingTSA(http.server.BaseHTTPRequestHandler):
+    """An RFC 3161 TSA that refuses every request, as a real one does when out of service:
+    a `TimeStampResp` with a status and no token."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = _rejection("system_failure", "TSA in maintenance, try later").dump()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/timestamp-reply")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_tsa_refusal_is_reported_with_its_reason(tmp_path: Path) -> None:
+    """pyHanko's parser alone would fail on the token-less reply; ours reports the TSA's
+    own words as a `timestamp_unavailable` signer error (503 to the lab)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingTSA)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ca = DevCA(tmp_path / "ca")
+        with pytest.raises(TimestampError) as exc:
+            seal_pdf(
+                make_report_pdf(1),
+                TEST_CODE,
+                f"https://jz.example/v/{TEST_CODE}",
+                prepare_seal(INSTITUTION_NAME, make_dev_seal_image(INSTITUTION_NAME)),
+                ca.seal_key_source(INSTITUTION_USCC, INSTITUTION_NAME),
+                http_timestamper(f"http://127.0.0.1:{httpd.server_port}/"),
+                "B-T",
+            )
+        assert exc.value.code == "timestamp_unavailable"
+        assert "TSA in maintenance, try later" in str(exc.value)
+        assert "system_failure" in str(exc.value)
+    finally:
+        httpd.shutdown()
+        thread.join(5)
