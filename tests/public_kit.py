@@ -140,7 +140,9 @@ def build_chain(state: AppState, institution: str, tag: str) -> dict[str, str]:
     }, [ids["sample"], ids["seal"]])
     ids["receipt"] = _append(state, institution, "receipt", {
         "received_at": "2026-11-22T06:00:00Z", "received_by": RECEIVER_NAME,
-        "seal_intact": True, "accepted": True, "seal_check": {"passed": True},
+        "seal_intact": True, "accepted": True,
+        # the shape domain.seals.SealCheck.as_json() stores
+        "seal_check": {"result": "pass", "checks": {"record_intact": True}, "failed": []},
     }, [ids["seal"]])
     ids["test_record"] = _append(state, institution, "test_record", {
         "test_item": "混凝土抗压强度", "standard": "GB/T 50081-2019",

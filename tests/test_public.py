@@ -355,6 +355,25 @@ def test_verify_photo_of_a_printed_page(world: World) -> None:
     assert out["code"] == built.code and out["status"] == "genuine"
 
 
+def test_verify_photo_verdict_follows_the_report_status(world: World) -> None:
+    """§5.3: an image is `genuine` only when its QR names a report whose status is genuine;
+    a QR of ours naming a report that does not stand is never `genuine`."""
+    import segno
+
+    for key, status in (
+        ("genuine", "genuine"),
+        ("revoked", "revoked"),
+        ("old", "superseded"),
+        ("pending", "pending_anchor"),
+    ):
+        code = world.reports[key].code
+        buf = io.BytesIO()
+        segno.make_qr(f"https://jz.example.cn/v/{code}", error="m").save(buf, kind="png", scale=8)
+        out = world.verify(buf.getvalue(), "qr.png", "image/png")
+        assert out["status"] == status and out["code"] == code, (key, out)
+        assert out["verdict"] == ("genuine" if status == "genuine" else "modified"), (key, out)
+
+
 def test_verify_other_images(world: World) -> None:
     import segno
     from PIL import Image

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from service.app import AppState
 from service.client import JianzhengClient
+from service.domain.public import public_fields
 from service.storage.db import session_scope
 from service.storage.models import Outbox, Record, RecordFile, SampleCode
 from tests.labkit import Account, add_auditor, add_lab, client_for, make_app
@@ -200,6 +201,8 @@ def test_receipt_records_a_failed_seal_check(env: Env) -> None:
     assert check["result"] == "fail" and check["failed"] == ["sample_code_matches"]
     stored = env.a.get(f"/api/v1/records/{resp.json()['record_id']}").json()["record"]
     assert stored["body"]["seal_check"] == check
+    # the public page shows the failed check as failed (✗), from the body the API stored
+    assert public_fields("receipt", stored["body"])["seal_check"] is False
     # 2. the stored seal was edited in the database: the re-verification catches it
     with session_scope(env.state.sessions) as s:
         row = s.get(Record, chain.seal)
@@ -217,6 +220,13 @@ def test_receipt_records_a_failed_seal_check(env: Env) -> None:
     # 3. the lab finds the seal broken
     resp = env.a.post("/api/v1/receipts", json_body=receipt_body(chain, seal_intact=False))
     assert "seal_intact" in resp.json()["seal_check"]["failed"]
+
+
+def test_public_view_of_a_passed_seal_check(env: Env) -> None:
+    chain = build_chain(env.a, finished_at=ago(60))
+    stored = env.a.get(f"/api/v1/records/{chain.receipt}").json()["record"]
+    assert stored["body"]["seal_check"]["result"] == "pass"
+    assert public_fields("receipt", stored["body"])["seal_check"] is True
 
 
 def test_duplicate_sample_code_409(env: Env) -> None:

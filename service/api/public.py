@@ -735,11 +735,19 @@ def verdict_from_qr(state: AppState, texts: list[str]) -> Verification:
             return Verification(
                 "not_ours", code=code, detail="the QR code names a code the platform never issued"
             )
-        # The QR is ours and names a report we issued: the picture shows our report, and
-        # `status` says whether it stands. Only when the platform's own evidence for it
-        # fails its checks is the verdict not "genuine".
-        verdict: Verdict = "modified" if status == "tampered" else "genuine"
-        return Verification(verdict, code=code, status=status, detail="QR code decoded")
+        # A photo can be checked only through the report its QR names, so (§5.3) the
+        # verdict is "genuine" exactly when that report's status is genuine. Of the other
+        # verdicts only "modified" fits a QR of ours whose report does not stand (revoked,
+        # superseded, not yet anchored, or its evidence fails its checks); `status` says
+        # which, so a client never reads a revoked report's photo as genuine.
+        if status == "genuine":
+            return Verification("genuine", code=code, status=status, detail="QR code decoded")
+        return Verification(
+            "modified",
+            code=code,
+            status=status,
+            detail=f"the QR code names a report of ours whose status is {status}",
+        )
     return Verification("not_ours", detail="the QR code does not point to this platform")
 
 

@@ -1096,7 +1096,7 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "received_at": b.get("received_at"),
             "received_by": _person(b.get("received_by")),
             "seal_intact": b.get("seal_intact"),
-            "seal_check": _g(b, "seal_check", "passed"),
+            "seal_check": _seal_check_passed(b),
         }
     if type_ == "test_record":
         return {
@@ -1118,6 +1118,12 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
     if type_ == "revocation":
         return {"reason": b.get("reason"), "superseded_by": b.get("superseded_by")}
     return {}
+
+
+def _seal_check_passed(body: Mapping[str, Any]) -> bool | None:
+    """The receipt's re-verification of the seal (`domain.seals`): passed, failed, or absent."""
+    result = _g(body, "seal_check", "result")
+    return {"pass": True, "fail": False}.get(result) if isinstance(result, str) else None
 
 
 def public_fields(type_: str, body: Mapping[str, Any]) -> dict[str, Any]:
