@@ -259,3 +259,33 @@ def test_200mb_upload_resumes_after_a_dropped_connection(
     # the server's memory stayed flat: never more than a few chunks beyond the first
     assert (server.peak_rss_kib() - peak_before) * 1024 < 3 * CHUNK
     client.close()
+
+
+def test_unsigned_or_stale_patch_is_refused_401_before_anything_else(app_state: AppState) -> None:
+    """§5.1 before §5.2: a PATCH without valid signing headers gets 401 `auth_*`, whatever
+    else is wrong with it (no Upload-Offset, wrong media type, unknown upload)."""
+    app = make_app(app_state)
+    lab = add_lab(app_state, 33)
+    with client_for(app, lab) as c:
+        uid = _start(c, 10)
+        http = c.http
+        path = f"/api/v1/uploads/{uid}"
+        r = http.request("PATCH", path, content=b"0123456789")
+        assert r.status_code == 401 and r.json()["code"] == "auth_missing"
+        r = http.request("PATCH", "/api/v1/uploads/NOSUCH", headers={"X-JZ-Key": lab.key_id})
+        assert r.status_code == 401 and r.json()["code"] == "auth_missing"
+        stale = sign_request(
+            "PATCH", path, None, b"0123456789", lab.key_id, lab.secret,
+            int(time.time()) - 3600, new_nonce(),
+        )
+        r = http.request("PATCH", path, content=b"0123456789", headers=stale)
+        assert r.status_code == 401 and r.json()["code"] == "auth_expired"
+        unknown = sign_request(
+            "PATCH", path, None, b"0123456789", "jzk_nosuchkey", "secret",
+            int(time.time()), new_nonce(),
+        )
+        r = http.request("PATCH", path, content=b"0123456789", headers=unknown)
+        assert r.status_code == 401 and r.json()["code"] == "auth_unknown_key"
+        # with valid headers, the upload's own checks come next
+        r = _patch(c, uid, 5, b"0123456789")
+        assert r.status_code == 409 and r.json()["code"] == "upload_offset_mismatch"

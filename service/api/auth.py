@@ -201,6 +201,32 @@ def check_signature(
     must then store the nonce (`remember_nonce`, or a statement doing the same, such as
     the report-code fast path) before acting on the request.
     """
+    key = check_headers(
+        state, key_id=key_id, timestamp=timestamp, nonce=nonce, signature=signature, now=now
+    )
+    assert timestamp and nonce and signature  # check_headers refused them missing
+    expected = hmac.new(
+        key.secret.encode("utf-8"),
+        string_to_sign(method, path, query, timestamp, nonce, body_hash).encode("utf-8"),
+        hashlib.sha256,
+    ).hexdigest()
+    if not hmac.compare_digest(expected, signature.lower()):
+        raise _unauthorized("auth_bad_signature", "the signature does not match the request")
+    return key
+
+
+def check_headers(
+    state: AppState,
+    *,
+    key_id: str | None,
+    timestamp: str | None,
+    nonce: str | None,
+    signature: str | None,
+    now: float,
+) -> KeyInfo:
+    """The checks of §5.1 that need no body: all four headers well-formed, the timestamp
+    inside the window, the key known. A streaming endpoint runs these before it reads the
+    body, so an unsigned or stale request is refused 401 before anything else."""
     missing = [
         name
         for name, value in (
@@ -235,13 +261,8 @@ def check_signature(
         if key is None or key.revoked:
             raise _unauthorized("auth_unknown_key", "unknown or revoked API key")
         _KEYS[key_id] = key  # role, owner and secret never change for a key id
-    expected = hmac.new(
-        key.secret.encode("utf-8"),
-        string_to_sign(method, path, query, timestamp, nonce, body_hash).encode("utf-8"),
-        hashlib.sha256,
-    ).hexdigest()
-    if not SIGNATURE_RE.match(signature) or not hmac.compare_digest(expected, signature.lower()):
-        raise _unauthorized("auth_bad_signature", "the signature does not match the request")
+    if not SIGNATURE_RE.match(signature):
+        raise _unauthorized("auth_bad_signature", "the signature is not 64 hex characters")
     return key
 
 

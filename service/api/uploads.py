@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response
@@ -23,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from service.api.auth import (
     LabDep,
     SignedRoute,
+    check_headers,
     lab_institution,
     raw_query,
     request_path,
@@ -183,15 +186,12 @@ def _int_header(value: str | None, name: str, code: str) -> int | None:
 
 
 def _precheck(
-    state: AppState, key_id: str | None, upload_id: str, offset: int, declared: int | None
+    state: AppState, key_id: str, upload_id: str, offset: int, declared: int | None
 ) -> int:
-    """Before reading the body: the key is a lab key and the chunk can be appended.
-
-    The signature itself is checked once the body has been hashed; an error here only
-    spares an honest client from sending a chunk that would be refused anyway.
-    """
-    if not key_id:
-        raise ProblemError(401, "auth_missing", f"missing header {HEADER_KEY}")
+    """Before reading the body (signed headers already checked): the key is still an
+    active lab key and the chunk can be appended. The signature itself is checked once
+    the body has been hashed; an error here spares an honest client from sending a chunk
+    that would be refused anyway."""
     with state.sessions() as session:
         key = lookup_key(session, state.settings, key_id)
         if key is None or key.revoked:
@@ -241,6 +241,20 @@ async def patch_upload(
     upload_offset: Annotated[str | None, Header(alias=UPLOAD_OFFSET)] = None,
 ) -> Response:
     state: AppState = request.app.state.jz
+    headers = request.headers
+    # §5.1 first: an unsigned, stale or unknown-key request is refused 401 before anything
+    # else is looked at; the signature over the body is checked once the body is hashed.
+    key = await run_in_threadpool(
+        partial(
+            check_headers,
+            state,
+            key_id=headers.get(HEADER_KEY),
+            timestamp=headers.get(HEADER_TIMESTAMP),
+            nonce=headers.get(HEADER_NONCE),
+            signature=headers.get(HEADER_SIGNATURE),
+            now=time.time(),
+        )
+    )
     offset = _int_header(upload_offset, UPLOAD_OFFSET, "upload_offset_invalid")
     if offset is None:
         raise ProblemError(400, "upload_offset_missing", f"{UPLOAD_OFFSET} header is required")
@@ -254,10 +268,7 @@ async def patch_upload(
     declared = _int_header(
         request.headers.get("content-length"), "Content-Length", "content_length_invalid"
     )
-    headers = request.headers
-    room = await run_in_threadpool(
-        _precheck, state, headers.get(HEADER_KEY), upload_id, offset, declared
-    )
+    room = await run_in_threadpool(_precheck, state, key.key_id, upload_id, offset, declared)
 
     chunk_path = uploads.new_chunk_path(state.settings.data_dir, upload_id)
     try:
