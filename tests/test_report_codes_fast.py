@@ -154,11 +154,11 @@ def test_fast_path_refusals(world: World) -> None:
     # A bad signature never reaches the database.
     r = post(w, code_body("BG-5", w.project), extra={"X-JZ-Signature": "0" * 64})
     assert r.status_code == 401 and r.json()["code"] == "auth_bad_signature"
-    # Another lab's project: 422, as on the general path.
+    # Another lab's project: 403, as on the general path.
     other = add_lab(w.state, 42)
     other_project = seed_record(w.state, other.institution or "", "project")
     r = post(w, code_body("BG-6", other_project))
-    assert r.status_code == 422 and r.json()["code"] == "unknown_parent"
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
     # A revoked key is refused at once although this process cached it.
     with session_scope(w.state.sessions) as s:
         accounts.revoke_key(s, w.lab.key_id)

@@ -102,7 +102,7 @@ def test_issue_code_binds_institution_year_number(env: Env) -> None:
 
 
 def test_project_must_be_own_project(env: Env) -> None:
-    problem(env.ca.issue_code("X1", env.project_b), 422, "unknown_parent")
+    problem(env.ca.issue_code("X1", env.project_b), 403, "forbidden")
     sample = seed_record(env.state, env.a.institution or "", "sample")
     problem(env.ca.issue_code("X2", sample), 422, "unknown_parent")
     problem(env.ca.issue_code("X3", "01NOPE"), 422, "unknown_parent")
@@ -136,12 +136,17 @@ def test_metadata_revocation_and_chain_queue(env: Env) -> None:
         row = s.get(ReportCode, code)
         assert row is not None
         assert parents == [row.issue_record_id, sample, test_rec]
+    # A report derives from test data: samples or media alone are refused.
+    media = seed_record(env.state, env.a.institution or "", "media")
+    for only in ([sample], [media], [sample, media]):
+        problem(env.ca.put(f"/api/v1/reports/{code}", json_body={**meta, "parents": only}),
+                422, "test_record_required")
     # A wrong kind of parent, or another lab's record, is refused.
     problem(env.ca.put(f"/api/v1/reports/{code}", json_body={**meta, "parents": [env.project_a]}),
             422, "invalid_parent")
     b_sample = seed_record(env.state, env.b.institution or "", "sample")
     problem(env.ca.put(f"/api/v1/reports/{code}", json_body={**meta, "parents": [b_sample]}),
-            422, "unknown_parent")
+            403, "forbidden")
     # Superseded by a new code of the same lab.
     new_code = issue(env, "BG-11")
     r = env.ca.post(f"/api/v1/reports/{code}/revocation",
@@ -194,10 +199,10 @@ def test_isolation_between_institutions(env: Env) -> None:
     problem(env.cb.post(f"/api/v1/reports/{b_code}/revocation",
                         json_body={"reason": "x", "superseded_by": code}),
             422, "invalid_superseded_by")
-    problem(env.cb.put(f"/api/v1/reports/{b_code}", json_body=meta), 422, "unknown_parent")
-    # Proofs: own record pending (202), another lab's record 404, auditors see any.
+    problem(env.cb.put(f"/api/v1/reports/{b_code}", json_body=meta), 403, "forbidden")
+    # Proofs: own record pending (202), another lab's record 403, auditors see any.
     assert env.ca.get(f"/api/v1/records/{sample}/proof").status_code == 202
-    problem(env.cb.get(f"/api/v1/records/{sample}/proof"), 404, "record_not_found")
+    problem(env.cb.get(f"/api/v1/records/{sample}/proof"), 403, "forbidden")
     r = env.cz.get(f"/api/v1/records/{sample}/proof")
     assert r.status_code == 202 and r.json() == {"status": "pending"}
     problem(env.cz.get("/api/v1/records/01NOPE/proof"), 404, "record_not_found")

@@ -599,6 +599,8 @@ def _visible_record(
     session: Session, role: str, institution: str | None, record_id: str
 ) -> Record:
     record = session.get(Record, record_id)
-    if record is None or (role != ROLE_AUDITOR and record.institution != institution):
+    if record is None:
         raise ProblemError(404, "record_not_found", f"no record {record_id!r}")
+    if role != ROLE_AUDITOR and record.institution != institution:
+        raise ProblemError(403, "forbidden", f"record {record_id} belongs to another institution")
     return record

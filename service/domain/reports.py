@@ -168,9 +168,10 @@ def _project(session: Session, institution: str, project_id: str) -> ProjectRef:
             if len(_PROJECTS) >= MAX_CACHED_PROJECTS:
                 _PROJECTS.clear()
             _PROJECTS[project_id] = ref  # records never change: facts safe to keep
-    if ref is None or ref.institution != institution:
-        # Another institution's record is answered like a missing one: no existence leak.
-        raise ProblemError(422, "unknown_parent", f"project {project_id} is not a record of yours")
+    if ref is None:
+        raise ProblemError(422, "unknown_parent", f"no record {project_id}")
+    if ref.institution != institution:
+        raise _not_yours(project_id)
     if ref.type != "project":
         raise ProblemError(422, "unknown_parent", f"record {project_id} is not a project")
     return ref
@@ -485,6 +486,11 @@ def issue_code_signed(
     return stored, (plan.answer(base_url) if inserted else None)
 
 
+def _not_yours(record_id: str) -> ProblemError:
+    """§5.1: a valid key acting on another institution's record is `forbidden` (403)."""
+    return ProblemError(403, "forbidden", f"record {record_id} belongs to another institution")
+
+
 def _duplicate(report_no: str, year: int) -> ProblemError:
     return ProblemError(
         409,
@@ -579,8 +585,10 @@ def put_metadata(
     parents: list[Record] = []
     for pid in meta.parents:
         rec = found.get(pid)
-        if rec is None or rec.institution != institution:
-            raise ProblemError(422, "unknown_parent", f"parent {pid} is not a record of yours")
+        if rec is None:
+            raise ProblemError(422, "unknown_parent", f"no record {pid}")
+        if rec.institution != institution:
+            raise _not_yours(pid)
         if rec.type not in REPORT_PARENT_TYPES:
             raise ProblemError(
                 422,
@@ -589,6 +597,12 @@ def put_metadata(
                 "and media",
             )
         parents.append(rec)
+    if not any(p.type == "test_record" for p in parents):
+        raise ProblemError(
+            422,
+            "test_record_required",
+            "a report derives from test data: name at least one test record in parents",
+        )
     previous = session.get(Record, _latest_report_record_id(row))
     assert previous is not None
     body = {
