@@ -406,10 +406,17 @@ def get_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
     tags=["witness keys"],
     summary="Revoke a witness key (it signs nothing new; old seals stay verifiable)",
 )
-def revoke_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
-    key = domain.revoke_witness_key(session, key_id, lab_institution(caller))
-    session.commit()
-    return domain.witness_key_json(key)
+def revoke_witness_key(
+    key_id: str, caller: LabDep, session: SessionDep, idem: IdempotencyDep
+) -> Response:
+    institution = lab_institution(caller)
+    return idem.run(
+        session,
+        lambda: (
+            200,
+            domain.witness_key_json(domain.revoke_witness_key(session, key_id, institution)),
+        ),
+    )
 
 
 class FlagOut(BaseModel):

@@ -167,14 +167,23 @@ def get_upload(upload_id: str, caller: LabDep, session: SessionDep, state: State
     "completed upload is then the `upload_id` of one media or contract record.",
 )
 def complete_upload(
-    upload_id: str, body: CompleteIn, caller: LabDep, session: SessionDep, state: StateDep
-) -> Any:
-    upload = uploads.get_upload(session, upload_id, lab_institution(caller))
-    upload = uploads.complete_upload(
-        session, state.settings.data_dir, state.blobs, upload, body.sha256
-    )
-    session.commit()
-    return _out(upload, state)
+    upload_id: str,
+    body: CompleteIn,
+    caller: LabDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    institution = lab_institution(caller)
+
+    def work() -> tuple[int, Any]:
+        upload = uploads.get_upload(session, upload_id, institution)
+        upload = uploads.complete_upload(
+            session, state.settings.data_dir, state.blobs, upload, body.sha256
+        )
+        return 200, _out(upload, state)
+
+    return idem.run(session, work)
 
 
 def _int_header(value: str | None, name: str, code: str) -> int | None:
