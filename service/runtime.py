@@ -369,9 +369,6 @@ def chain_info() -> ChainInfo:
 
 def ca_roots_pem() -> str:
     """PEM certificates a verifier should trust for report signatures and timestamps."""
-    try:
-        from signer.ca import DevCA
-    except ImportError as exc:
-        raise ProblemError(501, "ca_unavailable", f"the signer CA is not available: {exc}") from exc
-    settings = get_settings()
-    return DevCA(settings.ca_dir).roots_pem().decode("ascii")
+    from service.trust import trust_roots_pem
+
+    return trust_roots_pem(get_settings()).decode("ascii")

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: knowledge, so it is refused outside development.
 DEV_SERVICE_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 DEV_MASTER_KEY = "jianzheng-development-master-key-not-for-production"
+#: Passphrase of the development CA's key files (signer.ca.DEV_PASSPHRASE).
+DEV_CA_PASSPHRASE = "jianzheng-dev-ca"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +81,11 @@ class SigningSettings(BaseModel):
     pkcs11_module: str = ""
     pkcs11_token_label: str = ""
     pkcs11_pin: SecretStr = SecretStr("")
+    #: Passphrase protecting the platform CA's key files under `{data_dir}/ca`.
+    ca_passphrase: SecretStr = SecretStr(DEV_CA_PASSPHRASE)
+    #: PEM file of further roots to trust (a licensed CA's root for PKCS#11 seals, an
+    #: external TSA's root), besides the platform CA's own; see service/trust.py.
+    trust_roots_file: str = ""
 
 
 class RulesSettings(BaseModel):
@@ -151,10 +158,16 @@ class Settings(BaseSettings):
                 raise ValueError("JZ_SECURITY__MASTER_KEY must be set outside development")
             if self.chain.private_key.get_secret_value() == DEV_SERVICE_KEY:
                 raise ValueError("JZ_CHAIN__PRIVATE_KEY must be set outside development")
+            if self.signing.ca_passphrase.get_secret_value() == DEV_CA_PASSPHRASE:
+                raise ValueError("JZ_SIGNING__CA_PASSPHRASE must be set outside development")
             if not self.chain.rpc_url or not self.chain.registry:
                 raise ValueError(
                     "JZ_CHAIN__RPC_URL and JZ_CHAIN__REGISTRY are required in production"
                 )
+        if self.signing.trust_roots_file:
+            from service.trust import load_extra_roots
+
+            load_extra_roots(self.signing.trust_roots_file)  # fail at start, not at a scan
         return self
 
     @property

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 from service.api.deps import StateDep
 from service.api.sealing import Sealer
 from service.errors import ProblemError
+from service.trust import trust_roots_pem
 
 router = APIRouter(tags=["pki"])
 
@@ -57,4 +58,6 @@ async def root_crl(state: StateDep) -> Response:
 @router.get("/ca/roots.pem", summary="PEM roots to trust for report signatures")
 async def roots(state: StateDep) -> Response:
     sealer = await asyncio.to_thread(Sealer.for_state, state)
-    return Response(sealer.ca.roots_pem(), media_type="application/x-pem-file")
+    return Response(
+        trust_roots_pem(state.settings, sealer.ca), media_type="application/x-pem-file"
+    )

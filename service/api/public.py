@@ -335,12 +335,9 @@ class SignatureChecker:
         if self._roots is None:
             with self._lock:
                 if self._roots is None:
-                    from cryptography.hazmat.primitives.serialization import Encoding
+                    from service.trust import trust_roots_der
 
-                    from signer.ca import DevCA
-
-                    root = DevCA(self.state.settings.ca_dir).root_certificate
-                    self._roots = [root.public_bytes(Encoding.DER)]
+                    self._roots = list(trust_roots_der(self.state.settings))
         return self._roots
 
     def issued_by_us(self, pdf: bytes) -> bool:

@@ -33,8 +33,10 @@ from service.app import AppState
 from service.domain.codes import canonical_code
 from service.domain.evidence import FileRef, append_record, utc_now
 from service.errors import ProblemError
+from service.settings import Settings
 from service.storage.blobs import BlobStore
 from service.storage.models import Institution, Record, RecordFile, ReportCode
+from service.trust import platform_ca, trust_roots_der
 from signer.ca import DevCA
 from signer.errors import PdfRejected, SignerError
 from signer.keys import KeySource, PKCS11KeySource
@@ -86,8 +88,7 @@ class Sealer:
             sealer = state.extras.get("sealer")
             if not isinstance(sealer, Sealer):
                 settings = state.settings
-                base = settings.public.base_url.rstrip("/")
-                ca = DevCA(settings.ca_dir, crl_url=f"{base}/ca/root.crl")
+                ca = platform_ca(settings)
                 signing = settings.signing
                 authority = TimeStampAuthority(ca.tsa_key_source())
                 if signing.level == "B-B":
@@ -113,7 +114,7 @@ class Sealer:
                         token_label=signing.pkcs11_token_label,
                         user_pin=signing.pkcs11_pin.get_secret_value(),
                         key_label=uscc,
-                        extra_certs=_asn1_roots(self.ca),
+                        extra_certs=_asn1_roots(self.state.settings, self.ca),
                     )
                 else:
                     key = self.ca.seal_key_source(uscc, name)
@@ -136,7 +137,9 @@ class Sealer:
         from pyhanko_certvalidator import ValidationContext
 
         return ValidationContext(
-            trust_roots=_asn1_roots(self.ca), crls=[self.ca.crl_der()], allow_fetching=False
+            trust_roots=_asn1_roots(self.state.settings, self.ca),
+            crls=[self.ca.crl_der()],
+            allow_fetching=False,
         )
 
     def seal(self, pdf: bytes, code: str, uscc: str, name: str) -> Any:
@@ -156,11 +159,10 @@ class Sealer:
 _SEALER_LOCK = threading.Lock()
 
 
-def _asn1_roots(ca: DevCA) -> list[Any]:
+def _asn1_roots(settings: Settings, ca: DevCA) -> list[Any]:
     from asn1crypto import x509 as asn1_x509
-    from cryptography.hazmat.primitives.serialization import Encoding
 
-    return [asn1_x509.Certificate.load(ca.root_certificate.public_bytes(Encoding.DER))]
+    return [asn1_x509.Certificate.load(der) for der in trust_roots_der(settings, ca)]
 
 
 # --- helpers -------------------------------------------------------------------------------
