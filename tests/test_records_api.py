@@ -255,6 +255,8 @@ def test_isolation_between_institutions(env: Env) -> None:
         ("/api/v1/receipts", receipt_body(b_chain, parents=[chain.seal])),
         ("/api/v1/test-records", data_body(b_chain, ago(60), parents=[chain.sample])),
         ("/api/v1/seals", seal_body(b_chain, parents=[b_chain.sample, chain.image])),
+        ("/api/v1/witnesses", witness_body(b_chain, parents=[chain.sample, b_chain.image])),
+        ("/api/v1/witnesses", witness_body(b_chain, parents=[b_chain.sample, chain.image])),
     ]
     for path, body in attempts:
         resp = env.b.post(path, json_body=body)
