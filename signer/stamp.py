@@ -34,7 +34,12 @@ MM = 72.0 / 25.4
 FONT_PATH = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
 FONT_SUBFONT_MONO = 1  # "WenQuanYi Zen Hei Mono": fixed-width Latin for the code
 CODE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-CODE_GROUP = 4
+#: The printed layout of a report code (INTERFACE.md §4, docs/report-codes.md): region (6),
+#: year (2), the random part in two groups of 5, the check character (1).
+CODE_GROUPS = (6, 2, 5, 5, 1)
+CODE_SEPARATOR = "-"
+#: Every character the printed code line can contain (all go into the font subset).
+CODE_GLYPHS = CODE_ALPHABET + CODE_SEPARATOR + " "
 DEFAULT_LABEL = "扫码验真"
 MAX_LABEL_CHARS = 24
 MAX_SEAL_IMAGE_BYTES = 4 * 1024 * 1024
@@ -201,7 +206,7 @@ def _prepare_seal(
     if not label or len(label) > MAX_LABEL_CHARS:
         raise SignerError(f"label must be 1..{MAX_LABEL_CHARS} characters")
     font = _font()
-    missing = [c for c in set(label + CODE_ALPHABET) if ord(c) not in font.face.charToGlyph]
+    missing = [c for c in set(label + CODE_GLYPHS) if ord(c) not in font.face.charToGlyph]
     if missing:
         raise SignerError(f"the stamp font has no glyph for {''.join(sorted(missing))!r}")
     image = _load_seal_image(seal_image) if seal_image is not None else None
@@ -233,12 +238,12 @@ def _prepare_seal(
     # Every glyph the per-report code line can use, so the subset contains them.
     c.doForm("JzStatic")
     c.setFont("JzMono", layout.code_pt)
-    c.drawString(0, 0, CODE_ALPHABET + " ")
-    encoded = font.splitString(CODE_ALPHABET + " ", c._doc)
+    c.drawString(0, 0, CODE_GLYPHS)
+    encoded = font.splitString(CODE_GLYPHS, c._doc)
     subset_name = "/" + font.getSubsetInternalName(encoded[0][0], c._doc).lstrip("/")
     c.showPage()
     c.save()
-    if len(encoded) != 1 or encoded[0][1] != (CODE_ALPHABET + " ").encode("ascii"):
+    if len(encoded) != 1 or encoded[0][1] != CODE_GLYPHS.encode("ascii"):
         raise SignerError("unexpected font subset encoding for the code alphabet")
     template = buf.getvalue()
 
@@ -253,7 +258,7 @@ def _prepare_seal(
 
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    widths = {ch: stringWidth(ch, "JzMono", 1000) for ch in CODE_ALPHABET + " "}
+    widths = {ch: stringWidth(ch, "JzMono", 1000) for ch in CODE_GLYPHS}
     return SealAppearance(
         institution=institution,
         layout=layout,
@@ -335,8 +340,21 @@ def make_dev_seal_image(institution: str, size: int = 400) -> bytes:
 
 
 def group_code(code: str) -> str:
-    """``ABCDEFGHIJ`` -> ``ABCD EFGH IJ`` (for reading aloud)."""
-    return " ".join(code[i : i + CODE_GROUP] for i in range(0, len(code), CODE_GROUP))
+    """``44030026K7QZ3M9XB2T`` -> ``440300-26-K7QZ3-M9XB2-T`` (for reading aloud).
+
+    The one printed form of a canonical report code: region, year, random part in two
+    groups, check character (:data:`CODE_GROUPS`). The service's pages show codes through
+    this function too (``service.domain.public.display_code``), so stamp and page agree.
+    Anything that is not a canonical-length code is returned unchanged.
+    """
+    if len(code) != sum(CODE_GROUPS):
+        return code
+    parts = []
+    start = 0
+    for size in CODE_GROUPS:
+        parts.append(code[start : start + size])
+        start += size
+    return CODE_SEPARATOR.join(parts)
 
 
 # -- QR matrix ----------------------------------------------------------------------------

@@ -115,9 +115,11 @@ def test_tampered_record_fails_and_is_named(
     bad = [rid for rid, r in results.items() if not r.bottom_line]
     assert bad == [victim]
     finding = results[victim].findings[0]
-    assert finding.record_id == victim
+    assert finding.record_id == victim and finding.record_type == "test_record"
     assert results[victim].record_hash.ok is False
-    assert victim in str(finding) or finding.record_id == victim
+    # Named precisely: the one error is the record-hash check, saying the record changed.
+    assert [(f.check, f.severity) for f in results[victim].findings] == [("record_hash", "error")]
+    assert "the record was changed" in finding.message
     assert results[victim].inclusion.ok and results[victim].anchor.ok
     state.engine.dispose()
 

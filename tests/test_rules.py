@@ -8,12 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from service.domain import rules, seals
+from service.domain import masking, rules, seals
 from service.domain.notify import backoff_s
-from service.domain.records import mask_id_number, parse_rfc3339
+from service.domain.records import parse_rfc3339, witness_key_json
 from service.errors import ProblemError
 from service.settings import NotifySettings, RulesSettings
-from tests.recordkit import WitnessSigner
+from service.storage.models import WitnessKey
+from tests.recordkit import VALID_ID_NUMBER, WitnessSigner
 
 # 2026-10-01..07 National Day holidays, 2026-10-10 (a Saturday) a make-up working day
 # in this test calendar (the real one is configured per year).
@@ -142,7 +143,33 @@ def test_rfc3339_and_masking() -> None:
     for bad in ["2026-11-22 09:41:00", "2026-11-22T09:41:00", "yesterday"]:
         with pytest.raises(ValueError):
             parse_rfc3339(bad)
-    assert mask_id_number("11010519491231002X") == "110105********002X"
+    # First 3 and last 4 kept (the rule of the public pages, R19).
+    assert masking.mask_id_number("11010519491231002X") == "110***********002X"
+    assert masking.mask_id_number("110105491231002") == "110********1002"
+
+
+@pytest.mark.parametrize("id_number", [VALID_ID_NUMBER, "440305199003071234", "110105491231002"])
+def test_witness_key_answer_masks_ids_like_the_public_pages(id_number: str) -> None:
+    """The lab-facing witness-key answer and the public pages mask an ID number alike.
+
+    The two used to have different rules (110105********002X vs 110***********002X);
+    this fails if records.py grows its own rule again.
+    """
+    signer = WitnessSigner.new()
+    key = WitnessKey(
+        key_id="01JTESTKEY0000000000000000", institution="91440300MA5XXXXX1X",
+        algorithm="ed25519", public_key=base64.b64decode(signer.public_b64()),
+        fingerprint="0" * 64, witness_name="张三", witness_id_number=id_number,
+        witness_unit=None, created_at=datetime(2026, 11, 22, tzinfo=UTC), revoked_at=None,
+    )
+    answered = witness_key_json(key)["witness"]["id_number"]
+    public = masking.mask_value("id_number", id_number)
+    in_text = masking.mask_text(f"见证人身份证 {id_number} 。")
+    assert answered == public
+    assert in_text == f"见证人身份证 {public} 。"
+    assert answered != id_number and answered[:3] == id_number[:3]
+    assert answered[-4:] == id_number[-4:] and set(answered[3:-4]) == {"*"}
+    assert witness_key_json(key, mask=False)["witness"]["id_number"] == id_number
 
 
 def test_backoff_doubles_and_caps() -> None:

@@ -50,7 +50,7 @@ def test_qr_matrix_is_segnos_symbol_for_one_mask_and_decodes() -> None:
 
 
 def test_mask_choice_has_a_low_penalty() -> None:
-    """Our choice scores (by our penalty) no worse than any other mask of the symbol."""
+    """Our choice is the mask with the lowest penalty (by our scoring) of the symbol."""
     url = "https://jz.example.cn/v/44030026K7QZ3M9XB2T"
     chosen = qr_matrix(url, "m")
     n = len(chosen)
@@ -63,10 +63,35 @@ def test_mask_choice_has_a_low_penalty() -> None:
                                        mask=k).matrix)), n)
         for k in range(8)
     ]
-    # format bits differ slightly between the two computations; allow a small slack
-    assert _penalty(rows(chosen), n) <= min(scores) + 40
+    # qr_matrix scores its candidates with mask 0's format bits in place; those 30 modules
+    # shift a candidate's penalty (here by up to 73: mask 3 scores 1424 that way, 1497 for
+    # real), so over arbitrary URLs the pick can miss the true best (by up to ~120 in a
+    # sample of 400 codes). For this URL the real scores are
+    # [1458, 1573, 1319, 1497, 1334, 1455, 1593, 1584]: mask 2 (segno's own pick too) is
+    # best and mask 4 only 15 behind, so any slack of 15 or more would pass the wrong mask.
+    # The order survives the format bits here: the bound is exact.
+    best = scores.index(min(scores))
+    assert _penalty(rows(chosen), n) == scores[best]
+    assert chosen == tuple(
+        segno.make(url, error="m", micro=False, boost_error=False, mask=best).matrix
+    )
 
 
 def test_group_code() -> None:
-    assert group_code("44030026K7QZ3M9XB2T") == "4403 0026 K7QZ 3M9X B2T"
-    assert group_code("ABCD") == "ABCD"
+    # region 440300, year 26, random K7QZ3 M9XB2, check T (INTERFACE.md §4)
+    assert group_code("44030026K7QZ3M9XB2T") == "440300-26-K7QZ3-M9XB2-T"
+    assert group_code("ABCD") == "ABCD"  # not a code: left alone
+
+
+def test_stamp_page_and_api_print_a_code_alike() -> None:
+    """The stamp (signer), the public page (display_code) and the reports API (`printed`)
+    show one form of every code; fails if any of them gets its own grouping again."""
+    from service.domain.codes import generate_code, parse_code
+    from service.domain.public import display_code
+
+    for year in range(2020, 2060):
+        for region in ("110105", "440300", "650100"):
+            code = generate_code(region, year)
+            shown = group_code(code.canonical)
+            assert shown == display_code(code.canonical) == code.printed
+            assert parse_code(shown).canonical == code.canonical

@@ -987,8 +987,15 @@ class SignatureVerdicts:
 
 
 def display_code(code: str) -> str:
-    """The code in groups of four for reading aloud."""
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+    """The code as printed for reading aloud (440300-26-K7QZ3-M9XB2-T, INTERFACE.md §4).
+
+    The signer owns the grouping (it cannot import the service) so the stamp on the PDF
+    and the public page show the same form; imported here so that loading this module
+    does not pull in the signer's PDF and image libraries.
+    """
+    from signer.stamp import group_code
+
+    return group_code(code)
 
 
 def _iso(value: Any) -> str | None:

@@ -44,6 +44,7 @@ from service.domain.evidence import (
     new_record_id,
     utc_now,
 )
+from service.domain.masking import mask_id_number  # the one ID-masking rule (R19)
 from service.domain.nonconforming import record_nonconforming
 from service.domain.uploads import take_upload
 from service.errors import ProblemError
@@ -938,13 +939,6 @@ def witness_key_json(key: WitnessKey, *, mask: bool = True) -> dict[str, Any]:
         "created_at": key.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "revoked": key.revoked_at is not None,
     }
-
-
-def mask_id_number(value: str) -> str:
-    """110105********002X: region and the last 4 kept."""
-    if len(value) < 10:
-        return "*" * len(value)
-    return value[:6] + "*" * (len(value) - 10) + value[-4:]
 
 
 def revoke_witness_key(session: Session, key_id: str, institution: str) -> WitnessKey:
