@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.openapi import install_openapi
 from service.api.problems import BodyLimitMiddleware, install_problem_handlers
 from service.settings import Settings, get_settings
 from service.storage.blobs import BlobStore
@@ -94,6 +95,7 @@ def create_app(
     install_problem_handlers(app)
     for router in _routers():
         app.include_router(router)
+    install_openapi(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.security.max_body_bytes,

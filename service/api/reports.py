@@ -71,7 +71,7 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 
 router = APIRouter(route_class=SignedRoute, tags=["reports"], lifespan=_lifespan)
 
-EXAMPLE_CODE = "440300267K3QF9XA2MV"
+EXAMPLE_CODE = "440300267K3QF9XA2M0"
 EXAMPLE_RECORD_ID = "01JD3Q2Y7ZK1M8R0F4T6W9XH5C"
 
 CodePath = Annotated[
@@ -79,7 +79,7 @@ CodePath = Annotated[
     Path(
         max_length=64,
         description="report code in any case, with or without `-` or spaces",
-        examples=["440300-26-7K3QF-9XA2M-V"],
+        examples=["440300-26-7K3QF-9XA2M-0"],
     ),
 ]
 
@@ -186,7 +186,7 @@ class RevocationRequest(_Strict):
             "examples": [
                 {
                     "reason": "报告数据录入错误，已重新出具",
-                    "superseded_by": "440300-26-Q2M8T-7HXC1-4",
+                    "superseded_by": "440300-26-Q2M8T-7HXC1-2",
                 },
                 {"reason": "委托方撤回委托", "superseded_by": None},
             ]
