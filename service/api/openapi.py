@@ -1067,6 +1067,28 @@ RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
             "application/pdf": {"schema": _BINARY, "examples": {"sealed": _SEALED_PDF_EXAMPLE}}
         },
     },
+    ("get", "/api/v1/public/reports/{code}/images/{sha256}", "200"): {
+        "description": "A key image of the report's chain as the page shows it: JPEG, at "
+        "most 1024 px, no EXIF; the original's SHA-256 in `X-Original-SHA256`.",
+        "headers": {
+            "X-Original-SHA256": {
+                "description": "SHA-256 of the stored original (as in the media record)",
+                "schema": _TEXT,
+                "example": "3f0c5a2e9b7d4c1a8e6f2b0d9c7a5e3f1b9d7c5a3e1f0b8d6c4a2e0f9b7d5c3a",
+            }
+        },
+        "content": {
+            "image/jpeg": {
+                "schema": _BINARY,
+                "examples": {
+                    "photo": _named(
+                        "A sampling photo (binary, abbreviated)",
+                        "\xff\xd8\xff\xdb … JPEG data …",
+                    )
+                },
+            }
+        },
+    },
     ("get", "/api/v1/reports/{code}/pdf", "200"): {
         "description": "The sealed (QR-stamped, PAdES-signed) report PDF.",
         "headers": _PDF_HEADERS,

@@ -23,6 +23,8 @@ import hashlib
 import io
 import logging
 import math
+import os
+import re
 import threading
 import time
 import urllib.parse
@@ -606,6 +608,77 @@ async def page(
         status_code=200 if data is not None else 404,
         headers={"Cache-Control": "no-store", "Content-Language": "en" if en else "zh-CN"},
     )
+
+
+#: Longest side of a key image as the public page serves it (pixels).
+KEY_IMAGE_MAX_SIDE = 1024
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@router.get(
+    "/api/v1/public/reports/{code}/images/{sha256}",
+    response_class=Response,
+    summary="A key image (关键影像) of a report's chain, downscaled, without metadata",
+    description="Only images of media records in the report's checked chain are served "
+    "(404 `image_not_found` otherwise), re-encoded as JPEG of at most "
+    f"{KEY_IMAGE_MAX_SIDE} px with no EXIF (no GPS, no camera serial). The original's "
+    "SHA-256 is in `X-Original-SHA256`; the original itself is in the audit bundle.",
+    dependencies=[_rate_limited(1.0)],
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def public_image(code: str, sha256: str, state: PublicStateDep) -> Response:
+    canonical = _canonical_or_none(code)
+    if canonical is None:
+        raise _unknown(code)
+    sha = sha256.lower()
+    if not _SHA256_RE.match(sha):
+        raise ProblemError(404, "image_not_found", "no such image in this report's chain")
+    data = await run_in_threadpool(report_data, state, canonical)
+    if data is None:
+        raise _unknown(code)
+    if not any((step.get("image") or {}).get("sha256") == sha for step in data["chain"]):
+        raise ProblemError(404, "image_not_found", "no such image in this report's chain")
+    jpeg = await run_in_threadpool(_key_image_jpeg, state, sha)
+    return Response(
+        jpeg,
+        media_type="image/jpeg",
+        headers={
+            # content-addressed: the rendering of these bytes never changes
+            "Cache-Control": "public, max-age=86400, immutable",
+            "X-Original-SHA256": sha,
+        },
+    )
+
+
+def _key_image_jpeg(state: AppState, sha: str) -> bytes:
+    """The public rendering of a stored image: verified, downscaled, re-encoded (cached)."""
+    from PIL import Image, ImageOps
+
+    from service.api.sealing import read_verified_blob
+
+    cache = state.settings.data_dir / "public-images" / f"{sha}.jpg"
+    try:
+        return cache.read_bytes()
+    except FileNotFoundError:
+        pass
+    original = read_verified_blob(state.blobs, sha)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(io.BytesIO(original)) as opened:
+            upright = ImageOps.exif_transpose(opened)  # as taken; EXIF is dropped below
+            upright.thumbnail((KEY_IMAGE_MAX_SIDE, KEY_IMAGE_MAX_SIDE))
+            out = io.BytesIO()
+            upright.convert("RGB").save(out, format="JPEG", quality=82, optimize=True)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        raise ProblemError(
+            422, "image_unreadable", "the stored file is not a readable image"
+        ) from None
+    jpeg = out.getvalue()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(jpeg)
+    os.replace(tmp, cache)
+    return jpeg
 
 
 @router.get(

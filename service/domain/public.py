@@ -1605,6 +1605,11 @@ class ReportViews:
                         ),
                         "batch_seq": rec.batch_seq,
                         "details": public_fields(rec.type, bodies.get(rec.id, {})),
+                        "image": (
+                            _key_image(code, rec, bodies.get(rec.id, {}))
+                            if check.state != "failed"
+                            else None
+                        ),
                     },
                 )
             )
@@ -1739,6 +1744,26 @@ class ReportViews:
             "code_issued_at": _iso(row.issued_at),
             "sealed_at": _iso(row.sealed_at),
         }
+
+
+#: Image types a key image (关键影像, R2) is shown from on the public page.
+KEY_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+def _key_image(code: str, rec: RecordRow, body: Mapping[str, Any]) -> dict[str, str] | None:
+    """A media record's photo, as the page shows it: its SHA-256 and where its public
+    (downscaled, metadata-free) rendering is served; None for other records and files."""
+    if rec.type != "media" or body.get("kind") != "image":
+        return None
+    for f in _safe_obj(rec.canonical).get("files") or ():
+        if (
+            isinstance(f, dict)
+            and f.get("media_type") in KEY_IMAGE_TYPES
+            and isinstance(f.get("sha256"), str)
+        ):
+            sha = f["sha256"]
+            return {"sha256": sha, "url": f"/api/v1/public/reports/{code}/images/{sha}"}
+    return None
 
 
 def _safe_obj(canonical: bytes) -> Mapping[str, Any]:
