@@ -105,6 +105,11 @@ class RulesSettings(BaseModel):
     auto_data_max_delay_s: int = Field(default=600, ge=0)
     #: Manually entered test data is due this long after the test finished (R4, R13).
     manual_data_max_delay_s: int = Field(default=86_400, ge=0)
+    #: A sample registered this many days ago that no receipt names is overdue (R13).
+    receipt_due_days: float = Field(default=7.0, gt=0)
+    #: A received, accepted sample with no test record after this many days is overdue
+    #: (R13; 30 days covers the 28-day cure of concrete cubes).
+    test_data_due_days: float = Field(default=30.0, gt=0)
 
 
 class NotifySettings(BaseModel):

@@ -430,6 +430,26 @@ _FLAG = {
     "detail": _CONTRACT_LATE,
     "flagged_at": "2026-11-22T20:21:50Z",
 }
+_OVERDUE = [
+    {
+        "kind": "receipt",
+        "institution": INSTITUTION,
+        "sample_record_id": "01M82ER5DJJB6T269M3NA8KNZQ",
+        "sample_code": "YP2026110300042",
+        "receipt_record_id": None,
+        "since": "2026-11-03T02:10:00Z",
+        "days_waiting": 19.8,
+    },
+    {
+        "kind": "test_data",
+        "institution": INSTITUTION,
+        "sample_record_id": SAMPLE_ID,
+        "sample_code": "YP2026102000017",
+        "receipt_record_id": RECEIPT_ID,
+        "since": "2026-10-20T06:30:00Z",
+        "days_waiting": 33.6,
+    },
+]
 _LEDGER_ENTRY = {
     "id": 1,
     "institution": INSTITUTION,
@@ -907,6 +927,8 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("post", "/api/v1/witness-keys/{key_id}/revocation", "200"): {"example": _WITNESS_KEY_REVOKED},
     ("get", "/api/v1/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/audit/flags", "200"): {"example": [_FLAG]},
+    ("get", "/api/v1/overdue", "200"): {"example": _OVERDUE},
+    ("get", "/api/v1/audit/overdue", "200"): {"example": _OVERDUE},
     ("get", "/api/v1/nonconforming", "200"): {"example": [_LEDGER_ENTRY]},
     ("get", "/api/v1/audit/nonconforming", "200"): {"example": [_LEDGER_ENTRY]},
     ("post", "/api/v1/uploads", "201"): {

@@ -33,8 +33,10 @@ from service.api.idempotency import Idempotency, IdempotencyDep
 from service.app import AppState
 from service.domain import records as domain
 from service.domain.accounts import ROLE_LAB
+from service.domain.evidence import utc_now
 from service.domain.nonconforming import list_ledger
 from service.domain.notify import DeliveryLoop, notifier_from_settings
+from service.domain.overdue import find_overdue
 from service.domain.records import (
     COLLECTIONS,
     CommissionIn,
@@ -479,6 +481,62 @@ def audit_flags(
 ) -> Any:
     return domain.list_flags(
         session, institution=institution, rule=rule, limit=limit, after_id=after
+    )
+
+
+class OverdueOut(BaseModel):
+    kind: str = Field(description="receipt (never received) | test_data (no test record)")
+    institution: str
+    sample_record_id: str
+    sample_code: str
+    receipt_record_id: str | None = None
+    since: str = Field(description="when the sample was registered / received (UTC)")
+    days_waiting: float
+
+
+_OVERDUE_DOC = (
+    "Samples whose data never arrived (R13): registered more than `rules.receipt_due_days` "
+    "(7) days ago and never received (`receipt`), or received and accepted more than "
+    "`rules.test_data_due_days` (30) days ago with no test record (`test_data`). Oldest "
+    "first; at most `limit` of each kind."
+)
+
+
+@signed.get(
+    "/api/v1/overdue",
+    response_model=list[OverdueOut],
+    tags=["rules"],
+    summary="The caller's samples whose receipt or test data never arrived",
+    description=_OVERDUE_DOC,
+)
+def lab_overdue(
+    caller: LabDep, session: SessionDep, state: StateDep, limit: int = _Limit
+) -> Any:
+    return find_overdue(
+        session,
+        state.settings.rules,
+        institution=lab_institution(caller),
+        now=utc_now(),
+        limit=limit,
+    )
+
+
+@signed.get(
+    "/api/v1/audit/overdue",
+    response_model=list[OverdueOut],
+    tags=["audit"],
+    summary="Samples whose receipt or test data never arrived, all institutions or one",
+    description=_OVERDUE_DOC,
+)
+def audit_overdue(
+    caller: AuditorDep,
+    session: SessionDep,
+    state: StateDep,
+    institution: str | None = None,
+    limit: int = _Limit,
+) -> Any:
+    return find_overdue(
+        session, state.settings.rules, institution=institution, now=utc_now(), limit=limit
     )
 
 

@@ -56,6 +56,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def as_utc(ts: datetime) -> datetime:
+    """A stored time as aware UTC (SQLite hands back naive datetimes, always UTC here)."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
 def rfc3339(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -38,6 +38,7 @@ from service.domain.codes import canonical_code, generate_code, revocation_subje
 from service.domain.evidence import (
     EncodedRecord,
     append_record,
+    as_utc,
     encode_record,
     load_records,
     rfc3339,
@@ -871,10 +872,10 @@ def numbering_audit(
             "code": c.code,
             "status": c.status,
             "issued_at": rfc3339(c.issued_at),
-            "age_s": int((now - _aware(c.issued_at)).total_seconds()),
+            "age_s": int((now - as_utc(c.issued_at)).total_seconds()),
         }
         for c in codes
-        if c.status in OPEN_STATUSES and c.sealed_at is None and _aware(c.issued_at) <= cutoff
+        if c.status in OPEN_STATUSES and c.sealed_at is None and as_utc(c.issued_at) <= cutoff
     ]
     series, missing, unsequenced = _gaps(
         [c.report_no for c in codes] + [v.report_no for v in voids], start
@@ -898,10 +899,6 @@ def numbering_audit(
             "missing": sum(s["missing_count"] for s in series),
         },
     }
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
 
 
 def _gaps(
