@@ -141,6 +141,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "result": ("结果", "result"),
     "conclusion": ("结论", "conclusion"),
     "tester": ("检测人", "tester"),
+    "correction_reason": ("更正原因", "corrected because"),
     "report_no": ("报告编号", "report no."),
     "issued_on": ("签发日期", "issued on"),
     "approver": ("批准人", "approver"),

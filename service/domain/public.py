@@ -1114,6 +1114,7 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             ),
             "tested_at": b.get("finished_at"),
             "tester": _person(b.get("tester")),
+            "correction_reason": b.get("correction_reason"),
         }
     if type_ == "report":
         return {

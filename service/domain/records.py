@@ -53,6 +53,7 @@ from service.storage.blobs import BlobStore
 from service.storage.models import (
     Record,
     RecordFlag,
+    RecordParent,
     SampleCode,
     Upload,
     WitnessKey,
@@ -804,6 +805,7 @@ def create_record(
                 raise ProblemError(
                     422, "parent_required", "corrects must name a test_record among the parents"
                 )
+            _check_correction(session, corrected[0], parents)
         flags = rules.test_data_flags(payload.acquisition, payload.finished_at, now, settings.rules)
         body = _dump(payload, "raw_data")
         if payload.raw_data is not None:
@@ -865,6 +867,50 @@ def create_record(
             )
         )
     return record
+
+
+def correction_of(session: Session, test_record_id: str) -> str | None:
+    """The id of the test record that corrects `test_record_id` (R10), or None."""
+    children = session.scalars(
+        select(Record)
+        .join(RecordParent, RecordParent.child_id == Record.id)
+        .where(RecordParent.parent_id == test_record_id, Record.type == "test_record")
+    )
+    for child in children:
+        if record_json(child).get("body", {}).get("corrects") == test_record_id:
+            return child.id
+    return None
+
+
+def _sample_parents(session: Session, record_id: str) -> set[str]:
+    return set(
+        session.scalars(
+            select(RecordParent.parent_id)
+            .join(Record, Record.id == RecordParent.parent_id)
+            .where(RecordParent.child_id == record_id, Record.type == "sample")
+        )
+    )
+
+
+def _check_correction(session: Session, corrected: Record, parents: Sequence[Record]) -> None:
+    """A correction (R10: data changes only through a recorded, reviewable correction)
+    tests the same sample as the record it corrects, and corrects the latest version: a
+    record corrected once is superseded, so the history stays one line."""
+    already = correction_of(session, corrected.id)
+    if already is not None:
+        raise ProblemError(
+            409,
+            "already_corrected",
+            f"test record {corrected.id} was already corrected by {already}; correct that one",
+            corrected_by=already,
+        )
+    samples = {p.id for p in parents if p.type == "sample"}
+    if not samples & _sample_parents(session, corrected.id):
+        raise ProblemError(
+            422,
+            "correction_sample_mismatch",
+            "a correction must name a sample of the test record it corrects",
+        )
 
 
 def _witness_identity(key: WitnessKey) -> dict[str, Any]:

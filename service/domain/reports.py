@@ -44,6 +44,7 @@ from service.domain.evidence import (
     rfc3339,
     utc_now,
 )
+from service.domain.records import correction_of
 from service.errors import ProblemError
 from service.storage.models import (
     ChainRevocation,
@@ -590,6 +591,13 @@ def put_metadata(
             raise ProblemError(422, "unknown_parent", f"no record {pid}")
         if rec.institution != institution:
             raise _not_yours(pid)
+        if rec.type == "test_record" and (fixed := correction_of(session, pid)) is not None:
+            raise ProblemError(
+                422,
+                "test_record_corrected",
+                f"test record {pid} was corrected by {fixed}; name the correction",
+                corrected_by=fixed,
+            )
         if rec.type not in REPORT_PARENT_TYPES:
             raise ProblemError(
                 422,
