@@ -54,7 +54,8 @@ def test_overdue_samples(tmp_path: Path, db_url: str) -> None:
             other = build_chain(b, sample_code="YP-B")  # lab B's, received, untested
 
             assert a.get("/api/v1/overdue").json() == []  # nothing is due yet
-            time.sleep(1.5)
+            # due after 1 s; `now` is taken to the whole second, which may cost 1 s more
+            time.sleep(2.5)
 
             mine = a.get("/api/v1/overdue").json()
             assert {(i["kind"], i["sample_code"]) for i in mine} == {
