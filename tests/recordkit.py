@@ -254,8 +254,11 @@ def build_chain(
     signed_on: str | None = None,
     algorithm: str = "ed25519",
     finished_at: str | None = None,
+    project_fields: dict[str, Any] | None = None,
 ) -> Chain:
-    project = created(client.post("/api/v1/projects", json_body=project_body()))
+    project = created(
+        client.post("/api/v1/projects", json_body=project_body(**(project_fields or {})))
+    )
     signed_on = signed_on or today_cst()
     body, ctype = multipart(contract_meta(project, signed_on), TINY_PDF, "application/pdf")
     contract = created(client.post("/api/v1/contracts", content=body, content_type=ctype))

@@ -284,3 +284,46 @@ def test_failed_report_through_the_api_enters_the_ledger(
         assert (event["report_code"], event["details"]["conclusion"]) == (code, "fail")
     finally:
         state.engine.dispose()
+
+
+def test_notification_names_the_projects_local_agency(app_state: AppState) -> None:
+    """R12: the agency to notify is the project's (属地), which may differ from the lab's
+    region: the event carries the project's region and agency for routing."""
+    app = make_app(app_state)
+    lab = add_lab(app_state, 23)  # a lab registered in 440300
+    with client_for(app, lab) as c:
+        chain = build_chain(
+            c,
+            sample_code="YP-AGENCY",
+            finished_at=ago(60),
+            project_fields={
+                "region": "440306",
+                "supervision_agency": "宝安区建设工程质量安全监督站",
+            },
+        )
+        project = chain.project
+        code = c.issue_code("BG-AGENCY-1", project).json()["code"]
+        r = c.put(
+            f"/api/v1/reports/{code}",
+            json_body={
+                "conclusion": "fail",
+                "issued_on": "2026-11-20",
+                "approver": "王五",
+                "parents": [chain.sample, chain.test_record],
+            },
+        )
+        assert r.status_code == 200 and r.json()["nonconforming"] is True
+    with session_scope(app_state.sessions) as s:
+        payloads = [json.loads(n.payload) for n in s.scalars(select(Notification))]
+    assert len(payloads) == 1
+    event = payloads[0]
+    assert event["report_code"] == code
+    assert event["region"] == "440300"  # the lab's
+    assert event["agency_region"] == "440306"  # the project's: where to route
+    assert event["project"] == {
+        "record_id": project,
+        "name": "深圳湾科技园3号楼",
+        "project_no": None,
+        "region": "440306",
+        "supervision_agency": "宝安区建设工程质量安全监督站",
+    }

@@ -103,7 +103,7 @@ def test_issue_code_binds_institution_year_number(env: Env) -> None:
 
 def test_project_must_be_own_project(env: Env) -> None:
     problem(env.ca.issue_code("X1", env.project_b), 403, "forbidden")
-    sample = seed_record(env.state, env.a.institution or "", "sample")
+    sample = seed_record(env.state, env.a.institution or "", "sample", parents=[env.project_a])
     problem(env.ca.issue_code("X2", sample), 422, "unknown_parent")
     problem(env.ca.issue_code("X3", "01NOPE"), 422, "unknown_parent")
 
@@ -121,7 +121,7 @@ def test_code_accepted_in_any_form_and_typos_caught(env: Env) -> None:
 
 def test_metadata_revocation_and_chain_queue(env: Env) -> None:
     code = issue(env, "BG-10")
-    sample = seed_record(env.state, env.a.institution or "", "sample")
+    sample = seed_record(env.state, env.a.institution or "", "sample", parents=[env.project_a])
     test_rec = seed_record(env.state, env.a.institution or "", "test_record", parents=[sample])
     meta = {"conclusion": "fail", "issued_on": "2026-11-20", "approver": "张三",
             "parents": [sample, test_rec]}
@@ -136,6 +136,16 @@ def test_metadata_revocation_and_chain_queue(env: Env) -> None:
         row = s.get(ReportCode, code)
         assert row is not None
         assert parents == [row.issue_record_id, sample, test_rec]
+    # The parents must come from the code's project.
+    other_project = seed_record(env.state, env.a.institution or "", "project")
+    foreign = seed_record(env.state, env.a.institution or "", "sample", parents=[other_project])
+    foreign_test = seed_record(
+        env.state, env.a.institution or "", "test_record", parents=[foreign]
+    )
+    r = env.ca.put(f"/api/v1/reports/{code}",
+                   json_body={**meta, "parents": [sample, test_rec, foreign_test]})
+    problem(r, 422, "project_mismatch")
+    assert foreign_test in r.json()["detail"]
     # A report derives from test data: samples or media alone are refused.
     media = seed_record(env.state, env.a.institution or "", "media")
     for only in ([sample], [media], [sample, media]):
@@ -144,7 +154,7 @@ def test_metadata_revocation_and_chain_queue(env: Env) -> None:
     # A wrong kind of parent, or another lab's record, is refused.
     problem(env.ca.put(f"/api/v1/reports/{code}", json_body={**meta, "parents": [env.project_a]}),
             422, "invalid_parent")
-    b_sample = seed_record(env.state, env.b.institution or "", "sample")
+    b_sample = seed_record(env.state, env.b.institution or "", "sample", parents=[env.project_b])
     problem(env.ca.put(f"/api/v1/reports/{code}", json_body={**meta, "parents": [b_sample]}),
             403, "forbidden")
     # Superseded by a new code of the same lab.
@@ -177,7 +187,7 @@ def test_sealed_report_cannot_change_or_be_voided(env: Env) -> None:
         row = s.get(ReportCode, code)
         assert row is not None
         row.sealed_at = utc_now()
-    sample = seed_record(env.state, env.a.institution or "", "sample")
+    sample = seed_record(env.state, env.a.institution or "", "sample", parents=[env.project_a])
     meta = {"conclusion": "pass", "issued_on": "2026-11-20", "approver": "李四",
             "parents": [sample]}
     problem(env.ca.put(f"/api/v1/reports/{code}", json_body=meta), 409, "report_sealed")
@@ -188,7 +198,7 @@ def test_sealed_report_cannot_change_or_be_voided(env: Env) -> None:
 
 def test_isolation_between_institutions(env: Env) -> None:
     code = issue(env, "BG-30")
-    sample = seed_record(env.state, env.a.institution or "", "sample")
+    sample = seed_record(env.state, env.a.institution or "", "sample", parents=[env.project_a])
     meta = {"conclusion": "pass", "issued_on": "2026-11-20", "approver": "x", "parents": [sample]}
     problem(env.cb.get(f"/api/v1/reports/{code}"), 403, "forbidden")
     problem(env.cb.put(f"/api/v1/reports/{code}", json_body=meta), 403, "forbidden")
@@ -314,7 +324,7 @@ def test_concurrent_retries_with_one_key_do_the_work_once(env: Env) -> None:
 
 def test_idempotent_put_and_void(env: Env) -> None:
     code = issue(env, "BG-60")
-    sample = seed_record(env.state, env.a.institution or "", "sample")
+    sample = seed_record(env.state, env.a.institution or "", "sample", parents=[env.project_a])
     meta = {"conclusion": "pass", "issued_on": "2026-11-20", "approver": "x", "parents": [sample]}
     r1 = env.ca.put(f"/api/v1/reports/{code}", json_body=meta, idempotency_key="m1")
     r2 = env.ca.put(f"/api/v1/reports/{code}", json_body=meta, idempotency_key="m1")

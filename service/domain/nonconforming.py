@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session
 
 from service.domain.evidence import rfc3339, utc_now
 from service.domain.notify import enqueue
-from service.storage.models import Institution, NonconformingEntry, Notification, Record
+from service.storage.models import (
+    Institution,
+    NonconformingEntry,
+    Notification,
+    Record,
+    ReportCode,
+)
 
 EVENT_NONCONFORMING = "nonconforming_result"
 
@@ -57,6 +63,7 @@ def record_nonconforming(
         assert winner is not None
         return winner
     lab = session.get(Institution, institution)
+    project = _project_of(session, code)
     notification = enqueue(
         session,
         kind=EVENT_NONCONFORMING,
@@ -65,6 +72,9 @@ def record_nonconforming(
             "institution": institution,
             "institution_name": lab.name if lab else None,
             "region": lab.region if lab else None,
+            # the agency to notify is the project's (属地), not the lab's: route on this
+            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
+            "project": project,
             "report_code": code,
             "report_record_id": report_record.id,
             "report_leaf_hash": report_record.leaf_hash,
@@ -74,6 +84,25 @@ def record_nonconforming(
     )
     entry.notification_id = notification.id
     return entry
+
+
+def _project_of(session: Session, code: str) -> dict[str, Any] | None:
+    """The report's project as the agency needs it: record id, name, region, agency."""
+    row = session.get(ReportCode, code)
+    record = session.get(Record, row.project_record_id) if row is not None else None
+    if record is None:
+        return None
+    try:
+        body = json.loads(record.canonical).get("body") or {}
+    except (ValueError, AttributeError):
+        body = {}
+    return {
+        "record_id": record.id,
+        "name": body.get("name"),
+        "project_no": body.get("project_no"),
+        "region": body.get("region"),
+        "supervision_agency": body.get("supervision_agency"),
+    }
 
 
 def _entry(session: Session, institution: str, code: str) -> NonconformingEntry | None:

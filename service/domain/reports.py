@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, exists, insert, select
+from sqlalchemy import Engine, bindparam, exists, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -488,6 +488,20 @@ def issue_code_signed(
     return stored, (plan.answer(base_url) if inserted else None)
 
 
+_ANCESTOR_SQL = text(
+    "WITH RECURSIVE anc(id) AS ("
+    " SELECT parent_id FROM record_parents WHERE child_id IN :ids"
+    " UNION SELECT rp.parent_id FROM record_parents rp JOIN anc ON rp.child_id = anc.id"
+    ") SELECT 1 FROM anc WHERE id = :project LIMIT 1"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def _derives_from(session: Session, record_id: str, project_id: str) -> bool:
+    """Does the record lead back, parent by parent, to the project?"""
+    found = session.execute(_ANCESTOR_SQL, {"ids": [record_id], "project": project_id}).first()
+    return found is not None
+
+
 def _not_yours(record_id: str) -> ProblemError:
     """§5.1: a valid key acting on another institution's record is `forbidden` (403)."""
     return ProblemError(403, "forbidden", f"record {record_id} belongs to another institution")
@@ -606,6 +620,18 @@ def put_metadata(
                 "and media",
             )
         parents.append(rec)
+    for parent in parents:
+        # media stand alone (no parents); samples and test records must come from the
+        # project the code was issued for, or the page would show another project's chain
+        if parent.type != "media" and not _derives_from(
+            session, parent.id, row.project_record_id
+        ):
+            raise ProblemError(
+                422,
+                "project_mismatch",
+                f"{parent.type} {parent.id} does not derive from project "
+                f"{row.project_record_id}, for which this report code was issued",
+            )
     if not any(p.type == "test_record" for p in parents):
         raise ProblemError(
             422,
