@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = aud.add_parser("add", help="create an auditor account and its first API key")
     p.add_argument("--name", required=True)
+    p.add_argument(
+        "--region",
+        help="limit the account to labs registered in this region: a province (440000), "
+        "city (440300) or county (440305) code; default: every lab",
+    )
     p.set_defaults(func=_cmd_auditor)
 
     ca = sub.add_parser("ca", help="report-signing certificates").add_subparsers(

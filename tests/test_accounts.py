@@ -112,6 +112,11 @@ def test_cli_institution_key_auditor(
         assert revoked["revoked_at"] is not None  # type: ignore[index]
         aud = run("auditor", "add", "--name", "审计员")
         assert aud["role"] == "auditor" and aud["secret"]  # type: ignore[index]
+        assert aud["region_scope"] is None  # type: ignore[index]
+        local = run("auditor", "add", "--name", "南山区监督站", "--region", "440305")
+        assert local["region_scope"] == "440305"  # type: ignore[index]
+        assert cli.main(["auditor", "add", "--name", "x", "--region", "990000"]) == 1
+        assert "invalid_region" in capsys.readouterr().err
         # Invalid input: a one-line error with the stable code, exit 1.
         bad = uscc[:-1] + ("0" if uscc[-1] != "0" else "1")
         assert cli.main(["institution", "add", "--uscc", bad, "--region", "440300",

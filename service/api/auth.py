@@ -38,6 +38,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import Connection, delete, text
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.app import AppState
@@ -50,7 +51,7 @@ from service.client import (
     NONCE_MIN_CHARS,
     string_to_sign,
 )
-from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, lookup_key
+from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, audit_scope, lookup_key
 from service.errors import ProblemError
 from service.storage.models import IdempotencyKey, Nonce
 
@@ -373,6 +374,15 @@ async def require_auditor(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 LabDep = Annotated[Caller, Depends(require_lab)]
 AuditorDep = Annotated[Caller, Depends(require_auditor)]
+
+
+def check_institution_access(session: Session, caller: Caller, institution: str) -> None:
+    """403 `forbidden` unless the caller may see this institution's data: a lab only its
+    own; an auditor every institution, or those of its region (R21)."""
+    if caller.role == ROLE_AUDITOR:
+        audit_scope(session, caller.auditor_id).check(session, institution)
+    elif caller.institution != institution:
+        raise ProblemError(403, "forbidden", "this belongs to another institution")
 
 
 def lab_institution(caller: Caller) -> str:

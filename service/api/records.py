@@ -23,16 +23,18 @@ from starlette.datastructures import UploadFile
 from service.api import uploads as uploads_api
 from service.api.auth import (
     AuditorDep,
+    Caller,
     CallerDep,
     LabDep,
     SignedRoute,
+    check_institution_access,
     lab_institution,
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
 from service.app import AppState
 from service.domain import records as domain
-from service.domain.accounts import ROLE_LAB
+from service.domain.accounts import audit_scope
 from service.domain.evidence import utc_now
 from service.domain.nonconforming import list_ledger
 from service.domain.notify import DeliveryLoop, notifier_from_settings
@@ -345,8 +347,7 @@ def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
     record = session.get(Record, record_id) if len(record_id) <= 26 else None
     if record is None:
         raise ProblemError(404, "record_not_found", f"no record {record_id}")
-    if caller.role == ROLE_LAB and record.institution != caller.institution:
-        raise ProblemError(403, "forbidden", "this record belongs to another institution")
+    check_institution_access(session, caller, record.institution)
     return {
         "record": domain.record_json(record),
         "leaf_hash": record.leaf_hash,
@@ -479,8 +480,14 @@ def audit_flags(
     limit: int = _Limit,
     after: int = _After,
 ) -> Any:
+    institutions = _audit_filter(session, caller, institution)
     return domain.list_flags(
-        session, institution=institution, rule=rule, limit=limit, after_id=after
+        session,
+        institution=institution,
+        institutions=institutions,
+        rule=rule,
+        limit=limit,
+        after_id=after,
     )
 
 
@@ -536,8 +543,22 @@ def audit_overdue(
     limit: int = _Limit,
 ) -> Any:
     return find_overdue(
-        session, state.settings.rules, institution=institution, now=utc_now(), limit=limit
+        session,
+        state.settings.rules,
+        institution=institution,
+        institutions=_audit_filter(session, caller, institution),
+        now=utc_now(),
+        limit=limit,
     )
+
+
+def _audit_filter(session: Session, caller: Caller, institution: str | None) -> list[str] | None:
+    """The institutions an audit list may show: the one asked for if the auditor's region
+    covers it (403 otherwise), else those of its region; None for every institution."""
+    if institution is not None:
+        check_institution_access(session, caller, institution)
+        return None
+    return audit_scope(session, caller.auditor_id).institutions(session)
 
 
 @signed.get(
@@ -565,7 +586,13 @@ def audit_ledger(
     limit: int = _Limit,
     after: int = _After,
 ) -> Any:
-    return list_ledger(session, institution=institution, limit=limit, after_id=after)
+    return list_ledger(
+        session,
+        institution=institution,
+        institutions=_audit_filter(session, caller, institution),
+        limit=limit,
+        after_id=after,
+    )
 
 
 router = APIRouter(lifespan=_lifespan)

@@ -20,7 +20,6 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import (
@@ -30,6 +29,7 @@ from service.api.auth import (
     LabDep,
     SignedRoute,
     cached_key,
+    check_institution_access,
     check_signature,
     lab_institution,
     nonce_refusal,
@@ -43,7 +43,7 @@ from service.api.idempotency import IdempotencyDep
 from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import reports as domain
-from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, validate_uscc
+from service.domain.accounts import ROLE_LAB, validate_uscc
 from service.errors import ProblemError
 from service.storage.db import AsyncPgPool, libpq_conninfo
 from service.storage.models import Record
@@ -562,9 +562,11 @@ def get_numbering(
     ] = domain.DEFAULT_UNFINISHED_AFTER_S,
     start: Annotated[int, Query(ge=0, le=10**9, description="first expected number")] = 1,
 ) -> Any:
+    institution = validate_uscc(institution)
+    check_institution_access(session, caller, institution)
     return domain.numbering_audit(
         session,
-        institution=validate_uscc(institution),
+        institution=institution,
         year=year,
         unfinished_after_s=unfinished_after_s,
         start=start,
@@ -586,21 +588,13 @@ def get_proof(
     session: SessionDep,
     state: StateDep,
 ) -> Any:
-    _visible_record(session, caller.role, caller.institution, record_id)
+    record = session.get(Record, record_id)
+    if record is None:
+        raise ProblemError(404, "record_not_found", f"no record {record_id!r}")
+    check_institution_access(session, caller, record.institution)
     from service.domain.proofs import build_proof
 
     proof = build_proof(session, record_id, state.chain)
     if proof is None:
         return JSONResponse({"status": "pending"}, status_code=202)
     return proof
-
-
-def _visible_record(
-    session: Session, role: str, institution: str | None, record_id: str
-) -> Record:
-    record = session.get(Record, record_id)
-    if record is None:
-        raise ProblemError(404, "record_not_found", f"no record {record_id!r}")
-    if role != ROLE_AUDITOR and record.institution != institution:
-        raise ProblemError(403, "forbidden", f"record {record_id} belongs to another institution")
-    return record

@@ -312,12 +312,74 @@ def list_institutions(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def add_auditor(session: Session, settings: Settings, *, name: str) -> dict[str, Any]:
-    auditor = Auditor(id=new_record_id(), name=validate_name(name), created_at=utc_now())
+def add_auditor(
+    session: Session, settings: Settings, *, name: str, region: str | None = None
+) -> dict[str, Any]:
+    """An auditor account and its first key; `region` limits it to the labs registered in
+    that province (`440000`), city (`440300`) or county (`440305`)."""
+    auditor = Auditor(
+        id=new_record_id(),
+        name=validate_name(name),
+        created_at=utc_now(),
+        region_scope=validate_region(region) if region is not None else None,
+    )
     session.add(auditor)
     session.flush()
     key = issue_key(session, settings, auditor_id=auditor.id)
-    return {"auditor": auditor.id, "name": auditor.name, **key.as_json()}
+    return {
+        "auditor": auditor.id,
+        "name": auditor.name,
+        "region_scope": auditor.region_scope,
+        **key.as_json(),
+    }
+
+
+def region_prefix(region: str) -> str:
+    """The code prefix a region covers: 440000 -> 44, 440300 -> 4403, 440305 -> 440305."""
+    prefix = region
+    while len(prefix) > 2 and prefix.endswith("00"):
+        prefix = prefix[:-2]
+    return prefix
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """What an auditor may see (R21): every institution, or those of one region."""
+
+    region: str | None
+
+    def covers(self, institution_region: str | None) -> bool:
+        if self.region is None:
+            return True
+        return institution_region is not None and institution_region.startswith(
+            region_prefix(self.region)
+        )
+
+    def check(self, session: Session, institution: str) -> None:
+        """403 `forbidden` for an institution outside the auditor's region."""
+        if self.region is None:
+            return
+        inst = session.get(Institution, institution)
+        if inst is None or not self.covers(inst.region):
+            raise ProblemError(
+                403,
+                "forbidden",
+                f"this auditor account is limited to region {self.region}",
+            )
+
+    def institutions(self, session: Session) -> list[str] | None:
+        """The institutions an unfiltered audit list may show; None: all of them."""
+        if self.region is None:
+            return None
+        prefix = region_prefix(self.region)
+        return list(
+            session.scalars(select(Institution.uscc).where(Institution.region.startswith(prefix)))
+        )
+
+
+def audit_scope(session: Session, auditor_id: str | None) -> AuditScope:
+    auditor = session.get(Auditor, auditor_id) if auditor_id else None
+    return AuditScope(auditor.region_scope if auditor is not None else None)
 
 
 # --------------------------------------------------------------------------- CLI handlers
@@ -375,4 +437,4 @@ def cli_key(args: argparse.Namespace) -> Any:
 
 
 def cli_auditor(args: argparse.Namespace) -> Any:
-    return _run(lambda s, st: add_auditor(s, st, name=args.name))
+    return _run(lambda s, st: add_auditor(s, st, name=args.name, region=args.region))

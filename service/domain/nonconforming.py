@@ -8,7 +8,7 @@ notification queue (service/domain/notify.py), in the caller's transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -139,12 +139,20 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def list_ledger(
-    session: Session, *, institution: str | None, limit: int, after_id: int = 0
+    session: Session,
+    *,
+    institution: str | None,
+    limit: int,
+    after_id: int = 0,
+    institutions: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ledger entries (oldest first) with the delivery state of their notification."""
+    """Ledger entries (oldest first) with the delivery state of their notification;
+    `institutions` limits them to those (an auditor's region)."""
     query = select(NonconformingEntry).where(NonconformingEntry.id > after_id)
     if institution is not None:
         query = query.where(NonconformingEntry.institution == institution)
+    if institutions is not None:
+        query = query.where(NonconformingEntry.institution.in_(institutions))
     entries = session.scalars(query.order_by(NonconformingEntry.id).limit(limit)).all()
     out = []
     for entry in entries:

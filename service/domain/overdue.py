@@ -13,6 +13,8 @@ names the sample record and its code, so an auditor can follow it up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,16 +37,32 @@ def find_overdue(
     institution: str | None,
     now: datetime,
     limit: int,
+    institutions: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Overdue samples, oldest first (at most `limit` of each kind)."""
+    """Overdue samples, oldest first (at most `limit` of each kind); `institutions`
+    limits them to those (an auditor's region)."""
+    only = _Only(institution, institutions)
     items = _never_received(
-        session, institution, now - timedelta(days=rules.receipt_due_days), limit
-    ) + _never_tested(session, institution, now - timedelta(days=rules.test_data_due_days), limit)
+        session, only, now - timedelta(days=rules.receipt_due_days), limit
+    ) + _never_tested(session, only, now - timedelta(days=rules.test_data_due_days), limit)
     for item in items:
         waited = now - item.pop("since_dt")
         item["days_waiting"] = round(waited.total_seconds() / 86400, 1)
     items.sort(key=lambda i: str(i["since"]))
     return items
+
+
+@dataclass(frozen=True)
+class _Only:
+    institution: str | None
+    institutions: Sequence[str] | None
+
+    def where(self, query: Any, column: Any) -> Any:
+        if self.institution is not None:
+            query = query.where(column == self.institution)
+        if self.institutions is not None:
+            query = query.where(column.in_(self.institutions))
+        return query
 
 
 def _child_of(parent_id: Any, child_type: str) -> Any:
@@ -56,7 +74,7 @@ def _child_of(parent_id: Any, child_type: str) -> Any:
 
 
 def _never_received(
-    session: Session, institution: str | None, cutoff: datetime, limit: int
+    session: Session, only: _Only, cutoff: datetime, limit: int
 ) -> list[dict[str, Any]]:
     sample = aliased(Record)
     seal_link, seal = aliased(RecordParent), aliased(Record)
@@ -73,8 +91,7 @@ def _never_received(
         .order_by(sample.created_at)
         .limit(limit)
     )
-    if institution is not None:
-        query = query.where(sample.institution == institution)
+    query = only.where(query, sample.institution)
     return [
         _item(KIND_RECEIPT, sample_id, inst, code, created, None)
         for sample_id, inst, created, code in session.execute(query)
@@ -82,7 +99,7 @@ def _never_received(
 
 
 def _never_tested(
-    session: Session, institution: str | None, cutoff: datetime, limit: int
+    session: Session, only: _Only, cutoff: datetime, limit: int
 ) -> list[dict[str, Any]]:
     receipt = aliased(Record)
     receipt_link, seal = aliased(RecordParent), aliased(Record)
@@ -108,8 +125,7 @@ def _never_tested(
         )
         .order_by(receipt.created_at)
     )
-    if institution is not None:
-        query = query.where(receipt.institution == institution)
+    query = only.where(query, receipt.institution)
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for sample_id, inst, code, receipt_id, received, canonical in session.execute(query):

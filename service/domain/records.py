@@ -1012,10 +1012,14 @@ def list_flags(
     rule: str | None,
     limit: int,
     after_id: int = 0,
+    institutions: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
+    """Flags oldest first; `institutions` limits them to those (an auditor's region)."""
     query = select(RecordFlag).where(RecordFlag.id > after_id)
     if institution is not None:
         query = query.where(RecordFlag.institution == institution)
+    if institutions is not None:
+        query = query.where(RecordFlag.institution.in_(institutions))
     if rule is not None:
         query = query.where(RecordFlag.rule == rule)
     rows = session.scalars(query.order_by(RecordFlag.id).limit(limit)).all()

@@ -42,6 +42,9 @@ class Auditor(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: 6-digit region code the auditor is limited to (its province, city or county);
+    #: None: every institution.
+    region_scope: Mapped[str | None] = mapped_column(String(6), nullable=True)
 
 
 class ApiKey(Base):
