@@ -112,6 +112,9 @@ def _story(service: ServiceProcess, chain: ChainInfo, tmp: Path) -> None:
     assert "chains to a pinned root" in _lines(run.stdout, "PASS", "sealed_pdf")[0]
     assert _lines(run.stdout, "PASS", "batch_sequence") and _lines(run.stdout, "PASS",
                                                                     "parent_links")
+    # the seal's and the witness record's signatures, re-verified from the bundle (R7, R8)
+    signed = _lines(run.stdout, "PASS", "witness_signature")
+    assert len(signed) == 2 and all("signature verifies" in line for line in signed), signed
     assert f"{bundle}: GENUINE" in run.stdout
     doc = json.loads(report_json.read_text("utf-8"))
     assert doc["exit_code"] == 0 and doc["results"][0]["status"] == "genuine"

@@ -40,6 +40,7 @@ from verifier.chain import DEFAULT_TIMEOUT, CachingChain, ChainSource, RpcClient
 from verifier.errors import ChainError, InvalidBundle, InvalidProof
 from verifier.models import Check, ReportStatus
 from verifier.proof import MAX_PROOF_BYTES, Pins, parse_address, parse_proof, verify_proof
+from verifier.witness import witness_signature_check
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -105,9 +106,10 @@ def bundle_extra_checks(
     args: argparse.Namespace, client: BatchSource | None = None, pins: Pins | None = None
 ) -> list[BundleCheck]:
     """Bundle checks beyond the built-in ones: the sealed PDF (``verifier.pdf``, trust roots
-    from ``--trust-roots``) and the chain's batch sequence (``verifier.bundle_checks``)."""
+    from ``--trust-roots``), the witness signatures of seals and witness records
+    (``verifier.witness``) and the chain's batch sequence (``verifier.bundle_checks``)."""
     roots = getattr(args, "trust_roots_pem", None)
-    checks = [sealed_pdf_check(roots)]
+    checks = [sealed_pdf_check(roots), witness_signature_check()]
     if client is not None:
         checks.append(batch_sequence_check(client, pins.registry if pins else None))
     return checks

@@ -1,0 +1,144 @@
+"""Witness signatures of electronic seals (电子封志) and witness records, re-verified from
+the records alone (R7, R8): the auditor need not trust the platform's check at intake.
+
+A seal or witness record's body holds ``signed`` (the payload the witness signed),
+``signature`` (standard base64) and ``witness_key`` (``algorithm`` ``ed25519`` or
+``ecdsa-p256``, ``public_key`` a base64 DER SubjectPublicKeyInfo). The signed bytes are
+the RFC 8785 canonical JSON of ``signed``; an ECDSA signature may be DER or raw r||s.
+
+``witness_signature_check`` is a ``BundleCheck``: per seal and witness record of the
+bundle, the signature verifies; the seal's ``sample_code`` is the signed one; and every
+image the witness signed is a file of a media record among the record's parents in the
+bundle, so the photos an auditor sees are the ones that were sealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from verifier.bundle import Bundle, BundleCheck
+from verifier.canonical import canonicalize
+from verifier.errors import CanonicalizationError
+from verifier.models import Check, Proof
+
+ALGORITHMS = ("ed25519", "ecdsa-p256")
+SIGNED_TYPES = ("seal", "witness")
+#: Longest base64 signature or key accepted (an Ed25519/P-256 one is far shorter).
+MAX_B64_CHARS = 4096
+
+
+def b64(value: object) -> bytes | None:
+    """Standard base64 to bytes; None when it is not (or too long)."""
+    if not isinstance(value, str) or len(value) > MAX_B64_CHARS:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def verify_witness_signature(
+    algorithm: str, public_key_der: bytes, message: bytes, sig: bytes
+) -> bool:
+    """True when ``sig`` is a valid signature of ``message`` by the key; never raises."""
+    try:
+        key = serialization.load_der_public_key(public_key_der)
+        if algorithm == "ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, message)
+            return True
+        if algorithm == "ecdsa-p256" and isinstance(key, ec.EllipticCurvePublicKey):
+            if not isinstance(key.curve, ec.SECP256R1):
+                return False
+            if len(sig) == 64:  # raw r || s
+                sig = encode_dss_signature(
+                    int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
+                )
+            key.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+            return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return False
+
+
+def witness_signature_check() -> BundleCheck:
+    """A BundleCheck re-verifying every seal's and witness record's signature."""
+
+    def witness_signatures(bundle: Bundle) -> list[Check]:
+        by_leaf = {p.leaf_hash.hex(): p for p in bundle.proofs}
+        checks = []
+        for proof in bundle.proofs:
+            if proof.record_type in SIGNED_TYPES:
+                checks.append(_check_record(proof, by_leaf))
+        return checks
+
+    return witness_signatures
+
+
+def _check_record(proof: Proof, by_leaf: Mapping[str, Proof]) -> Check:
+    body = proof.record.get("body")
+    body = body if isinstance(body, Mapping) else {}
+    signed, key = body.get("signed"), body.get("witness_key")
+    if signed is None and key is None and body.get("signature") is None:
+        return _result(proof, True, "carries no witness signature", warning=True)
+    if not isinstance(signed, Mapping) or not isinstance(key, Mapping):
+        return _result(proof, False, "signed payload or witness key malformed")
+    algorithm = key.get("algorithm")
+    public_key, sig = b64(key.get("public_key")), b64(body.get("signature"))
+    if algorithm not in ALGORITHMS or public_key is None or sig is None:
+        return _result(proof, False, "witness key or signature malformed")
+    try:
+        message = canonicalize(dict(signed))
+    except CanonicalizationError as exc:
+        return _result(proof, False, f"signed payload cannot be canonicalized: {exc}")
+    if not verify_witness_signature(str(algorithm), public_key, message, sig):
+        return _result(proof, False, "the witness signature does not verify")
+    if proof.record_type == "seal" and body.get("sample_code") != signed.get("sample_code"):
+        return _result(proof, False, "the sealed sample code is not the signed one")
+    missing = _images_not_in_parents(proof, signed, by_leaf)
+    if missing:
+        return _result(
+            proof, False, f"signed image(s) not among the record's media: {', '.join(missing)}"
+        )
+    images = signed.get("images")
+    count = len(images) if isinstance(images, list) else 0
+    return _result(
+        proof, True, f"{algorithm} signature verifies; {count} signed image(s) in the bundle"
+    )
+
+
+def _images_not_in_parents(
+    proof: Proof, signed: Mapping[str, Any], by_leaf: Mapping[str, Proof]
+) -> list[str]:
+    images = signed.get("images")
+    if not isinstance(images, list):
+        return ["(images is not a list)"]
+    held: set[str] = set()
+    parents = proof.record.get("parents")
+    for leaf in parents if isinstance(parents, list) else []:
+        parent = by_leaf.get(str(leaf))
+        if parent is None or parent.record_type != "media":
+            continue
+        files = parent.record.get("files")
+        for entry in files if isinstance(files, list) else []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("sha256"), str):
+                held.add(entry["sha256"])
+    return [str(sha)[:16] + "…" for sha in images if sha not in held]
+
+
+def _result(proof: Proof, ok: bool, detail: str, warning: bool = False) -> Check:
+    return Check(
+        name="witness_signature",
+        ok=ok,
+        detail=detail,
+        record_id=proof.record_id,
+        record_type=proof.record_type,
+        warning=warning,
+    )
