@@ -6,7 +6,9 @@ the same anchoring lag whichever process runs the worker.
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -16,7 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.api.deps import SessionDep, StateDep
-from service.storage.models import Batch, KeyValue, Outbox
+from service.domain.notify import STATUS_FAILED, STATUS_PENDING
+from service.domain.uploads import STATUS_OPEN
+from service.storage.models import Batch, KeyValue, Notification, Outbox, Upload
 
 router = APIRouter(tags=["ops"])
 
@@ -65,10 +69,54 @@ def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
     }
 
 
+def housekeeping_status(session: Session, data_dir: Path) -> dict[str, float]:
+    """What an operator alerts on besides anchoring (R16, R20): notifications for the
+    supervision agencies not delivered, open uploads, and the data volume's free space."""
+    counts = dict(
+        session.execute(
+            select(Notification.status, func.count(Notification.id))
+            .where(Notification.status.in_((STATUS_PENDING, STATUS_FAILED)))
+            .group_by(Notification.status)
+        ).all()
+    )
+    uploads_open = session.scalar(
+        select(func.count(Upload.id)).where(Upload.status == STATUS_OPEN)
+    )
+    try:
+        usage = shutil.disk_usage(data_dir)
+        free, total = float(usage.free), float(usage.total)
+    except OSError:
+        free = total = float("nan")
+    return {
+        "notifications_pending": float(counts.get(STATUS_PENDING, 0)),
+        "notifications_failed": float(counts.get(STATUS_FAILED, 0)),
+        "uploads_open": float(uploads_open or 0),
+        "data_free_bytes": free,
+        "data_total_bytes": total,
+    }
+
+
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(session: SessionDep) -> Response:
+def metrics(session: SessionDep, state: StateDep) -> Response:
     status = anchoring_status(session)
     registry = CollectorRegistry()
+    house = housekeeping_status(session, state.settings.data_dir)
+    for name, doc, key in (
+        (
+            "jianzheng_notifications_pending",
+            "Agency notifications (nonconforming results) not yet delivered",
+            "notifications_pending",
+        ),
+        (
+            "jianzheng_notifications_failed",
+            "Agency notifications given up after the last attempt",
+            "notifications_failed",
+        ),
+        ("jianzheng_uploads_open", "Resumable uploads still open", "uploads_open"),
+        ("jianzheng_data_free_bytes", "Free bytes on the data volume", "data_free_bytes"),
+        ("jianzheng_data_total_bytes", "Size of the data volume", "data_total_bytes"),
+    ):
+        Gauge(name, doc, registry=registry).set(house[key])
     for name, doc, key in (
         ("jianzheng_pending_leaves", "Accepted leaves not yet in a batch", "pending_leaves"),
         (
