@@ -9,7 +9,7 @@ mode=${1:-run}
 VENV=${VENV:-.venv}
 
 apt_run=(fonts-wqy-zenhei)
-apt_test=(poppler-utils libnss3-tools softhsm2 opensc chromium)
+apt_test=(poppler-utils libnss3-tools softhsm2 opensc chromium postgresql-client)
 want=("${apt_run[@]}")
 [ "$mode" = test ] || [ "$mode" = bench ] && want+=("${apt_test[@]}")
 [ "$mode" = bench ] && want+=(wrk)

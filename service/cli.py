@@ -55,6 +55,26 @@ def _cmd_chain_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.settings import get_settings
+    from service.storage.backup import backup
+
+    result = backup(
+        get_settings(), Path(args.dest), lambda msg: print(f"backup: {msg}", file=sys.stderr)
+    )
+    _print_json(vars(result))
+    if result.corrupt_blobs:
+        print(
+            f"jianzheng: {len(result.corrupt_blobs)} stored file(s) no longer match their "
+            "hash and were not copied (see corrupt_blobs)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from service.settings import get_settings
     from service.storage.db import upgrade
@@ -118,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the anchoring worker alone (one leader at a time)")
     p.set_defaults(func=_cmd_worker)
 
+    p = sub.add_parser(
+        "backup",
+        help="copy the database, stored files and CA keys to DEST (consistent, incremental)",
+    )
+    p.add_argument("dest", help="backup directory, outside the data directory")
+    p.set_defaults(func=_cmd_backup)
     p = sub.add_parser("migrate", help="upgrade the database schema to the newest migration")
     p.set_defaults(func=_cmd_migrate)
 
