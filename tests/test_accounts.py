@@ -12,7 +12,6 @@ from service import cli
 from service.app import AppState
 from service.domain import accounts
 from service.errors import ProblemError
-from service.settings import get_settings
 from service.storage.db import session_scope
 from service.storage.models import ApiKey
 from tests.labkit import add_lab, client_for, make_app, make_uscc, seed_record
@@ -84,46 +83,40 @@ def test_rotate_and_revoke(app_state: AppState) -> None:
 
 
 def test_cli_institution_key_auditor(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("JZ_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("JZ_DATABASE__URL", raising=False)
-    get_settings.cache_clear()
-    try:
-        uscc = make_uscc(9)
+    uscc = make_uscc(9)
 
-        def run(*argv: str) -> object:
-            assert cli.main(list(argv)) == 0
-            return json.loads(capsys.readouterr().out)
+    def run(*argv: str) -> object:
+        assert cli.main(list(argv)) == 0
+        return json.loads(capsys.readouterr().out)
 
-        added = run("institution", "add", "--uscc", uscc, "--region", "440300", "--name", "甲检测")
-        assert isinstance(added, dict)
-        assert added["institution"] == uscc and len(added["secret"]) >= 40
-        listed = run("institution", "list")
-        assert isinstance(listed, list)
-        assert [i["institution"] for i in listed] == [uscc]
-        issued = run("key", "issue", "--institution", uscc)
-        keys = run("key", "list", "--institution", uscc)
-        assert isinstance(keys, list) and len(keys) == 2
-        assert added["secret"] not in json.dumps(keys)
-        rotated = run("key", "rotate", issued["key_id"])  # type: ignore[index]
-        assert rotated["revoked_key_id"] == issued["key_id"]  # type: ignore[index]
-        revoked = run("key", "revoke", added["key_id"])
-        assert revoked["revoked_at"] is not None  # type: ignore[index]
-        aud = run("auditor", "add", "--name", "审计员")
-        assert aud["role"] == "auditor" and aud["secret"]  # type: ignore[index]
-        assert aud["region_scope"] is None  # type: ignore[index]
-        local = run("auditor", "add", "--name", "南山区监督站", "--region", "440305")
-        assert local["region_scope"] == "440305"  # type: ignore[index]
-        assert cli.main(["auditor", "add", "--name", "x", "--region", "990000"]) == 1
-        assert "invalid_region" in capsys.readouterr().err
-        # Invalid input: a one-line error with the stable code, exit 1.
-        bad = uscc[:-1] + ("0" if uscc[-1] != "0" else "1")
-        assert cli.main(["institution", "add", "--uscc", bad, "--region", "440300",
-                         "--name", "x"]) == 1
-        assert "invalid_uscc" in capsys.readouterr().err
-        assert cli.main(["institution", "add", "--uscc", uscc, "--region", "440300",
-                         "--name", "x"]) == 1
-        assert "institution_exists" in capsys.readouterr().err
-    finally:
-        get_settings.cache_clear()
+    added = run("institution", "add", "--uscc", uscc, "--region", "440300", "--name", "甲检测")
+    assert isinstance(added, dict)
+    assert added["institution"] == uscc and len(added["secret"]) >= 40
+    listed = run("institution", "list")
+    assert isinstance(listed, list)
+    assert [i["institution"] for i in listed] == [uscc]
+    issued = run("key", "issue", "--institution", uscc)
+    keys = run("key", "list", "--institution", uscc)
+    assert isinstance(keys, list) and len(keys) == 2
+    assert added["secret"] not in json.dumps(keys)
+    rotated = run("key", "rotate", issued["key_id"])  # type: ignore[index]
+    assert rotated["revoked_key_id"] == issued["key_id"]  # type: ignore[index]
+    revoked = run("key", "revoke", added["key_id"])
+    assert revoked["revoked_at"] is not None  # type: ignore[index]
+    aud = run("auditor", "add", "--name", "审计员")
+    assert aud["role"] == "auditor" and aud["secret"]  # type: ignore[index]
+    assert aud["region_scope"] is None  # type: ignore[index]
+    local = run("auditor", "add", "--name", "南山区监督站", "--region", "440305")
+    assert local["region_scope"] == "440305"  # type: ignore[index]
+    assert cli.main(["auditor", "add", "--name", "x", "--region", "990000"]) == 1
+    assert "invalid_region" in capsys.readouterr().err
+    # Invalid input: a one-line error with the stable code, exit 1.
+    bad = uscc[:-1] + ("0" if uscc[-1] != "0" else "1")
+    assert cli.main(["institution", "add", "--uscc", bad, "--region", "440300",
+                     "--name", "x"]) == 1
+    assert "invalid_uscc" in capsys.readouterr().err
+    assert cli.main(["institution", "add", "--uscc", uscc, "--region", "440300",
+                     "--name", "x"]) == 1
+    assert "institution_exists" in capsys.readouterr().err

@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 from service import cli
 from service.app import AppState
 from service.errors import ProblemError
-from service.settings import get_settings
 from service.storage.backup import backup
 from tests.fixtures.db import PG_ADMIN_URL
 from tests.labkit import add_lab, client_for, make_app
@@ -82,19 +81,13 @@ def test_backup_restores_and_is_incremental(app_state: AppState, tmp_path: Path)
 
 
 def test_backup_cli(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cli_data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("JZ_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.delenv("JZ_DATABASE__URL", raising=False)
-    get_settings.cache_clear()
-    try:
-        assert cli.main(["migrate"]) == 0
-        capsys.readouterr()
-        assert cli.main(["backup", str(tmp_path / "bk")]) == 0
-        out = json.loads(capsys.readouterr().out)
-        assert out["database"] == "sqlite" and out["database_file"] == "jianzheng.db"
-        assert (tmp_path / "bk" / "jianzheng.db").exists()
-        assert cli.main(["backup", str(tmp_path / "var" / "x")]) == 1
-        assert "backup_inside_data_dir" in capsys.readouterr().err
-    finally:
-        get_settings.cache_clear()
+    assert cli.main(["migrate"]) == 0
+    capsys.readouterr()
+    assert cli.main(["backup", str(tmp_path / "bk")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["database"] == "sqlite" and out["database_file"] == "jianzheng.db"
+    assert (tmp_path / "bk" / "jianzheng.db").exists()
+    assert cli.main(["backup", str(cli_data_dir / "x")]) == 1
+    assert "backup_inside_data_dir" in capsys.readouterr().err
