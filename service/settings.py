@@ -105,6 +105,8 @@ class RulesSettings(BaseModel):
     auto_data_max_delay_s: int = Field(default=600, ge=0)
     #: Manually entered test data is due this long after the test finished (R4, R13).
     manual_data_max_delay_s: int = Field(default=86_400, ge=0)
+    #: An image's EXIF capture time may differ this much from the declared one (R9).
+    media_time_tolerance_s: int = Field(default=300, ge=0)
     #: A sample registered this many days ago that no receipt names is overdue (R13).
     receipt_due_days: float = Field(default=7.0, gt=0)
     #: A received, accepted sample with no test record after this many days is overdue

@@ -427,7 +427,10 @@ class FlagOut(BaseModel):
     record_id: str
     record_type: str
     institution: str
-    rule: str = Field(description="contract_late | test_data_late")
+    rule: str = Field(
+        description="contract_late | test_data_late | media_edited | media_time_mismatch "
+        "| media_late"
+    )
     detail: dict[str, Any]
     flagged_at: str
 

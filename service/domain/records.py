@@ -44,6 +44,7 @@ from service.domain.evidence import (
     new_record_id,
     utc_now,
 )
+from service.domain.imagefacts import image_facts
 from service.domain.masking import mask_id_number  # the one ID-masking rule (R19)
 from service.domain.nonconforming import record_nonconforming
 from service.domain.uploads import take_upload
@@ -814,6 +815,9 @@ def create_record(
         assert file is not None
         body = _dump(payload)
         files.append(FileRef("media", file.sha256, file.size, file.media_type))
+        if payload.kind == "image":
+            facts = image_facts(blobs.path(file.sha256), file.media_type, settings.rules.timezone)
+            flags = rules.media_flags(facts, payload.captured_at, now, settings.rules)
     else:  # pragma: no cover - COLLECTIONS and this switch list the same models
         raise AssertionError(type(payload))
 

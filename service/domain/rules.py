@@ -20,6 +20,16 @@ from service.settings import RulesSettings
 
 RULE_CONTRACT_LATE = "contract_late"
 RULE_TEST_DATA_LATE = "test_data_late"
+RULE_MEDIA_EDITED = "media_edited"
+RULE_MEDIA_TIME_MISMATCH = "media_time_mismatch"
+RULE_MEDIA_LATE = "media_late"
+
+#: Names in an image's EXIF `Software` tag that mean it went through an editor (R9: key
+#: images without post-processing). Camera firmware names none of these.
+EDITING_SOFTWARE = (
+    "photoshop", "lightroom", "gimp", "snapseed", "picsart", "facetune", "pixelmator",
+    "affinity", "paint.net", "canva", "meitu", "美图", "醒图", "美颜", "photoscape",
+)
 
 #: Longest span the calendar walks (a contract signed decades ago is simply late).
 MAX_CALENDAR_SPAN_DAYS = 3660
@@ -126,6 +136,61 @@ def test_data_flags(
             },
         )
     ]
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What an image file says about itself (its EXIF), for the R9 checks."""
+
+    software: str | None = None
+    taken_at: datetime | None = None  # DateTimeOriginal, with its offset or in rules.timezone
+
+
+def media_flags(
+    facts: ImageFacts | None,
+    declared_at: datetime | None,
+    received_at: datetime,
+    rules: RulesSettings,
+) -> list[Flag]:
+    """R9 (key images: no post-processing, accurate times) and R4 (upload within 24 h):
+    an editor named in EXIF; an EXIF capture time far from the declared one; a capture
+    (declared, else EXIF) longer ago than manual data may take to arrive."""
+    flags: list[Flag] = []
+    if facts is not None and facts.software:
+        lowered = facts.software.lower()
+        if any(name in lowered for name in EDITING_SOFTWARE):
+            flags.append(Flag(RULE_MEDIA_EDITED, {"software": facts.software[:100]}))
+    exif_at = facts.taken_at if facts is not None else None
+    if declared_at is not None and exif_at is not None:
+        gap = abs((declared_at - exif_at).total_seconds())
+        if gap > rules.media_time_tolerance_s:
+            flags.append(
+                Flag(
+                    RULE_MEDIA_TIME_MISMATCH,
+                    {
+                        "declared_at": rfc3339_utc(declared_at),
+                        "exif_taken_at": rfc3339_utc(exif_at),
+                        "gap_s": int(gap),
+                        "limit_s": rules.media_time_tolerance_s,
+                    },
+                )
+            )
+    captured = declared_at or exif_at
+    if captured is not None:
+        delay = (received_at - captured).total_seconds()
+        if delay > rules.manual_data_max_delay_s:
+            flags.append(
+                Flag(
+                    RULE_MEDIA_LATE,
+                    {
+                        "captured_at": rfc3339_utc(captured),
+                        "received_at": rfc3339_utc(received_at),
+                        "delay_s": int(delay),
+                        "limit_s": rules.manual_data_max_delay_s,
+                    },
+                )
+            )
+    return flags
 
 
 def rfc3339_utc(ts: datetime) -> str:
