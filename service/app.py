@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,7 +86,10 @@ def create_app(
                 worker.stop()
             app_state.engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own copies: the service runs on networks
+    # without access to a CDN (a regulator's intranet), and /docs must still work there.
+    app = FastAPIOffline(
+        static_url="/docs-static",
         title="Jianzheng (见证) evidence service",
         version="1",
         summary="Report codes, sealed report PDFs and anchored evidence",

@@ -197,3 +197,21 @@ def test_no_page_leaks_personal_data(world: World, browser: Any) -> None:
         if (found := privacy_findings(body) + [s for s in PLANTED if s in body])
     ]
     assert leaks == []
+
+
+def test_api_docs_render_without_a_cdn(world: World, browser: Any) -> None:
+    """/docs renders the OpenAPI document in Chromium with no request leaving the host:
+    Swagger UI comes from the service itself, and it reads our OpenAPI 3.1 document."""
+    page = browser.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith(world.service.base_url) else None)
+    try:
+        page.goto(f"{world.service.base_url}/docs", wait_until="networkidle")
+        page.wait_for_selector(".opblock", timeout=20_000)
+        text = page.inner_text("body")
+        assert "/api/v1/report-codes" in text and "Jianzheng" in text
+        assert "Unable to render" not in text
+        assert outside == []
+    finally:
+        page.close()

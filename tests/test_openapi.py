@@ -123,6 +123,14 @@ def test_docs_page_is_served(served: Served) -> None:
     assert resp.headers["content-type"].startswith("text/html")
     assert "swagger" in resp.text.lower()
     assert "/openapi.json" in resp.text
+    # works without a CDN: every script and stylesheet comes from the service itself
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', resp.text)
+    assert assets and all(a.startswith("/docs-static/") for a in assets), assets
+    for asset in assets:
+        got = served.client.get(asset)
+        assert got.status_code == 200 and len(got.content) > 10_000, asset
+    redoc = served.client.get("/redoc")
+    assert redoc.status_code == 200 and "/docs-static/redoc.standalone.js" in redoc.text
 
 
 # --------------------------------------------------------------------------- examples
