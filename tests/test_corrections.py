@@ -64,3 +64,42 @@ def test_corrections_form_one_reviewable_line(app_state: AppState) -> None:
         assert tests[third]["details"]["correction_reason"] == "复核后更正"
         assert "correction_reason" not in tests[first]["details"]
         assert "更正原因" in c.http.get(f"/v/{code}").text
+
+
+def test_racing_corrections_leave_one_line(app_state: AppState) -> None:
+    """Two corrections of the same record at once: one is accepted, the other told which
+    record corrected it first (409), on SQLite as on PostgreSQL (the database's key)."""
+    import threading
+
+    from service.domain.records import correction_of
+    from service.storage.db import session_scope
+
+    app = make_app(app_state)
+    lab = add_lab(app_state, 82)
+    with client_for(app, lab) as setup:
+        chain = build_chain(setup, sample_code="YP-RACE", finished_at=ago(600))
+    target = chain.test_record
+    for round_ in range(3):
+        answers: list[tuple[int, str | None]] = []
+        start = threading.Barrier(2)
+
+        def send(reason: str, target: str = target, start: threading.Barrier = start,
+                 answers: list[tuple[int, str | None]] = answers) -> None:
+            with client_for(app, lab) as c:
+                body = data_body(chain, ago(60), corrects=target, correction_reason=reason,
+                                 parents=[chain.sample, target])
+                start.wait()
+                r = c.post("/api/v1/test-records", json_body=body)
+                answers.append((r.status_code, r.json().get("corrected_by")))
+
+        threads = [threading.Thread(target=send, args=(f"更正 {round_}-{i}",)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(a[0] for a in answers) == [201, 409], answers
+        with session_scope(app_state.sessions) as s:
+            winner = correction_of(s, target)
+        assert winner is not None
+        assert [by for status, by in answers if status == 409] == [winner]
+        target = winner  # the next round corrects the latest version

@@ -56,6 +56,7 @@ from service.storage.models import (
     RecordFlag,
     RecordParent,
     SampleCode,
+    TestCorrection,
     Upload,
     WitnessKey,
 )
@@ -852,6 +853,15 @@ def create_record(
                 "duplicate_sample_code",
                 f"sample code {payload.sample_code} is already registered",
             ) from exc
+    if isinstance(payload, TestRecordIn) and payload.corrects is not None:
+        session.add(TestCorrection(corrected_id=payload.corrects, correction_id=record.id))
+        try:
+            session.flush()
+        except IntegrityError as exc:  # another correction of the same record won the race
+            session.rollback()
+            raise _already_corrected(
+                payload.corrects, correction_of(session, payload.corrects)
+            ) from exc
     if upload is not None:
         session.execute(
             update(Upload)
@@ -875,15 +885,18 @@ def create_record(
 
 def correction_of(session: Session, test_record_id: str) -> str | None:
     """The id of the test record that corrects `test_record_id` (R10), or None."""
-    children = session.scalars(
-        select(Record)
-        .join(RecordParent, RecordParent.child_id == Record.id)
-        .where(RecordParent.parent_id == test_record_id, Record.type == "test_record")
+    return session.scalar(
+        select(TestCorrection.correction_id).where(TestCorrection.corrected_id == test_record_id)
     )
-    for child in children:
-        if record_json(child).get("body", {}).get("corrects") == test_record_id:
-            return child.id
-    return None
+
+
+def _already_corrected(corrected_id: str, by: str | None) -> ProblemError:
+    return ProblemError(
+        409,
+        "already_corrected",
+        f"test record {corrected_id} was already corrected by {by}; correct that one",
+        corrected_by=by,
+    )
 
 
 def _sample_parents(session: Session, record_id: str) -> set[str]:
@@ -899,15 +912,11 @@ def _sample_parents(session: Session, record_id: str) -> set[str]:
 def _check_correction(session: Session, corrected: Record, parents: Sequence[Record]) -> None:
     """A correction (R10: data changes only through a recorded, reviewable correction)
     tests the same sample as the record it corrects, and corrects the latest version: a
-    record corrected once is superseded, so the history stays one line."""
+    record corrected once is superseded, so the history stays one line (a race between
+    two corrections is settled by `test_corrections`' primary key in `create_record`)."""
     already = correction_of(session, corrected.id)
     if already is not None:
-        raise ProblemError(
-            409,
-            "already_corrected",
-            f"test record {corrected.id} was already corrected by {already}; correct that one",
-            corrected_by=already,
-        )
+        raise _already_corrected(corrected.id, already)
     samples = {p.id for p in parents if p.type == "sample"}
     if not samples & _sample_parents(session, corrected.id):
         raise ProblemError(

@@ -211,6 +211,15 @@ class SampleCode(Base):
     record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), unique=True)
 
 
+class TestCorrection(Base):
+    """Which test record corrects which (R10); one correction per corrected record."""
+
+    __tablename__ = "test_corrections"
+
+    corrected_id: Mapped[str] = mapped_column(ForeignKey("records.id"), primary_key=True)
+    correction_id: Mapped[str] = mapped_column(ForeignKey("records.id"), unique=True)
+
+
 class Upload(Base):
     """A resumable upload (INTERFACE §5.2).
 
