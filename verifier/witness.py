@@ -35,9 +35,9 @@ SIGNED_TYPES = ("seal", "witness")
 MAX_B64_CHARS = 4096
 
 
-def b64(value: object) -> bytes | None:
-    """Standard base64 to bytes; None when it is not (or too long)."""
-    if not isinstance(value, str) or len(value) > MAX_B64_CHARS:
+def b64(value: object, max_chars: int = MAX_B64_CHARS) -> bytes | None:
+    """Standard base64 to bytes; None when it is not (or longer than `max_chars`)."""
+    if not isinstance(value, str) or len(value) > max_chars:
         return None
     try:
         return base64.b64decode(value, validate=True)
@@ -82,24 +82,36 @@ def witness_signature_check() -> BundleCheck:
     return witness_signatures
 
 
+def body_signature_problem(body: Mapping[str, Any]) -> str | None:
+    """Why the witness signature a seal or witness record body carries (``signed``,
+    ``signature``, ``witness_key``) does not verify; None when it verifies."""
+    signed, key = body.get("signed"), body.get("witness_key")
+    if not isinstance(signed, Mapping) or not isinstance(key, Mapping):
+        return "signed payload or witness key malformed"
+    algorithm = key.get("algorithm")
+    public_key, sig = b64(key.get("public_key")), b64(body.get("signature"))
+    if algorithm not in ALGORITHMS or public_key is None or sig is None:
+        return "witness key or signature malformed"
+    try:
+        message = canonicalize(dict(signed))
+    except CanonicalizationError as exc:
+        return f"signed payload cannot be canonicalized: {exc}"
+    if not verify_witness_signature(str(algorithm), public_key, message, sig):
+        return "the witness signature does not verify"
+    return None
+
+
 def _check_record(proof: Proof, by_leaf: Mapping[str, Proof]) -> Check:
     body = proof.record.get("body")
     body = body if isinstance(body, Mapping) else {}
     signed, key = body.get("signed"), body.get("witness_key")
     if signed is None and key is None and body.get("signature") is None:
         return _result(proof, True, "carries no witness signature", warning=True)
-    if not isinstance(signed, Mapping) or not isinstance(key, Mapping):
-        return _result(proof, False, "signed payload or witness key malformed")
+    problem = body_signature_problem(body)
+    if problem is not None:
+        return _result(proof, False, problem)
+    assert isinstance(signed, Mapping) and isinstance(key, Mapping)
     algorithm = key.get("algorithm")
-    public_key, sig = b64(key.get("public_key")), b64(body.get("signature"))
-    if algorithm not in ALGORITHMS or public_key is None or sig is None:
-        return _result(proof, False, "witness key or signature malformed")
-    try:
-        message = canonicalize(dict(signed))
-    except CanonicalizationError as exc:
-        return _result(proof, False, f"signed payload cannot be canonicalized: {exc}")
-    if not verify_witness_signature(str(algorithm), public_key, message, sig):
-        return _result(proof, False, "the witness signature does not verify")
     if proof.record_type == "seal" and body.get("sample_code") != signed.get("sample_code"):
         return _result(proof, False, "the sealed sample code is not the signed one")
     missing = _images_not_in_parents(proof, signed, by_leaf)
