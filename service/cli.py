@@ -62,8 +62,9 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     from service.storage.backup import backup
 
     result = backup(
-        get_settings(), Path(args.dest), lambda msg: print(f"backup: {msg}", file=sys.stderr)
-    )
+        get_settings(
+            ), Path(args.dest), lambda msg: print(f"backup: {msg}", file=sys.stderr)
+        )
     _print_json(vars(result))
     if result.corrupt_blobs:
         print(
@@ -218,9 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line error, not a traceback, for known failures
-        from service.errors import ProblemError
+        from service.errors import JianzhengError
 
-        if isinstance(exc, ProblemError):
+        if isinstance(exc, JianzhengError):
             print(f"jianzheng: {exc.code}: {exc.detail}", file=sys.stderr)
             return 1
         raise

@@ -24,7 +24,7 @@ from typing import Any
 from eth_account import Account
 
 from service.app import ChainInfo
-from service.errors import ProblemError
+from service.errors import BadRequest, IntegrityFault, NotFound, Unavailable
 from service.settings import Settings, get_settings
 from service.storage.db import upgrade
 
@@ -56,7 +56,7 @@ def _read_deployment(settings: Settings) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise ProblemError(500, "bad_deployment_file", f"{path}: {exc}") from exc
+        raise IntegrityFault("bad_deployment_file", f"{path}: {exc}") from exc
     return data if isinstance(data, dict) else None
 
 
@@ -78,8 +78,7 @@ def dev_chain(settings: Settings, *, start: bool) -> tuple[ChainInfo, Any | None
     chain_id = rpc_chain_id(rpc_url, timeout=2.0)
     if chain_id is None:
         if not start:
-            raise ProblemError(
-                503,
+            raise Unavailable(
                 "dev_chain_not_running",
                 f"no dev chain answers at {rpc_url}: run `jianzheng chain up` or `jianzheng serve`",
             )
@@ -132,8 +131,8 @@ def configured_chain(settings: Settings) -> ChainInfo:
     """The chain named by JZ_CHAIN__* (production or an external dev node)."""
     cfg = settings.chain
     if not cfg.registry:
-        raise ProblemError(
-            500, "chain_not_configured", "JZ_CHAIN__REGISTRY is required with JZ_CHAIN__RPC_URL"
+        raise IntegrityFault(
+            "chain_not_configured", "JZ_CHAIN__REGISTRY is required with JZ_CHAIN__RPC_URL"
         )
     chain_id = cfg.chain_id
     if chain_id is None:
@@ -141,8 +140,7 @@ def configured_chain(settings: Settings) -> ChainInfo:
 
         chain_id = rpc_chain_id(cfg.rpc_url, timeout=5.0)
         if chain_id is None:
-            raise ProblemError(
-                503,
+            raise Unavailable(
                 "chain_unreachable",
                 f"cannot read the chain id from {cfg.rpc_url}; set JZ_CHAIN__CHAIN_ID to start "
                 "while the chain is down",
@@ -197,8 +195,9 @@ def _api_chain(settings: Settings) -> ChainInfo | None:
         log.warning("no chain configured and no dev chain deployment: anchors are not shown")
         return None
     return ChainInfo(
-        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
-    )
+        str(
+            deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+        )
 
 
 def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
@@ -237,7 +236,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> int:
     settings = get_settings()
     _configure_logging(settings)
     if workers < 1:
-        raise ProblemError(400, "bad_workers", "--workers must be at least 1")
+        raise BadRequest("bad_workers", "--workers must be at least 1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)  # once, before the processes start
     chain = _api_chain(settings)
@@ -301,8 +300,8 @@ def chain_up() -> int:
     settings = get_settings()
     _configure_logging(settings)
     if settings.chain.rpc_url:
-        raise ProblemError(
-            400, "chain_configured", "JZ_CHAIN__RPC_URL is set: there is no dev chain to run"
+        raise BadRequest(
+            "chain_configured", "JZ_CHAIN__RPC_URL is set: there is no dev chain to run"
         )
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -356,15 +355,15 @@ def chain_info() -> ChainInfo:
         return configured_chain(settings)
     deployment = _read_deployment(settings)
     if not deployment or not deployment.get("registry"):
-        raise ProblemError(
-            404,
+        raise NotFound(
             "dev_chain_not_deployed",
             f"no dev chain deployment in {_deployment_path(settings)}: "
             "run `jianzheng serve` or `jianzheng chain up` first",
         )
     return ChainInfo(
-        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
-    )
+        str(
+            deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+        )
 
 
 def ca_roots_pem() -> str:

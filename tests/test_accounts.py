@@ -11,7 +11,7 @@ import pytest
 from service import cli
 from service.app import AppState
 from service.domain import accounts
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.storage.db import session_scope
 from service.storage.models import ApiKey
 from tests.labkit import add_lab, client_for, make_app, make_uscc, seed_record
@@ -22,12 +22,12 @@ def test_uscc_and_region_validation() -> None:
     assert accounts.validate_uscc(good.lower()) == good
     bad_check = good[:-1] + ("0" if good[-1] != "0" else "1")
     for bad in (bad_check, good[:-1], "ABCDEFGHIJKLMNOPQR", "", "9" * 41):
-        with pytest.raises(ProblemError) as exc:
+        with pytest.raises(JianzhengError) as exc:
             accounts.validate_uscc(bad)
         assert exc.value.code == "invalid_uscc"
     assert accounts.validate_region("440300") == "440300"
     for bad in ("44030", "4403000", "990000", "44O300", ""):
-        with pytest.raises(ProblemError) as exc:
+        with pytest.raises(JianzhengError) as exc:
             accounts.validate_region(bad)
         assert exc.value.code == "invalid_region"
 
@@ -77,7 +77,7 @@ def test_rotate_and_revoke(app_state: AppState) -> None:
         keys = accounts.list_keys(s, institution=lab.institution)
     assert [k["key_id"] for k in keys if k["revoked_at"] is None] == [rotated["key_id"]]
     assert all("secret" not in k for k in keys)
-    with session_scope(app_state.sessions) as s, pytest.raises(ProblemError) as exc:
+    with session_scope(app_state.sessions) as s, pytest.raises(JianzhengError) as exc:
         accounts.rotate_key(s, app_state.settings, lab.key_id)
     assert exc.value.code == "key_revoked"
 

@@ -16,9 +16,10 @@ from service.anchoring.worker import (
     ChainMismatch,
     anchor_until_drained,
 )
+from service.api.problems import status_of
 from service.app import AppState, ChainInfo, create_app
 from service.domain.proofs import build_proof, build_proofs, clear_cache
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.storage.models import Batch, Record
 from tests.anchoring_support import assert_exactly_once, ingest
 from tests.fixtures.chain import DevChain
@@ -63,9 +64,9 @@ def test_ten_thousand_records_anchored_and_every_proof_verifies(
     ids = ingest(state.sessions, 10_000)
     with state.sessions() as session:
         assert build_proof(session, ids[0], chain) is None  # pending: 202
-        with pytest.raises(ProblemError) as err:
+        with pytest.raises(JianzhengError) as err:
             build_proof(session, "01JD3Q2Y7ZK1M8R0F4T6W9XH5C", chain)
-        assert err.value.status == 404 and err.value.code == "record_not_found"
+        assert status_of(err.value) == 404 and err.value.code == "record_not_found"
 
     worker = AnchorWorker(state.settings, state.engine, chain)
     assert anchor_until_drained(worker) == 10

@@ -16,7 +16,7 @@ from service.api.auth import verify_signed_request
 from service.app import AppState, build_state
 from service.client import JianzhengClient, body_sha256, new_nonce, sign_request
 from service.domain import accounts
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.storage.db import session_scope
 from service.storage.models import Nonce
 from tests.fixtures.db import make_settings
@@ -233,7 +233,7 @@ def test_nonce_accepted_once_across_processes(
                     signature=sig["X-JZ-Signature"],
                 )
                 results.append("ok")
-            except ProblemError as exc:
+            except JianzhengError as exc:
                 results.append(exc.code)
 
         threads = [

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from service import cli
 from service.app import AppState
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.storage.backup import backup
 from tests.fixtures.db import PG_ADMIN_URL
 from tests.labkit import add_lab, client_for, make_app
@@ -75,7 +75,7 @@ def test_backup_restores_and_is_incremental(app_state: AppState, tmp_path: Path)
     assert third.corrupt_blobs == [blobs[0].name]
     assert not (newer / "blobs" / blobs[0].name[:2] / blobs[0].name[2:4] / blobs[0].name).exists()
 
-    with pytest.raises(ProblemError) as inside:
+    with pytest.raises(JianzhengError) as inside:
         backup(app_state.settings, app_state.settings.data_dir / "bk")
     assert inside.value.code == "backup_inside_data_dir"
 

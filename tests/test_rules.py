@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from service.api.problems import status_of
 from service.domain import masking, rules, seals
 from service.domain.notify import backoff_s
 from service.domain.records import parse_rfc3339, witness_key_json
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.settings import NotifySettings, RulesSettings
 from service.storage.models import WitnessKey
 from tests.recordkit import VALID_ID_NUMBER, WitnessSigner
@@ -102,13 +103,13 @@ def test_seal_signature_round_trip(algorithm: str) -> None:
 
 def test_public_key_must_match_algorithm() -> None:
     ed = WitnessSigner.new("ed25519")
-    with pytest.raises(ProblemError) as err:
+    with pytest.raises(JianzhengError) as err:
         seals.parse_public_key(ed.public_b64(), "ecdsa-p256")
     assert err.value.code == "witness_key_invalid"
     for junk in ["not a key", base64.b64encode(b"\x30\x03\x02\x01\x01").decode(), "-----BEGIN x"]:
-        with pytest.raises(ProblemError) as err:
+        with pytest.raises(JianzhengError) as err:
             seals.parse_public_key(junk, "ed25519")
-        assert err.value.status == 422
+        assert status_of(err.value) == 422
 
 
 def test_stored_seal_check_names_each_failure() -> None:

@@ -17,7 +17,7 @@ from service.app import AppState
 from service.client import canonical_query, encode_query, sign_request, string_to_sign
 from service.domain.accounts import SecretBox
 from service.domain.evidence import utc_now
-from service.errors import ProblemError
+from service.errors import JianzhengError
 from service.storage.db import session_scope
 from service.storage.models import ApiKey
 from tests.labkit import add_lab
@@ -79,7 +79,7 @@ def test_server_accepts_every_vector_once(app_state: AppState) -> None:
         )
         caller = verify_signed_request(app_state, **kwargs)
         assert caller.key_id == VECTORS["key_id"]
-        with pytest.raises(ProblemError) as exc:
+        with pytest.raises(JianzhengError) as exc:
             verify_signed_request(app_state, **kwargs)
         assert exc.value.code == "auth_replayed"
 

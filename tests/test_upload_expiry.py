@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from service.api.problems import status_of
 from service.app import AppState, build_state
 from service.client import JianzhengClient
 from service.domain import uploads
@@ -117,7 +118,7 @@ def test_expired_upload_cannot_become_a_record(app_state: AppState) -> None:
         assert lab.institution
         with session_scope(app_state.sessions) as s, pytest.raises(Exception) as exc:
             uploads.take_upload(s, app_state.blobs, uid, lab.institution)
-        assert getattr(exc.value, "status", None) == 410
+        assert status_of(exc.value) == 410
         assert getattr(exc.value, "code", None) == "upload_expired"
 
 

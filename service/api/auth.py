@@ -52,7 +52,7 @@ from service.client import (
     string_to_sign,
 )
 from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, audit_scope, lookup_key
-from service.errors import ProblemError
+from service.errors import AuthFailed, Forbidden, JianzhengError
 from service.storage.models import IdempotencyKey, Nonce
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ class Caller:
         return self.institution or self.auditor_id or self.key_id
 
 
-def _unauthorized(code: str, detail: str) -> ProblemError:
-    return ProblemError(401, code, detail, headers={"WWW-Authenticate": "JZ1-HMAC-SHA256"})
+def _unauthorized(code: str, detail: str) -> JianzhengError:
+    return AuthFailed(code, detail)
 
 
 def _state(request: Request) -> AppState:
@@ -114,7 +114,7 @@ async def authenticate(request: Request) -> Caller:
     cached = getattr(request.state, _STATE_ATTR, None)
     if isinstance(cached, Caller):
         return cached
-    if isinstance(cached, ProblemError):
+    if isinstance(cached, JianzhengError):
         raise cached
     try:
         body = await request.body()
@@ -138,7 +138,7 @@ async def authenticate(request: Request) -> Caller:
             nonce=headers.get(HEADER_NONCE),
             signature=headers.get(HEADER_SIGNATURE),
         )
-    except ProblemError as exc:
+    except JianzhengError as exc:
         setattr(request.state, _STATE_ATTR, exc)
         raise
     setattr(request.state, _STATE_ATTR, caller)
@@ -164,7 +164,7 @@ def verify_signed_request(
     signature: str | None,
     now: float | None = None,
 ) -> Caller:
-    """The checks of §5.1 in order; raises ProblemError 401 with the `auth_*` code."""
+    """The checks of §5.1 in order; raises JianzhengError 401 with the `auth_*` code."""
     now = time.time() if now is None else now
     key = check_signature(
         state,
@@ -288,7 +288,7 @@ def remember_nonce(state: AppState, key_id: str, nonce: str, now: float) -> None
         _maybe_purge(state, conn, int(now), state.settings.security.replay_window_s)
 
 
-def nonce_refusal(conn: Connection, key_id: str) -> ProblemError:
+def nonce_refusal(conn: Connection, key_id: str) -> JianzhengError:
     """Why a nonce was not stored: the key is no longer active, or the nonce was replayed."""
     if conn.execute(_KEY_ACTIVE, {"k": key_id}).first() is None:
         _KEYS.pop(key_id, None)
@@ -329,11 +329,13 @@ def _maybe_purge(state: AppState, conn: Connection, now: int, window: int) -> No
     try:
         state.extras["auth_last_purge"] = float(now)
         conn.execute(
-            delete(Nonce).where(Nonce.seen_at < now - 2 * window - NONCE_RETENTION_SLACK_S)
-        )
+            delete(
+                Nonce).where(Nonce.seen_at < now - 2 * window - NONCE_RETENTION_SLACK_S)
+            )
         conn.execute(
-            delete(IdempotencyKey).where(IdempotencyKey.created_at < now - IDEMPOTENCY_RETENTION_S)
-        )
+            delete(
+                IdempotencyKey).where(IdempotencyKey.created_at < now - IDEMPOTENCY_RETENTION_S)
+            )
     except Exception:  # purging is housekeeping; never fail a request for it
         log.warning("purging expired nonces failed", exc_info=True)
     finally:
@@ -360,14 +362,14 @@ async def get_caller(request: Request) -> Caller:
 async def require_lab(request: Request) -> Caller:
     caller = await authenticate(request)
     if caller.role != ROLE_LAB or not caller.institution:
-        raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+        raise Forbidden("forbidden", "this endpoint is for lab keys")
     return caller
 
 
 async def require_auditor(request: Request) -> Caller:
     caller = await authenticate(request)
     if caller.role != ROLE_AUDITOR:
-        raise ProblemError(403, "forbidden", "this endpoint is for auditor keys")
+        raise Forbidden("forbidden", "this endpoint is for auditor keys")
     return caller
 
 
@@ -382,11 +384,11 @@ def check_institution_access(session: Session, caller: Caller, institution: str)
     if caller.role == ROLE_AUDITOR:
         audit_scope(session, caller.auditor_id).check(session, institution)
     elif caller.institution != institution:
-        raise ProblemError(403, "forbidden", "this belongs to another institution")
+        raise Forbidden("forbidden", "this belongs to another institution")
 
 
 def lab_institution(caller: Caller) -> str:
     """The caller's institution (LabDep guarantees one)."""
     if not caller.institution:  # pragma: no cover - guarded by require_lab
-        raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+        raise Forbidden("forbidden", "this endpoint is for lab keys")
     return caller.institution

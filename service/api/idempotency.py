@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from service.api.auth import Caller, authenticate, body_hash_of, raw_query, request_path
 from service.client import canonical_query
-from service.errors import ProblemError
+from service.errors import Conflict, Invalid
 from service.storage.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -49,8 +49,7 @@ class Idempotency:
 
     def _replay(self, row: IdempotencyKey) -> Response:
         if row.request_hash != self.request_hash:
-            raise ProblemError(
-                422,
+            raise Invalid(
                 "idempotency_mismatch",
                 "this Idempotency-Key was used with a different request",
             )
@@ -94,8 +93,8 @@ class Idempotency:
             stored = self.replay(session)
             if stored is not None:
                 return stored
-            raise ProblemError(
-                409, "idempotency_in_progress", "a request with this Idempotency-Key is running"
+            raise Conflict(
+                "idempotency_in_progress", "a request with this Idempotency-Key is running"
             ) from None
         status, payload = work()
         body = _dump(payload)
@@ -118,8 +117,7 @@ async def get_idempotency(request: Request) -> Idempotency:
     caller: Caller = await authenticate(request)
     key = request.headers.get(HEADER)
     if key is not None and not KEY_RE.match(key):
-        raise ProblemError(
-            422,
+        raise Invalid(
             "invalid_idempotency_key",
             f"{HEADER} must be 1-{MAX_KEY_CHARS} visible ASCII characters",
         )

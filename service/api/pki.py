@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.deps import StateDep
 from service.api.sealing import Sealer
-from service.errors import ProblemError
+from service.errors import TooLarge, UnsupportedMediaType
 from service.trust import trust_roots_pem
 
 router = APIRouter(tags=["pki"])
@@ -36,12 +36,12 @@ TSA_REPLY = "application/timestamp-reply"
 async def timestamp(request: Request, state: StateDep) -> Response:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != TSA_QUERY:
-        raise ProblemError(415, "unsupported_media_type", f"send {TSA_QUERY}")
+        raise UnsupportedMediaType("unsupported_media_type", f"send {TSA_QUERY}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_TSA_REQUEST_BYTES:
-            raise ProblemError(413, "body_too_large", "a time-stamp query is at most 16 KiB")
+            raise TooLarge("body_too_large", "a time-stamp query is at most 16 KiB")
     sealer = await asyncio.to_thread(Sealer.for_state, state)
     # A malformed query gets a signed rejection (PKIStatus), as RFC 3161 §2.4.2 asks.
     reply = await asyncio.to_thread(sealer.authority.handle_request, bytes(body))
@@ -59,5 +59,6 @@ async def root_crl(state: StateDep) -> Response:
 async def roots(state: StateDep) -> Response:
     sealer = await asyncio.to_thread(Sealer.for_state, state)
     return Response(
-        trust_roots_pem(state.settings, sealer.ca), media_type="application/x-pem-file"
-    )
+        trust_roots_pem(
+            state.settings, sealer.ca), media_type="application/x-pem-file"
+        )

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import math
 import os
 import re
 import threading
@@ -58,7 +57,7 @@ from service.domain.public import (
     UnknownCode,
     display_code,
 )
-from service.errors import ProblemError
+from service.errors import Invalid, JianzhengError, NotFound, RateLimited, TooLarge
 from service.storage.models import Record, RecordFile
 from verifier.pdf import PdfUnreadable, PdfVerification, verify_sealed_pdf
 
@@ -241,11 +240,10 @@ def take_rate(request: Request, state: AppState, cost: float) -> None:
     """Charge the client `cost` tokens; 429 with Retry-After when it has none left."""
     wait = limiter_for(state).take(_client_key(request), cost)
     if wait > 0:
-        raise ProblemError(
-            429,
+        raise RateLimited(
             "rate_limited",
             "too many requests from this address; try again later",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            retry_after_s=wait,
         )
 
 
@@ -478,18 +476,17 @@ def _json_response(data: Any, status: int = 200, media_type: str = "application/
     )
 
 
-def _unknown(code: str) -> ProblemError:
+def _unknown(code: str) -> JianzhengError:
     """404 `unknown_code`. What the visitor typed is never echoed (it could be an ID or a
     phone number): only a well-formed code, in its canonical form."""
     canonical = _canonical_or_none(code)
     if canonical is None:
-        return ProblemError(
-            404,
+        return NotFound(
             "unknown_code",
             "not a report code: a report code is 19 characters of 0-9 and A-Z"
             " (separators aside) ending in a check character",
         )
-    return ProblemError(404, "unknown_code", f"the platform never issued the code {canonical}")
+    return NotFound("unknown_code", f"the platform never issued the code {canonical}")
 
 
 @router.get(
@@ -633,12 +630,12 @@ async def public_image(code: str, sha256: str, state: PublicStateDep) -> Respons
         raise _unknown(code)
     sha = sha256.lower()
     if not _SHA256_RE.match(sha):
-        raise ProblemError(404, "image_not_found", "no such image in this report's chain")
+        raise NotFound("image_not_found", "no such image in this report's chain")
     data = await run_in_threadpool(report_data, state, canonical)
     if data is None:
         raise _unknown(code)
     if not any((step.get("image") or {}).get("sha256") == sha for step in data["chain"]):
-        raise ProblemError(404, "image_not_found", "no such image in this report's chain")
+        raise NotFound("image_not_found", "no such image in this report's chain")
     jpeg = await run_in_threadpool(_key_image_jpeg, state, sha)
     return Response(
         jpeg,
@@ -671,8 +668,8 @@ def _key_image_jpeg(state: AppState, sha: str) -> bytes:
             out = io.BytesIO()
             upright.convert("RGB").save(out, format="JPEG", quality=82, optimize=True)
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        raise ProblemError(
-            422, "image_unreadable", "the stored file is not a readable image"
+        raise Invalid(
+            "image_unreadable", "the stored file is not a readable image"
         ) from None
     jpeg = out.getvalue()
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -711,7 +708,7 @@ async def public_pdf(code: str, state: PublicStateDep) -> Response:
         known = await run_in_threadpool(report_data, state, canonical)
         if known is None:
             raise _unknown(code)
-        raise ProblemError(404, "pdf_not_found", "this report has no sealed PDF yet")
+        raise NotFound("pdf_not_found", "this report has no sealed PDF yet")
     data = await run_in_threadpool(read_verified_blob, state.blobs, found[1])
     return pdf_response(data, canonical, found[1])
 
@@ -894,7 +891,7 @@ def verify_upload(state: AppState, data: bytes) -> Verification:
 async def verify(state: PublicStateDep, file: Annotated[UploadFile, File()]) -> Response:
     data = await file.read(MAX_VERIFY_BYTES + 1)
     if len(data) > MAX_VERIFY_BYTES:
-        raise ProblemError(413, "body_too_large", f"the file exceeds {MAX_VERIFY_BYTES} bytes")
+        raise TooLarge("body_too_large", f"the file exceeds {MAX_VERIFY_BYTES} bytes")
     result = await run_in_threadpool(verify_upload, state, data)
     return _json_response(result.as_json())
 

@@ -54,7 +54,7 @@ from service.domain.records import (
     WitnessKeyIn,
 )
 from service.domain.uploads import check_media_type
-from service.errors import ProblemError
+from service.errors import BadRequest, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from service.storage.blobs import CHUNK
 from service.storage.models import Record
 
@@ -237,30 +237,30 @@ async def _read_multipart(
     if content_type == "application/json":
         return _validate(model, await request.body(), ("body",)), None
     if content_type != "multipart/form-data":
-        raise ProblemError(
-            415, "unsupported_media_type", "send multipart/form-data (meta + file) or JSON"
+        raise UnsupportedMediaType(
+            "unsupported_media_type", "send multipart/form-data (meta + file) or JSON"
         )
     try:
         form = await request.form(max_files=1, max_fields=1, max_part_size=MAX_META_BYTES)
     except Exception as exc:  # python-multipart / starlette parse errors
-        raise ProblemError(400, "malformed_multipart", f"cannot parse the form: {exc}") from exc
+        raise BadRequest("malformed_multipart", f"cannot parse the form: {exc}") from exc
     try:
         unknown = sorted(set(form.keys()) - {"meta", "file"})
         if unknown:
-            raise ProblemError(422, "unknown_field", f"unknown form part {unknown[0]!r}")
+            raise Invalid("unknown_field", f"unknown form part {unknown[0]!r}")
         meta = form.get("meta")
         if isinstance(meta, UploadFile):
             meta_bytes = await meta.read(MAX_META_BYTES + 1)
         elif isinstance(meta, str):
             meta_bytes = meta.encode("utf-8")
         else:
-            raise ProblemError(422, "validation_error", "the `meta` part is required")
+            raise Invalid("validation_error", "the `meta` part is required")
         payload = _validate(model, meta_bytes, ("body", "meta"))
         part = form.get("file")
         if part is None:
             return payload, None
         if not isinstance(part, UploadFile):
-            raise ProblemError(422, "validation_error", "`file` must be a file part")
+            raise Invalid("validation_error", "`file` must be a file part")
         media_type = check_media_type(part.content_type or "application/octet-stream")
         stored = await run_in_threadpool(_store, state, part, media_type)
         return payload, stored
@@ -280,7 +280,7 @@ def _store(state: AppState, part: UploadFile, media_type: str) -> StoredFile:
 
     sha256 = state.blobs.put_chunks(chunks())
     if size == 0:
-        raise ProblemError(422, "file_empty", "the file part is empty")
+        raise Invalid("file_empty", "the file part is empty")
     return StoredFile(sha256, size, media_type)
 
 
@@ -288,7 +288,7 @@ def _validate(
     model: type[domain._RecordIn], data: bytes, loc: tuple[str, ...]
 ) -> domain._RecordIn:
     if len(data) > MAX_META_BYTES and loc != ("body",):
-        raise ProblemError(413, "body_too_large", "the meta part is too large")
+        raise TooLarge("body_too_large", "the meta part is too large")
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
@@ -346,7 +346,7 @@ class RecordView(BaseModel):
 def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
     record = session.get(Record, record_id) if len(record_id) <= 26 else None
     if record is None:
-        raise ProblemError(404, "record_not_found", f"no record {record_id}")
+        raise NotFound("record_not_found", f"no record {record_id}")
     check_institution_access(session, caller, record.institution)
     return {
         "record": domain.record_json(record),
@@ -397,9 +397,9 @@ def get_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
 
     key = session.get(WitnessKey, key_id) if len(key_id) <= 26 else None
     if key is None:
-        raise ProblemError(404, "witness_key_not_found", f"no witness key {key_id}")
+        raise NotFound("witness_key_not_found", f"no witness key {key_id}")
     if key.institution != lab_institution(caller):
-        raise ProblemError(403, "forbidden", "this witness key belongs to another institution")
+        raise Forbidden("forbidden", "this witness key belongs to another institution")
     return domain.witness_key_json(key)
 
 

@@ -44,7 +44,7 @@ from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import reports as domain
 from service.domain.accounts import ROLE_LAB, validate_uscc
-from service.errors import ProblemError
+from service.errors import JianzhengError, NotFound
 from service.storage.db import AsyncPgPool, libpq_conninfo
 from service.storage.models import Record
 
@@ -319,7 +319,7 @@ def _plain_code_request(body: bytes) -> tuple[str, str] | None:
         return None
     try:
         report_no = domain.check_report_no(report_no)
-    except ProblemError:
+    except JianzhengError:
         return None
     return report_no, project_id
 
@@ -590,7 +590,7 @@ def get_proof(
 ) -> Any:
     record = session.get(Record, record_id)
     if record is None:
-        raise ProblemError(404, "record_not_found", f"no record {record_id!r}")
+        raise NotFound("record_not_found", f"no record {record_id!r}")
     check_institution_access(session, caller, record.institution)
     from service.domain.proofs import build_proof
 

@@ -32,7 +32,16 @@ from service.api.idempotency import IdempotencyDep
 from service.app import AppState
 from service.domain.codes import canonical_code
 from service.domain.evidence import FileRef, append_record, utc_now
-from service.errors import ProblemError
+from service.errors import (
+    Conflict,
+    Forbidden,
+    IntegrityFault,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from service.settings import Settings
 from service.storage.blobs import BlobStore
 from service.storage.models import Institution, Record, RecordFile, ReportCode
@@ -53,8 +62,6 @@ ROLE_ORIGINAL = "original_pdf"
 ROLE_SIGNED = "signed_pdf"
 #: Statuses of a code that can no longer take a PDF.
 CLOSED_STATUSES = frozenset({"revoked", "voided", "superseded"})
-#: 4xx status of each PdfRejected code (everything else about a bad PDF is 422).
-_REJECT_STATUS = {"pdf_too_large": 413}
 
 
 class SealedOut(BaseModel):
@@ -173,16 +180,17 @@ def own_code(session: Session, code_text: str, institution: str) -> ReportCode:
     code = canonical_code(code_text)
     row = session.get(ReportCode, code)
     if row is None:
-        raise ProblemError(404, "unknown_code", f"no report code {code}")
+        raise NotFound("unknown_code", f"no report code {code}")
     if row.institution != institution:
-        raise ProblemError(403, "forbidden", "this report code belongs to another institution")
+        raise Forbidden("forbidden", "this report code belongs to another institution")
     return row
 
 
 def sealed_file(session: Session, record_id: str, role: str = ROLE_SIGNED) -> RecordFile | None:
     return session.scalars(
-        select(RecordFile).where(RecordFile.record_id == record_id, RecordFile.role == role)
-    ).first()
+        select(
+            RecordFile).where(RecordFile.record_id == record_id, RecordFile.role == role)
+        ).first()
 
 
 def read_verified_blob(blobs: BlobStore, sha256: str) -> bytes:
@@ -190,9 +198,9 @@ def read_verified_blob(blobs: BlobStore, sha256: str) -> bytes:
     try:
         data = blobs.get(sha256)
     except (OSError, ValueError):
-        raise ProblemError(500, "file_missing", "the stored file is missing") from None
+        raise IntegrityFault("file_missing", "the stored file is missing") from None
     if hashlib.sha256(data).hexdigest() != sha256:
-        raise ProblemError(500, "file_corrupt", "the stored file does not match its hash")
+        raise IntegrityFault("file_corrupt", "the stored file does not match its hash")
     return data
 
 
@@ -202,8 +210,7 @@ def _answer_existing(session: Session, row: ReportCode, original_sha: str) -> di
     original = sealed_file(session, row.pdf_record_id, ROLE_ORIGINAL)
     signed = sealed_file(session, row.pdf_record_id, ROLE_SIGNED)
     if original is None or signed is None or original.sha256 != original_sha:
-        raise ProblemError(
-            409,
+        raise Conflict(
             "already_sealed",
             "this report code already has a sealed PDF; a corrected report needs a new code "
             "and a revocation of this one",
@@ -217,10 +224,9 @@ def _answer_existing(session: Session, row: ReportCode, original_sha: str) -> di
 
 def _check_open(session: Session, row: ReportCode) -> None:
     if row.status in CLOSED_STATUSES or row.revocation_record_id:
-        raise ProblemError(409, "report_closed", f"report code {row.code} is {row.status}")
+        raise Conflict("report_closed", f"report code {row.code} is {row.status}")
     if not row.report_record_id:
-        raise ProblemError(
-            409,
+        raise Conflict(
             "report_metadata_missing",
             f"PUT /api/v1/reports/{row.code} (conclusion, issued_on, approver) comes first",
         )
@@ -245,8 +251,7 @@ async def put_report_pdf(
     institution = lab_institution(caller)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != PDF_MEDIA_TYPE:
-        raise ProblemError(
-            415,
+        raise UnsupportedMediaType(
             "unsupported_media_type",
             f"the body must be {PDF_MEDIA_TYPE}, not {content_type!r}",
         )
@@ -257,9 +262,9 @@ async def put_report_pdf(
     limit = state.settings.security.max_pdf_bytes
     pdf = await request.body()
     if len(pdf) > limit:
-        raise ProblemError(413, "pdf_too_large", f"the PDF exceeds {limit} bytes")
+        raise TooLarge("pdf_too_large", f"the PDF exceeds {limit} bytes")
     if not pdf:
-        raise ProblemError(422, "pdf_empty", "the body is empty")
+        raise Invalid("pdf_empty", "the body is empty")
     original_sha = hashlib.sha256(pdf).hexdigest()
     if row.pdf_record_id:
         return idem.run(session, lambda: (200, _answer_existing(session, row, original_sha)))
@@ -273,10 +278,11 @@ async def put_report_pdf(
     try:
         sealed = await run_in_threadpool(sealer.seal, pdf, canonical, institution, name)
     except PdfRejected as exc:
-        raise ProblemError(_REJECT_STATUS.get(exc.code, 422), exc.code, exc.message) from None
+        kind = TooLarge if exc.code == "pdf_too_large" else Invalid
+        raise kind(exc.code, exc.message) from None
     except SignerError as exc:
         log.error("sealing %s failed: %s (%s)", canonical, exc.code, exc.message)
-        raise ProblemError(503, exc.code, "the report could not be sealed; try again") from None
+        raise Unavailable(exc.code, "the report could not be sealed; try again") from None
 
     state.blobs.put(pdf)
     state.blobs.put(sealed.data)
@@ -293,7 +299,7 @@ async def put_report_pdf(
         # The latest report-stage record (the metadata, itself a child of the issuance).
         parents = [session.get(Record, current.report_record_id or current.issue_record_id)]
         if any(p is None for p in parents):
-            raise ProblemError(500, "record_missing", "a record of this report is missing")
+            raise IntegrityFault("record_missing", "a record of this report is missing")
         now = utc_now()
         record = append_record(
             session,
@@ -323,7 +329,7 @@ async def put_report_pdf(
         )
         if getattr(done, "rowcount", 1) != 1:
             session.rollback()
-            raise ProblemError(409, "already_sealed", "this report code was sealed meanwhile")
+            raise Conflict("already_sealed", "this report code was sealed meanwhile")
         return 200, {
             "record_id": record.id,
             "sha256": sealed.sha256,
@@ -342,10 +348,10 @@ async def put_report_pdf(
 def get_report_pdf(code: str, caller: LabDep, state: StateDep, session: SessionDep) -> Response:
     row = own_code(session, code, lab_institution(caller))
     if not row.pdf_record_id:
-        raise ProblemError(404, "pdf_not_found", f"report {row.code} has no sealed PDF yet")
+        raise NotFound("pdf_not_found", f"report {row.code} has no sealed PDF yet")
     signed = sealed_file(session, row.pdf_record_id)
     if signed is None:
-        raise ProblemError(500, "record_missing", "the sealed PDF's record is incomplete")
+        raise IntegrityFault("record_missing", "the sealed PDF's record is incomplete")
     data = read_verified_blob(state.blobs, signed.sha256)
     return pdf_response(data, row.code, signed.sha256)
 

@@ -38,7 +38,14 @@ from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TI
 from service.domain import uploads
 from service.domain.accounts import ROLE_LAB, lookup_key
 from service.domain.evidence import rfc3339
-from service.errors import ProblemError
+from service.errors import (
+    AuthFailed,
+    BadRequest,
+    Forbidden,
+    Invalid,
+    TooLarge,
+    UnsupportedMediaType,
+)
 from service.periodic import Periodic
 
 signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
@@ -190,7 +197,7 @@ def _int_header(value: str | None, name: str, code: str) -> int | None:
     if value is None:
         return None
     if not value.isdigit() or len(value) > 19:
-        raise ProblemError(400, code, f"{name} must be a non-negative integer")
+        raise BadRequest(code, f"{name} must be a non-negative integer")
     return int(value)
 
 
@@ -204,9 +211,9 @@ def _precheck(
     with state.sessions() as session:
         key = lookup_key(session, state.settings, key_id)
         if key is None or key.revoked:
-            raise ProblemError(401, "auth_unknown_key", "unknown or revoked API key")
+            raise AuthFailed("auth_unknown_key", "unknown or revoked API key")
         if key.role != ROLE_LAB or not key.institution:
-            raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+            raise Forbidden("forbidden", "this endpoint is for lab keys")
         upload = uploads.get_upload(session, upload_id, key.institution)
         uploads.check_can_append(upload, offset, declared)
         return upload.length - offset
@@ -266,11 +273,10 @@ async def patch_upload(
     )
     offset = _int_header(upload_offset, UPLOAD_OFFSET, "upload_offset_invalid")
     if offset is None:
-        raise ProblemError(400, "upload_offset_missing", f"{UPLOAD_OFFSET} header is required")
+        raise BadRequest("upload_offset_missing", f"{UPLOAD_OFFSET} header is required")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in uploads.CHUNK_CONTENT_TYPES:
-        raise ProblemError(
-            415,
+        raise UnsupportedMediaType(
             "unsupported_media_type",
             "send the chunk as application/offset+octet-stream",
         )
@@ -290,10 +296,10 @@ async def patch_upload(
                         continue
                     size += len(data)
                     if size > uploads.MAX_CHUNK_BYTES:
-                        raise ProblemError(413, "body_too_large", "chunk too large")
+                        raise TooLarge("body_too_large", "chunk too large")
                     if size > room:
-                        raise ProblemError(
-                            422, "upload_length_exceeded", "the chunk passes the declared length"
+                        raise Invalid(
+                            "upload_length_exceeded", "the chunk passes the declared length"
                         )
                     h.update(data)
                     fh.write(data)
@@ -313,7 +319,7 @@ async def patch_upload(
             signature=headers.get(HEADER_SIGNATURE),
         )
         if caller.role != ROLE_LAB or not caller.institution:
-            raise ProblemError(403, "forbidden", "this endpoint is for lab keys")
+            raise Forbidden("forbidden", "this endpoint is for lab keys")
         chunk = uploads.ReceivedChunk(chunk_path, size, h.hexdigest())
         new_offset = await run_in_threadpool(
             _commit, state, upload_id, caller.institution, offset, chunk

@@ -27,7 +27,7 @@ from stdnum.cn import uscc as stdnum_uscc
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from service.domain.evidence import new_record_id, rfc3339, utc_now
-from service.errors import ProblemError
+from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.settings import Settings
 from service.storage.models import ApiKey, Auditor, Institution
 
@@ -56,12 +56,12 @@ _PROVINCES = frozenset(
 def validate_uscc(value: str) -> str:
     """The unified social credit code in compact upper-case form, or a 422 `invalid_uscc`."""
     if not isinstance(value, str) or len(value) > 40:
-        raise ProblemError(422, "invalid_uscc", "a unified social credit code has 18 characters")
+        raise Invalid("invalid_uscc", "a unified social credit code has 18 characters")
     try:
         return str(stdnum_uscc.validate(value.upper()))
     except StdnumValidationError as exc:
-        raise ProblemError(
-            422, "invalid_uscc", f"not a valid unified social credit code: {exc}"
+        raise Invalid(
+            "invalid_uscc", f"not a valid unified social credit code: {exc}"
         ) from None
 
 
@@ -69,8 +69,8 @@ def validate_region(value: str) -> str:
     """A 6-digit administrative region code (GB/T 2260), or a 422 `invalid_region`."""
     value = value.strip() if isinstance(value, str) else ""
     if not _REGION_RE.match(value) or value[:2] not in _PROVINCES:
-        raise ProblemError(
-            422, "invalid_region", "the region must be a 6-digit administrative region code"
+        raise Invalid(
+            "invalid_region", "the region must be a 6-digit administrative region code"
         )
     return value
 
@@ -78,7 +78,7 @@ def validate_region(value: str) -> str:
 def validate_name(value: str) -> str:
     value = value.strip() if isinstance(value, str) else ""
     if not value or len(value) > MAX_NAME_CHARS:
-        raise ProblemError(422, "invalid_name", f"a name has 1 to {MAX_NAME_CHARS} characters")
+        raise Invalid("invalid_name", f"a name has 1 to {MAX_NAME_CHARS} characters")
     return value
 
 
@@ -163,15 +163,15 @@ def issue_key(
 ) -> IssuedKey:
     """Create a key for exactly one of a lab or an auditor (caller commits)."""
     if (institution is None) == (auditor_id is None):
-        raise ProblemError(422, "validation_error", "give exactly one of institution or auditor")
+        raise Invalid("validation_error", "give exactly one of institution or auditor")
     if institution is not None:
         institution = validate_uscc(institution)
         if session.get(Institution, institution) is None:
-            raise ProblemError(404, "unknown_institution", f"no institution {institution}")
+            raise NotFound("unknown_institution", f"no institution {institution}")
         role = ROLE_LAB
     else:
         if session.get(Auditor, auditor_id) is None:
-            raise ProblemError(404, "unknown_auditor", f"no auditor {auditor_id}")
+            raise NotFound("unknown_auditor", f"no auditor {auditor_id}")
         role = ROLE_AUDITOR
     key_id = new_key_id(role)
     secret = new_secret()
@@ -192,7 +192,7 @@ def issue_key(
 def revoke_key(session: Session, key_id: str) -> dict[str, Any]:
     key = session.get(ApiKey, key_id)
     if key is None:
-        raise ProblemError(404, "unknown_key", f"no key {key_id}")
+        raise NotFound("unknown_key", f"no key {key_id}")
     if key.revoked_at is None:
         key.revoked_at = utc_now()
     session.flush()
@@ -204,9 +204,9 @@ def rotate_key(session: Session, settings: Settings, key_id: str) -> dict[str, A
     """Issue a new key for the same owner and revoke the old one, in one transaction."""
     key = session.get(ApiKey, key_id)
     if key is None:
-        raise ProblemError(404, "unknown_key", f"no key {key_id}")
+        raise NotFound("unknown_key", f"no key {key_id}")
     if key.revoked_at is not None:
-        raise ProblemError(409, "key_revoked", f"key {key_id} is already revoked")
+        raise Conflict("key_revoked", f"key {key_id} is already revoked")
     issued = issue_key(
         session, settings, institution=key.institution, auditor_id=key.auditor_id
     )
@@ -297,7 +297,7 @@ def add_institution(
     region = validate_region(region)
     name = validate_name(name)
     if session.get(Institution, code) is not None:
-        raise ProblemError(409, "institution_exists", f"institution {code} is already registered")
+        raise Conflict("institution_exists", f"institution {code} is already registered")
     session.add(Institution(uscc=code, region=region, name=name, created_at=utc_now()))
     session.flush()
     key = issue_key(session, settings, institution=code)
@@ -352,8 +352,9 @@ class AuditScope:
         if self.region is None:
             return True
         return institution_region is not None and institution_region.startswith(
-            region_prefix(self.region)
-        )
+            region_prefix(
+                self.region)
+            )
 
     def check(self, session: Session, institution: str) -> None:
         """403 `forbidden` for an institution outside the auditor's region."""
@@ -361,8 +362,7 @@ class AuditScope:
             return
         inst = session.get(Institution, institution)
         if inst is None or not self.covers(inst.region):
-            raise ProblemError(
-                403,
+            raise Forbidden(
                 "forbidden",
                 f"this auditor account is limited to region {self.region}",
             )

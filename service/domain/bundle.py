@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from service.app import ChainInfo
 from service.domain.codes import canonical_code
 from service.domain.proofs import build_proof
-from service.errors import ProblemError
+from service.errors import Conflict, Invalid, JianzhengError, NotFound
 from service.storage.blobs import BlobStore
 from service.storage.models import (
     Batch,
@@ -163,18 +163,20 @@ def collect_records(session: Session, roots: list[str]) -> dict[str, Record]:
                 continue
             found[rid] = rec
             if len(found) > MAX_BUNDLE_RECORDS:
-                raise ProblemError(
-                    422, "bundle_too_large",
+                raise Invalid(
+                    "bundle_too_large",
                     f"the report's evidence holds more than {MAX_BUNDLE_RECORDS} records",
                 )
             leaf_refs += _canonical_parents(rec)
         if leaf_refs:
             queue += session.scalars(
-                select(Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
-            ).all()
+                select(
+                    Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
+                ).all()
         queue += session.scalars(
-            select(RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
-        ).all()
+            select(
+                RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
+            ).all()
         samples = [
             rid for rid in wave
             if rid in found and found[rid].type == "sample" and rid not in attached_done
@@ -197,8 +199,9 @@ def _why_not_proven(session: Session, record: Record) -> tuple[bool, str]:
     if session.scalar(select(Outbox.seq).where(Outbox.record_id == record.id)) is not None:
         return True, "accepted, waiting for the next batch"
     leaf = session.execute(
-        select(BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
-    ).first()
+        select(
+            BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
+        ).first()
     if leaf is None:
         return False, "the record is neither queued nor in any batch in the service's database"
     batch = session.get(Batch, leaf.batch_seq)
@@ -215,8 +218,9 @@ def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
     if batch is None:
         return None
     leaves = session.scalars(
-        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-    ).all()
+        select(
+            BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+        ).all()
     try:
         stored_root = merkle_root([bytes.fromhex(h) for h in leaves]).hex() if leaves else None
     except ValueError:
@@ -238,18 +242,18 @@ def _latest_report_record(row: ReportCode) -> str:
 def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> BundlePlan:
     """Collect the proofs and files of report `code_text`.
 
-    Raises ProblemError 404 `unknown_code`, BundlePending while anything is not anchored
-    yet, ProblemError 409 `evidence_unavailable` when no record can be proven at all.
+    Raises JianzhengError 404 `unknown_code`, BundlePending while anything is not anchored
+    yet, JianzhengError 409 `evidence_unavailable` when no record can be proven at all.
     """
     code = canonical_code(code_text)
     row = session.get(ReportCode, code)
     if row is None:
-        raise ProblemError(404, "unknown_code", f"no report code {code} was issued")
+        raise NotFound("unknown_code", f"no report code {code} was issued")
     report_id = _latest_report_record(row)
     records = collect_records(session, [report_id])
     if report_id not in records:
-        raise ProblemError(
-            409, "evidence_unavailable", f"the report record {report_id} is missing"
+        raise Conflict(
+            "evidence_unavailable", f"the report record {report_id} is missing"
         )
     pending: list[PendingPart] = []
     proofs: list[dict[str, Any]] = []
@@ -262,7 +266,7 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
         except (ValueError, IndexError) as exc:  # stored batch leaves no longer build a tree
             unproven.append(_unproven(session, rec, f"no audit path can be built: {exc}"))
             return None
-        except ProblemError as exc:
+        except JianzhengError as exc:
             unproven.append(_unproven(session, rec, exc.detail))
             return None
         if proof is None:
@@ -290,8 +294,9 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
         else:
             revocation = prove(rev)
             on_chain = session.scalar(
-                select(ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
-            )
+                select(
+                    ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
+                )
             already = any(p.record_id == rev.id for p in pending)
             if on_chain is not None and on_chain != "done" and not already:
                 pending.append(PendingPart(rev.id, rev.type,
@@ -299,8 +304,8 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
     if pending:
         raise BundlePending(code, pending)
     if not proofs:
-        raise ProblemError(
-            409, "evidence_unavailable",
+        raise Conflict(
+            "evidence_unavailable",
             "no record of this report can be proven from the service's database",
             unproven=unproven,
         )
@@ -317,15 +322,17 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
             if isinstance(sha, str) and sha not in plan.files:
                 plan.files[sha] = (str(entry.get("role", "file")), rid)
     if len(plan.files) > MAX_BUNDLE_FILES:
-        raise ProblemError(422, "bundle_too_large",
+        raise Invalid(
+                           "bundle_too_large",
                            f"the report's evidence names more than {MAX_BUNDLE_FILES} files")
     return plan
 
 
 def _unproven(session: Session, rec: Record, reason: str) -> dict[str, Any]:
     leaf = session.execute(
-        select(BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
-    ).first()
+        select(
+            BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
+        ).first()
     return {
         "record_id": rec.id,
         "type": rec.type,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from stdnum.exceptions import ValidationError as StdnumValidationError
 from stdnum.iso7064 import mod_37_36
 
-from service.errors import ProblemError
+from service.errors import NotFound
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 REGION_CHARS = 6
@@ -124,7 +124,7 @@ def canonical_code(text: str) -> str:
     try:
         return parse_code(text).canonical
     except InvalidCode as exc:
-        raise ProblemError(404, "unknown_code", f"not a report code: {exc.reason}") from None
+        raise NotFound("unknown_code", f"not a report code: {exc.reason}") from None
 
 
 def revocation_subject(code: str) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.errors import ProblemError
+from service.errors import Invalid
 from service.storage.models import Outbox, Record, RecordFile, RecordParent
 from verifier.canonical import canonicalize
 from verifier.errors import CanonicalizationError
@@ -123,7 +123,7 @@ def encode_record(
     if type not in RECORD_TYPES:
         raise ValueError(f"unknown record type {type!r}")
     if len(parent_leaf_hashes) > MAX_PARENTS:
-        raise ProblemError(422, "too_many_parents", f"at most {MAX_PARENTS} parents")
+        raise Invalid("too_many_parents", f"at most {MAX_PARENTS} parents")
     record_id = record_id or new_record_id()
     created_at = created_at or utc_now()
     obj = build_record(
@@ -138,7 +138,7 @@ def encode_record(
     try:
         canonical = canonicalize(obj)
     except (ValueError, CanonicalizationError) as exc:
-        raise ProblemError(422, "not_canonicalizable", str(exc)) from exc
+        raise Invalid("not_canonicalizable", str(exc)) from exc
     return EncodedRecord(record_id, created_at, canonical, leaf_hash(canonical).hex())
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.app import ChainInfo
-from service.errors import ProblemError
+from service.errors import IntegrityFault, NotFound
 from service.storage.models import Batch, BatchLeaf, Record
 from verifier.merkle import audit_path_from_levels, tree_levels
 
@@ -46,8 +46,9 @@ def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes
             _cache.move_to_end(key)
             return hit
     hexes = session.scalars(
-        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-    ).all()
+        select(
+            BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+        ).all()
     levels = tree_levels([bytes.fromhex(h) for h in hexes])
     with _cache_lock:
         _cache[key] = levels
@@ -70,12 +71,12 @@ def record_json(record_id: str, canonical: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(canonical)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProblemError(
-            500, "record_corrupt", f"stored bytes of record {record_id} are not JSON"
+        raise IntegrityFault(
+            "record_corrupt", f"stored bytes of record {record_id} are not JSON"
         ) from exc
     if not isinstance(obj, dict):
-        raise ProblemError(
-            500, "record_corrupt", f"stored bytes of record {record_id} are not an object"
+        raise IntegrityFault(
+            "record_corrupt", f"stored bytes of record {record_id} are not an object"
         )
     return obj
 
@@ -111,7 +112,7 @@ def build_proofs(
 ) -> dict[str, dict[str, Any] | None]:
     """Proofs of many records at once (e.g. a bundle): id -> proof, or None while pending.
 
-    Raises ProblemError 404 `record_not_found` naming the first unknown id.
+    Raises JianzhengError 404 `record_not_found` naming the first unknown id.
     """
     found: dict[str, Any] = {}
     unique = list(dict.fromkeys(record_ids))
@@ -123,7 +124,7 @@ def build_proofs(
     for rid in unique:
         row = found.get(rid)
         if row is None:
-            raise ProblemError(404, "record_not_found", f"no record {rid!r}")
+            raise NotFound("record_not_found", f"no record {rid!r}")
         if row.seq is None or row.status != "anchored":
             proofs[rid] = None  # still in the outbox, or its batch is not anchored yet
             continue
@@ -156,7 +157,7 @@ def build_proofs(
 def build_proof(session: Session, record_id: str, chain: ChainInfo | None) -> dict[str, Any] | None:
     """The proof of record `record_id`, or None while it is not anchored yet.
 
-    Raises ProblemError 404 `record_not_found` for an unknown id. A batch records the chain
+    Raises JianzhengError 404 `record_not_found` for an unknown id. A batch records the chain
     id and registry it was anchored to and that is what the proof names; `chain` is only a
     fallback for rows without them.
     """

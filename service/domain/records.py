@@ -48,7 +48,7 @@ from service.domain.imagefacts import image_facts
 from service.domain.masking import mask_id_number  # the one ID-masking rule (R19)
 from service.domain.nonconforming import record_nonconforming
 from service.domain.uploads import take_upload
-from service.errors import ProblemError
+from service.errors import Conflict, Forbidden, Invalid, JianzhengError, NotFound
 from service.settings import Settings
 from service.storage.blobs import BlobStore
 from service.storage.models import (
@@ -576,21 +576,20 @@ def resolve_parents(
 ) -> list[Record]:
     """Load the parents; 404 unknown, 403 another institution's, 422 wrong type or count."""
     if len(set(ids)) != len(ids):
-        raise ProblemError(422, "parent_duplicate", "a parent is listed twice")
+        raise Invalid("parent_duplicate", "a parent is listed twice")
     found = load_records(session, ids)
     for pid in ids:
         if pid not in found:
-            raise ProblemError(404, "parent_not_found", f"no record {pid}", parent=pid)
+            raise NotFound("parent_not_found", f"no record {pid}", parent=pid)
     for pid in ids:
         if found[pid].institution != institution:
-            raise ProblemError(
-                403, "forbidden", f"record {pid} belongs to another institution", parent=pid
+            raise Forbidden(
+                "forbidden", f"record {pid} belongs to another institution", parent=pid
             )
     rule = PARENT_RULES[child_type]
     for pid in ids:
         if found[pid].type not in rule.allowed:
-            raise ProblemError(
-                422,
+            raise Invalid(
                 "parent_type_invalid",
                 f"a {child_type} cannot derive from a {found[pid].type} ({pid}); allowed: "
                 + ", ".join(sorted(rule.allowed)),
@@ -600,12 +599,12 @@ def resolve_parents(
     for ptype, (low, high) in rule.counts.items():
         n = counts.get(ptype, 0)
         if n < low:
-            raise ProblemError(
-                422, "parent_required", f"a {child_type} needs {low} {ptype} parent(s)"
+            raise Invalid(
+                "parent_required", f"a {child_type} needs {low} {ptype} parent(s)"
             )
         if high is not None and n > high:
-            raise ProblemError(
-                422, "parent_count_invalid", f"a {child_type} takes at most {high} {ptype}"
+            raise Invalid(
+                "parent_count_invalid", f"a {child_type} takes at most {high} {ptype}"
             )
     return [found[pid] for pid in ids]
 
@@ -622,8 +621,7 @@ def _require_images(images: Sequence[str], parents: Sequence[Record], what: str)
     have = _media_hashes(parents)
     missing = [h for h in images if h not in have]
     if missing:
-        raise ProblemError(
-            422,
+        raise Invalid(
             "image_not_in_parents",
             f"{what} names image {missing[0]} but no media parent holds it",
         )
@@ -637,11 +635,11 @@ def _sample_code_of(record: Record) -> str:
 def _witness_key(session: Session, key_id: str, institution: str) -> WitnessKey:
     key = session.get(WitnessKey, key_id)
     if key is None:
-        raise ProblemError(404, "witness_key_not_found", f"no witness key {key_id}")
+        raise NotFound("witness_key_not_found", f"no witness key {key_id}")
     if key.institution != institution:
-        raise ProblemError(403, "forbidden", "this witness key belongs to another institution")
+        raise Forbidden("forbidden", "this witness key belongs to another institution")
     if key.revoked_at is not None:
-        raise ProblemError(422, "witness_key_revoked", f"witness key {key_id} is revoked")
+        raise Invalid("witness_key_revoked", f"witness key {key_id} is revoked")
     return key
 
 
@@ -659,16 +657,16 @@ def _check_signature(key: WitnessKey, payload: Mapping[str, Any], sig_text: str,
     try:
         message = seals.signed_bytes(payload)
     except CanonicalizationError as exc:
-        raise ProblemError(422, code, f"the signed fields cannot be canonicalized: {exc}") from exc
+        raise Invalid(code, f"the signed fields cannot be canonicalized: {exc}") from exc
     if sig is None or not seals.verify_signature(key.algorithm, key.public_key, message, sig):
-        raise ProblemError(
-            422, code, "the signature does not verify with the witness's registered key"
+        raise Invalid(
+            code, "the signature does not verify with the witness's registered key"
         )
 
 
 def _not_in_future(ts: datetime, now: datetime, field: str) -> None:
     if ts > now + timedelta(seconds=MAX_CLOCK_SKEW_S):
-        raise ProblemError(422, "timestamp_in_future", f"{field} is in the future")
+        raise Invalid("timestamp_in_future", f"{field} is in the future")
 
 
 def _dump(model: BaseModel, *exclude: str) -> dict[str, Any]:
@@ -695,8 +693,8 @@ def create_record(
     if isinstance(payload, SampleIn) and sample_code_taken(
         session, institution, payload.sample_code
     ):
-        raise ProblemError(
-            409, "duplicate_sample_code", f"sample code {payload.sample_code} is already registered"
+        raise Conflict(
+            "duplicate_sample_code", f"sample code {payload.sample_code} is already registered"
         )
     files: list[FileRef] = []
     flags: list[rules.Flag] | None = None
@@ -706,22 +704,22 @@ def create_record(
     if isinstance(payload, (ContractIn, MediaIn)):
         if payload.upload_id is not None:
             if file is not None:
-                raise ProblemError(422, "file_twice", "give a file part or upload_id, not both")
+                raise Invalid("file_twice", "give a file part or upload_id, not both")
             upload = take_upload(session, blobs, payload.upload_id, institution)
             assert upload.sha256 is not None
             file = StoredFile(upload.sha256, upload.length, upload.media_type)
         if file is None:
-            raise ProblemError(422, "file_required", f"a {record_type} needs a file")
+            raise Invalid("file_required", f"a {record_type} needs a file")
 
     if isinstance(payload, ProjectIn):
         body = _dump(payload)
     elif isinstance(payload, ContractIn):
         assert file is not None
         if not _is_pdf(blobs, file.sha256):
-            raise ProblemError(422, "file_type_invalid", "the contract file is not a PDF")
+            raise Invalid("file_type_invalid", "the contract file is not a PDF")
         today = rules.local_date(now, settings.rules.timezone)
         if payload.signed_on > today:
-            raise ProblemError(422, "date_in_future", "signed_on is in the future")
+            raise Invalid("date_in_future", "signed_on is in the future")
         flags = rules.contract_flags(
             payload.signed_on,
             now,
@@ -737,8 +735,8 @@ def create_record(
     elif isinstance(payload, SealIn):
         sample = next(p for p in parents if p.type == "sample")
         if _sample_code_of(sample) != payload.sample_code:
-            raise ProblemError(
-                422, "sample_code_mismatch", "sample_code is not the code of the sample parent"
+            raise Invalid(
+                "sample_code_mismatch", "sample_code is not the code of the sample parent"
             )
         _require_images(payload.images, parents, "the seal")
         key = _witness_key(session, payload.witness_key_id, institution)
@@ -757,8 +755,8 @@ def create_record(
     elif isinstance(payload, WitnessIn):
         codes = sorted(_sample_code_of(p) for p in parents if p.type == "sample")
         if sorted(payload.sample_codes) != codes:
-            raise ProblemError(
-                422, "sample_code_mismatch", "sample_codes are not the codes of the sample parents"
+            raise Invalid(
+                "sample_code_mismatch", "sample_codes are not the codes of the sample parents"
             )
         _require_images(payload.images, parents, "the witness record")
         key = _witness_key(session, payload.witness_key_id, institution)
@@ -798,14 +796,14 @@ def create_record(
         if payload.raw_data_file is not None and payload.raw_data_file not in _media_hashes(
             parents
         ):
-            raise ProblemError(
-                422, "image_not_in_parents", "raw_data_file is not the file of a media parent"
+            raise Invalid(
+                "image_not_in_parents", "raw_data_file is not the file of a media parent"
             )
         if payload.corrects is not None:
             corrected = [p for p in parents if p.id == payload.corrects]
             if not corrected or corrected[0].type != "test_record":
-                raise ProblemError(
-                    422, "parent_required", "corrects must name a test_record among the parents"
+                raise Invalid(
+                    "parent_required", "corrects must name a test_record among the parents"
                 )
             _check_correction(session, corrected[0], parents)
         flags = rules.test_data_flags(payload.acquisition, payload.finished_at, now, settings.rules)
@@ -837,7 +835,7 @@ def create_record(
             created_at=now,
         )
     except CanonicalizationError as exc:
-        raise ProblemError(422, "not_canonicalizable", str(exc)) from exc
+        raise Invalid("not_canonicalizable", str(exc)) from exc
 
     if isinstance(payload, SampleIn):
         row = SampleCode(
@@ -848,8 +846,7 @@ def create_record(
             session.flush()
         except IntegrityError as exc:
             session.rollback()
-            raise ProblemError(
-                409,
+            raise Conflict(
                 "duplicate_sample_code",
                 f"sample code {payload.sample_code} is already registered",
             ) from exc
@@ -886,13 +883,13 @@ def create_record(
 def correction_of(session: Session, test_record_id: str) -> str | None:
     """The id of the test record that corrects `test_record_id` (R10), or None."""
     return session.scalar(
-        select(TestCorrection.correction_id).where(TestCorrection.corrected_id == test_record_id)
-    )
+        select(
+            TestCorrection.correction_id).where(TestCorrection.corrected_id == test_record_id)
+        )
 
 
-def _already_corrected(corrected_id: str, by: str | None) -> ProblemError:
-    return ProblemError(
-        409,
+def _already_corrected(corrected_id: str, by: str | None) -> JianzhengError:
+    return Conflict(
         "already_corrected",
         f"test record {corrected_id} was already corrected by {by}; correct that one",
         corrected_by=by,
@@ -919,8 +916,7 @@ def _check_correction(session: Session, corrected: Record, parents: Sequence[Rec
         raise _already_corrected(corrected.id, already)
     samples = {p.id for p in parents if p.type == "sample"}
     if not samples & _sample_parents(session, corrected.id):
-        raise ProblemError(
-            422,
+        raise Invalid(
             "correction_sample_mismatch",
             "a correction must name a sample of the test record it corrects",
         )
@@ -953,8 +949,8 @@ def sample_code_taken(session: Session, institution: str, code: str) -> bool:
 def register_witness_key(session: Session, institution: str, data: WitnessKeyIn) -> WitnessKey:
     """Register a witness's public key (caller commits); 409 if already registered."""
     if not ric.is_valid(data.witness.id_number):
-        raise ProblemError(
-            422, "id_number_invalid", "witness.id_number is not a valid resident ID number"
+        raise Invalid(
+            "id_number_invalid", "witness.id_number is not a valid resident ID number"
         )
     parsed = seals.parse_public_key(data.public_key, data.algorithm)
     existing = session.scalar(
@@ -963,8 +959,8 @@ def register_witness_key(session: Session, institution: str, data: WitnessKeyIn)
         )
     )
     if existing is not None:
-        raise ProblemError(
-            409, "witness_key_exists", f"this key is registered as {existing}", key_id=existing
+        raise Conflict(
+            "witness_key_exists", f"this key is registered as {existing}", key_id=existing
         )
     key = WitnessKey(
         key_id=new_record_id(),
@@ -982,7 +978,7 @@ def register_witness_key(session: Session, institution: str, data: WitnessKeyIn)
         session.flush()
     except IntegrityError as exc:
         session.rollback()
-        raise ProblemError(409, "witness_key_exists", "this key is already registered") from exc
+        raise Conflict("witness_key_exists", "this key is already registered") from exc
     return key
 
 
@@ -1003,9 +999,9 @@ def witness_key_json(key: WitnessKey, *, mask: bool = True) -> dict[str, Any]:
 def revoke_witness_key(session: Session, key_id: str, institution: str) -> WitnessKey:
     key = session.get(WitnessKey, key_id)
     if key is None:
-        raise ProblemError(404, "witness_key_not_found", f"no witness key {key_id}")
+        raise NotFound("witness_key_not_found", f"no witness key {key_id}")
     if key.institution != institution:
-        raise ProblemError(403, "forbidden", "this witness key belongs to another institution")
+        raise Forbidden("forbidden", "this witness key belongs to another institution")
     if key.revoked_at is None:
         key.revoked_at = utc_now()
     return key
@@ -1013,8 +1009,9 @@ def revoke_witness_key(session: Session, key_id: str, institution: str) -> Witne
 
 def flags_of(session: Session, record_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(
-        select(RecordFlag).where(RecordFlag.record_id == record_id).order_by(RecordFlag.id)
-    ).all()
+        select(
+            RecordFlag).where(RecordFlag.record_id == record_id).order_by(RecordFlag.id)
+        ).all()
     return [json.loads(r.detail) for r in rows]
 
 

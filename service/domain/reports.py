@@ -45,7 +45,7 @@ from service.domain.evidence import (
     utc_now,
 )
 from service.domain.records import correction_of
-from service.errors import ProblemError
+from service.errors import Conflict, Forbidden, Invalid, JianzhengError, NotFound
 from service.storage.models import (
     ChainRevocation,
     Institution,
@@ -93,7 +93,7 @@ def _region_of(session: Session, institution: str) -> str:
     if region is None:
         inst = session.get(Institution, institution)
         if inst is None:
-            raise ProblemError(403, "forbidden", "the key's institution is not registered")
+            raise Forbidden("forbidden", "the key's institution is not registered")
         region = inst.region
         with _REGION_LOCK:
             _REGION_CACHE[institution] = region
@@ -103,8 +103,8 @@ def _region_of(session: Session, institution: str) -> str:
 def check_report_no(value: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_REPORT_NO_CHARS or any(ord(c) < 32 for c in value):
-        raise ProblemError(
-            422, "invalid_report_no", f"report_no has 1 to {MAX_REPORT_NO_CHARS} printable chars"
+        raise Invalid(
+            "invalid_report_no", f"report_no has 1 to {MAX_REPORT_NO_CHARS} printable chars"
         )
     return value
 
@@ -113,7 +113,7 @@ def _own_record(session: Session, institution: str, record_id: str, what: str) -
     record = session.get(Record, record_id) if len(record_id) <= 26 else None
     if record is None or record.institution != institution:
         # Another institution's record is answered like a missing one: no existence leak.
-        raise ProblemError(422, "unknown_parent", f"{what} {record_id} is not a record of yours")
+        raise Invalid("unknown_parent", f"{what} {record_id} is not a record of yours")
     return record
 
 
@@ -163,19 +163,20 @@ def _project(session: Session, institution: str, project_id: str) -> ProjectRef:
     ref = _PROJECTS.get(project_id)
     if ref is None and len(project_id) <= 26:
         row = session.execute(
-            select(Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
-        ).one_or_none()
+            select(
+                Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
+            ).one_or_none()
         if row is not None:
             ref = ProjectRef(project_id, row[0], row[1], row[2])
             if len(_PROJECTS) >= MAX_CACHED_PROJECTS:
                 _PROJECTS.clear()
             _PROJECTS[project_id] = ref  # records never change: facts safe to keep
     if ref is None:
-        raise ProblemError(422, "unknown_parent", f"no record {project_id}")
+        raise Invalid("unknown_parent", f"no record {project_id}")
     if ref.institution != institution:
         raise _not_yours(project_id)
     if ref.type != "project":
-        raise ProblemError(422, "unknown_parent", f"record {project_id} is not a project")
+        raise Invalid("unknown_parent", f"record {project_id} is not a project")
     return ref
 
 
@@ -345,8 +346,9 @@ def _insert_plan(session: Session, plan: IssuePlan) -> bool:
         )
     )
     session.execute(
-        insert(RecordParent).values(child_id=plan.record.id, parent_id=plan.project.id, position=0)
-    )
+        insert(
+            RecordParent).values(child_id=plan.record.id, parent_id=plan.project.id, position=0)
+        )
     session.execute(
         insert(ReportCode).values(
             code=plan.code,
@@ -502,14 +504,13 @@ def _derives_from(session: Session, record_id: str, project_id: str) -> bool:
     return found is not None
 
 
-def _not_yours(record_id: str) -> ProblemError:
+def _not_yours(record_id: str) -> JianzhengError:
     """§5.1: a valid key acting on another institution's record is `forbidden` (403)."""
-    return ProblemError(403, "forbidden", f"record {record_id} belongs to another institution")
+    return Forbidden("forbidden", f"record {record_id} belongs to another institution")
 
 
-def _duplicate(report_no: str, year: int) -> ProblemError:
-    return ProblemError(
-        409,
+def _duplicate(report_no: str, year: int) -> JianzhengError:
+    return Conflict(
         "duplicate_report_no",
         f"report number {report_no!r} is already registered (or voided) for {year}",
     )
@@ -539,9 +540,9 @@ def load_own_code(session: Session, institution: str, code_text: str, *, lock: b
         query = query.with_for_update()
     row = session.scalars(query).first()
     if row is None:
-        raise ProblemError(404, "unknown_code", f"no report code {code}")
+        raise NotFound("unknown_code", f"no report code {code}")
     if row.institution != institution:
-        raise ProblemError(403, "forbidden", "this report code belongs to another institution")
+        raise Forbidden("forbidden", "this report code belongs to another institution")
     return row
 
 
@@ -569,9 +570,9 @@ def code_json(row: ReportCode, base_url: str) -> dict[str, Any]:
 
 def _refuse_closed(row: ReportCode, action: str) -> None:
     if row.status == STATUS_VOIDED:
-        raise ProblemError(409, "report_voided", f"report {row.code} was voided; cannot {action}")
+        raise Conflict("report_voided", f"report {row.code} was voided; cannot {action}")
     if row.status in (STATUS_REVOKED, STATUS_SUPERSEDED):
-        raise ProblemError(409, "report_revoked", f"report {row.code} is revoked; cannot {action}")
+        raise Conflict("report_revoked", f"report {row.code} is revoked; cannot {action}")
 
 
 def _latest_report_record_id(row: ReportCode) -> str:
@@ -592,29 +593,27 @@ def put_metadata(
     row = load_own_code(session, institution, code_text, lock=True)
     _refuse_closed(row, "change its metadata")
     if row.sealed_at is not None:
-        raise ProblemError(
-            409, "report_sealed", f"report {row.code} is signed; revoke and supersede it instead"
+        raise Conflict(
+            "report_sealed", f"report {row.code} is signed; revoke and supersede it instead"
         )
     if len(set(meta.parents)) != len(meta.parents):
-        raise ProblemError(422, "duplicate_parent", "a record is named twice in parents")
+        raise Invalid("duplicate_parent", "a record is named twice in parents")
     found = load_records(session, list(meta.parents))
     parents: list[Record] = []
     for pid in meta.parents:
         rec = found.get(pid)
         if rec is None:
-            raise ProblemError(422, "unknown_parent", f"no record {pid}")
+            raise Invalid("unknown_parent", f"no record {pid}")
         if rec.institution != institution:
             raise _not_yours(pid)
         if rec.type == "test_record" and (fixed := correction_of(session, pid)) is not None:
-            raise ProblemError(
-                422,
+            raise Invalid(
                 "test_record_corrected",
                 f"test record {pid} was corrected by {fixed}; name the correction",
                 corrected_by=fixed,
             )
         if rec.type not in REPORT_PARENT_TYPES:
-            raise ProblemError(
-                422,
+            raise Invalid(
                 "invalid_parent",
                 f"parent {pid} is a {rec.type}; a report derives from samples, test records "
                 "and media",
@@ -626,15 +625,13 @@ def put_metadata(
         if parent.type != "media" and not _derives_from(
             session, parent.id, row.project_record_id
         ):
-            raise ProblemError(
-                422,
+            raise Invalid(
                 "project_mismatch",
                 f"{parent.type} {parent.id} does not derive from project "
                 f"{row.project_record_id}, for which this report code was issued",
             )
     if not any(p.type == "test_record" for p in parents):
-        raise ProblemError(
-            422,
+        raise Invalid(
             "test_record_required",
             "a report derives from test data: name at least one test record in parents",
         )
@@ -696,12 +693,12 @@ def revoke_report(
         successor = canonical_code(superseded_by)
         other = session.get(ReportCode, successor)
         if successor == row.code or other is None or other.institution != institution:
-            raise ProblemError(
-                422, "invalid_superseded_by", "superseded_by must be another code of yours"
+            raise Invalid(
+                "invalid_superseded_by", "superseded_by must be another code of yours"
             )
         if other.status not in OPEN_STATUSES:
-            raise ProblemError(
-                422, "invalid_superseded_by", f"the successor {successor} is {other.status}"
+            raise Invalid(
+                "invalid_superseded_by", f"the successor {successor} is {other.status}"
             )
     previous = session.get(Record, _latest_report_record_id(row))
     assert previous is not None
@@ -746,7 +743,7 @@ def revoke_report(
 def _check_reason(reason: str) -> str:
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_CHARS:
-        raise ProblemError(422, "invalid_reason", f"reason has 1 to {MAX_REASON_CHARS} chars")
+        raise Invalid("invalid_reason", f"reason has 1 to {MAX_REASON_CHARS} chars")
     return reason
 
 
@@ -769,10 +766,10 @@ def void_number(
     current = cst_year(now)
     year = current if year is None else year
     if not MIN_YEAR <= year <= current:
-        raise ProblemError(422, "invalid_year", f"year must be between {MIN_YEAR} and {current}")
+        raise Invalid("invalid_year", f"year must be between {MIN_YEAR} and {current}")
     _region_of(session, institution)
     if _voided(session, institution, year, report_no):
-        raise ProblemError(409, "already_voided", f"report number {report_no!r} is voided")
+        raise Conflict("already_voided", f"report number {report_no!r} is voided")
     row = session.scalars(
         select(ReportCode)
         .where(
@@ -786,8 +783,8 @@ def void_number(
     if row is not None:
         _refuse_closed(row, "void its number")
         if row.sealed_at is not None:
-            raise ProblemError(
-                409, "report_sealed", f"report {row.code} is signed; revoke it instead"
+            raise Conflict(
+                "report_sealed", f"report {row.code} is signed; revoke it instead"
             )
         previous = session.get(Record, _latest_report_record_id(row))
         assert previous is not None
@@ -823,8 +820,8 @@ def void_number(
         session.flush()
     except IntegrityError:
         session.rollback()
-        raise ProblemError(
-            409, "already_voided", f"report number {report_no!r} is voided"
+        raise Conflict(
+            "already_voided", f"report number {report_no!r} is voided"
         ) from None
     return {
         "record_id": record.id,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from service.errors import ProblemError
+from service.errors import Invalid
 from verifier.canonical import canonicalize
 from verifier.witness import b64, body_signature_problem, verify_witness_signature
 
@@ -55,9 +55,9 @@ class ParsedKey:
 def parse_public_key(text: str, algorithm: str) -> ParsedKey:
     """A PEM or base64-DER SubjectPublicKeyInfo of the named algorithm; 422 otherwise."""
     if algorithm not in ALGORITHMS:
-        raise ProblemError(422, "witness_key_invalid", f"unsupported algorithm {algorithm!r}")
+        raise Invalid("witness_key_invalid", f"unsupported algorithm {algorithm!r}")
     if len(text) > MAX_PUBLIC_KEY_CHARS:
-        raise ProblemError(422, "witness_key_invalid", "public key too long")
+        raise Invalid("witness_key_invalid", "public key too long")
     try:
         stripped = text.strip()
         if stripped.startswith("-----BEGIN"):
@@ -65,15 +65,16 @@ def parse_public_key(text: str, algorithm: str) -> ParsedKey:
         else:
             key = serialization.load_der_public_key(base64.b64decode(stripped, validate=True))
     except (ValueError, TypeError, binascii.Error, UnicodeEncodeError) as exc:
-        raise ProblemError(
-            422, "witness_key_invalid", "public_key is not a PEM or base64 DER public key"
+        raise Invalid(
+            "witness_key_invalid", "public_key is not a PEM or base64 DER public key"
         ) from exc
     if algorithm == "ed25519" and not isinstance(key, ed25519.Ed25519PublicKey):
-        raise ProblemError(422, "witness_key_invalid", "public_key is not an Ed25519 key")
+        raise Invalid("witness_key_invalid", "public_key is not an Ed25519 key")
     if algorithm == "ecdsa-p256" and not (
-        isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
-    ):
-        raise ProblemError(422, "witness_key_invalid", "public_key is not an ECDSA P-256 key")
+        isinstance(
+            key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+        ):
+        raise Invalid("witness_key_invalid", "public_key is not an ECDSA P-256 key")
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.evidence import new_record_id, utc_now
-from service.errors import ProblemError
+from service.errors import Conflict, Forbidden, Gone, Invalid, JianzhengError, NotFound
 from service.storage.blobs import CHUNK, BlobStore
 from service.storage.models import Upload
 
@@ -71,7 +71,7 @@ def new_chunk_path(data_dir: Path, upload_id: str) -> Path:
 def check_media_type(value: str) -> str:
     media_type = value.strip().lower()
     if not MEDIA_TYPE_RE.match(media_type):
-        raise ProblemError(422, "media_type_invalid", f"not a media type: {value[:100]!r}")
+        raise Invalid("media_type_invalid", f"not a media type: {value[:100]!r}")
     return media_type
 
 
@@ -79,8 +79,8 @@ def create_upload(
     session: Session, data_dir: Path, *, institution: str, length: int, media_type: str
 ) -> Upload:
     if not 0 < length <= MAX_UPLOAD_LENGTH:
-        raise ProblemError(
-            422, "upload_length_invalid", f"length must be 1..{MAX_UPLOAD_LENGTH} bytes"
+        raise Invalid(
+            "upload_length_invalid", f"length must be 1..{MAX_UPLOAD_LENGTH} bytes"
         )
     now = utc_now()
     upload = Upload(
@@ -102,18 +102,16 @@ def get_upload(session: Session, upload_id: str, institution: str) -> Upload:
     """The upload, if it belongs to `institution`: 404 unknown, 403 another institution's."""
     upload = session.get(Upload, upload_id) if len(upload_id) <= 26 else None
     if upload is None:
-        raise ProblemError(404, "upload_not_found", "no such upload")
+        raise NotFound("upload_not_found", "no such upload")
     if upload.institution != institution:
-        raise ProblemError(403, "forbidden", "this upload belongs to another institution")
+        raise Forbidden("forbidden", "this upload belongs to another institution")
     return upload
 
 
-def offset_mismatch(upload: Upload, sent: int) -> ProblemError:
-    return ProblemError(
-        409,
+def offset_mismatch(upload: Upload, sent: int) -> JianzhengError:
+    return Conflict(
         "upload_offset_mismatch",
         f"Upload-Offset {sent} does not match the current offset {upload.offset}",
-        headers={"Upload-Offset": str(upload.offset)},
         offset=upload.offset,
     )
 
@@ -123,9 +121,8 @@ def expires_at(upload: Upload, expire_after: timedelta) -> datetime | None:
     return upload.updated_at + expire_after if upload.status == STATUS_OPEN else None
 
 
-def _expired(upload_id: str) -> ProblemError:
-    return ProblemError(
-        410,
+def _expired(upload_id: str) -> JianzhengError:
+    return Gone(
         "upload_expired",
         f"upload {upload_id} received nothing for too long and was discarded; "
         "start a new upload",
@@ -137,7 +134,7 @@ def check_open(upload: Upload) -> None:
     if upload.status == STATUS_EXPIRED:
         raise _expired(upload.id)
     if upload.status != STATUS_OPEN:
-        raise ProblemError(409, "upload_closed", f"upload is {upload.status}")
+        raise Conflict("upload_closed", f"upload is {upload.status}")
 
 
 def check_can_append(upload: Upload, offset: int, declared: int | None) -> None:
@@ -146,8 +143,7 @@ def check_can_append(upload: Upload, offset: int, declared: int | None) -> None:
     if offset != upload.offset:
         raise offset_mismatch(upload, offset)
     if declared is not None and upload.offset + declared > upload.length:
-        raise ProblemError(
-            422,
+        raise Invalid(
             "upload_length_exceeded",
             f"chunk of {declared} bytes at {upload.offset} passes the declared length "
             f"{upload.length}",
@@ -171,10 +167,10 @@ def commit_chunk(
     """
     upload = session.get(Upload, upload_id)
     if upload is None:  # pragma: no cover - checked before streaming
-        raise ProblemError(404, "upload_not_found", "no such upload")
+        raise NotFound("upload_not_found", "no such upload")
     if offset + chunk.size > upload.length:
-        raise ProblemError(
-            422, "upload_length_exceeded", "the chunk passes the declared length"
+        raise Invalid(
+            "upload_length_exceeded", "the chunk passes the declared length"
         )
     result = session.execute(
         update(Upload)
@@ -210,24 +206,22 @@ def complete_upload(
     """
     expected = sha256.strip().lower()
     if not SHA256_RE.match(expected):
-        raise ProblemError(422, "sha256_invalid", "sha256 must be 64 hex characters")
+        raise Invalid("sha256_invalid", "sha256 must be 64 hex characters")
     if upload.status == STATUS_COMPLETE or upload.status == STATUS_USED:
         if upload.sha256 == expected:
             return upload  # a retried completion
-        raise ProblemError(422, "upload_hash_mismatch", "the upload has another SHA-256")
+        raise Invalid("upload_hash_mismatch", "the upload has another SHA-256")
     check_open(upload)
     if upload.offset != upload.length:
-        raise ProblemError(
-            409,
+        raise Conflict(
             "upload_incomplete",
             f"{upload.offset} of {upload.length} bytes received",
-            headers={"Upload-Offset": str(upload.offset)},
+            offset=upload.offset,
         )
     part = part_path(data_dir, upload.id)
     actual = _hash_prefix(part, upload.length)
     if actual != expected:
-        raise ProblemError(
-            422,
+        raise Invalid(
             "upload_hash_mismatch",
             f"the received bytes have SHA-256 {actual}, not {expected}",
             actual=actual,
@@ -244,7 +238,7 @@ def complete_upload(
         assert current is not None
         session.refresh(current)
         check_open(current)  # expired meanwhile: 410
-        raise ProblemError(409, "upload_closed", "the upload was completed concurrently")
+        raise Conflict("upload_closed", "the upload was completed concurrently")
     with part.open("r+b") as fh:
         fh.truncate(upload.length)
     blobs.adopt(part, actual)
@@ -266,9 +260,9 @@ def _hash_prefix(path: Path, length: int) -> str:
                 h.update(data)
                 remaining -= len(data)
     except FileNotFoundError as exc:
-        raise ProblemError(409, "upload_lost", "the upload's bytes are gone") from exc
+        raise Conflict("upload_lost", "the upload's bytes are gone") from exc
     if remaining:
-        raise ProblemError(409, "upload_lost", "the upload's bytes are shorter than its offset")
+        raise Conflict("upload_lost", "the upload's bytes are shorter than its offset")
     return h.hexdigest()
 
 
@@ -278,12 +272,12 @@ def take_upload(session: Session, blobs: BlobStore, upload_id: str, institution:
     if upload.status == STATUS_EXPIRED:
         raise _expired(upload.id)
     if upload.status == STATUS_OPEN:
-        raise ProblemError(409, "upload_not_complete", "complete the upload first")
+        raise Conflict("upload_not_complete", "complete the upload first")
     if upload.status == STATUS_USED:
-        raise ProblemError(409, "upload_already_used", "this upload is already a record's file")
+        raise Conflict("upload_already_used", "this upload is already a record's file")
     assert upload.sha256 is not None
     if not blobs.exists(upload.sha256):
-        raise ProblemError(409, "upload_lost", "the upload's bytes are gone")
+        raise Conflict("upload_lost", "the upload's bytes are gone")
     result = session.execute(
         update(Upload)
         .where(Upload.id == upload.id, Upload.status == STATUS_COMPLETE)
@@ -291,7 +285,7 @@ def take_upload(session: Session, blobs: BlobStore, upload_id: str, institution:
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ProblemError(409, "upload_already_used", "this upload is already a record's file")
+        raise Conflict("upload_already_used", "this upload is already a record's file")
     return upload
 
 
@@ -368,8 +362,9 @@ def _remove_leftovers(sessions: sessionmaker[Session], data_dir: Path, cutoff_s:
         with sessions() as session:
             still_open = set(
                 session.scalars(
-                    select(Upload.id).where(Upload.id.in_(batch), Upload.status == STATUS_OPEN)
-                )
+                    select(
+                        Upload.id).where(Upload.id.in_(batch), Upload.status == STATUS_OPEN)
+                    )
             )
         for upload_id in batch:
             if upload_id not in still_open:

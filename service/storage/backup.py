@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from service.domain.evidence import rfc3339, utc_now
-from service.errors import ProblemError
+from service.errors import Invalid, Unavailable
 from service.settings import Settings
 from service.storage.db import make_engine, make_sessionmaker
 from service.storage.models import Batch, Record
@@ -61,8 +61,8 @@ def backup(
     dest = dest.resolve()
     data_dir = settings.data_dir.resolve()
     if dest == data_dir or data_dir in dest.parents:
-        raise ProblemError(
-            422, "backup_inside_data_dir", "the backup must go outside the data directory"
+        raise Invalid(
+            "backup_inside_data_dir", "the backup must go outside the data directory"
         )
     dest.mkdir(parents=True, exist_ok=True)
     url = settings.database_url
@@ -73,7 +73,7 @@ def backup(
     elif kind == "postgresql":
         db_file = _pg_dump(url, dest)
     else:  # pragma: no cover - the service supports these two
-        raise ProblemError(422, "backup_unsupported", f"no backup for {kind} databases")
+        raise Invalid("backup_unsupported", f"no backup for {kind} databases")
     say(f"database: {db_file} ({records} records, last anchored batch {last_seq})")
     result = BackupResult(
         dest=str(dest),
@@ -106,7 +106,7 @@ def _counts(url: str) -> tuple[int, int]:
 def _sqlite_snapshot(url: str, dest: Path) -> str:
     source = make_url(url).database
     if not source:
-        raise ProblemError(422, "backup_unsupported", "an in-memory database has no backup")
+        raise Invalid("backup_unsupported", "an in-memory database has no backup")
     tmp, final = dest / "jianzheng.db.tmp", dest / "jianzheng.db"
     tmp.unlink(missing_ok=True)
     src = sqlite3.connect(source)
@@ -124,8 +124,8 @@ def _sqlite_snapshot(url: str, dest: Path) -> str:
 
 def _pg_dump(url: str, dest: Path) -> str:
     if shutil.which("pg_dump") is None:
-        raise ProblemError(
-            503, "pg_dump_missing", "pg_dump is needed to back up PostgreSQL (postgresql-client)"
+        raise Unavailable(
+            "pg_dump_missing", "pg_dump is needed to back up PostgreSQL (postgresql-client)"
         )
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     tmp, final = dest / "jianzheng.pgdump.tmp", dest / "jianzheng.pgdump"
@@ -137,7 +137,7 @@ def _pg_dump(url: str, dest: Path) -> str:
     )
     if run.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise ProblemError(503, "pg_dump_failed", run.stderr.strip()[-500:] or "pg_dump failed")
+        raise Unavailable("pg_dump_failed", run.stderr.strip()[-500:] or "pg_dump failed")
     os.replace(tmp, final)
     return final.name
 
