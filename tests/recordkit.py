@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from service.client import JianzhengClient
+from service.clock import CHINA_TZ
 from service.domain import seals
 
 VALID_ID_NUMBER = "11010519491231002X"
-CST = timezone(timedelta(hours=8))
+CST = CHINA_TZ
 
 
 def ago(seconds: float) -> str:

@@ -4,7 +4,7 @@ history, reports cite the latest version, and the page says why it was corrected
 from __future__ import annotations
 
 from service.app import AppState
-from service.domain.evidence import utc_now
+from service.clock import utc_now
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import ago, build_chain, created, data_body
 

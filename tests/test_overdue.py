@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from service.app import build_state
-from service.domain.evidence import utc_now
+from service.clock import utc_now
 from service.domain.overdue import find_overdue
 from service.settings import RulesSettings
 from service.storage.db import session_scope

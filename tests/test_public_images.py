@@ -9,7 +9,7 @@ import io
 from PIL import Image
 
 from service.app import AppState
-from service.domain.evidence import utc_now
+from service.clock import utc_now
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import ago, build_chain, post_media
 

@@ -24,11 +24,11 @@ from starlette.testclient import TestClient
 
 from service.app import AppState, build_state
 from service.client import new_nonce, sign_request
+from service.clock import china_year, utc_now
 from service.domain import accounts
 from service.domain import reports as domain
 from service.domain.codes import parse_code
-from service.domain.evidence import build_record, utc_now
-from service.domain.reports import cst_year
+from service.domain.evidence import build_record
 from service.storage.db import session_scope
 from service.storage.models import NumberingVoid, Outbox, Record, RecordParent, ReportCode
 from tests.fixtures.db import make_settings
@@ -95,7 +95,7 @@ def test_fast_path_writes_what_the_general_path_writes(
     general_path_fails(monkeypatch)
     answers = [post(w, code_body(f"BG-{n}", w.project)) for n in range(2, 12)]
     assert [r.status_code for r in answers] == [201] * 10, [r.text for r in answers]
-    year = cst_year()
+    year = china_year()
     with w.state.sessions() as s:
         project = s.get(Record, w.project)
         assert project is not None
@@ -146,7 +146,7 @@ def test_fast_path_refusals(world: World) -> None:
     assert r.status_code == 409 and r.json()["code"] == "duplicate_report_no"
     with session_scope(w.state.sessions) as s:
         void_rec = seed_record(w.state, w.lab.institution or "", "numbering_void")
-        s.add(NumberingVoid(institution=w.lab.institution, year=cst_year(), report_no="BG-4",
+        s.add(NumberingVoid(institution=w.lab.institution, year=china_year(), report_no="BG-4",
                             code=None, reason="x", record_id=void_rec,
                             voided_at=utc_now()))
     r = post(w, code_body("BG-4", w.project))

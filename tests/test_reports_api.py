@@ -16,9 +16,8 @@ from sqlalchemy import func, select
 from service.api.auth import verify_signed_request  # noqa: F401  (import check)
 from service.app import AppState, build_state
 from service.client import JianzhengClient
+from service.clock import china_year, utc_now
 from service.domain.codes import parse_code
-from service.domain.evidence import utc_now
-from service.domain.reports import cst_year
 from service.storage.db import session_scope
 from service.storage.models import (
     ChainRevocation,
@@ -79,7 +78,7 @@ def test_issue_code_binds_institution_year_number(env: Env) -> None:
     assert r.status_code == 201
     out = r.json()
     code = out["code"]
-    year = cst_year()
+    year = china_year()
     assert parse_code(code).canonical == code
     assert code.startswith("440300" + f"{year % 100:02d}")
     assert out["verify_url"] == f"{env.state.settings.public.base_url}/v/{code}"
@@ -226,7 +225,7 @@ def test_numbering_audit_reports_exact_history(env: Env) -> None:
     """Scripted history: 1-3 issued, 4 never registered, 5 voided unissued, 6 issued then
     voided, 7 issued long ago and never signed (unfinished), 8 and 10 issued and signed
     (9 missing), plus a separate series JC-1, JC-3 and a number without digits."""
-    year = cst_year()
+    year = china_year()
     codes = {n: issue(env, f"BG-{year}-{n:04d}") for n in (1, 2, 3, 6, 7, 8, 10)}
     jc1, jc3 = issue(env, "JC-1"), issue(env, "JC-3")
     odd = issue(env, "特殊编号")
@@ -374,7 +373,7 @@ def test_bad_input_on_other_routes(env: Env) -> None:
                         json_body={"report_no": "x", "reason": "y", "year": 1999}),
             422, "validation_error")
     problem(env.ca.post("/api/v1/numbering/voids",
-                        json_body={"report_no": "x", "reason": "y", "year": cst_year() + 1}),
+                        json_body={"report_no": "x", "reason": "y", "year": china_year() + 1}),
             422, "invalid_year")
     problem(env.cz.get("/api/v1/audit/numbering", query={"institution": env.a.institution,
                                                           "year": "abc"}),

@@ -15,8 +15,8 @@ from service.api.auth import CallerDep, SignedRoute, verify_signed_request
 from service.api.problems import install_problem_handlers
 from service.app import AppState
 from service.client import canonical_query, encode_query, sign_request, string_to_sign
+from service.clock import utc_now
 from service.domain.accounts import SecretBox
-from service.domain.evidence import utc_now
 from service.errors import JianzhengError
 from service.storage.db import session_scope
 from service.storage.models import ApiKey

@@ -17,8 +17,8 @@ from sqlalchemy import update
 from service.api.problems import status_of
 from service.app import AppState, build_state
 from service.client import JianzhengClient
+from service.clock import utc_now
 from service.domain import uploads
-from service.domain.evidence import utc_now
 from service.storage.db import session_scope
 from service.storage.models import Upload
 from tests.fixtures.db import make_settings

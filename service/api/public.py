@@ -29,7 +29,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -44,6 +44,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.problems import PROBLEM_JSON
 from service.app import AppState
+from service.clock import CHINA_TZ, rfc3339
 from service.domain.codes import InvalidCode, parse_code
 from service.domain.public import (
     STATUS_LABELS,
@@ -73,7 +74,6 @@ MAX_IMAGE_PIXELS = 50_000_000
 VERIFY_COST = 5.0
 #: Most client addresses tracked by the rate limiter before idle ones are dropped.
 MAX_BUCKETS = 100_000
-CHINA_TZ = timezone(timedelta(hours=8))
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "pages" / "templates"
 _env = Environment(
@@ -402,7 +402,7 @@ def signature_of(result: PdfVerification) -> Signature:
     """The public summary of a verifier.pdf result."""
     signed_at = None
     if result.timestamp is not None:
-        signed_at = result.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        signed_at = rfc3339(result.timestamp)
     return Signature(
         checked=True,
         ok=result.bottom_line,

@@ -33,9 +33,9 @@ from service.api.auth import (
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
 from service.app import AppState
+from service.clock import utc_now
 from service.domain import records as domain
 from service.domain.accounts import audit_scope
-from service.domain.evidence import utc_now
 from service.domain.nonconforming import list_ledger
 from service.domain.notify import DeliveryLoop, notifier_from_settings
 from service.domain.overdue import find_overdue

@@ -30,8 +30,9 @@ from service.api.auth import LabDep, SignedRoute, lab_institution
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
 from service.app import AppState
+from service.clock import utc_now
 from service.domain.codes import canonical_code
-from service.domain.evidence import FileRef, append_record, utc_now
+from service.domain.evidence import FileRef, append_record
 from service.errors import (
     Conflict,
     Forbidden,

@@ -35,9 +35,9 @@ from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
 from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from service.clock import rfc3339
 from service.domain import uploads
 from service.domain.accounts import ROLE_LAB, lookup_key
-from service.domain.evidence import rfc3339
 from service.errors import (
     AuthFailed,
     BadRequest,

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
-from service.domain.evidence import new_record_id, rfc3339, utc_now
+from service.clock import rfc3339, utc_now
+from service.domain.evidence import new_record_id
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.settings import Settings
 from service.storage.models import ApiKey, Auditor, Institution

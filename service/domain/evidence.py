@@ -12,12 +12,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.clock import rfc3339, utc_now
 from service.errors import Invalid
 from service.storage.models import Outbox, Record, RecordFile, RecordParent
 from verifier.canonical import canonicalize
@@ -50,19 +51,6 @@ def new_record_id() -> str:
     """A ULID: 48-bit millisecond time + 80 random bits, Crockford base32 (26 chars)."""
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def as_utc(ts: datetime) -> datetime:
-    """A stored time as aware UTC (SQLite hands back naive datetimes, always UTC here)."""
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
-def rfc3339(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

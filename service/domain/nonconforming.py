@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.domain.evidence import rfc3339, utc_now
+from service.clock import rfc3339, utc_now
 from service.domain.notify import enqueue
 from service.storage.models import (
     Institution,

@@ -25,7 +25,8 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.domain.evidence import new_record_id, utc_now
+from service.clock import utc_now
+from service.domain.evidence import new_record_id
 from service.periodic import Periodic
 from service.settings import NotifySettings
 from service.storage.models import Notification

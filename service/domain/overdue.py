@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
-from service.domain.evidence import as_utc, rfc3339
+from service.clock import as_utc, rfc3339
 from service.settings import RulesSettings
 from service.storage.models import Record, RecordParent, SampleCode
 

@@ -49,13 +49,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
+from service.clock import rfc3339
 from service.domain.codes import InvalidCode, parse_code
 from service.domain.masking import (  # noqa: F401 - re-exported for callers of this module
     mask_id_number,
@@ -1002,12 +1003,9 @@ def _iso(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        stamp: str = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return stamp
+        return rfc3339(value)
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return rfc3339(value)
     text_value = str(value)
     # SQLite returns "YYYY-MM-DD HH:MM:SS[.ffffff][+00:00]"
     try:
@@ -1174,7 +1172,7 @@ def _utc_rfc3339(value: Any) -> str | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(parsed)
 
 
 class ReportViews:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from stdnum.cn import ric
 
+from service.clock import rfc3339, utc_now
 from service.domain import rules, seals
 from service.domain.evidence import (
     MAX_PARENTS,
@@ -42,7 +43,6 @@ from service.domain.evidence import (
     append_record,
     load_records,
     new_record_id,
-    utc_now,
 )
 from service.domain.imagefacts import image_facts
 from service.domain.masking import mask_id_number  # the one ID-masking rule (R19)
@@ -991,7 +991,7 @@ def witness_key_json(key: WitnessKey, *, mask: bool = True) -> dict[str, Any]:
             "id_number": mask_id_number(id_number) if mask else id_number,
             "unit": key.witness_unit,
         },
-        "created_at": key.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": rfc3339(key.created_at),
         "revoked": key.revoked_at is not None,
     }
 
@@ -1041,7 +1041,7 @@ def list_flags(
             "institution": r.institution,
             "rule": r.rule,
             "detail": json.loads(r.detail),
-            "flagged_at": r.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "flagged_at": rfc3339(r.created_at),
         }
         for r in rows
     ]

@@ -27,22 +27,20 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, exists, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.clock import as_utc, china_year, rfc3339, utc_now
 from service.domain.codes import canonical_code, generate_code, revocation_subject
 from service.domain.evidence import (
     EncodedRecord,
     append_record,
-    as_utc,
     encode_record,
     load_records,
-    rfc3339,
-    utc_now,
 )
 from service.domain.records import correction_of
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError, NotFound
@@ -57,7 +55,6 @@ from service.storage.models import (
 )
 
 #: China Standard Time: report numbers run per calendar year in local time.
-CST = timezone(timedelta(hours=8))
 MAX_REPORT_NO_CHARS = 64
 MAX_REASON_CHARS = 1000
 MIN_YEAR = 2000
@@ -78,10 +75,6 @@ OPEN_STATUSES = (STATUS_ISSUED, STATUS_REPORTED)
 _SEQ_RE = re.compile(r"^(.*?)([0-9]+)([^0-9]*)$", re.DOTALL)
 _REGION_CACHE: dict[str, str] = {}
 _REGION_LOCK = threading.Lock()
-
-
-def cst_year(now: datetime | None = None) -> int:
-    return (now or datetime.now(UTC)).astimezone(CST).year
 
 
 def verify_url(base_url: str, code: str) -> str:
@@ -221,7 +214,7 @@ def plan_issue(
     *, institution: str, report_no: str, project: ProjectRef, region: str, now: datetime
 ) -> IssuePlan:
     """Draw a code and encode its `report` record (pure: no database)."""
-    year = cst_year(now)
+    year = china_year(now)
     code = generate_code(region, year).canonical
     record = encode_record(
         type="report",
@@ -763,7 +756,7 @@ def void_number(
     report_no = check_report_no(report_no)
     reason = _check_reason(reason)
     now = now or utc_now()
-    current = cst_year(now)
+    current = china_year(now)
     year = current if year is None else year
     if not MIN_YEAR <= year <= current:
         raise Invalid("invalid_year", f"year must be between {MIN_YEAR} and {current}")

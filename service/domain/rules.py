@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from service.clock import rfc3339
 from service.settings import RulesSettings
 
 RULE_CONTRACT_LATE = "contract_late"
@@ -129,8 +130,8 @@ def test_data_flags(
             RULE_TEST_DATA_LATE,
             {
                 "acquisition": acquisition,
-                "finished_at": rfc3339_utc(finished_at),
-                "received_at": rfc3339_utc(received_at),
+                "finished_at": rfc3339(finished_at),
+                "received_at": rfc3339(received_at),
                 "delay_s": int(delay),
                 "limit_s": limit,
             },
@@ -168,8 +169,8 @@ def media_flags(
                 Flag(
                     RULE_MEDIA_TIME_MISMATCH,
                     {
-                        "declared_at": rfc3339_utc(declared_at),
-                        "exif_taken_at": rfc3339_utc(exif_at),
+                        "declared_at": rfc3339(declared_at),
+                        "exif_taken_at": rfc3339(exif_at),
                         "gap_s": int(gap),
                         "limit_s": rules.media_time_tolerance_s,
                     },
@@ -183,8 +184,8 @@ def media_flags(
                 Flag(
                     RULE_MEDIA_LATE,
                     {
-                        "captured_at": rfc3339_utc(captured),
-                        "received_at": rfc3339_utc(received_at),
+                        "captured_at": rfc3339(captured),
+                        "received_at": rfc3339(received_at),
                         "delay_s": int(delay),
                         "limit_s": rules.manual_data_max_delay_s,
                     },
@@ -193,8 +194,6 @@ def media_flags(
     return flags
 
 
-def rfc3339_utc(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def flags_json(flags: Iterable[Flag]) -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.domain.evidence import new_record_id, utc_now
+from service.clock import utc_now
+from service.domain.evidence import new_record_id
 from service.errors import Conflict, Forbidden, Gone, Invalid, JianzhengError, NotFound
 from service.storage.blobs import CHUNK, BlobStore
 from service.storage.models import Upload

@@ -30,7 +30,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from service.domain.evidence import rfc3339, utc_now
+from service.clock import rfc3339, utc_now
 from service.errors import Invalid, Unavailable
 from service.settings import Settings
 from service.storage.db import make_engine, make_sessionmaker
