@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 
+from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import RegistryClient  # noqa: E402
 from service.anchoring.devchain import (  # noqa: E402
     DEPLOYER,
@@ -45,13 +46,13 @@ from service.anchoring.devchain import (  # noqa: E402
     start_hardhat,
 )
 from service.anchoring.worker import AnchorWorker, anchor_until_drained  # noqa: E402
-from service.app import ChainInfo, build_state  # noqa: E402
 from service.settings import (  # noqa: E402
     AnchorSettings,
     ChainSettings,
     DatabaseSettings,
     Settings,
 )
+from service.state import build_state  # noqa: E402
 from service.storage.db import make_engine  # noqa: E402
 from service.storage.models import Batch, BatchLeaf, Outbox, Record  # noqa: E402
 

@@ -61,7 +61,8 @@ TARGET_COLD_MS = 100.0
 
 def app_factory():  # type: ignore[no-untyped-def]
     """The service on the settings in the environment, with its chain (uvicorn --factory)."""
-    from service.app import ChainInfo, create_app
+    from service.anchoring.chaininfo import ChainInfo
+    from service.app import create_app
     from service.settings import get_settings
 
     settings = get_settings()
@@ -91,6 +92,7 @@ def serve_worker(port: int) -> None:
 
 
 def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
+    from service.anchoring.chaininfo import ChainInfo
     from service.anchoring.devchain import (
         DEPLOYER,
         SERVICE_ACCOUNT,
@@ -98,7 +100,7 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
         start_hardhat,
     )
     from service.anchoring.worker import AnchorWorker, anchor_until_drained
-    from service.app import ChainInfo, build_state
+    from service.state import build_state
     from tests.labkit import add_lab, client_for, make_app
     from tests.public_kit import issue_report
 
@@ -126,9 +128,8 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
     assert lab.institution is not None
     built = issue_report(state, client_for(app, lab), lab.institution, "B1")
     anchor_until_drained(AnchorWorker(settings, state.engine, chain))
-    primer = state.extras.get("public_sealed_primer")
-    if primer is not None:
-        primer.shutdown(wait=True)  # the sealing step's verdict is stored
+    if state.verdict_primer.built:
+        state.verdict_primer.get().shutdown(wait=True)  # the sealing step's verdict is stored
     return env, built.code, state, node
 
 
@@ -142,9 +143,9 @@ def _median_ms(fn: Any, runs: int) -> float:
 
 
 def in_process(state: Any, code: str) -> dict[str, Any]:
-    from service.api.public import report_json, views_for
+    from service.api.public import report_json
 
-    views = views_for(state)
+    views = state.views.get()
     out: dict[str, Any] = {}
 
     def genuine() -> dict[str, Any]:

@@ -1,90 +1,66 @@
-"""The FastAPI application: wiring only; features live in routers under service/api/."""
+"""The FastAPI application: wiring only. Features live in routers under service/api/; the
+runtime objects come from the composition root (service/state.py)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
+from service.anchoring.chaininfo import ChainInfo
+from service.api import audit, ops, pki, public, records, report_pdf, reports, uploads
 from service.api.openapi import install_openapi
 from service.api.problems import BodyLimitMiddleware, install_problem_handlers
 from service.settings import Settings, get_settings
-from service.storage.blobs import BlobStore
-from service.storage.db import make_engine, make_sessionmaker, upgrade
+from service.state import BackgroundLoops, ServiceState, build_state
+from service.storage.db import AsyncPgPool, libpq_conninfo
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ChainInfo:
-    """The chain the service anchors to (INTERFACE §6 `jianzheng chain info`)."""
-
-    rpc_url: str
-    chain_id: int
-    registry: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"rpc_url": self.rpc_url, "chain_id": self.chain_id, "registry": self.registry}
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    blobs: BlobStore
-    chain: ChainInfo | None
-    #: Long-lived helpers routers attach (worker handle, caches, signer, ...).
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def build_state(settings: Settings, chain: ChainInfo | None, *, migrate: bool = True) -> AppState:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if migrate:
-        upgrade(settings.database_url)
-    engine = make_engine(
-        settings.database_url, pool_size=settings.database.pool_size, echo=settings.database.echo
-    )
-    return AppState(
-        settings=settings,
-        engine=engine,
-        sessions=make_sessionmaker(engine),
-        blobs=BlobStore(settings.blob_dir),
-        chain=chain,
-    )
+#: Every feature router. Public first: its routes are the hot path (QR scans) and FastAPI
+#: tries routes in order; no other router has paths under /v/ or /api/v1/public/.
+ROUTERS: tuple[APIRouter, ...] = (
+    public.router,
+    ops.router,
+    reports.router,
+    records.router,
+    uploads.router,
+    report_pdf.router,
+    pki.router,
+    audit.router,
+)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
     chain: ChainInfo | None = None,
-    state: AppState | None = None,
+    state: ServiceState | None = None,
     start_worker: bool = False,
 ) -> FastAPI:
     """Build the app. `start_worker` runs the anchoring worker in a thread of this process."""
     settings = settings or get_settings()
-    app_state = state or build_state(settings, chain)
+    service_state = state or build_state(settings, chain)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        worker = None
-        if start_worker:
-            from service.anchoring.worker import start_worker_thread
-
-            worker = start_worker_thread(app_state)
+        loops = BackgroundLoops(service_state, anchoring=start_worker).start()
+        if service_state.on_postgresql:
+            # The report-code fast path's connections belong to this event loop.
+            service_state.async_pool = AsyncPgPool(
+                libpq_conninfo(service_state.engine), settings.database.pool_size
+            )
         try:
             yield
         finally:
-            if worker is not None:
-                worker.stop()
-            app_state.engine.dispose()
+            loops.stop()
+            pool, service_state.async_pool = service_state.async_pool, None
+            if pool is not None:
+                await pool.close()
+            service_state.close()
 
     # Swagger UI and ReDoc from the package's own copies: the service runs on networks
     # without access to a CDN (a regulator's intranet), and /docs must still work there.
@@ -92,12 +68,12 @@ def create_app(
         static_url="/docs-static",
         title="Jianzheng (见证) evidence service",
         version="1",
-        summary="Report codes, sealed report PDFs and anchored evidence",
+        summary="Report codes, signed report PDFs and anchored evidence",
         lifespan=lifespan,
     )
-    app.state.jz = app_state
+    app.state.jz = service_state
     install_problem_handlers(app)
-    for router in _routers():
+    for router in ROUTERS:
         app.include_router(router)
     install_openapi(app)
     app.add_middleware(
@@ -110,30 +86,3 @@ def create_app(
         },
     )
     return app
-
-
-def _routers() -> list[Any]:
-    """Every feature router; each module exposes `router`."""
-    import importlib
-
-    names = [
-        # public first: its routes are the hot path (QR scans) and FastAPI tries routes in
-        # order; no other router has paths under /v/ or /api/v1/public/
-        "service.api.public",
-        "service.api.ops",
-        "service.api.reports",
-        "service.api.records",
-        "service.api.sealing",
-        "service.api.pki",
-        "service.api.audit",
-    ]
-    routers = []
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # feature not built yet
-            raise
-        routers.append(module.router)
-    return routers

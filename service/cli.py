@@ -62,9 +62,8 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     from service.storage.backup import backup
 
     result = backup(
-        get_settings(
-            ), Path(args.dest), lambda msg: print(f"backup: {msg}", file=sys.stderr)
-        )
+        get_settings(), Path(args.dest), lambda msg: print(f"backup: {msg}", file=sys.stderr)
+    )
     _print_json(vars(result))
     if result.corrupt_blobs:
         print(

@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_account import Account
 
-from service.app import ChainInfo
+from service.anchoring.chaininfo import ChainInfo
 from service.errors import BadRequest, IntegrityFault, NotFound, Unavailable
 from service.settings import Settings, get_settings
 from service.storage.db import upgrade
@@ -162,7 +162,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     """API + anchoring worker (thread) on the configured or embedded defaults."""
     import uvicorn
 
-    from service.app import build_state, create_app
+    from service.app import create_app
+    from service.state import build_state
 
     settings = get_settings()
     _configure_logging(settings)
@@ -195,9 +196,8 @@ def _api_chain(settings: Settings) -> ChainInfo | None:
         log.warning("no chain configured and no dev chain deployment: anchors are not shown")
         return None
     return ChainInfo(
-        str(
-            deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
-        )
+        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+    )
 
 
 def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
@@ -208,7 +208,8 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
 
     import uvicorn
 
-    from service.app import build_state, create_app
+    from service.app import create_app
+    from service.state import build_state
 
     settings = get_settings()
     _configure_logging(settings)
@@ -276,7 +277,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def run_worker() -> int:
     """The anchoring worker alone, in the foreground (one leader at a time; others wait)."""
     from service.anchoring.worker import AnchorWorker
-    from service.app import build_state
+    from service.state import build_state
 
     settings = get_settings()
     _configure_logging(settings)
@@ -361,13 +362,12 @@ def chain_info() -> ChainInfo:
             "run `jianzheng serve` or `jianzheng chain up` first",
         )
     return ChainInfo(
-        str(
-            deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
-        )
+        str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
+    )
 
 
 def ca_roots_pem() -> str:
     """PEM certificates a verifier should trust for report signatures and timestamps."""
-    from service.trust import trust_roots_pem
+    from service.domain.trust import trust_roots_pem
 
     return trust_roots_pem(get_settings()).decode("ascii")

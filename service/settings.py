@@ -84,7 +84,7 @@ class SigningSettings(BaseModel):
     #: Passphrase protecting the platform CA's key files under `{data_dir}/ca`.
     ca_passphrase: SecretStr = SecretStr(DEV_CA_PASSPHRASE)
     #: PEM file of further roots to trust (a licensed CA's root for PKCS#11 seals, an
-    #: external TSA's root), besides the platform CA's own; see service/trust.py.
+    #: external TSA's root), besides the platform CA's own; see service/domain/trust.py.
     trust_roots_file: str = ""
 
 
@@ -171,10 +171,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "JZ_CHAIN__RPC_URL and JZ_CHAIN__REGISTRY are required in production"
                 )
-        if self.signing.trust_roots_file:
-            from service.trust import load_extra_roots
-
-            load_extra_roots(self.signing.trust_roots_file)  # fail at start, not at a scan
         return self
 
     @property

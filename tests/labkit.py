@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 from stdnum.cn import uscc as stdnum_uscc
 
-from service.app import AppState, create_app
+from service.app import create_app
 from service.client import JianzhengClient
 from service.domain import accounts
 from service.domain.evidence import append_record
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Record
 
@@ -31,7 +32,7 @@ class Account:
     auditor_id: str | None = None
 
 
-def add_lab(state: AppState, serial: int, region: str = "440300") -> Account:
+def add_lab(state: ServiceState, serial: int, region: str = "440300") -> Account:
     with session_scope(state.sessions) as s:
         out = accounts.add_institution(
             s, state.settings, uscc=make_uscc(serial, region), region=region, name=f"Lab {serial}"
@@ -39,13 +40,13 @@ def add_lab(state: AppState, serial: int, region: str = "440300") -> Account:
     return Account(out["key_id"], out["secret"], institution=out["institution"])
 
 
-def add_auditor(state: AppState, name: str = "Auditor") -> Account:
+def add_auditor(state: ServiceState, name: str = "Auditor") -> Account:
     with session_scope(state.sessions) as s:
         out = accounts.add_auditor(s, state.settings, name=name)
     return Account(out["key_id"], out["secret"], auditor_id=out["auditor"])
 
 
-def make_app(state: AppState) -> FastAPI:
+def make_app(state: ServiceState) -> FastAPI:
     return create_app(state.settings, state=state)
 
 
@@ -59,7 +60,7 @@ def client_for(app: FastAPI, account: Account) -> JianzhengClient:
 
 
 def seed_record(
-    state: AppState, institution: str, type: str, body: dict[str, Any] | None = None,
+    state: ServiceState, institution: str, type: str, body: dict[str, Any] | None = None,
     parents: list[str] | None = None,
 ) -> str:
     """A record written directly through the evidence layer (stands in for other routes)."""

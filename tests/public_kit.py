@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.app import AppState
 from service.client import JianzhengClient
 from service.domain.evidence import FileRef, append_record
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Record
 
@@ -76,7 +76,7 @@ class Built:
 
 
 def _append(
-    state: AppState,
+    state: ServiceState,
     institution: str,
     type_: str,
     body: dict[str, Any],
@@ -97,7 +97,7 @@ def _append(
         return rec.id
 
 
-def build_chain(state: AppState, institution: str, tag: str) -> dict[str, str]:
+def build_chain(state: ServiceState, institution: str, tag: str) -> dict[str, str]:
     """project -> contract -> commission -> sample -> seal/witness -> receipt -> test record."""
     ids: dict[str, str] = {}
     ids["project"] = _append(state, institution, "project", {
@@ -154,7 +154,7 @@ def build_chain(state: AppState, institution: str, tag: str) -> dict[str, str]:
 
 
 def issue_report(
-    state: AppState, client: JianzhengClient, institution: str, tag: str, *, seal: bool = True
+    state: ServiceState, client: JianzhengClient, institution: str, tag: str, *, seal: bool = True
 ) -> Built:
     """A whole chain plus a report code with metadata and (optionally) its sealed PDF."""
     ids = build_chain(state, institution, tag)
@@ -185,7 +185,7 @@ def issue_report(
     return built
 
 
-def sealed_bytes(state: AppState, built: Built) -> bytes:
+def sealed_bytes(state: ServiceState, built: Built) -> bytes:
     data = state.blobs.get(built.sealed["sha256"])
     assert hashlib.sha256(data).hexdigest() == built.sealed["sha256"]
     return data

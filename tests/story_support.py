@@ -29,9 +29,10 @@ from typing import Any
 
 import httpx
 
-from service.app import AppState, ChainInfo, build_state
+from service.anchoring.chaininfo import ChainInfo
 from service.client import JianzhengClient
 from service.settings import DatabaseSettings, PublicSettings, Settings
+from service.state import ServiceState, build_state
 from tests.anchoring_support import REPO_ROOT, start_worker, stop_worker, wait_for
 from tests.labkit import Account, add_auditor, add_lab
 from tests.public_kit import make_pdf
@@ -60,7 +61,7 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
-    state: AppState | None = None
+    state: ServiceState | None = None
 
     @property
     def base_url(self) -> str:
@@ -95,7 +96,7 @@ class ServiceProcess:
             public=PublicSettings(base_url=self.base_url, rate_limit_per_minute=0),
         )
 
-    def prepare(self) -> AppState:
+    def prepare(self) -> ServiceState:
         """Migrate the database (in this process) so accounts can be added before start."""
         if self.state is None:
             self.data_dir.mkdir(parents=True, exist_ok=True)

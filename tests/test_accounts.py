@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from service import cli
-from service.app import AppState
 from service.domain import accounts
 from service.errors import JianzhengError
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import ApiKey
 from tests.labkit import add_lab, client_for, make_app, make_uscc, seed_record
@@ -33,7 +33,7 @@ def test_uscc_and_region_validation() -> None:
 
 
 def test_secret_is_encrypted_at_rest_and_bound_to_key_id(
-    app_state: AppState, caplog: pytest.LogCaptureFixture
+    app_state: ServiceState, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     lab = add_lab(app_state, 5)
@@ -60,7 +60,7 @@ def test_secret_is_encrypted_at_rest_and_bound_to_key_id(
     assert info is not None and lab.secret not in repr(info)
 
 
-def test_rotate_and_revoke(app_state: AppState) -> None:
+def test_rotate_and_revoke(app_state: ServiceState) -> None:
     lab = add_lab(app_state, 6)
     app = make_app(app_state)
     with session_scope(app_state.sessions) as s:

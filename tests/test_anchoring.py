@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import RegistryClient
 from service.anchoring.worker import (
     AnchorWorker,
@@ -17,9 +18,10 @@ from service.anchoring.worker import (
     anchor_until_drained,
 )
 from service.api.problems import status_of
-from service.app import AppState, ChainInfo, create_app
+from service.app import create_app
 from service.domain.proofs import build_proof, build_proofs, clear_cache
 from service.errors import JianzhengError
+from service.state import ServiceState
 from service.storage.models import Batch, Record
 from tests.anchoring_support import assert_exactly_once, ingest
 from tests.fixtures.chain import DevChain
@@ -39,7 +41,7 @@ def _client(hardhat: DevChain, registry: str) -> RegistryClient:
     return RegistryClient(hardhat.rpc_url, registry, hardhat.service_key)
 
 
-def _verify_all(state: AppState, chain: ChainInfo, ids: list[str]) -> list[ProofVerification]:
+def _verify_all(state: ServiceState, chain: ChainInfo, ids: list[str]) -> list[ProofVerification]:
     source = CachingChain(RpcClient(chain.rpc_url))
     pins = Pins(chain_id=chain.chain_id, registry=chain.registry)
     results: list[ProofVerification] = []

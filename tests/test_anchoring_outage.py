@@ -18,9 +18,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import RegistryClient
-from service.app import ChainInfo, build_state, create_app
+from service.app import create_app
 from service.domain.proofs import build_proof
+from service.state import build_state
 from service.storage.models import Batch
 from tests.anchoring_support import assert_exactly_once, drained, ingest, wait_for
 from tests.fixtures.chain import DevChain

@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.testclient import TestClient
 
+from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState, ChainInfo
 from service.client import JianzhengClient
+from service.state import ServiceState
 from signer.ca import DevCA
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.chain
 
 @dataclass
 class World:
-    state: AppState
+    state: ServiceState
     chain: ChainInfo
     worker: AnchorWorker
     lab: JianzhengClient

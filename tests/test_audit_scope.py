@@ -3,15 +3,15 @@ other, on every audit endpoint; an unlimited one sees all (SQLite and PostgreSQL
 
 from __future__ import annotations
 
-from service.app import AppState
 from service.domain import accounts
 from service.domain.accounts import region_prefix
+from service.state import ServiceState
 from service.storage.db import session_scope
 from tests.labkit import Account, add_lab, client_for, make_app
 from tests.recordkit import build_chain, today_cst
 
 
-def _auditor(state: AppState, name: str, region: str | None) -> Account:
+def _auditor(state: ServiceState, name: str, region: str | None) -> Account:
     with session_scope(state.sessions) as s:
         out = accounts.add_auditor(s, state.settings, name=name, region=region)
     return Account(out["key_id"], out["secret"], auditor_id=out["auditor"])
@@ -24,7 +24,7 @@ def test_region_prefix() -> None:
     assert region_prefix("110100") == "1101"
 
 
-def test_auditors_see_only_their_region(app_state: AppState) -> None:
+def test_auditors_see_only_their_region(app_state: ServiceState) -> None:
     app = make_app(app_state)
     sz, bj = add_lab(app_state, 91, "440305"), add_lab(app_state, 92, "110105")
     auditors = {

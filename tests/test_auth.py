@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from service.api.auth import verify_signed_request
-from service.app import AppState, build_state
 from service.client import JianzhengClient, body_sha256, new_nonce, sign_request
 from service.domain import accounts
 from service.errors import JianzhengError
+from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import Nonce
 from tests.fixtures.db import make_settings
@@ -25,7 +25,7 @@ from tests.labkit import Account, add_auditor, add_lab, client_for, make_app, se
 
 @dataclass
 class Env:
-    state: AppState
+    state: ServiceState
     http: Any
     lab: Account
     other: Account
@@ -36,7 +36,7 @@ class Env:
 
 
 @pytest.fixture
-def env(app_state: AppState) -> Iterator[Env]:
+def env(app_state: ServiceState) -> Iterator[Env]:
     app = make_app(app_state)
     lab, other, auditor = add_lab(app_state, 1), add_lab(app_state, 2), add_auditor(app_state)
     lab_client = client_for(app, lab)
@@ -211,7 +211,7 @@ def test_unsigned_bad_json_is_401_not_422(env: Env) -> None:
 
 
 def test_nonce_accepted_once_across_processes(
-    app_state: AppState, tmp_path: Path, db_url: str
+    app_state: ServiceState, tmp_path: Path, db_url: str
 ) -> None:
     """Two engines (as two API processes would have) race on the same nonce: one wins."""
     lab = add_lab(app_state, 3)
@@ -224,7 +224,7 @@ def test_nonce_accepted_once_across_processes(
         results: list[str] = []
         barrier = threading.Barrier(8)
 
-        def attempt(state: AppState) -> None:
+        def attempt(state: ServiceState) -> None:
             barrier.wait()
             try:
                 verify_signed_request(
@@ -249,14 +249,14 @@ def test_nonce_accepted_once_across_processes(
         other_state.engine.dispose()
 
 
-def test_old_nonces_are_purged(app_state: AppState) -> None:
+def test_old_nonces_are_purged(app_state: ServiceState) -> None:
     lab = add_lab(app_state, 4)
     now = int(time.time())
     window = app_state.settings.security.replay_window_s
     with session_scope(app_state.sessions) as s:
         s.add(Nonce(key_id=lab.key_id, nonce="o" * 16, seen_at=now - 2 * window - 3600))
         s.add(Nonce(key_id=lab.key_id, nonce="r" * 16, seen_at=now - window))
-    app_state.extras["auth_last_purge"] = 0.0
+    app_state.purge.last = 0.0
     ts = str(now)
     nonce = new_nonce()
     sig = sign_request("GET", "/p", "", b"", lab.key_id, lab.secret, ts, nonce)

@@ -16,15 +16,15 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from service import cli
-from service.app import AppState
 from service.errors import JianzhengError
+from service.state import ServiceState
 from service.storage.backup import backup
 from tests.fixtures.db import PG_ADMIN_URL
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import ago, build_chain
 
 
-def _count_records_restored(state: AppState, dest: Path) -> int:
+def _count_records_restored(state: ServiceState, dest: Path) -> int:
     url = make_url(state.settings.database_url)
     if url.get_backend_name() == "sqlite":
         with sqlite3.connect(dest / "jianzheng.db") as conn:
@@ -47,7 +47,7 @@ def _count_records_restored(state: AppState, dest: Path) -> int:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_backup_restores_and_is_incremental(app_state: AppState, tmp_path: Path) -> None:
+def test_backup_restores_and_is_incremental(app_state: ServiceState, tmp_path: Path) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 97)
     with client_for(app, lab) as c:

@@ -122,7 +122,7 @@ def test_10000_codes_from_two_processes_are_distinct_and_valid(
 ) -> None:
     from sqlalchemy import func, select
 
-    from service.app import build_state
+    from service.state import build_state
     from service.storage.models import ReportCode
     from tests.fixtures.db import make_settings
     from tests.labkit import add_lab, seed_record

@@ -3,13 +3,13 @@ history, reports cite the latest version, and the page says why it was corrected
 
 from __future__ import annotations
 
-from service.app import AppState
 from service.clock import utc_now
+from service.state import ServiceState
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import ago, build_chain, created, data_body
 
 
-def test_corrections_form_one_reviewable_line(app_state: AppState) -> None:
+def test_corrections_form_one_reviewable_line(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 81)
     with client_for(app, lab) as c:
@@ -66,7 +66,7 @@ def test_corrections_form_one_reviewable_line(app_state: AppState) -> None:
         assert "更正原因" in c.http.get(f"/v/{code}").text
 
 
-def test_racing_corrections_leave_one_line(app_state: AppState) -> None:
+def test_racing_corrections_leave_one_line(app_state: ServiceState) -> None:
     """Two corrections of the same record at once: one is accepted, the other told which
     record corrected it first (409), on SQLite as on PostgreSQL (the database's key)."""
     import threading

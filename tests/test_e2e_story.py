@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import ChainInfo
+from service.anchoring.chaininfo import ChainInfo
 from tests.anchoring_support import REPO_ROOT, wait_for
 from tests.fixtures.chain import DevChain, new_chain
 from tests.public_kit import privacy_findings

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from service.app import AppState, build_state
 from service.client import JianzhengClient
 from service.domain.evidence import append_record
 from service.domain.nonconforming import record_nonconforming
 from service.domain.notify import WebhookNotifier, deliver_due
+from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import NonconformingEntry, Notification, Record
 from tests.fixtures.db import make_settings
@@ -38,7 +38,7 @@ from tests.recordkit import (
 )
 
 
-def test_late_contract_and_test_data_are_flagged(app_state: AppState) -> None:
+def test_late_contract_and_test_data_are_flagged(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab_a, lab_b, aud = add_lab(app_state, 11), add_lab(app_state, 12), add_auditor(app_state)
     with client_for(app, lab_a) as a, client_for(app, lab_b) as b, client_for(app, aud) as au:
@@ -140,7 +140,7 @@ def hook() -> Iterator[_Hook]:
     h.close()
 
 
-def _report(state: AppState, institution: str, code: str) -> Record:
+def _report(state: ServiceState, institution: str, code: str) -> Record:
     with session_scope(state.sessions) as s:
         rec = append_record(
             s, type="report", institution=institution, code=code,
@@ -286,7 +286,7 @@ def test_failed_report_through_the_api_enters_the_ledger(
         state.engine.dispose()
 
 
-def test_notification_names_the_projects_local_agency(app_state: AppState) -> None:
+def test_notification_names_the_projects_local_agency(app_state: ServiceState) -> None:
     """R12: the agency to notify is the project's (属地), which may differ from the lab's
     region: the event carries the project's region and agency for routing."""
     app = make_app(app_state)

@@ -9,13 +9,13 @@ import re
 
 import httpx
 
-from service.app import AppState
+from service.state import ServiceState
 from tests.labkit import add_auditor, add_lab, client_for, make_app
 from tests.recordkit import WitnessSigner
 from tests.test_uploads import _patch, _start
 
 
-def test_every_signed_post_and_put_takes_an_idempotency_key(app_state: AppState) -> None:
+def test_every_signed_post_and_put_takes_an_idempotency_key(app_state: ServiceState) -> None:
     """Each write route of the OpenAPI document, called with a malformed key, must refuse
     it (422 `invalid_idempotency_key`): a route that ignores the header answers otherwise."""
     app = make_app(app_state)
@@ -49,7 +49,7 @@ def _code(resp: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def test_upload_completion_and_witness_key_revocation_replay(app_state: AppState) -> None:
+def test_upload_completion_and_witness_key_revocation_replay(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 51)
     data = os.urandom(1000)

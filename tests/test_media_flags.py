@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image
 
-from service.app import AppState
 from service.domain.imagefacts import _parse_exif_time
+from service.state import ServiceState
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import multipart
 
@@ -28,7 +28,7 @@ def _jpeg(software: str, taken: datetime) -> bytes:
     return out.getvalue()
 
 
-def test_media_flags(app_state: AppState) -> None:
+def test_media_flags(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 99)
     now = datetime.now(SHANGHAI).replace(microsecond=0)

@@ -21,8 +21,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from starlette.testclient import TestClient
 
-from service.app import build_state
 from service.domain.codes import InvalidCode, parse_code
+from service.state import build_state
 from tests.fixtures.db import make_settings
 from tests.labkit import make_app
 

@@ -8,8 +8,8 @@ import shutil
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from service.app import AppState
 from service.domain.nonconforming import record_nonconforming
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Notification
 from tests.labkit import add_lab, client_for, make_app
@@ -18,7 +18,7 @@ from tests.test_flags_ledger import _report
 from tests.test_uploads import _start
 
 
-def test_housekeeping_metrics(app_state: AppState) -> None:
+def test_housekeeping_metrics(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 95)
     assert lab.institution

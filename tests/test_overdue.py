@@ -8,10 +8,10 @@ import dataclasses
 import time
 from pathlib import Path
 
-from service.app import build_state
 from service.clock import utc_now
 from service.domain.overdue import find_overdue
 from service.settings import RulesSettings
+from service.state import build_state
 from service.storage.db import session_scope
 from tests.fixtures.db import make_settings
 from tests.labkit import add_auditor, add_lab, client_for, make_app

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState
+from service.state import ServiceState
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.chain
 
 @dataclass
 class World:
-    state: AppState
+    state: ServiceState
     http: TestClient
     reports: dict[str, Built]
     responses: list[tuple[str, int, str]] = field(default_factory=list)

@@ -20,8 +20,8 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState
 from service.domain.public import ReportViews
+from service.state import ServiceState
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
@@ -34,7 +34,7 @@ MAX_PAGE_BYTES = 60 * 1024
 
 
 class World:
-    def __init__(self, state: AppState, http: TestClient, reports: dict[str, Built]) -> None:
+    def __init__(self, state: ServiceState, http: TestClient, reports: dict[str, Built]) -> None:
         self.state = state
         self.http = http
         self.reports = reports
@@ -59,7 +59,7 @@ class World:
         return data
 
     def views(self) -> ReportViews:
-        views = self.state.extras["public_views"]
+        views = self.state.views.get()
         assert isinstance(views, ReportViews)
         return views
 
@@ -396,7 +396,7 @@ def test_verify_other_images(world: World) -> None:
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
-    from service.app import build_state
+    from service.state import build_state
     from tests.fixtures.db import make_settings
 
     settings = make_settings(

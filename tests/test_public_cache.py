@@ -18,7 +18,6 @@ from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.app import AppState
 from service.domain.public import (
     SIGNATURE_VERDICT_MAX_AGE_S,
     STAMP_TRIGGERS,
@@ -26,6 +25,7 @@ from service.domain.public import (
     stamp_armed,
     stamp_guard_sql,
 )
+from service.state import ServiceState
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
@@ -43,7 +43,7 @@ def _exec(engine: Engine, sql: str, **params: Any) -> None:
         conn.execute(text(sql), params)
 
 
-def test_stamp_moves_on_edits_not_on_inserts_or_anchoring(app_state: AppState) -> None:
+def test_stamp_moves_on_edits_not_on_inserts_or_anchoring(app_state: ServiceState) -> None:
     engine = app_state.engine
     dialect = engine.dialect.name
     s0 = _stamp(engine)
@@ -106,14 +106,14 @@ def _head_tail(engine: Engine) -> tuple[Any, ...]:
 
 
 class World:
-    def __init__(self, state: AppState, http: TestClient, built: Built) -> None:
+    def __init__(self, state: ServiceState, http: TestClient, built: Built) -> None:
         self.state = state
         self.http = http
         self.built = built
 
     @property
     def views(self) -> ReportViews:
-        views = self.state.extras["public_views"]
+        views = self.state.views.get()
         assert isinstance(views, ReportViews)
         return views
 
@@ -136,11 +136,10 @@ def world(hardhat: DevChain, tmp_path: Path, db_url: str) -> Iterator[World]:
     assert lab.institution is not None
     built = issue_report(state, client_for(app, lab), lab.institution, "C1")
     anchor_until_drained(AnchorWorker(state.settings, state.engine, chain))
-    primer = state.extras.get("public_sealed_primer")
-    assert primer is not None, "the sealing route stores the signature verdict"
-    primer.shutdown(wait=True)
+    assert state.verdict_primer.built, "the signing route stores the signature verdict"
+    state.verdict_primer.get().shutdown(wait=True)
     yield World(state, TestClient(app), built)
-    stamp = state.extras["public_views"].stamp
+    stamp = state.views.get().stamp
     if stamp is not None:
         stamp.close()
     state.engine.dispose()

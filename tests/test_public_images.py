@@ -8,8 +8,8 @@ import io
 
 from PIL import Image
 
-from service.app import AppState
 from service.clock import utc_now
+from service.state import ServiceState
 from tests.labkit import add_lab, client_for, make_app
 from tests.recordkit import ago, build_chain, post_media
 
@@ -27,7 +27,7 @@ def _photo_with_metadata() -> bytes:
     return out.getvalue()
 
 
-def test_key_images_are_shown_and_served_clean(app_state: AppState) -> None:
+def test_key_images_are_shown_and_served_clean(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 61)
     photo = _photo_with_metadata()

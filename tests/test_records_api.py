@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select, update
 
-from service.app import AppState
 from service.client import JianzhengClient
 from service.domain.public import public_fields
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Outbox, Record, RecordFile, SampleCode
 from tests.labkit import Account, add_auditor, add_lab, client_for, make_app
@@ -41,7 +41,7 @@ from verifier.merkle import record_leaf_hash
 
 @dataclass
 class Env:
-    state: AppState
+    state: ServiceState
     a: JianzhengClient
     b: JianzhengClient
     auditor: JianzhengClient
@@ -50,7 +50,7 @@ class Env:
 
 
 @pytest.fixture
-def env(app_state: AppState) -> Iterator[Env]:
+def env(app_state: ServiceState) -> Iterator[Env]:
     app = make_app(app_state)
     lab_a, lab_b = add_lab(app_state, 1), add_lab(app_state, 2)
     aud = add_auditor(app_state)

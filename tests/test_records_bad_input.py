@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from service.app import AppState
 from service.client import JianzhengClient
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Record
 from tests.labkit import add_lab, client_for, make_app
@@ -161,7 +161,7 @@ def _cases(chain: Any) -> list[Case]:
     ]
 
 
-def test_bad_input_matrix(app_state: AppState) -> None:
+def test_bad_input_matrix(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 7)
     with client_for(app, lab) as client:

@@ -22,13 +22,13 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from service.app import AppState, build_state
 from service.client import new_nonce, sign_request
 from service.clock import china_year, utc_now
 from service.domain import accounts
 from service.domain import reports as domain
 from service.domain.codes import parse_code
 from service.domain.evidence import build_record
+from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import NumberingVoid, Outbox, Record, RecordParent, ReportCode
 from tests.fixtures.db import make_settings
@@ -43,7 +43,7 @@ PATH = "/api/v1/report-codes"
 
 @dataclass
 class World:
-    state: AppState
+    state: ServiceState
     http: TestClient
     lab: Account
     project: str
@@ -91,7 +91,7 @@ def test_fast_path_writes_what_the_general_path_writes(
     # The first request of a process learns the key, region and project (general path).
     first = post(w, code_body("BG-1", w.project))
     assert first.status_code == 201, first.text
-    assert (w.mode == "event_loop") == ("report_codes.async_pool" in w.state.extras)
+    assert (w.mode == "event_loop") == (w.state.async_pool is not None)
     general_path_fails(monkeypatch)
     answers = [post(w, code_body(f"BG-{n}", w.project)) for n in range(2, 12)]
     assert [r.status_code for r in answers] == [201] * 10, [r.text for r in answers]

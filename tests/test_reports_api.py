@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from service.api.auth import verify_signed_request  # noqa: F401  (import check)
-from service.app import AppState, build_state
 from service.client import JianzhengClient
 from service.clock import china_year, utc_now
 from service.domain.codes import parse_code
+from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import (
     ChainRevocation,
@@ -33,7 +33,7 @@ from tests.labkit import Account, add_auditor, add_lab, client_for, make_app, se
 
 @dataclass
 class Env:
-    state: AppState
+    state: ServiceState
     a: Account
     b: Account
     auditor: Account

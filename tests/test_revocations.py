@@ -9,7 +9,7 @@ import pytest
 
 from service.anchoring.contract import RegistryClient
 from service.anchoring.revocations import process_pending_revocations
-from service.app import build_state
+from service.state import build_state
 from service.storage.db import session_scope
 from service.storage.models import ChainRevocation
 from tests.fixtures.chain import DevChain

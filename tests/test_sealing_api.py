@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from service.app import AppState, build_state
+from service.state import ServiceState, build_state
 from service.storage.models import Record, RecordFile, RecordParent, ReportCode
 from tests.fixtures.db import make_settings
 from tests.labkit import add_lab, client_for, make_app
@@ -41,7 +41,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def test_seal_stores_both_files_and_finishes_the_code(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "S1")
     out = built.sealed
     assert set(out) == {"record_id", "sha256", "original_sha256"}
@@ -74,7 +74,7 @@ def test_seal_stores_both_files_and_finishes_the_code(world: dict[str, Any]) -> 
 
 
 def test_any_code_form_is_accepted(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "S2")
     spaced = "-".join(built.code[i : i + 4] for i in range(0, len(built.code), 4)).lower()
     r = world["client"].get(f"/api/v1/reports/{spaced}/pdf")
@@ -85,7 +85,7 @@ def test_any_code_form_is_accepted(world: dict[str, Any]) -> None:
 def test_same_pdf_again_answers_the_first_result_and_another_pdf_is_refused(
     world: dict[str, Any],
 ) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "S3")
     path = f"/api/v1/reports/{built.code}/pdf"
     again = world["client"].put(path, content=built.pdf, content_type="application/pdf")
@@ -96,7 +96,7 @@ def test_same_pdf_again_answers_the_first_result_and_another_pdf_is_refused(
 
 
 def test_bad_inputs_get_clear_4xx_and_the_service_stays_up(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     client = world["client"]
     built = issue_report(state, client, world["lab"].institution, "S4", seal=False)
     path = f"/api/v1/reports/{built.code}/pdf"
@@ -125,7 +125,7 @@ def test_bad_inputs_get_clear_4xx_and_the_service_stays_up(world: dict[str, Any]
 
 
 def test_metadata_comes_first(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     ids = build_chain(state, world["lab"].institution, "S5")
     r = world["client"].issue_code("BG-2026-S5", ids["project"])
     code = r.json()["code"]
@@ -136,7 +136,7 @@ def test_metadata_comes_first(world: dict[str, Any]) -> None:
 
 
 def test_a_lab_touches_only_its_own_codes(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "S6")
     path = f"/api/v1/reports/{built.code}/pdf"
     r = world["other"].get(path)
@@ -151,7 +151,7 @@ def test_a_lab_touches_only_its_own_codes(world: dict[str, Any]) -> None:
 
 
 def test_get_refuses_a_swapped_file(world: dict[str, Any]) -> None:
-    state: AppState = world["state"]
+    state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "S7")
     blob = state.blobs.path(built.sealed["sha256"])
     data = bytearray(blob.read_bytes())

@@ -13,13 +13,14 @@ from starlette.testclient import TestClient
 
 from service.api.auth import CallerDep, SignedRoute, verify_signed_request
 from service.api.problems import install_problem_handlers
-from service.app import AppState
 from service.client import canonical_query, encode_query, sign_request, string_to_sign
 from service.clock import utc_now
 from service.domain.accounts import SecretBox
 from service.errors import JianzhengError
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import ApiKey
+from tests.fixtures.clock import ManualClock
 from tests.labkit import add_lab
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "signing.json").read_text("utf-8"))
@@ -56,7 +57,7 @@ def test_vector_file_covers_the_tricky_cases() -> None:
     assert "tag=&tag=a&tag=m&tag=z" in [c["canonical_query"] for c in CASES]
 
 
-def _install_vector_key(state: AppState) -> None:
+def _install_vector_key(state: ServiceState) -> None:
     key_id, secret = VECTORS["key_id"], VECTORS["secret"]
     lab = add_lab(state, 77)
     with session_scope(state.sessions) as s:
@@ -69,7 +70,7 @@ def _install_vector_key(state: AppState) -> None:
         )
 
 
-def test_server_accepts_every_vector_once(app_state: AppState) -> None:
+def test_server_accepts_every_vector_once(app_state: ServiceState) -> None:
     _install_vector_key(app_state)
     for v in CASES:
         kwargs = dict(
@@ -85,7 +86,7 @@ def test_server_accepts_every_vector_once(app_state: AppState) -> None:
 
 
 def test_server_checks_vectors_over_http(
-    app_state: AppState, monkeypatch: pytest.MonkeyPatch
+    app_state: ServiceState, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The raw path and query reach the check exactly as sent (ASGI raw_path, query_string)."""
     _install_vector_key(app_state)
@@ -103,7 +104,7 @@ def test_server_checks_vectors_over_http(
     app.include_router(router)
     http = TestClient(app)
     for v in CASES:
-        monkeypatch.setattr("service.api.auth.time.time", lambda v=v: float(v["timestamp"]))
+        app_state.clock = ManualClock(float(v["timestamp"]))
         headers = {
             "X-JZ-Key": VECTORS["key_id"], "X-JZ-Timestamp": v["timestamp"],
             "X-JZ-Nonce": v["nonce"], "X-JZ-Signature": v["signature"],

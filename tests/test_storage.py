@@ -6,15 +6,15 @@ import json
 
 from sqlalchemy import func, select
 
-from service.app import AppState
 from service.domain.evidence import append_record, new_record_id
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Outbox, Record, RecordParent
 from verifier.canonical import canonicalize
 from verifier.merkle import leaf_hash
 
 
-def test_record_and_outbox_written_together(app_state: AppState) -> None:
+def test_record_and_outbox_written_together(app_state: ServiceState) -> None:
     with session_scope(app_state.sessions) as s:
         project = append_record(
             s, type="project", institution="91440300MA5EXXXXX1", body={"name": "深圳湾大桥"}
@@ -36,7 +36,7 @@ def test_record_and_outbox_written_together(app_state: AppState) -> None:
         assert parent_ids == [project.id]
 
 
-def test_failed_transaction_leaves_no_outbox_row(app_state: AppState) -> None:
+def test_failed_transaction_leaves_no_outbox_row(app_state: ServiceState) -> None:
     try:
         with session_scope(app_state.sessions) as s:
             append_record(s, type="project", institution="X", body={"n": 1})

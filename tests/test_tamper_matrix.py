@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from service.app import ChainInfo
+from service.anchoring.chaininfo import ChainInfo
 from service.client import JianzhengClient
 from tests.anchoring_support import wait_for
 from tests.fixtures.chain import DevChain, new_chain

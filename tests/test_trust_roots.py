@@ -10,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.api.public import SignatureChecker
-from service.app import build_state, create_app
+from service.app import create_app
+from service.domain.public import SignatureChecker
+from service.errors import IntegrityFault
 from service.settings import Settings
+from service.state import build_state, check_startup
 from signer.ca import DevCA
 from signer.errors import CaError
 from signer.seal import seal_pdf
@@ -63,9 +65,9 @@ def test_extra_roots_are_trusted_and_published(tmp_path: Path) -> None:
     )
     try:
         # the public page's check: untrusted with the platform root alone, trusted with both
-        assert SignatureChecker(plain).verify(pdf, check_qr=False).trusted is False
-        assert SignatureChecker(trusted).verify(pdf, check_qr=False).trusted is True
-        assert len(SignatureChecker(trusted).roots()) == 2
+        assert SignatureChecker(plain.settings).verify(pdf, check_qr=False).trusted is False
+        assert SignatureChecker(trusted.settings).verify(pdf, check_qr=False).trusted is True
+        assert len(SignatureChecker(trusted.settings).roots()) == 2
 
         with TestClient(create_app(trusted.settings, state=trusted)) as http:
             published = http.get("/ca/roots.pem")
@@ -78,12 +80,19 @@ def test_extra_roots_are_trusted_and_published(tmp_path: Path) -> None:
 
 
 def test_unusable_roots_file_fails_at_start(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="cannot be read"):
-        Settings.model_validate({"signing": {"trust_roots_file": str(tmp_path / "none.pem")}})
+    """Checked at start-up (service.state.check_startup, run by build_state), not parsing."""
+    with pytest.raises(IntegrityFault, match="cannot be read"):
+        check_startup(
+            Settings.model_validate({"signing": {"trust_roots_file": str(tmp_path / "none.pem")}})
+        )
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
-    with pytest.raises(ValidationError, match="trust_roots_file"):
-        Settings.model_validate({"signing": {"trust_roots_file": str(garbage)}})
+    with pytest.raises(IntegrityFault, match="trust_roots_file"):
+        build_state(
+            make_settings(tmp_path, f"sqlite:///{tmp_path / 'x.db'}",
+                          signing={"trust_roots_file": str(garbage)}),
+            chain=None,
+        )
 
 
 def test_production_refuses_the_dev_ca_passphrase() -> None:
@@ -95,7 +104,7 @@ def test_production_refuses_the_dev_ca_passphrase() -> None:
 
 def test_ca_passphrase_setting_protects_the_ca_keys(tmp_path: Path) -> None:
     """The platform CA made with a configured passphrase opens only with it."""
-    from service.trust import platform_ca
+    from service.domain.trust import platform_ca
 
     settings = make_settings(
         tmp_path, f"sqlite:///{tmp_path / 'x.db'}", signing={"ca_passphrase": "pass-one"}

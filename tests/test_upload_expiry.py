@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from service.api.problems import status_of
-from service.app import AppState, build_state
 from service.client import JianzhengClient
 from service.clock import utc_now
 from service.domain import uploads
+from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import Upload
 from tests.fixtures.db import make_settings
@@ -28,7 +28,7 @@ from tests.test_uploads import OCTETS, _patch, _start
 DAY = timedelta(hours=72)
 
 
-def _age(state: AppState, upload_id: str, by: timedelta) -> None:
+def _age(state: ServiceState, upload_id: str, by: timedelta) -> None:
     """Pretend the upload last moved `by` ago."""
     with session_scope(state.sessions) as s:
         s.execute(
@@ -50,7 +50,7 @@ def _problem(resp: object) -> tuple[int, str | None]:
     return status, resp.json()["code"]  # type: ignore[attr-defined]
 
 
-def test_idle_upload_expires_and_answers_410(app_state: AppState) -> None:
+def test_idle_upload_expires_and_answers_410(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 41)
     data_dir = app_state.settings.data_dir
@@ -107,7 +107,7 @@ def test_idle_upload_expires_and_answers_410(app_state: AppState) -> None:
         assert again.expired == [] and again.files_removed == 0
 
 
-def test_expired_upload_cannot_become_a_record(app_state: AppState) -> None:
+def test_expired_upload_cannot_become_a_record(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 42)
     data = os.urandom(2048)

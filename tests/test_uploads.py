@@ -18,8 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from service.app import AppState
 from service.client import JianzhengClient, new_nonce, sign_request
+from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Record, Upload
 from tests.labkit import Account, add_lab, client_for, make_app
@@ -52,12 +52,12 @@ def _offset(client: JianzhengClient, upload_id: str) -> int:
     return int(resp.headers["upload-offset"])
 
 
-def _records(state: AppState) -> int:
+def _records(state: ServiceState) -> int:
     with session_scope(state.sessions) as s:
         return int(s.scalar(select(func.count()).select_from(Record)) or 0)
 
 
-def test_upload_offsets_completion_and_use(app_state: AppState) -> None:
+def test_upload_offsets_completion_and_use(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab_a, lab_b = add_lab(app_state, 31), add_lab(app_state, 32)
     data = bytes(range(256)) * 1000  # 256,000 bytes
@@ -154,7 +154,7 @@ class Server:
 
 
 @pytest.fixture
-def server(app_state: AppState, free_tcp_port: int) -> Iterator[Server]:
+def server(app_state: ServiceState, free_tcp_port: int) -> Iterator[Server]:
     """The service in its own process (uvicorn), on the test's database and data dir."""
     settings = app_state.settings
     env = {
@@ -204,7 +204,7 @@ def _send_half_and_drop(base: str, account: Account, upload_id: str, offset: int
     sock.close()
 
 
-def _wait_for_no_chunk_files(state: AppState) -> None:
+def _wait_for_no_chunk_files(state: ServiceState) -> None:
     """The server has finished with the dropped request once its chunk file is gone."""
     uploads_dir = state.settings.data_dir / "uploads"
     deadline = time.monotonic() + 20
@@ -215,7 +215,7 @@ def _wait_for_no_chunk_files(state: AppState) -> None:
 
 @pytest.mark.slow
 def test_200mb_upload_resumes_after_a_dropped_connection(
-    app_state: AppState, server: Server
+    app_state: ServiceState, server: Server
 ) -> None:
     lab = add_lab(app_state, 33)
     client = JianzhengClient(server.url, lab.key_id, lab.secret, timeout=120)
@@ -261,7 +261,9 @@ def test_200mb_upload_resumes_after_a_dropped_connection(
     client.close()
 
 
-def test_unsigned_or_stale_patch_is_refused_401_before_anything_else(app_state: AppState) -> None:
+def test_unsigned_or_stale_patch_is_refused_401_before_anything_else(
+    app_state: ServiceState,
+) -> None:
     """§5.1 before §5.2: a PATCH without valid signing headers gets 401 `auth_*`, whatever
     else is wrong with it (no Upload-Offset, wrong media type, unknown upload)."""
     app = make_app(app_state)

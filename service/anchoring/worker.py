@@ -46,6 +46,7 @@ from eth_abi.abi import decode as abi_decode
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import (
     ChainError,
     ChainRejected,
@@ -55,7 +56,6 @@ from service.anchoring.contract import (
     RegistryClient,
     TxReceipt,
 )
-from service.app import AppState, ChainInfo
 from service.settings import Settings
 from service.storage.db import is_sqlite, make_sessionmaker
 from service.storage.models import Batch, KeyValue, Outbox
@@ -819,18 +819,9 @@ class WorkerThread:
         return self._thread.is_alive()
 
 
-class _NoWorker:
-    def stop(self, timeout: float = 0.0) -> None:
-        return None
-
-
-def start_worker_thread(app_state: AppState) -> WorkerThread | _NoWorker:
-    """Start the anchoring worker in a thread (used by `create_app(start_worker=True)`)."""
-    if app_state.chain is None:
-        log.error("no chain configured: the anchoring worker does not run")
-        return _NoWorker()
-    worker = AnchorWorker(app_state.settings, app_state.engine, app_state.chain)
-    return WorkerThread(worker).start()
+def start_worker_thread(settings: Settings, engine: Engine, chain: ChainInfo) -> WorkerThread:
+    """Start the anchoring worker in a thread (service.state.BackgroundLoops)."""
+    return WorkerThread(AnchorWorker(settings, engine, chain)).start()
 
 
 def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:

@@ -29,19 +29,16 @@ import hashlib
 import hmac
 import logging
 import re
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import Connection, delete, text
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.app import AppState
 from service.client import (
     HEADER_KEY,
     HEADER_NONCE,
@@ -53,7 +50,8 @@ from service.client import (
 )
 from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, audit_scope, lookup_key
 from service.errors import AuthFailed, Forbidden, JianzhengError
-from service.storage.models import IdempotencyKey, Nonce
+from service.state import ServiceState
+from service.storage import nonces
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +59,6 @@ NONCE_RE = re.compile(rf"^[A-Za-z0-9_-]{{{NONCE_MIN_CHARS},{NONCE_MAX_CHARS}}}$"
 TIMESTAMP_RE = re.compile(r"^[0-9]{1,12}$")
 KEY_ID_MAX_CHARS = 40
 SIGNATURE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-#: Seconds a nonce is kept beyond the window: a timestamp may be up to `window` in the
-#: future, so a nonce must outlive 2 x window (plus slack) to catch every replay.
-NONCE_RETENTION_SLACK_S = 60
-#: How often (per process) expired nonces and idempotency keys are purged.
-PURGE_INTERVAL_S = 60.0
-#: Stored idempotent answers are kept this long.
-IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 _STATE_ATTR = "jz_caller"
 _BODY_HASH_ATTR = "jz_body_sha256"
@@ -91,8 +82,8 @@ def _unauthorized(code: str, detail: str) -> JianzhengError:
     return AuthFailed(code, detail)
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.jz
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.jz
     return state
 
 
@@ -152,7 +143,7 @@ def body_hash_of(request: Request) -> str | None:
 
 
 def verify_signed_request(
-    state: AppState,
+    state: ServiceState,
     *,
     method: str,
     path: str,
@@ -165,7 +156,7 @@ def verify_signed_request(
     now: float | None = None,
 ) -> Caller:
     """The checks of §5.1 in order; raises JianzhengError 401 with the `auth_*` code."""
-    now = time.time() if now is None else now
+    now = state.clock.time() if now is None else now
     key = check_signature(
         state,
         method=method,
@@ -184,7 +175,7 @@ def verify_signed_request(
 
 
 def check_signature(
-    state: AppState,
+    state: ServiceState,
     *,
     method: str,
     path: str,
@@ -217,7 +208,7 @@ def check_signature(
 
 
 def check_headers(
-    state: AppState,
+    state: ServiceState,
     *,
     key_id: str | None,
     timestamp: str | None,
@@ -255,91 +246,51 @@ def check_headers(
         raise _unauthorized(
             "auth_expired", f"timestamp is more than {window} s from the server clock"
         )
-    key = _KEYS.get(key_id)
+    key = state.keys.get(key_id)
     if key is None:
         with state.sessions() as session:
             key = lookup_key(session, state.settings, key_id)
         if key is None or key.revoked:
             raise _unauthorized("auth_unknown_key", "unknown or revoked API key")
-        _KEYS[key_id] = key  # role, owner and secret never change for a key id
+        state.keys[key_id] = key  # role, owner and secret never change for a key id
     if not SIGNATURE_RE.match(signature):
         raise _unauthorized("auth_bad_signature", "the signature is not 64 hex characters")
     return key
 
 
-def cached_key(key_id: str) -> KeyInfo | None:
+def cached_key(state: ServiceState, key_id: str) -> KeyInfo | None:
     """The key if this process already loaded it (no database access), else None."""
-    return _KEYS.get(key_id)
+    return state.keys.get(key_id)
 
 
-def remember_nonce(state: AppState, key_id: str, nonce: str, now: float) -> None:
+def remember_nonce(state: ServiceState, key_id: str, nonce: str, now: float) -> None:
     """Store the nonce in its own autocommit statement if the key is still active.
 
     Revocation takes effect at once, whatever the cache holds; a nonce seen before is
     refused (`auth_replayed`), an inactive key `auth_unknown_key`.
     """
-    with state.engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        accepted = conn.execute(
-            _REMEMBER_NONCE, {"k": key_id, "k2": key_id, "n": nonce, "t": int(now)}
-        ).first()
-        if accepted is None:
-            raise nonce_refusal(conn, key_id)
-        _maybe_purge(state, conn, int(now), state.settings.security.replay_window_s)
+    with nonces.autocommit(state.engine) as conn:
+        if not nonces.store_nonce(conn, key_id, nonce, int(now)):
+            raise nonce_refusal(state, conn, key_id)
+        nonces.purge_if_due(
+            state.purge, conn, int(now), state.settings.security.replay_window_s
+        )
 
 
-def nonce_refusal(conn: Connection, key_id: str) -> JianzhengError:
+def nonce_refusal(state: ServiceState, conn: Connection, key_id: str) -> JianzhengError:
     """Why a nonce was not stored: the key is no longer active, or the nonce was replayed."""
-    if conn.execute(_KEY_ACTIVE, {"k": key_id}).first() is None:
-        _KEYS.pop(key_id, None)
+    if not nonces.key_active(conn, key_id):
+        state.keys.pop(key_id, None)
         return _unauthorized("auth_unknown_key", "unknown or revoked API key")
     return _unauthorized("auth_replayed", "this nonce was already used with this key")
 
 
-def purge_if_due(state: AppState, now: float) -> None:
-    """`_maybe_purge` for callers that stored the nonce themselves (no connection if not due)."""
-    if now - state.extras.get("auth_last_purge", 0.0) < PURGE_INTERVAL_S:
+def purge_if_due(state: ServiceState, now: float) -> None:
+    """The purge for callers that stored the nonce themselves (no connection if not due)."""
+    if not state.purge.due(now):
         return
-    with state.engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
-        _maybe_purge(state, conn, int(now), state.settings.security.replay_window_s)
-
-
-#: Decrypted keys by id (per process). Only immutable facts are used from here; whether
-#: the key is still active is read from the database on every request.
-_KEYS: dict[str, KeyInfo] = {}
-
-_REMEMBER_NONCE = text(
-    "INSERT INTO auth_nonces (key_id, nonce, seen_at)"
-    " SELECT CAST(:k AS VARCHAR(40)), CAST(:n AS VARCHAR(64)), CAST(:t AS BIGINT)"
-    " WHERE EXISTS (SELECT 1 FROM api_keys WHERE key_id = :k2 AND revoked_at IS NULL)"
-    " ON CONFLICT DO NOTHING RETURNING nonce"
-)
-_KEY_ACTIVE = text("SELECT 1 FROM api_keys WHERE key_id = :k AND revoked_at IS NULL")
-
-
-_purge_lock = threading.Lock()
-
-
-def _maybe_purge(state: AppState, conn: Connection, now: int, window: int) -> None:
-    """Delete expired nonces and idempotency answers, at most once a minute per process."""
-    last = state.extras.get("auth_last_purge", 0.0)
-    if now - last < PURGE_INTERVAL_S or not _purge_lock.acquire(blocking=False):
-        return
-    try:
-        state.extras["auth_last_purge"] = float(now)
-        conn.execute(
-            delete(
-                Nonce).where(Nonce.seen_at < now - 2 * window - NONCE_RETENTION_SLACK_S)
-            )
-        conn.execute(
-            delete(
-                IdempotencyKey).where(IdempotencyKey.created_at < now - IDEMPOTENCY_RETENTION_S)
-            )
-    except Exception:  # purging is housekeeping; never fail a request for it
-        log.warning("purging expired nonces failed", exc_info=True)
-    finally:
-        _purge_lock.release()
+    with nonces.autocommit(state.engine) as conn:
+        nonces.purge_if_due(state.purge, conn, int(now), state.settings.security.replay_window_s)
 
 
 class SignedRoute(APIRoute):

@@ -1,4 +1,4 @@
-"""Typed dependencies shared by the routers."""
+"""Typed dependencies shared by the routers: the process's state, settings and sessions."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.app import AppState
 from service.settings import Settings
+from service.state import ServiceState
 
 
-def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.jz
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.jz
     return state
 
 
@@ -30,6 +30,6 @@ def get_app_settings(request: Request) -> Settings:
     return get_state(request).settings
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+StateDep = Annotated[ServiceState, Depends(get_state)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

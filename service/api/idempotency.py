@@ -26,13 +26,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Request, Response
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.api.auth import Caller, authenticate, body_hash_of, raw_query, request_path
 from service.client import canonical_query
 from service.errors import Conflict, Invalid
-from service.storage.models import IdempotencyKey
+from service.storage import idempotency as store
+from service.storage.idempotency import StoredAnswer
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
@@ -47,16 +47,16 @@ class Idempotency:
     scope: str
     request_hash: str
 
-    def _replay(self, row: IdempotencyKey) -> Response:
-        if row.request_hash != self.request_hash:
+    def _replay(self, stored: StoredAnswer) -> Response:
+        if stored.request_hash != self.request_hash:
             raise Invalid(
                 "idempotency_mismatch",
                 "this Idempotency-Key was used with a different request",
             )
         return Response(
-            content=row.response_body,
-            status_code=row.status_code,
-            media_type=row.media_type,
+            content=stored.body,
+            status_code=stored.status_code,
+            media_type=stored.media_type,
             headers={REPLAY_HEADER: "true"},
         )
 
@@ -64,8 +64,8 @@ class Idempotency:
         """The stored answer for this key (422 if it was for another request), or None."""
         if self.key is None:
             return None
-        row = session.get(IdempotencyKey, (self.scope, self.key))
-        return None if row is None else self._replay(row)
+        stored = store.stored_answer(session, self.scope, self.key)
+        return None if stored is None else self._replay(stored)
 
     def run(self, session: Session, work: Callable[[], tuple[int, Any]]) -> Response:
         """Run `work` -> (status, JSON payload) once per key; commit; answer as JSON."""
@@ -73,33 +73,22 @@ class Idempotency:
             status, payload = work()
             session.commit()
             return Response(_dump(payload), status_code=status, media_type=JSON)
-        stored = self.replay(session)
-        if stored is not None:
-            return stored
-        claim = IdempotencyKey(
-            scope=self.scope,
-            key=self.key,
-            request_hash=self.request_hash,
-            status_code=0,
-            media_type=JSON,
-            response_body=b"",
-            created_at=int(time.time()),
+        replayed = self.replay(session)
+        if replayed is not None:
+            return replayed
+        claim = store.claim(
+            session, self.scope, self.key, self.request_hash, JSON, int(time.time())
         )
-        session.add(claim)
-        try:
-            session.flush([claim])
-        except IntegrityError:
-            session.rollback()
-            stored = self.replay(session)
-            if stored is not None:
-                return stored
+        if claim is None:
+            replayed = self.replay(session)
+            if replayed is not None:
+                return replayed
             raise Conflict(
                 "idempotency_in_progress", "a request with this Idempotency-Key is running"
-            ) from None
+            )
         status, payload = work()
         body = _dump(payload)
-        claim.status_code = status
-        claim.response_body = body
+        claim.fill(status, body)
         session.commit()
         return Response(body, status_code=status, media_type=JSON)
 

@@ -15,9 +15,8 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import StateDep
-from service.api.sealing import Sealer
+from service.domain.trust import trust_roots_pem
 from service.errors import TooLarge, UnsupportedMediaType
-from service.trust import trust_roots_pem
 
 router = APIRouter(tags=["pki"])
 
@@ -42,23 +41,22 @@ async def timestamp(request: Request, state: StateDep) -> Response:
         body += chunk
         if len(body) > MAX_TSA_REQUEST_BYTES:
             raise TooLarge("body_too_large", "a time-stamp query is at most 16 KiB")
-    sealer = await asyncio.to_thread(Sealer.for_state, state)
+    signer = await asyncio.to_thread(state.signer.get)
     # A malformed query gets a signed rejection (PKIStatus), as RFC 3161 §2.4.2 asks.
-    reply = await asyncio.to_thread(sealer.authority.handle_request, bytes(body))
+    reply = await asyncio.to_thread(signer.authority.handle_request, bytes(body))
     return Response(reply, media_type=TSA_REPLY)
 
 
 @router.get("/ca/root.crl", summary="CRL of the development root", response_class=Response)
 async def root_crl(state: StateDep) -> Response:
-    sealer = await asyncio.to_thread(Sealer.for_state, state)
-    crl = await asyncio.to_thread(sealer.ca.crl_der)
+    signer = await asyncio.to_thread(state.signer.get)
+    crl = await asyncio.to_thread(signer.ca.crl_der)
     return Response(crl, media_type="application/pkix-crl")
 
 
 @router.get("/ca/roots.pem", summary="PEM roots to trust for report signatures")
 async def roots(state: StateDep) -> Response:
-    sealer = await asyncio.to_thread(Sealer.for_state, state)
+    signer = await asyncio.to_thread(state.signer.get)
     return Response(
-        trust_roots_pem(
-            state.settings, sealer.ca), media_type="application/x-pem-file"
-        )
+        trust_roots_pem(state.settings, signer.ca), media_type="application/x-pem-file"
+    )

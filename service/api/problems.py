@@ -150,6 +150,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "internal_error": 500,
     "record_corrupt": 500,
     "record_missing": 500,
+    "unsafe_settings": 500,
     # 503: a dependency is away
     "ca_error": 503,
     "chain_unreachable": 503,
@@ -287,9 +288,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", req.method, req.url.path)
         return problem_response(
-            IntegrityFault(
-                "internal_error", "the service failed to answer; it has been logged")
-            )
+            IntegrityFault("internal_error", "the service failed to answer; it has been logged")
+        )
 
 
 class BodyLimitMiddleware:

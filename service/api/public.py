@@ -13,7 +13,7 @@ Speed: a view whose checks still hold (service.domain.public.ReportViews.cached_
 small query for the code row, the evidence change stamp and the stamp triggers, plus an
 `os.stat` per blob file) is answered on the event loop as stored JSON bytes; anything to
 check runs in a worker thread, one build per code at a time. The sealing route stores the
-sealed PDF's signature verdict (`prime_sealed_signature`), bound to the file's SHA-256.
+signed PDF's signature verdict (`domain.public.prime_verdict`), bound to the file's SHA-256.
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ import io
 import logging
 import os
 import re
-import threading
-import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,24 +40,19 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.problems import PROBLEM_JSON
-from service.app import AppState
-from service.clock import CHINA_TZ, rfc3339
-from service.domain.codes import InvalidCode, parse_code
+from service.clock import CHINA_TZ
+from service.domain import public as public_views
+from service.domain.codes import canonical_or_none
 from service.domain.public import (
     STATUS_LABELS,
     TIME_FIELDS,
-    ChainReader,
     ReportView,
-    ReportViews,
-    Signature,
-    SignatureVerdicts,
-    StampReader,
-    UnknownCode,
     display_code,
 )
 from service.errors import Invalid, JianzhengError, NotFound, RateLimited, TooLarge
+from service.state import ServiceState
 from service.storage.models import Record, RecordFile
-from verifier.pdf import PdfUnreadable, PdfVerification, verify_sealed_pdf
+from verifier.pdf import PdfUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +64,6 @@ MAX_VERIFY_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
 #: Tokens one verify request costs (it renders and decodes; a page view costs 1).
 VERIFY_COST = 5.0
-#: Most client addresses tracked by the rate limiter before idle ones are dropped.
-MAX_BUCKETS = 100_000
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "pages" / "templates"
 _env = Environment(
@@ -175,70 +165,23 @@ VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
 # --- rate limiting ---------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """Token buckets keyed by client address: `rate` tokens per second, `burst` at most."""
-
-    def __init__(self, per_minute: float, burst: float | None = None) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = burst if burst is not None else max(1.0, per_minute / 4.0)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
-
-    def take(self, client: str, cost: float = 1.0) -> float:
-        """Take `cost` tokens; 0.0 when granted, else the seconds until it would be."""
-        if not self.enabled:
-            return 0.0
-        now = time.monotonic()
-        cost = min(cost, self.burst)
-        with self._lock:
-            tokens, last = self._buckets.get(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= cost:
-                self._buckets[client] = (tokens - cost, now)
-                return 0.0
-            self._buckets[client] = (tokens, now)
-            if len(self._buckets) > MAX_BUCKETS:
-                self._evict(now)
-            return (cost - tokens) / self.rate
-
-    def _evict(self, now: float) -> None:
-        full_after = self.burst / self.rate
-        for key, (_tokens, last) in list(self._buckets.items()):
-            if now - last >= full_after:
-                del self._buckets[key]
-        while len(self._buckets) > MAX_BUCKETS:
-            self._buckets.pop(next(iter(self._buckets)))
-
-
-def limiter_for(state: AppState) -> RateLimiter:
-    limiter = state.extras.get("public_rate_limiter")
-    if not isinstance(limiter, RateLimiter):
-        limiter = RateLimiter(float(state.settings.public.rate_limit_per_minute))
-        state.extras["public_rate_limiter"] = limiter
-    return limiter
-
-
 def _client_key(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _public_state(request: Request) -> AppState:
+async def _public_state(request: Request) -> ServiceState:
     """The app state, as an async dependency: a plain `def` dependency (deps.StateDep) costs
     a worker-thread round trip on every request, a good part of a cached view's time."""
-    state: AppState = request.app.state.jz
+    state: ServiceState = request.app.state.jz
     return state
 
 
-PublicStateDep = Annotated[AppState, Depends(_public_state)]
+PublicStateDep = Annotated[ServiceState, Depends(_public_state)]
 
 
-def take_rate(request: Request, state: AppState, cost: float) -> None:
+def take_rate(request: Request, state: ServiceState, cost: float) -> None:
     """Charge the client `cost` tokens; 429 with Retry-After when it has none left."""
-    wait = limiter_for(state).take(_client_key(request), cost)
+    wait = state.rate_limiter.take(_client_key(request), cost)
     if wait > 0:
         raise RateLimited(
             "rate_limited",
@@ -262,206 +205,18 @@ router = APIRouter(tags=["public"])
 # --- views -----------------------------------------------------------------------------------
 
 
-_VIEWS_LOCK = threading.Lock()
-
-
-def views_for(state: AppState) -> ReportViews:
-    views = state.extras.get("public_views")
-    if isinstance(views, ReportViews):
-        return views
-    with _VIEWS_LOCK:
-        views = state.extras.get("public_views")
-        if isinstance(views, ReportViews):
-            return views
-        chain = None
-        if state.chain is not None:
-            chain = ChainReader(state.chain.rpc_url, state.chain.registry, state.chain.chain_id)
-        checker = SignatureChecker(state)
-        master_key = state.settings.security.master_key.get_secret_value().encode()
-        views = ReportViews(
-            state.blobs,
-            chain,
-            checker,
-            state.settings.public.base_url,
-            stamp=StampReader(state.engine),
-            verdicts=SignatureVerdicts(state.engine, master_key, checker.context),
-        )
-        views.refresher = lambda code: _rebuild(state, code)
-        state.extras["public_views"] = views
-    return views
-
-
-def _rebuild(state: AppState, code: str) -> None:
-    """Rebuild a cached view ahead of its expiry (ReportViews.refresher)."""
-    views = views_for(state)
-    with views.building(code), state.sessions() as session:
-        try:
-            views.view(session, code, refresh=True)
-        except UnknownCode:
-            pass
-        finally:
-            session.rollback()
-
-
-def prime_sealed_signature(state: AppState, code: str, sha256: str, data: bytes) -> None:
-    """Validate a freshly sealed PDF off the request path and store its verdict, so the
-    first public view of the report need not parse the PDF (SignatureVerdicts' rule).
-    Called by the sealing route; any failure only means the first view validates it."""
-    executor = state.extras.get("public_sealed_primer")
-    if not isinstance(executor, ThreadPoolExecutor):
-        with _VIEWS_LOCK:
-            executor = state.extras.get("public_sealed_primer")
-            if not isinstance(executor, ThreadPoolExecutor):
-                executor = ThreadPoolExecutor(1, thread_name_prefix="jz-sig-prime")
-                state.extras["public_sealed_primer"] = executor
-
-    def work() -> None:
-        try:
-            views_for(state).prime_signature(code, sha256, data)
-        except Exception:
-            log.warning("priming the signature verdict of %s failed", code, exc_info=True)
-
-    executor.submit(work)
-
-
-class SignatureChecker:
-    """Checks sealed PDFs with verifier.pdf against the platform's pinned root."""
-
-    def __init__(self, state: AppState) -> None:
-        self.state = state
-        self._roots: list[Any] | None = None
-        self._lock = threading.Lock()
-
-    def roots(self) -> list[Any]:
-        if self._roots is None:
-            with self._lock:
-                if self._roots is None:
-                    from service.trust import trust_roots_der
-
-                    self._roots = list(trust_roots_der(self.state.settings))
-        return self._roots
-
-    def issued_by_us(self, pdf: bytes) -> bool:
-        """Whether the last signature's certificate was issued by our root, even when the
-        signature itself no longer verifies (a modified copy rather than a foreign PDF)."""
-        from cryptography import x509
-        from cryptography.exceptions import InvalidSignature
-        from pyhanko.pdf_utils.reader import PdfFileReader
-
-        try:
-            signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
-            cert = signatures[-1].signer_cert if signatures else None
-            if cert is None:
-                return False
-            leaf = x509.load_der_x509_certificate(cert.dump())
-            roots = [x509.load_der_x509_certificate(der) for der in self.roots()]
-        except Exception:  # anything unparseable is simply not ours
-            return False
-        for root in roots:
-            try:
-                leaf.verify_directly_issued_by(root)
-                return True
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-        return False
-
-    @property
-    def require_timestamp(self) -> bool:
-        return self.state.settings.signing.level != "B-B"
-
-    def verify(self, pdf: bytes, *, check_qr: bool = True) -> PdfVerification:
-        """Our signature checks on any PDF (raises PdfUnreadable for a non-PDF)."""
-        return verify_sealed_pdf(
-            pdf, self.roots(), require_timestamp=self.require_timestamp, check_qr=check_qr
-        )
-
-    def context(self) -> str:
-        """What a signature verdict depends on besides the file and the code: the pinned
-        roots and whether a time-stamp is required (SignatureVerdicts)."""
-        roots = hashlib.sha256(b"".join(sorted(self.roots()))).hexdigest()
-        return f"roots={roots};timestamp={int(self.require_timestamp)}"
-
-    def __call__(self, pdf: bytes, code: str, sha256: str) -> Signature:
-        """The sealed copy of `code`: signature, chain, time-stamp, untouched, SHA-256.
-
-        The QR codes are not re-rendered here: the file's SHA-256 is the anchored one,
-        and the QR was checked when the file was made.
-        """
-        result = verify_sealed_pdf(
-            pdf,
-            self.roots(),
-            expected_code=code,
-            expected_sha256=sha256,
-            require_timestamp=self.require_timestamp,
-            check_qr=False,
-        )
-        return signature_of(result)
-
-
-def signature_of(result: PdfVerification) -> Signature:
-    """The public summary of a verifier.pdf result."""
-    signed_at = None
-    if result.timestamp is not None:
-        signed_at = rfc3339(result.timestamp)
-    return Signature(
-        checked=True,
-        ok=result.bottom_line,
-        signer=_common_name(result.signer_subject),
-        signed_at=signed_at,
-        timestamped=bool(result.timestamp_ok),
-        detail=None
-        if result.bottom_line
-        else "; ".join(f"{f.code}: {f.message}" for f in result.findings),
-    )
-
-
-def _common_name(subject: str | None) -> str | None:
-    """`Common Name: X, Organization: Y` (asn1crypto's human form) -> X."""
-    if not subject:
-        return None
-    for part in subject.split(", "):
-        key, _, value = part.partition(": ")
-        if key == "Common Name" and value:
-            return value
-    return subject
-
-
-def _canonical_or_none(code: str) -> str | None:
-    try:
-        return parse_code(code).canonical
-    except InvalidCode:
-        return None
-
-
-def report_view(state: AppState, code: str) -> ReportView | None:
+def report_view(state: ServiceState, code: str) -> ReportView | None:
     """The checked view of a report, or None for a code never issued."""
-    views = views_for(state)
-    canonical = views.canonical(code)
-    if canonical is None:
-        return None
-    cached = views.cached_view(canonical)
-    if cached is not None:
-        return cached
-    with views.building(canonical):
-        cached = views.cached_view(canonical)  # built meanwhile by the request we waited for
-        if cached is not None:
-            return cached
-        with state.sessions() as session:
-            try:
-                return views.view(session, canonical)
-            except UnknownCode:
-                return None
-            finally:
-                session.rollback()
+    return public_views.report_view(state.views.get(), state.sessions, code)
 
 
-def report_data(state: AppState, code: str) -> dict[str, Any] | None:
+def report_data(state: ServiceState, code: str) -> dict[str, Any] | None:
     """The public JSON of a report, or None for a code never issued."""
     view = report_view(state, code)
     return view.data if view is not None else None
 
 
-def report_json(state: AppState, code: str) -> bytes | None:
+def report_json(state: ServiceState, code: str) -> bytes | None:
     """`report_data` as JSON bytes."""
     view = report_view(state, code)
     return view.json if view is not None else None
@@ -479,7 +234,7 @@ def _json_response(data: Any, status: int = 200, media_type: str = "application/
 def _unknown(code: str) -> JianzhengError:
     """404 `unknown_code`. What the visitor typed is never echoed (it could be an ID or a
     phone number): only a well-formed code, in its canonical form."""
-    canonical = _canonical_or_none(code)
+    canonical = canonical_or_none(code)
     if canonical is None:
         return NotFound(
             "unknown_code",
@@ -498,9 +253,9 @@ async def public_report(code: str, request: Request) -> Response:
     # The hot path: no dependencies to solve (rate limit inline), and a cached view is
     # answered here on the event loop: one small query and a few os.stat calls
     # (ReportViews.cached_view). Anything to check goes to a worker thread.
-    state: AppState = request.app.state.jz
+    state: ServiceState = request.app.state.jz
     take_rate(request, state, 1.0)
-    body = views_for(state).cached_json(code)
+    body = state.views.get().cached_json(code)
     if body is None:
         body = await run_in_threadpool(report_json, state, code)
         if body is None:
@@ -554,7 +309,7 @@ def detail_text(key: str, value: Any, en: bool) -> str:
     return str(value)
 
 
-def render_page(state: AppState, code: str, data: dict[str, Any] | None, en: bool) -> str:
+def render_page(state: ServiceState, code: str, data: dict[str, Any] | None, en: bool) -> str:
     status = data["status"] if data else "unknown"
     zh, english = STATUS_LABELS[status]
 
@@ -562,7 +317,7 @@ def render_page(state: AppState, code: str, data: dict[str, Any] | None, en: boo
         return (en_text if en else zh_text) or (zh_text or en_text or "")
 
     # Only a well-formed code is ever shown or linked; raw input is not echoed back.
-    canonical = data["code"] if data else _canonical_or_none(code)
+    canonical = data["code"] if data else canonical_or_none(code)
     if canonical:
         base = f"/v/{canonical}"
         other_lang_url = base if en else base + "?lang=en"
@@ -625,7 +380,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 async def public_image(code: str, sha256: str, state: PublicStateDep) -> Response:
-    canonical = _canonical_or_none(code)
+    canonical = canonical_or_none(code)
     if canonical is None:
         raise _unknown(code)
     sha = sha256.lower()
@@ -648,11 +403,11 @@ async def public_image(code: str, sha256: str, state: PublicStateDep) -> Respons
     )
 
 
-def _key_image_jpeg(state: AppState, sha: str) -> bytes:
+def _key_image_jpeg(state: ServiceState, sha: str) -> bytes:
     """The public rendering of a stored image: verified, downscaled, re-encoded (cached)."""
     from PIL import Image, ImageOps
 
-    from service.api.sealing import read_verified_blob
+    from service.domain.signing import read_verified_blob
 
     cache = state.settings.data_dir / "public-images" / f"{sha}.jpg"
     try:
@@ -687,9 +442,10 @@ def _key_image_jpeg(state: AppState, sha: str) -> bytes:
     responses={200: {"content": {"application/pdf": {}}}},
 )
 async def public_pdf(code: str, state: PublicStateDep) -> Response:
-    from service.api.sealing import pdf_response, read_verified_blob
+    from service.api.report_pdf import pdf_response
+    from service.domain.signing import read_verified_blob
 
-    canonical = _canonical_or_none(code)
+    canonical = canonical_or_none(code)
     if canonical is None:
         raise _unknown(code)
 
@@ -768,15 +524,15 @@ def code_from_url(text: str, base_url: str) -> str | None:
     if not text.lower().startswith((base + "/v/").lower()):
         return None
     rest = urllib.parse.unquote(text[len(base) + 3 :]).split("?")[0].split("#")[0].rstrip("/")
-    return _canonical_or_none(rest)
+    return canonical_or_none(rest)
 
 
-def _status_of(state: AppState, code: str) -> str | None:
+def _status_of(state: ServiceState, code: str) -> str | None:
     data = report_data(state, code)
     return data["status"] if data else None
 
 
-def verify_image(state: AppState, data: bytes) -> Verification:
+def verify_image(state: ServiceState, data: bytes) -> Verification:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -789,7 +545,7 @@ def verify_image(state: AppState, data: bytes) -> Verification:
     return verdict_from_qr(state, texts)
 
 
-def verdict_from_qr(state: AppState, texts: list[str]) -> Verification:
+def verdict_from_qr(state: ServiceState, texts: list[str]) -> Verification:
     """An image's verdict from its QR texts (INTERFACE §5.3)."""
     if not texts:
         return Verification("unreadable", detail="no QR code found")
@@ -819,7 +575,7 @@ def verdict_from_qr(state: AppState, texts: list[str]) -> Verification:
     return Verification("not_ours", detail="the QR code does not point to this platform")
 
 
-def verify_pdf(state: AppState, data: bytes) -> Verification:
+def verify_pdf(state: ServiceState, data: bytes) -> Verification:
     """A PDF's verdict: our sealed copy byte for byte; else our signature; else not ours."""
     sha = hashlib.sha256(data).hexdigest()
     with state.sessions() as session:
@@ -831,14 +587,14 @@ def verify_pdf(state: AppState, data: bytes) -> Verification:
             status=_status_of(state, code),
             detail="byte-identical to the platform's sealed copy",
         )
-    checker = views_for(state).signature_check
-    assert isinstance(checker, SignatureChecker)
+    checker = state.views.get().signature_check
+    assert isinstance(checker, public_views.SignatureChecker)
     try:
         result = checker.verify(data)
     except PdfUnreadable:
         return Verification("unreadable", detail="the PDF could not be read")
     named = next((c for c in result.qr_codes if c), None)
-    named_code = _canonical_or_none(named) if named else None
+    named_code = canonical_or_none(named) if named else None
     status = _status_of(state, named_code) if named_code else None
     if result.signed and (result.trusted or checker.issued_by_us(data)):
         # Our key signed it, but it is not the file we hold: changed after signing, or a
@@ -874,7 +630,7 @@ def _sealed_code(session: Session, sha256: str) -> str | None:
     return row[0] if row and row[0] else None
 
 
-def verify_upload(state: AppState, data: bytes) -> Verification:
+def verify_upload(state: ServiceState, data: bytes) -> Verification:
     if not data:
         return Verification("unreadable", detail="empty file")
     if b"%PDF-" in data[:1024]:
@@ -896,4 +652,4 @@ async def verify(state: PublicStateDep, file: Annotated[UploadFile, File()]) -> 
     return _json_response(result.as_json())
 
 
-__all__ = ["RateLimiter", "router"]
+__all__ = ["router"]

@@ -9,18 +9,16 @@ fields and parent rules are documented on its request model (service/domain/reco
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from service.api import uploads as uploads_api
 from service.api.auth import (
     AuditorDep,
     Caller,
@@ -32,12 +30,10 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
-from service.app import AppState
 from service.clock import utc_now
 from service.domain import records as domain
 from service.domain.accounts import audit_scope
 from service.domain.nonconforming import list_ledger
-from service.domain.notify import DeliveryLoop, notifier_from_settings
 from service.domain.overdue import find_overdue
 from service.domain.records import (
     COLLECTIONS,
@@ -55,6 +51,7 @@ from service.domain.records import (
 )
 from service.domain.uploads import check_media_type
 from service.errors import BadRequest, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType
+from service.state import ServiceState
 from service.storage.blobs import CHUNK
 from service.storage.models import Record
 
@@ -64,21 +61,6 @@ log = logging.getLogger(__name__)
 MAX_LIST = 500
 #: Largest `meta` part of a multipart record (the file part is limited by the body limit).
 MAX_META_BYTES = 256 * 1024
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the notification delivery loop in this process when a webhook is configured."""
-    state: AppState = app.state.jz
-    loop = None
-    notifier = notifier_from_settings(state.settings.notify)
-    if notifier is not None and state.settings.notify.run_delivery:
-        loop = DeliveryLoop(state.sessions, notifier, state.settings.notify).start()
-    try:
-        yield
-    finally:
-        if loop is not None:
-            loop.stop()
 
 
 signed = APIRouter(route_class=SignedRoute, tags=["records"])
@@ -115,7 +97,7 @@ def _record_out(record: Record) -> dict[str, Any]:
 
 def _create(
     session: Session,
-    state: AppState,
+    state: ServiceState,
     idem: Idempotency,
     collection: str,
     institution: str,
@@ -230,7 +212,7 @@ def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def _read_multipart(
-    request: Request, model: type[domain._RecordIn], state: AppState
+    request: Request, model: type[domain._RecordIn], state: ServiceState
 ) -> tuple[domain._RecordIn, StoredFile | None]:
     """Parse `meta` (+ optional `file`) or a plain JSON body; the file goes to the blobs."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -268,7 +250,7 @@ async def _read_multipart(
         await form.close()
 
 
-def _store(state: AppState, part: UploadFile, media_type: str) -> StoredFile:
+def _store(state: ServiceState, part: UploadFile, media_type: str) -> StoredFile:
     part.file.seek(0)
     size = 0
 
@@ -598,6 +580,4 @@ def audit_ledger(
     )
 
 
-router = APIRouter(lifespan=_lifespan)
-router.include_router(signed)
-router.include_router(uploads_api.router)
+router = signed

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -23,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import (
-    PURGE_INTERVAL_S,
     AuditorDep,
     CallerDep,
     LabDep,
@@ -40,36 +38,14 @@ from service.api.auth import (
 from service.api.deps import SessionDep, SettingsDep, StateDep
 from service.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from service.api.idempotency import IdempotencyDep
-from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import reports as domain
 from service.domain.accounts import ROLE_LAB, validate_uscc
 from service.errors import JianzhengError, NotFound
-from service.storage.db import AsyncPgPool, libpq_conninfo
+from service.state import ServiceState
 from service.storage.models import Record
 
-#: `AppState.extras` keys: the async pool of this process; whether the fast path applies.
-_POOL = "report_codes.async_pool"
-_FAST = "report_codes.fast_path"
-
-
-@asynccontextmanager
-async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """On PostgreSQL, a per-process pool of async connections for the issuance fast path."""
-    state: AppState = app.state.jz
-    pool = None
-    if state.engine.dialect.name == "postgresql":
-        pool = AsyncPgPool(libpq_conninfo(state.engine), state.settings.database.pool_size)
-        state.extras[_POOL] = pool
-    try:
-        yield
-    finally:
-        if pool is not None:
-            state.extras.pop(_POOL, None)
-            await pool.close()
-
-
-router = APIRouter(route_class=SignedRoute, tags=["reports"], lifespan=_lifespan)
+router = APIRouter(route_class=SignedRoute, tags=["reports"])
 
 EXAMPLE_CODE = "440300267K3QF9XA2M0"
 EXAMPLE_RECORD_ID = "01JD3Q2Y7ZK1M8R0F4T6W9XH5C"
@@ -279,7 +255,7 @@ class _IssueRoute(SignedRoute):
     this process already knows, on PostgreSQL, is checked (signature in memory) and
     issued in one autocommit statement that also stores the nonce
     (`domain.ISSUE_SIGNED_PG`): no FastAPI body validation, no ORM, one round trip. The
-    statement runs on the event loop through the async pool the router's lifespan opens
+    statement runs on the event loop through the async pool the app's lifespan opens
     (as under uvicorn), or else in one worker thread on the engine's pool (e.g. a test
     client that did not run the lifespan). Everything else, and every body the fast
     check does not accept as plainly valid, takes the general route
@@ -325,14 +301,14 @@ def _plain_code_request(body: bytes) -> tuple[str, str] | None:
 
 
 async def _fast_issue(request: Request) -> Response | None:
-    state: AppState = request.app.state.jz
-    if not state.extras.setdefault(_FAST, state.engine.dialect.name == "postgresql"):
+    state: ServiceState = request.app.state.jz
+    if not state.on_postgresql:
         return None
     headers = request.headers
     content_type = headers.get("content-type", "")
     if IDEMPOTENCY_HEADER in headers or content_type.split(";", 1)[0].strip().lower() != _JSON:
         return None
-    key = cached_key(headers.get(HEADER_KEY) or "")
+    key = cached_key(state, headers.get(HEADER_KEY) or "")
     if key is None or key.role != ROLE_LAB or not key.institution:
         return None
     institution = key.institution
@@ -360,7 +336,7 @@ async def _fast_issue(request: Request) -> Response | None:
         now=now,
     )
     assert nonce is not None  # check_signature refused a missing nonce
-    pool: AsyncPgPool | None = state.extras.get(_POOL)
+    pool = state.async_pool
     if pool is not None and pool.loop is asyncio.get_running_loop():
         # On the event loop: the one statement, no worker thread.
         plan, params = domain.plan_signed_issue(
@@ -389,12 +365,12 @@ async def _fast_issue(request: Request) -> Response | None:
     return Response(orjson.dumps(answer), status_code=201, media_type=_JSON)
 
 
-def _purge_due(state: AppState, now: float) -> bool:
-    return now - float(state.extras.get("auth_last_purge", 0.0)) >= PURGE_INTERVAL_S
+def _purge_due(state: ServiceState, now: float) -> bool:
+    return state.purge.due(now)
 
 
 def _issue_signed(
-    state: AppState,
+    state: ServiceState,
     key_id: str,
     nonce: str,
     seen_at: int,
@@ -419,7 +395,7 @@ def _issue_signed(
 
 
 def _settle(
-    state: AppState,
+    state: ServiceState,
     key_id: str,
     stored: bool,
     answer: dict[str, Any] | None,
@@ -431,7 +407,7 @@ def _settle(
     """After the fast statement: refuse the nonce, purge if due, or settle a non-insert."""
     if not stored:
         with state.engine.connect() as conn:
-            raise nonce_refusal(conn, key_id)
+            raise nonce_refusal(state, conn, key_id)
     purge_if_due(state, seen_at)
     if answer is not None:
         return answer

@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -33,7 +31,6 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
-from service.app import AppState
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.clock import rfc3339
 from service.domain import uploads
@@ -46,7 +43,7 @@ from service.errors import (
     TooLarge,
     UnsupportedMediaType,
 )
-from service.periodic import Periodic
+from service.state import ServiceState
 
 signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
 streaming = APIRouter(tags=["uploads"])
@@ -93,11 +90,11 @@ def _location(upload_id: str) -> str:
     return f"/api/v1/uploads/{upload_id}"
 
 
-def _expire_after(state: AppState) -> timedelta:
+def _expire_after(state: ServiceState) -> timedelta:
     return timedelta(hours=state.settings.uploads.expire_after_h)
 
 
-def _out(u: Any, state: AppState) -> dict[str, Any]:
+def _out(u: Any, state: ServiceState) -> dict[str, Any]:
     expires = uploads.expires_at(u, _expire_after(state))
     return {
         "upload_id": u.id,
@@ -202,7 +199,7 @@ def _int_header(value: str | None, name: str, code: str) -> int | None:
 
 
 def _precheck(
-    state: AppState, key_id: str, upload_id: str, offset: int, declared: int | None
+    state: ServiceState, key_id: str, upload_id: str, offset: int, declared: int | None
 ) -> int:
     """Before reading the body (signed headers already checked): the key is still an
     active lab key and the chunk can be appended. The signature itself is checked once
@@ -220,7 +217,7 @@ def _precheck(
 
 
 def _commit(
-    state: AppState, upload_id: str, institution: str, offset: int, chunk: uploads.ReceivedChunk
+    state: ServiceState, upload_id: str, institution: str, offset: int, chunk: uploads.ReceivedChunk
 ) -> int:
     with state.sessions() as session:
         uploads.check_open(uploads.get_upload(session, upload_id, institution))
@@ -256,7 +253,7 @@ async def patch_upload(
     request: Request,
     upload_offset: Annotated[str | None, Header(alias=UPLOAD_OFFSET)] = None,
 ) -> Response:
-    state: AppState = request.app.state.jz
+    state: ServiceState = request.app.state.jz
     headers = request.headers
     # §5.1 first: an unsigned, stale or unknown-key request is refused 401 before anything
     # else is looked at; the signature over the body is checked once the body is hashed.
@@ -329,22 +326,6 @@ async def patch_upload(
     return Response(status_code=204, headers={UPLOAD_OFFSET: str(new_offset)})
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Expire idle uploads from this process (every process may; each expires once)."""
-    state: AppState = app.state.jz
-    data_dir, expire_after = state.settings.data_dir, _expire_after(state)
-    sweeper = Periodic(
-        "jz-upload-sweep",
-        lambda: uploads.sweep_expired(state.sessions, data_dir, expire_after),
-        state.settings.uploads.sweep_interval_s,
-    ).start()
-    try:
-        yield
-    finally:
-        sweeper.stop()
-
-
-router = APIRouter(lifespan=_lifespan)
+router = APIRouter()
 router.include_router(signed)
 router.include_router(streaming)

@@ -353,9 +353,8 @@ class AuditScope:
         if self.region is None:
             return True
         return institution_region is not None and institution_region.startswith(
-            region_prefix(
-                self.region)
-            )
+            region_prefix(self.region)
+        )
 
     def check(self, session: Session, institution: str) -> None:
         """403 `forbidden` for an institution outside the auditor's region."""

@@ -44,7 +44,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.app import ChainInfo
+from service.anchoring.chaininfo import ChainInfo
 from service.domain.codes import canonical_code
 from service.domain.proofs import build_proof
 from service.errors import Conflict, Invalid, JianzhengError, NotFound
@@ -170,13 +170,11 @@ def collect_records(session: Session, roots: list[str]) -> dict[str, Record]:
             leaf_refs += _canonical_parents(rec)
         if leaf_refs:
             queue += session.scalars(
-                select(
-                    Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
-                ).all()
-        queue += session.scalars(
-            select(
-                RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
+                select(Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
             ).all()
+        queue += session.scalars(
+            select(RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
+        ).all()
         samples = [
             rid for rid in wave
             if rid in found and found[rid].type == "sample" and rid not in attached_done
@@ -199,9 +197,8 @@ def _why_not_proven(session: Session, record: Record) -> tuple[bool, str]:
     if session.scalar(select(Outbox.seq).where(Outbox.record_id == record.id)) is not None:
         return True, "accepted, waiting for the next batch"
     leaf = session.execute(
-        select(
-            BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
-        ).first()
+        select(BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
+    ).first()
     if leaf is None:
         return False, "the record is neither queued nor in any batch in the service's database"
     batch = session.get(Batch, leaf.batch_seq)
@@ -218,9 +215,8 @@ def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
     if batch is None:
         return None
     leaves = session.scalars(
-        select(
-            BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-        ).all()
+        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+    ).all()
     try:
         stored_root = merkle_root([bytes.fromhex(h) for h in leaves]).hex() if leaves else None
     except ValueError:
@@ -294,9 +290,8 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
         else:
             revocation = prove(rev)
             on_chain = session.scalar(
-                select(
-                    ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
-                )
+                select(ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
+            )
             already = any(p.record_id == rev.id for p in pending)
             if on_chain is not None and on_chain != "done" and not already:
                 pending.append(PendingPart(rev.id, rev.type,
@@ -323,16 +318,15 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
                 plan.files[sha] = (str(entry.get("role", "file")), rid)
     if len(plan.files) > MAX_BUNDLE_FILES:
         raise Invalid(
-                           "bundle_too_large",
-                           f"the report's evidence names more than {MAX_BUNDLE_FILES} files")
+            "bundle_too_large", f"the report's evidence names more than {MAX_BUNDLE_FILES} files"
+        )
     return plan
 
 
 def _unproven(session: Session, rec: Record, reason: str) -> dict[str, Any]:
     leaf = session.execute(
-        select(
-            BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
-        ).first()
+        select(BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
+    ).first()
     return {
         "record_id": rec.id,
         "type": rec.type,

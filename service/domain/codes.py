@@ -127,6 +127,14 @@ def canonical_code(text: str) -> str:
         raise NotFound("unknown_code", f"not a report code: {exc.reason}") from None
 
 
+def canonical_or_none(text: str) -> str | None:
+    """Canonical form of a code given in any accepted form, or None if it cannot be one."""
+    try:
+        return parse_code(text).canonical
+    except InvalidCode:
+        return None
+
+
 def revocation_subject(code: str) -> bytes:
     """SHA-256("jianzheng/report-code/" || CODE), CODE canonical (INTERFACE §2)."""
     return hashlib.sha256(REVOCATION_SUBJECT_PREFIX + parse_code(code).canonical.encode()).digest()

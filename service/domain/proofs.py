@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from service.app import ChainInfo
+from service.anchoring.chaininfo import ChainInfo
 from service.errors import IntegrityFault, NotFound
 from service.storage.models import Batch, BatchLeaf, Record
 from verifier.merkle import audit_path_from_levels, tree_levels
@@ -46,9 +46,8 @@ def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes
             _cache.move_to_end(key)
             return hit
     hexes = session.scalars(
-        select(
-            BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-        ).all()
+        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
+    ).all()
     levels = tree_levels([bytes.fromhex(h) for h in hexes])
     with _cache_lock:
         _cache[key] = levels

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import io
 import logging
 import os
 import threading
@@ -54,8 +55,9 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from service.anchoring.chaininfo import ChainInfo
 from service.clock import rfc3339
 from service.domain.codes import InvalidCode, parse_code
 from service.domain.masking import (  # noqa: F401 - re-exported for callers of this module
@@ -65,12 +67,14 @@ from service.domain.masking import (  # noqa: F401 - re-exported for callers of 
     mask_text,
     mask_value,
 )
+from service.settings import Settings
 from service.storage.blobs import BlobStore, sha256_file
 from verifier.canonical import canonicalize, loads_strict
 from verifier.chain import RpcClient, report_subject
 from verifier.errors import CanonicalizationError, ChainError
 from verifier.merkle import audit_path, leaf_hash
 from verifier.models import AnchorInfo, AnchorRef, BatchInfo, Proof, Receipt, RevocationInfo
+from verifier.pdf import PdfVerification, verify_sealed_pdf
 from verifier.proof import PROOF_FORMAT, Pins, evaluate_proof
 
 log = logging.getLogger(__name__)
@@ -1775,3 +1779,183 @@ def _safe_obj(canonical: bytes) -> Mapping[str, Any]:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- wiring: the views of one process (ServiceState.views) ------------------------------
+
+
+class SignatureChecker:
+    """Checks sealed PDFs with verifier.pdf against the platform's pinned root."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._roots: list[Any] | None = None
+        self._lock = threading.Lock()
+
+    def roots(self) -> list[Any]:
+        if self._roots is None:
+            with self._lock:
+                if self._roots is None:
+                    from service.domain.trust import trust_roots_der
+
+                    self._roots = list(trust_roots_der(self.settings))
+        return self._roots
+
+    def issued_by_us(self, pdf: bytes) -> bool:
+        """Whether the last signature's certificate was issued by our root, even when the
+        signature itself no longer verifies (a modified copy rather than a foreign PDF)."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from pyhanko.pdf_utils.reader import PdfFileReader
+
+        try:
+            signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
+            cert = signatures[-1].signer_cert if signatures else None
+            if cert is None:
+                return False
+            leaf = x509.load_der_x509_certificate(cert.dump())
+            roots = [x509.load_der_x509_certificate(der) for der in self.roots()]
+        except Exception:  # anything unparseable is simply not ours
+            return False
+        for root in roots:
+            try:
+                leaf.verify_directly_issued_by(root)
+                return True
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+        return False
+
+    @property
+    def require_timestamp(self) -> bool:
+        return self.settings.signing.level != "B-B"
+
+    def verify(self, pdf: bytes, *, check_qr: bool = True) -> PdfVerification:
+        """Our signature checks on any PDF (raises PdfUnreadable for a non-PDF)."""
+        return verify_sealed_pdf(
+            pdf, self.roots(), require_timestamp=self.require_timestamp, check_qr=check_qr
+        )
+
+    def context(self) -> str:
+        """What a signature verdict depends on besides the file and the code: the pinned
+        roots and whether a time-stamp is required (SignatureVerdicts)."""
+        roots = hashlib.sha256(b"".join(sorted(self.roots()))).hexdigest()
+        return f"roots={roots};timestamp={int(self.require_timestamp)}"
+
+    def __call__(self, pdf: bytes, code: str, sha256: str) -> Signature:
+        """The sealed copy of `code`: signature, chain, time-stamp, untouched, SHA-256.
+
+        The QR codes are not re-rendered here: the file's SHA-256 is the anchored one,
+        and the QR was checked when the file was made.
+        """
+        result = verify_sealed_pdf(
+            pdf,
+            self.roots(),
+            expected_code=code,
+            expected_sha256=sha256,
+            require_timestamp=self.require_timestamp,
+            check_qr=False,
+        )
+        return signature_of(result)
+
+
+def signature_of(result: PdfVerification) -> Signature:
+    """The public summary of a verifier.pdf result."""
+    signed_at = None
+    if result.timestamp is not None:
+        signed_at = rfc3339(result.timestamp)
+    return Signature(
+        checked=True,
+        ok=result.bottom_line,
+        signer=_common_name(result.signer_subject),
+        signed_at=signed_at,
+        timestamped=bool(result.timestamp_ok),
+        detail=None
+        if result.bottom_line
+        else "; ".join(f"{f.code}: {f.message}" for f in result.findings),
+    )
+
+
+def _common_name(subject: str | None) -> str | None:
+    """`Common Name: X, Organization: Y` (asn1crypto's human form) -> X."""
+    if not subject:
+        return None
+    for part in subject.split(", "):
+        key, _, value = part.partition(": ")
+        if key == "Common Name" and value:
+            return value
+    return subject
+
+
+def build_report_views(
+    settings: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    chain_info: ChainInfo | None,
+) -> ReportViews:
+    """The public views of one process, checking signatures against the platform roots."""
+    chain = None
+    if chain_info is not None:
+        chain = ChainReader(chain_info.rpc_url, chain_info.registry, chain_info.chain_id)
+    checker = SignatureChecker(settings)
+    master_key = settings.security.master_key.get_secret_value().encode()
+    views = ReportViews(
+        blobs,
+        chain,
+        checker,
+        settings.public.base_url,
+        stamp=StampReader(engine),
+        verdicts=SignatureVerdicts(engine, master_key, checker.context),
+    )
+
+    def rebuild(code: str) -> None:
+        """Rebuild a cached view ahead of its expiry (ReportViews.refresher)."""
+        with views.building(code), sessions() as session:
+            try:
+                views.view(session, code, refresh=True)
+            except UnknownCode:
+                pass
+            finally:
+                session.rollback()
+
+    views.refresher = rebuild
+    return views
+
+
+def report_view(
+    views: ReportViews, sessions: sessionmaker[Session], code: str
+) -> ReportView | None:
+    """The checked view of a report, or None for a code never issued."""
+    canonical = views.canonical(code)
+    if canonical is None:
+        return None
+    cached = views.cached_view(canonical)
+    if cached is not None:
+        return cached
+    with views.building(canonical):
+        cached = views.cached_view(canonical)  # built meanwhile by the request we waited for
+        if cached is not None:
+            return cached
+        with sessions() as session:
+            try:
+                return views.view(session, canonical)
+            except UnknownCode:
+                return None
+            finally:
+                session.rollback()
+
+
+def prime_verdict(
+    views: ReportViews, executor: ThreadPoolExecutor, code: str, sha256: str, data: bytes
+) -> None:
+    """Validate a freshly signed PDF off the request path and store its verdict, so the
+    first public view of the report need not parse the PDF (SignatureVerdicts' rule).
+    Any failure only means the first view validates it."""
+
+    def work() -> None:
+        try:
+            views.prime_signature(code, sha256, data)
+        except Exception:
+            log.warning("priming the signature verdict of %s failed", code, exc_info=True)
+
+    executor.submit(work)

@@ -883,9 +883,8 @@ def create_record(
 def correction_of(session: Session, test_record_id: str) -> str | None:
     """The id of the test record that corrects `test_record_id` (R10), or None."""
     return session.scalar(
-        select(
-            TestCorrection.correction_id).where(TestCorrection.corrected_id == test_record_id)
-        )
+        select(TestCorrection.correction_id).where(TestCorrection.corrected_id == test_record_id)
+    )
 
 
 def _already_corrected(corrected_id: str, by: str | None) -> JianzhengError:
@@ -1009,9 +1008,8 @@ def revoke_witness_key(session: Session, key_id: str, institution: str) -> Witne
 
 def flags_of(session: Session, record_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(
-        select(
-            RecordFlag).where(RecordFlag.record_id == record_id).order_by(RecordFlag.id)
-        ).all()
+        select(RecordFlag).where(RecordFlag.record_id == record_id).order_by(RecordFlag.id)
+    ).all()
     return [json.loads(r.detail) for r in rows]
 
 

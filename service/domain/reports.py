@@ -156,9 +156,8 @@ def _project(session: Session, institution: str, project_id: str) -> ProjectRef:
     ref = _PROJECTS.get(project_id)
     if ref is None and len(project_id) <= 26:
         row = session.execute(
-            select(
-                Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
-            ).one_or_none()
+            select(Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
+        ).one_or_none()
         if row is not None:
             ref = ProjectRef(project_id, row[0], row[1], row[2])
             if len(_PROJECTS) >= MAX_CACHED_PROJECTS:
@@ -339,9 +338,8 @@ def _insert_plan(session: Session, plan: IssuePlan) -> bool:
         )
     )
     session.execute(
-        insert(
-            RecordParent).values(child_id=plan.record.id, parent_id=plan.project.id, position=0)
-        )
+        insert(RecordParent).values(child_id=plan.record.id, parent_id=plan.project.id, position=0)
+    )
     session.execute(
         insert(ReportCode).values(
             code=plan.code,

@@ -71,9 +71,8 @@ def parse_public_key(text: str, algorithm: str) -> ParsedKey:
     if algorithm == "ed25519" and not isinstance(key, ed25519.Ed25519PublicKey):
         raise Invalid("witness_key_invalid", "public_key is not an Ed25519 key")
     if algorithm == "ecdsa-p256" and not (
-        isinstance(
-            key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
-        ):
+        isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    ):
         raise Invalid("witness_key_invalid", "public_key is not an ECDSA P-256 key")
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -363,9 +363,8 @@ def _remove_leftovers(sessions: sessionmaker[Session], data_dir: Path, cutoff_s:
         with sessions() as session:
             still_open = set(
                 session.scalars(
-                    select(
-                        Upload.id).where(Upload.id.in_(batch), Upload.status == STATUS_OPEN)
-                    )
+                    select(Upload.id).where(Upload.id.in_(batch), Upload.status == STATUS_OPEN)
+                )
             )
         for upload_id in batch:
             if upload_id not in still_open:
