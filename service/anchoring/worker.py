@@ -56,6 +56,13 @@ from service.anchoring.contract import (
     RegistryClient,
     TxReceipt,
 )
+from service.anchoring.status import (
+    STATE_ANCHOR_FAILURES,
+    STATE_HALTED,
+    STATE_LAST_ERROR,
+    STATE_LEADER,
+    STATE_WORKER_HEARTBEAT,
+)
 from service.settings import Settings
 from service.storage.db import is_sqlite, make_sessionmaker
 from service.storage.models import Batch, KeyValue, Outbox
@@ -63,12 +70,6 @@ from verifier.merkle import merkle_root
 
 log = logging.getLogger(__name__)
 
-# service_state keys (the first three are read by service/api/ops.py).
-STATE_ANCHOR_FAILURES = "anchor_failures"
-STATE_LAST_ERROR = "anchor_last_error"
-STATE_WORKER_HEARTBEAT = "worker_heartbeat"
-STATE_HALTED = "anchor_halted"
-STATE_LEADER = "worker_leader"
 
 CRASH_ENV = "JZ_TEST_CRASH_AT"
 #: prepared: batch committed, nothing signed; signed: raw tx stored, not broadcast;

@@ -22,8 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.auth import AuditorDep, SignedRoute, check_institution_access
 from service.api.deps import SessionDep, StateDep
 from service.domain.bundle import PENDING_RETRY_AFTER_S, BundlePending, bundle_stream, plan_bundle
-from service.domain.codes import canonical_code
-from service.storage.models import ReportCode as CodeRow
+from service.domain.reports import code_institution
 
 router = APIRouter(route_class=SignedRoute, tags=["audit"])
 
@@ -38,9 +37,9 @@ router = APIRouter(route_class=SignedRoute, tags=["audit"])
     summary="A report's evidence bundle (jianzheng-bundle/1)",
 )
 def get_bundle(code: str, caller: AuditorDep, state: StateDep, session: SessionDep) -> Any:
-    row = session.get(CodeRow, canonical_code(code))
-    if row is not None:  # an unknown code is plan_bundle's 404
-        check_institution_access(session, caller, row.institution)
+    institution = code_institution(session, code)
+    if institution is not None:  # an unknown code is plan_bundle's 404
+        check_institution_access(session, caller, institution)
     try:
         plan = plan_bundle(session, code, state.chain)
     except BundlePending as pending:

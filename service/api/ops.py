@@ -6,56 +6,17 @@ the same anchoring lag whichever process runs the worker.
 
 from __future__ import annotations
 
-import shutil
-import time
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from service.anchoring.status import anchoring_status
 from service.api.deps import SessionDep, StateDep
-from service.domain.notify import STATUS_FAILED, STATUS_PENDING
-from service.domain.uploads import STATUS_OPEN
-from service.storage.models import Batch, KeyValue, Notification, Outbox, Upload
+from service.domain.operations import housekeeping_status
 
 router = APIRouter(tags=["ops"])
-
-#: service_state keys the anchoring worker maintains.
-STATE_ANCHOR_FAILURES = "anchor_failures"
-STATE_LAST_ERROR = "anchor_last_error"
-STATE_WORKER_HEARTBEAT = "worker_heartbeat"
-#: Set (non-empty) while the worker refuses to anchor because database and chain disagree.
-STATE_HALTED = "anchor_halted"
-
-
-def anchoring_status(session: Session) -> dict[str, Any]:
-    now = time.time()
-    pending, oldest = session.execute(
-        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at))
-    ).one()
-    unconfirmed = (
-        session.scalar(select(func.count(Batch.seq)).where(Batch.status != "anchored")) or 0
-    )
-    last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.status == "anchored"))
-    state = {kv.key: kv.value for kv in session.scalars(select(KeyValue)).all()}
-    return {
-        "pending_leaves": int(pending or 0),
-        "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
-        "unconfirmed_batches": int(unconfirmed),
-        "last_anchored_seq": int(last_seq or 0),
-        "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
-        "last_error": state.get(STATE_LAST_ERROR) or None,
-        "halted": state.get(STATE_HALTED) or None,
-        "worker_heartbeat_age_s": (
-            round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
-            if STATE_WORKER_HEARTBEAT in state
-            else None
-        ),
-    }
 
 
 @router.get("/healthz", summary="Liveness and anchoring lag")
@@ -66,33 +27,6 @@ def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
         "status": "degraded" if status["halted"] else "ok",
         "chain": state.chain.as_json() if state.chain else None,
         "anchoring": status,
-    }
-
-
-def housekeeping_status(session: Session, data_dir: Path) -> dict[str, float]:
-    """What an operator alerts on besides anchoring (R16, R20): notifications for the
-    supervision agencies not delivered, open uploads, and the data volume's free space."""
-    counts = dict(
-        session.execute(
-            select(Notification.status, func.count(Notification.id))
-            .where(Notification.status.in_((STATUS_PENDING, STATUS_FAILED)))
-            .group_by(Notification.status)
-        ).all()
-    )
-    uploads_open = session.scalar(
-        select(func.count(Upload.id)).where(Upload.status == STATUS_OPEN)
-    )
-    try:
-        usage = shutil.disk_usage(data_dir)
-        free, total = float(usage.free), float(usage.total)
-    except OSError:
-        free = total = float("nan")
-    return {
-        "notifications_pending": float(counts.get(STATUS_PENDING, 0)),
-        "notifications_failed": float(counts.get(STATUS_FAILED, 0)),
-        "uploads_open": float(uploads_open or 0),
-        "data_free_bytes": free,
-        "data_total_bytes": total,
     }
 
 

@@ -35,8 +35,6 @@ from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFi
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.api.problems import PROBLEM_JSON
@@ -49,9 +47,9 @@ from service.domain.public import (
     ReportView,
     display_code,
 )
+from service.domain.signing import code_of_signed_pdf, latest_signed_pdf
 from service.errors import Invalid, JianzhengError, NotFound, RateLimited, TooLarge
 from service.state import ServiceState
-from service.storage.models import Record, RecordFile
 from verifier.pdf import PdfUnreadable
 
 log = logging.getLogger(__name__)
@@ -451,13 +449,8 @@ async def public_pdf(code: str, state: PublicStateDep) -> Response:
 
     def load() -> tuple[str, str] | None:
         with state.sessions() as session:
-            row = session.execute(
-                select(RecordFile.sha256)
-                .join(Record, Record.id == RecordFile.record_id)
-                .where(Record.code == canonical, RecordFile.role == "signed_pdf")
-                .order_by(Record.created_at.desc())
-            ).first()
-            return (canonical, row[0]) if row else None
+            sha256 = latest_signed_pdf(session, canonical)
+            return (canonical, sha256) if sha256 else None
 
     found = await run_in_threadpool(load)
     if found is None:
@@ -579,7 +572,7 @@ def verify_pdf(state: ServiceState, data: bytes) -> Verification:
     """A PDF's verdict: our sealed copy byte for byte; else our signature; else not ours."""
     sha = hashlib.sha256(data).hexdigest()
     with state.sessions() as session:
-        code = _sealed_code(session, sha)
+        code = code_of_signed_pdf(session, sha)
     if code is not None:
         return Verification(
             "genuine",
@@ -619,15 +612,6 @@ def verify_pdf(state: ServiceState, data: bytes) -> Verification:
         status=status,
         detail="not signed by the platform",
     )
-
-
-def _sealed_code(session: Session, sha256: str) -> str | None:
-    row = session.execute(
-        select(Record.code)
-        .join(RecordFile, RecordFile.record_id == Record.id)
-        .where(RecordFile.sha256 == sha256, RecordFile.role == "signed_pdf")
-    ).first()
-    return row[0] if row and row[0] else None
 
 
 def verify_upload(state: ServiceState, data: bytes) -> Verification:

@@ -50,10 +50,9 @@ from service.domain.records import (
     WitnessKeyIn,
 )
 from service.domain.uploads import check_media_type
-from service.errors import BadRequest, Forbidden, Invalid, NotFound, TooLarge, UnsupportedMediaType
+from service.errors import BadRequest, Invalid, NotFound, TooLarge, UnsupportedMediaType
 from service.state import ServiceState
 from service.storage.blobs import CHUNK
-from service.storage.models import Record
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +78,6 @@ class RecordOut(BaseModel):
     )
 
 
-def _record_out(record: Record) -> dict[str, Any]:
-    obj = domain.record_json(record)
-    body = obj.get("body", {})
-    out: dict[str, Any] = {
-        "record_id": record.id,
-        "leaf_hash": record.leaf_hash,
-        "type": record.type,
-        "created_at": obj["created_at"],
-    }
-    if "flags" in body:
-        out["flags"] = body["flags"]
-    if "seal_check" in body:
-        out["seal_check"] = body["seal_check"]
-    return out
-
-
 def _create(
     session: Session,
     state: ServiceState,
@@ -115,7 +98,7 @@ def _create(
             file=file,
         )
         session.flush()
-        return 201, _record_out(record)
+        return 201, domain.record_summary(record)
 
     return idem.run(session, work)
 
@@ -326,7 +309,7 @@ class RecordView(BaseModel):
     summary="One evidence record (own institution; auditors: any)",
 )
 def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
-    record = session.get(Record, record_id) if len(record_id) <= 26 else None
+    record = domain.find_record(session, record_id)
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
     check_institution_access(session, caller, record.institution)
@@ -375,14 +358,9 @@ def create_witness_key(
     summary="A registered witness key",
 )
 def get_witness_key(key_id: str, caller: LabDep, session: SessionDep) -> Any:
-    from service.storage.models import WitnessKey
-
-    key = session.get(WitnessKey, key_id) if len(key_id) <= 26 else None
-    if key is None:
-        raise NotFound("witness_key_not_found", f"no witness key {key_id}")
-    if key.institution != lab_institution(caller):
-        raise Forbidden("forbidden", "this witness key belongs to another institution")
-    return domain.witness_key_json(key)
+    return domain.witness_key_json(
+        domain.own_witness_key(session, key_id, lab_institution(caller))
+    )
 
 
 @signed.post(

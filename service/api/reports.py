@@ -41,9 +41,9 @@ from service.api.idempotency import IdempotencyDep
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import reports as domain
 from service.domain.accounts import ROLE_LAB, validate_uscc
+from service.domain.records import find_record
 from service.errors import JianzhengError, NotFound
 from service.state import ServiceState
-from service.storage.models import Record
 
 router = APIRouter(route_class=SignedRoute, tags=["reports"])
 
@@ -564,7 +564,7 @@ def get_proof(
     session: SessionDep,
     state: StateDep,
 ) -> Any:
-    record = session.get(Record, record_id)
+    record = find_record(session, record_id)
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id!r}")
     check_institution_access(session, caller, record.institution)

@@ -880,6 +880,38 @@ def create_record(
     return record
 
 
+def record_summary(record: Record) -> dict[str, Any]:
+    """The answer to a record POST: id, leaf, type, time, and what the server derived."""
+    obj = record_json(record)
+    body = obj.get("body", {})
+    out: dict[str, Any] = {
+        "record_id": record.id,
+        "leaf_hash": record.leaf_hash,
+        "type": record.type,
+        "created_at": obj["created_at"],
+    }
+    if "flags" in body:
+        out["flags"] = body["flags"]
+    if "seal_check" in body:
+        out["seal_check"] = body["seal_check"]
+    return out
+
+
+def find_record(session: Session, record_id: str) -> Record | None:
+    """The record with this id (None for an unknown or impossible id)."""
+    return session.get(Record, record_id) if len(record_id) <= 26 else None
+
+
+def own_witness_key(session: Session, key_id: str, institution: str) -> WitnessKey:
+    """The institution's witness key: 404 `witness_key_not_found`, 403 if another's."""
+    key = session.get(WitnessKey, key_id) if len(key_id) <= 26 else None
+    if key is None:
+        raise NotFound("witness_key_not_found", f"no witness key {key_id}")
+    if key.institution != institution:
+        raise Forbidden("forbidden", "this witness key belongs to another institution")
+    return key
+
+
 def correction_of(session: Session, test_record_id: str) -> str | None:
     """The id of the test record that corrects `test_record_id` (R10), or None."""
     return session.scalar(

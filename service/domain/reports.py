@@ -523,6 +523,13 @@ def _voided(session: Session, institution: str, year: int, report_no: str) -> bo
 # --------------------------------------------------------------------------- one code
 
 
+def code_institution(session: Session, code_text: str) -> str | None:
+    """The institution a code was issued to (None for a code never issued; 404 for text
+    that cannot be a code)."""
+    row = session.get(ReportCode, canonical_code(code_text))
+    return row.institution if row is not None else None
+
+
 def load_own_code(session: Session, institution: str, code_text: str, *, lock: bool) -> ReportCode:
     """The code row, locked for update; 404 `unknown_code`, 403 if another institution's."""
     code = canonical_code(code_text)

@@ -285,3 +285,24 @@ def signed_pdf_of(session: Session, code_text: str, institution: str) -> tuple[s
     if signed is None:
         raise IntegrityFault("record_missing", "the signed PDF's record is incomplete")
     return row.code, signed.sha256
+
+
+def latest_signed_pdf(session: Session, code: str) -> str | None:
+    """SHA-256 of the newest signed PDF recorded for canonical `code`, if any."""
+    row = session.execute(
+        select(RecordFile.sha256)
+        .join(Record, Record.id == RecordFile.record_id)
+        .where(Record.code == code, RecordFile.role == ROLE_SIGNED)
+        .order_by(Record.created_at.desc())
+    ).first()
+    return str(row[0]) if row else None
+
+
+def code_of_signed_pdf(session: Session, sha256: str) -> str | None:
+    """The report code whose signed PDF has this SHA-256, if the platform made it."""
+    row = session.execute(
+        select(Record.code)
+        .join(RecordFile, RecordFile.record_id == Record.id)
+        .where(RecordFile.sha256 == sha256, RecordFile.role == ROLE_SIGNED)
+    ).first()
+    return str(row[0]) if row and row[0] else None

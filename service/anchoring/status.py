@@ -1,0 +1,47 @@
+"""What the anchoring worker records about itself (`service_state` keys) and how far behind
+anchoring is, read from the database so every API process reports the same (/healthz,
+/metrics) whichever process runs the worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.storage.models import Batch, KeyValue, Outbox
+
+# service_state keys the anchoring worker maintains.
+STATE_ANCHOR_FAILURES = "anchor_failures"
+STATE_LAST_ERROR = "anchor_last_error"
+STATE_WORKER_HEARTBEAT = "worker_heartbeat"
+#: Set (non-empty) while the worker refuses to anchor because database and chain disagree.
+STATE_HALTED = "anchor_halted"
+STATE_LEADER = "worker_leader"
+
+
+def anchoring_status(session: Session) -> dict[str, Any]:
+    now = time.time()
+    pending, oldest = session.execute(
+        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at))
+    ).one()
+    unconfirmed = (
+        session.scalar(select(func.count(Batch.seq)).where(Batch.status != "anchored")) or 0
+    )
+    last_seq = session.scalar(select(func.max(Batch.seq)).where(Batch.status == "anchored"))
+    state = {kv.key: kv.value for kv in session.scalars(select(KeyValue)).all()}
+    return {
+        "pending_leaves": int(pending or 0),
+        "oldest_pending_age_s": round(now - oldest, 3) if oldest is not None else 0.0,
+        "unconfirmed_batches": int(unconfirmed),
+        "last_anchored_seq": int(last_seq or 0),
+        "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
+        "last_error": state.get(STATE_LAST_ERROR) or None,
+        "halted": state.get(STATE_HALTED) or None,
+        "worker_heartbeat_age_s": (
+            round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
+            if STATE_WORKER_HEARTBEAT in state
+            else None
+        ),
+    }
