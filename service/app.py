@@ -80,9 +80,10 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=settings.security.max_body_bytes,
         overrides={
-            "PUT /api/v1/reports/": settings.security.max_pdf_bytes,
+            # only the PDF itself, not the JSON metadata route beside it
+            "PUT /api/v1/reports/[^/]+/pdf": settings.security.max_pdf_bytes,
             "POST /api/v1/public/verify": settings.security.max_pdf_bytes,
-            "PATCH /api/v1/uploads/": 64 * 1024 * 1024,
+            "PATCH /api/v1/uploads/[^/]+": 64 * 1024 * 1024,
         },
     )
     return app

@@ -59,6 +59,27 @@ def canonical_query(raw_query: str | bytes) -> str:
     return "&".join(_encode_component(n) + "=" + _encode_component(v) for n, v in pairs)
 
 
+def query_ambiguity(raw_query: str | bytes) -> str | None:
+    """Why a raw query could mean two things under one signature, or None.
+
+    §5.1's canonical query sorts the pairs and keeps `+` a literal plus, so `a=1&a=2` and
+    `a=2&a=1` sign alike while a framework reads either first or last, and `a=x+y` signs
+    like `a=x%2By` while form decoding reads a space. The server refuses both shapes.
+    """
+    raw = raw_query.encode("utf-8") if isinstance(raw_query, str) else raw_query
+    if b"+" in raw:
+        return "a raw `+` in the query is ambiguous; send a space as %20 and a plus as %2B"
+    seen: set[bytes] = set()
+    for part in raw.split(b"&"):
+        if not part:
+            continue
+        name = unquote_to_bytes(part.partition(b"=")[0])
+        if name in seen:
+            return f"query parameter {name.decode('utf-8', 'replace')!r} is given twice"
+        seen.add(name)
+    return None
+
+
 def encode_query(query: QueryInput) -> str:
     """A query string to send: raw strings pass unchanged, pairs are percent-encoded."""
     if query is None:

@@ -31,6 +31,7 @@ import logging
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
@@ -46,10 +47,11 @@ from service.client import (
     HEADER_TIMESTAMP,
     NONCE_MAX_CHARS,
     NONCE_MIN_CHARS,
+    query_ambiguity,
     string_to_sign,
 )
 from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, audit_scope, lookup_key
-from service.errors import AuthFailed, Forbidden, JianzhengError
+from service.errors import AuthFailed, BadRequest, Forbidden, JianzhengError
 from service.state import ServiceState
 from service.storage import nonces
 
@@ -107,6 +109,30 @@ async def authenticate(request: Request) -> Caller:
         return cached
     if isinstance(cached, JianzhengError):
         raise cached
+    state = _state(request)
+    headers = request.headers
+    try:
+        # §5.1 before the body: well-formed headers, the window, a known key, an unambiguous
+        # query. Only then is the body read and hashed, so a client without a key cannot
+        # make the service buffer a large body.
+        key_id = headers.get(HEADER_KEY)
+        header_check = partial(
+            check_headers,
+            state,
+            key_id=key_id,
+            timestamp=headers.get(HEADER_TIMESTAMP),
+            nonce=headers.get(HEADER_NONCE),
+            signature=headers.get(HEADER_SIGNATURE),
+            now=state.clock.time(),
+        )
+        if key_id is not None and key_id in state.keys:
+            header_check()  # no database access for a key this process knows
+        else:
+            await run_in_threadpool(header_check)
+        check_query(raw_query(request))
+    except JianzhengError as exc:
+        setattr(request.state, _STATE_ATTR, exc)
+        raise
     try:
         body = await request.body()
     except RuntimeError:  # pragma: no cover - programming error: body consumed unsigned
@@ -115,16 +141,15 @@ async def authenticate(request: Request) -> Caller:
         ) from None
     body_hash = hashlib.sha256(body).hexdigest()
     setattr(request.state, _BODY_HASH_ATTR, body_hash)
-    headers = request.headers
     try:
         caller = await run_in_threadpool(
             verify_signed_request,
-            _state(request),
+            state,
             method=request.method,
             path=request_path(request),
             query=raw_query(request),
             body_hash=body_hash,
-            key_id=headers.get(HEADER_KEY),
+            key_id=key_id,
             timestamp=headers.get(HEADER_TIMESTAMP),
             nonce=headers.get(HEADER_NONCE),
             signature=headers.get(HEADER_SIGNATURE),
@@ -134,6 +159,13 @@ async def authenticate(request: Request) -> Caller:
         raise
     setattr(request.state, _STATE_ATTR, caller)
     return caller
+
+
+def check_query(query: bytes | str) -> None:
+    """400 `query_ambiguous` for a query two different requests could share a signature of."""
+    why = query_ambiguity(query)
+    if why is not None:
+        raise BadRequest("query_ambiguous", why)
 
 
 def body_hash_of(request: Request) -> str | None:
@@ -249,7 +281,17 @@ def check_headers(
     key = state.keys.get(key_id)
     if key is None:
         with state.sessions() as session:
-            key = lookup_key(session, state.settings, key_id)
+            try:
+                key = lookup_key(session, state.settings, key_id)
+            except ValueError:
+                # The stored secret does not open with this master key (changed, or the
+                # row damaged): the key cannot sign anything; the operator must look.
+                log.error("API key %s: the stored secret cannot be decrypted", key_id)
+                raise _unauthorized(
+                    "auth_unknown_key",
+                    "this key cannot be used: its stored secret is unreadable; ask the "
+                    "platform's operator",
+                ) from None
         if key is None or key.revoked:
             raise _unauthorized("auth_unknown_key", "unknown or revoked API key")
         state.keys[key_id] = key  # role, owner and secret never change for a key id

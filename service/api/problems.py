@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -30,6 +31,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "chain_configured": 400,
     "content_length_invalid": 400,
     "malformed_multipart": 400,
+    "query_ambiguous": 400,
     "upload_offset_invalid": 400,
     "upload_offset_missing": 400,
     # 401: INTERFACE §5.1
@@ -295,8 +297,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 class BodyLimitMiddleware:
     """Refuse bodies over a limit with 413 before reading them whole.
 
-    Checks Content-Length up front and counts streamed bytes for chunked bodies.
-    Routes that take large uploads register their own, larger limit by path prefix.
+    Checks Content-Length up front and counts streamed bytes for chunked bodies. Routes
+    that take large uploads get their own, larger limit: `overrides` maps
+    "METHOD /path/pattern" (a regular expression matched against the whole path, or
+    without a method for every method) to a limit; the first matching rule wins.
     """
 
     def __init__(
@@ -304,16 +308,15 @@ class BodyLimitMiddleware:
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        # "METHOD /prefix" or "/prefix" -> limit; the longest matching prefix wins.
         rules = []
         for key, limit in (overrides or {}).items():
-            meth, _, prefix = key.partition(" ") if " " in key else ("*", "", key)
-            rules.append((prefix, meth, limit))
-        self._rules = sorted(rules, key=lambda r: -len(r[0]))
+            meth, _, pattern = key.partition(" ") if " " in key else ("*", "", key)
+            rules.append((re.compile(pattern), meth, limit))
+        self._rules = rules
 
     def _limit_for(self, path: str, method: str) -> int:
-        for prefix, meth, limit in self._rules:
-            if path.startswith(prefix) and (meth == "*" or meth == method):
+        for pattern, meth, limit in self._rules:
+            if (meth == "*" or meth == method) and pattern.fullmatch(path):
                 return limit
         return self.max_bytes
 

@@ -302,8 +302,8 @@ def _plain_code_request(body: bytes) -> tuple[str, str] | None:
 
 async def _fast_issue(request: Request) -> Response | None:
     state: ServiceState = request.app.state.jz
-    if not state.on_postgresql:
-        return None
+    if not state.on_postgresql or request.scope.get("query_string"):
+        return None  # the general route checks queries (auth.check_query)
     headers = request.headers
     content_type = headers.get("content-type", "")
     if IDEMPOTENCY_HEADER in headers or content_type.split(";", 1)[0].strip().lower() != _JSON:

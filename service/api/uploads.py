@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from datetime import timedelta
 from functools import partial
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from service.api.auth import (
     LabDep,
     SignedRoute,
     check_headers,
+    check_query,
     lab_institution,
     raw_query,
     request_path,
@@ -265,9 +265,10 @@ async def patch_upload(
             timestamp=headers.get(HEADER_TIMESTAMP),
             nonce=headers.get(HEADER_NONCE),
             signature=headers.get(HEADER_SIGNATURE),
-            now=time.time(),
+            now=state.clock.time(),
         )
     )
+    check_query(raw_query(request))
     offset = _int_header(upload_offset, UPLOAD_OFFSET, "upload_offset_invalid")
     if offset is None:
         raise BadRequest("upload_offset_missing", f"{UPLOAD_OFFSET} header is required")
