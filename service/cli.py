@@ -218,11 +218,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line error, not a traceback, for known failures
+        from pydantic import ValidationError
+
         from service.errors import JianzhengError
 
         if isinstance(exc, JianzhengError):
             print(f"jianzheng: {exc.code}: {exc.detail}", file=sys.stderr)
             return 1
+        if isinstance(exc, ValidationError):  # the settings (JZ_* variables) are refused
+            print("jianzheng: the settings are refused:", file=sys.stderr)
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err.get("loc", ()))
+                message = str(err.get("msg", "")).removeprefix("Value error, ")
+                print(f"{where + ': ' if where else ''}{message}", file=sys.stderr)
+            return 2
         raise
 
 

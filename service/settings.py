@@ -86,6 +86,12 @@ class SigningSettings(BaseModel):
     #: PEM file of further roots to trust (a licensed CA's root for PKCS#11 seals, an
     #: external TSA's root), besides the platform CA's own; see service/domain/trust.py.
     trust_roots_file: str = ""
+    #: Production: allow signing reports with the platform CA's file keys (no PKCS#11).
+    allow_platform_ca: bool = False
+    #: Production: allow the built-in TSA (the platform CA's TSA key) for time-stamps.
+    allow_builtin_tsa: bool = False
+    #: Answer `POST /tsa` (the built-in TSA) to anyone; default: only in development.
+    serve_tsa: bool | None = None
 
 
 class RulesSettings(BaseModel):
@@ -159,18 +165,13 @@ class Settings(BaseSettings):
     uploads: UploadSettings = UploadSettings()
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> Settings:
-        if self.env != "development":
-            if self.security.master_key.get_secret_value() == DEV_MASTER_KEY:
-                raise ValueError("JZ_SECURITY__MASTER_KEY must be set outside development")
-            if self.chain.private_key.get_secret_value() == DEV_SERVICE_KEY:
-                raise ValueError("JZ_CHAIN__PRIVATE_KEY must be set outside development")
-            if self.signing.ca_passphrase.get_secret_value() == DEV_CA_PASSPHRASE:
-                raise ValueError("JZ_SIGNING__CA_PASSPHRASE must be set outside development")
-            if not self.chain.rpc_url or not self.chain.registry:
-                raise ValueError(
-                    "JZ_CHAIN__RPC_URL and JZ_CHAIN__REGISTRY are required in production"
-                )
+    def _refuse_unsafe(self) -> Settings:
+        problems = unsafe_settings(self)
+        if problems:
+            raise ValueError(
+                f"{len(problems)} unsafe setting(s) for production:\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
         return self
 
     @property
@@ -188,6 +189,85 @@ class Settings(BaseSettings):
     @property
     def ca_dir(self) -> Path:
         return self.data_dir / "ca"
+
+
+#: Bytes a production master key must carry (decoded from hex or base64, else as UTF-8).
+MIN_MASTER_KEY_BYTES = 32
+
+
+def _key_bytes(text: str) -> bytes:
+    import base64
+    import binascii
+
+    stripped = text.strip()
+    if len(stripped) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in stripped):
+        return bytes.fromhex(stripped)
+    try:
+        padded = stripped + "=" * (-len(stripped) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return stripped.encode("utf-8")
+
+
+def _loopback_or_plain(url: str) -> str | None:
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return "must be https:// (it is printed in every QR code and signed PDF)"
+    host = (parts.hostname or "").lower()
+    if host in ("", "localhost") or host.endswith(".localhost"):
+        return "must name the platform's public host, not localhost"
+    try:
+        if ip_address(host).is_loopback or ip_address(host).is_unspecified:
+            return "must name the platform's public host, not a loopback address"
+    except ValueError:
+        pass
+    return None
+
+
+def unsafe_settings(settings: Settings) -> list[str]:
+    """Every setting production refuses, each named by its variable (empty in development).
+
+    Pure: reads only the settings (files they point at are checked at start-up,
+    service.state.check_startup)."""
+    if settings.env == "development":
+        return []
+    problems = []
+    master = settings.security.master_key.get_secret_value()
+    if master == DEV_MASTER_KEY:
+        problems.append("JZ_SECURITY__MASTER_KEY: the development placeholder; set a secret")
+    elif len(set(master)) < 8 or len(_key_bytes(master)) < MIN_MASTER_KEY_BYTES:
+        problems.append(
+            f"JZ_SECURITY__MASTER_KEY: shorter than {MIN_MASTER_KEY_BYTES} random bytes "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    if settings.chain.private_key.get_secret_value() == DEV_SERVICE_KEY:
+        problems.append("JZ_CHAIN__PRIVATE_KEY: a well-known development account")
+    if settings.signing.ca_passphrase.get_secret_value() == DEV_CA_PASSPHRASE:
+        problems.append("JZ_SIGNING__CA_PASSPHRASE: the development placeholder")
+    if not settings.chain.rpc_url:
+        problems.append("JZ_CHAIN__RPC_URL: required (the dev chain is for development)")
+    if not settings.chain.registry:
+        problems.append("JZ_CHAIN__REGISTRY: required")
+    why = _loopback_or_plain(settings.public.base_url)
+    if why:
+        problems.append(f"JZ_PUBLIC__BASE_URL: {why}")
+    signing = settings.signing
+    if not signing.pkcs11_module and not signing.allow_platform_ca:
+        problems.append(
+            "JZ_SIGNING__PKCS11_MODULE: reports would be signed with the platform CA's file "
+            "keys; use an HSM/licensed CA, or set JZ_SIGNING__ALLOW_PLATFORM_CA=true"
+        )
+    if signing.level != "B-B" and not signing.tsa_url and not signing.allow_builtin_tsa:
+        problems.append(
+            "JZ_SIGNING__TSA_URL: time-stamps would come from the built-in TSA; name a "
+            "licensed TSA, or set JZ_SIGNING__ALLOW_BUILTIN_TSA=true"
+        )
+    if signing.serve_tsa:
+        problems.append("JZ_SIGNING__SERVE_TSA: POST /tsa would time-stamp for anyone")
+    return problems
 
 
 @lru_cache(maxsize=1)

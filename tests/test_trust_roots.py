@@ -24,13 +24,15 @@ from tests.fixtures.signer import INSTITUTION_NAME, INSTITUTION_USCC, TEST_CODE,
 
 PRODUCTION = {
     "env": "production",
-    "security": {"master_key": "a real master key"},
+    "security": {"master_key": "9f" + "0123456789abcdef" * 4 + "e1"},
     "chain": {
         "rpc_url": "http://127.0.0.1:8545",
         "registry": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
         "private_key": "0x" + "11" * 32,
     },
+    "public": {"base_url": "https://jz.zjj.sz.gov.cn"},
 }
+PRODUCTION_SIGNING = {"allow_platform_ca": True, "allow_builtin_tsa": True}
 
 
 def _licensed_ca_sealed_pdf(ca_dir: Path) -> tuple[DevCA, bytes]:
@@ -98,7 +100,9 @@ def test_unusable_roots_file_fails_at_start(tmp_path: Path) -> None:
 def test_production_refuses_the_dev_ca_passphrase() -> None:
     with pytest.raises(ValidationError, match="JZ_SIGNING__CA_PASSPHRASE"):
         Settings.model_validate(PRODUCTION)
-    ok = Settings.model_validate({**PRODUCTION, "signing": {"ca_passphrase": "s3cret-pass"}})
+    ok = Settings.model_validate(
+        {**PRODUCTION, "signing": {"ca_passphrase": "s3cret-pass", **PRODUCTION_SIGNING}}
+    )
     assert ok.signing.ca_passphrase.get_secret_value() == "s3cret-pass"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.anchoring.contract import ChainError
 from service.storage.models import Batch, KeyValue, Outbox
 
 # service_state keys the anchoring worker maintains.
@@ -37,7 +38,7 @@ def anchoring_status(session: Session) -> dict[str, Any]:
         "unconfirmed_batches": int(unconfirmed),
         "last_anchored_seq": int(last_seq or 0),
         "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
-        "last_error": state.get(STATE_LAST_ERROR) or None,
+        "last_error": public_error(state.get(STATE_LAST_ERROR) or ""),
         "halted": state.get(STATE_HALTED) or None,
         "worker_heartbeat_age_s": (
             round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
@@ -45,3 +46,28 @@ def anchoring_status(session: Session) -> dict[str, Any]:
             else None
         ),
     }
+
+
+def _error_codes(cls: type[ChainError]) -> dict[str, str]:
+    codes = {cls.__name__: cls.code}
+    for sub in cls.__subclasses__():
+        codes.update(_error_codes(sub))
+    return codes
+
+
+def public_error(stored: str) -> str | None:
+    """The kind of the worker's last failure, fit for an unauthenticated answer.
+
+    The worker stores `ExceptionClass: message`; a message may hold the node's URL (with
+    a token in it) or a driver's text, so /healthz shows only a stable code (the full text
+    is in the worker's log): the chain error's code, `database_error`, or `anchoring_error`.
+    """
+    if not stored:
+        return None
+    name = stored.split(":", 1)[0].strip()
+    code = _error_codes(ChainError).get(name)
+    if code is not None:
+        return code
+    if "Error" in name and ("SQL" in name or "Operational" in name or "psycopg" in stored):
+        return "database_error"
+    return "anchoring_error"

@@ -729,7 +729,7 @@ _NUMBERING = {
 
 _HEALTHZ = {
     "status": "ok",
-    "chain": {"rpc_url": "http://127.0.0.1:8545", "chain_id": 31337, "registry": REGISTRY},
+    "chain": {"chain_id": 31337, "registry": REGISTRY},
     "anchoring": {
         "pending_leaves": 0,
         "oldest_pending_age_s": 0.0,

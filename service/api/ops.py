@@ -25,7 +25,12 @@ def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
     return {
         # "degraded": records are still accepted, but nothing is anchored until resolved.
         "status": "degraded" if status["halted"] else "ok",
-        "chain": state.chain.as_json() if state.chain else None,
+        # The chain's public facts only: its RPC URL may carry a credential.
+        "chain": (
+            {"chain_id": state.chain.chain_id, "registry": state.chain.registry}
+            if state.chain
+            else None
+        ),
         "anchoring": status,
     }
 

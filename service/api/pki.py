@@ -16,7 +16,8 @@ from fastapi import APIRouter, Request, Response
 
 from service.api.deps import StateDep
 from service.domain.trust import trust_roots_pem
-from service.errors import TooLarge, UnsupportedMediaType
+from service.errors import NotFound, TooLarge, UnsupportedMediaType
+from service.settings import Settings
 
 router = APIRouter(tags=["pki"])
 
@@ -26,6 +27,13 @@ TSA_QUERY = "application/timestamp-query"
 TSA_REPLY = "application/timestamp-reply"
 
 
+def tsa_served(settings: Settings) -> bool:
+    """`POST /tsa` is open in development; in production only if JZ_SIGNING__SERVE_TSA (which
+    start-up refuses as unsafe), so the platform's TSA key never stamps for strangers."""
+    serve = settings.signing.serve_tsa
+    return settings.env == "development" if serve is None else serve
+
+
 @router.post(
     "/tsa",
     summary="RFC 3161 time-stamp authority (development)",
@@ -33,6 +41,8 @@ TSA_REPLY = "application/timestamp-reply"
     responses={200: {"content": {TSA_REPLY: {}}}},
 )
 async def timestamp(request: Request, state: StateDep) -> Response:
+    if not tsa_served(state.settings):
+        raise NotFound("not_found", "the built-in time-stamp authority is not served here")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != TSA_QUERY:
         raise UnsupportedMediaType("unsupported_media_type", f"send {TSA_QUERY}")
