@@ -32,7 +32,7 @@ from service.domain.trust import load_extra_roots
 from service.errors import IntegrityFault
 from service.settings import Settings
 from service.storage.blobs import BlobStore
-from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, upgrade
+from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, reader, upgrade
 from service.storage.nonces import PurgeSchedule
 from service.storage.ratelimit import RateLimiter
 
@@ -69,7 +69,10 @@ class ServiceState:
 
     settings: Settings
     engine: Engine
+    #: Sessions for work that writes (on SQLite they begin IMMEDIATE).
     sessions: sessionmaker[Session]
+    #: Sessions for read-only work (on SQLite they begin DEFERRED: no write lock).
+    read_sessions: sessionmaker[Session]
     blobs: BlobStore
     chain: ChainInfo | None
     clock: Clock = SYSTEM_CLOCK
@@ -94,7 +97,7 @@ class ServiceState:
         self.signer = Once(lambda: ReportSigner.from_settings(self.settings))
         self.views = Once(
             lambda: build_report_views(
-                self.settings, self.engine, self.sessions, self.blobs, self.chain
+                self.settings, self.engine, self.read_sessions, self.blobs, self.chain
             )
         )
         self.verdict_primer = Once(
@@ -143,6 +146,7 @@ def build_state(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        read_sessions=make_sessionmaker(reader(engine)),
         blobs=BlobStore(settings.blob_dir),
         chain=chain,
         clock=clock,

@@ -17,9 +17,15 @@ def get_state(request: Request) -> ServiceState:
     return state
 
 
+#: Methods whose routes only read (their sessions take no write lock on SQLite).
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """A session per request; the route commits what it wants kept."""
-    session = get_state(request).sessions()
+    state = get_state(request)
+    factory = state.read_sessions if request.method in READ_METHODS else state.sessions
+    session = factory()
     try:
         yield session
     finally:

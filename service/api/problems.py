@@ -8,13 +8,15 @@ import re
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import IntegrityFault, Invalid, JianzhengError, TooLarge
+from service.errors import IntegrityFault, Invalid, JianzhengError, TooLarge, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ STATUS_BY_CODE: dict[str, int] = {
     # 503: a dependency is away
     "ca_error": 503,
     "chain_unreachable": 503,
+    "database_unavailable": 503,
     "dev_chain_not_running": 503,
     "key_unavailable": 503,
     "pg_dump_failed": 503,
@@ -200,6 +203,25 @@ _HTTP_CODES = {
 
 #: Problem-body facts that an HTTP header repeats.
 _HEADER_FACTS = {"offset": "Upload-Offset"}
+
+
+#: Exceptions that mean the database cannot be reached or is busy right now (a restart, a
+#: failover, a lost connection, an exhausted pool, SQLite's write lock past its timeout):
+#: answered 503 with Retry-After, never 500. Integrity errors are not among them.
+DATABASE_FAULTS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+DATABASE_RETRY_AFTER_S = 2.0
+DATABASE_UNAVAILABLE = Unavailable(
+    "database_unavailable",
+    "the database is unavailable right now; nothing was recorded, try again shortly",
+    retry_after_s=DATABASE_RETRY_AFTER_S,
+)
 
 
 def status_of(exc: JianzhengError) -> int:
@@ -285,6 +307,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             status=exc.status_code,
             headers=dict(exc.headers or {}),
         )
+
+    async def _database_away(req: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", req.method, req.url.path, exc)
+        return problem_response(DATABASE_UNAVAILABLE)
+
+    for fault in DATABASE_FAULTS:
+        app.add_exception_handler(fault, _database_away)
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
