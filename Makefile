@@ -31,3 +31,4 @@ bench:
 	$(BIN)/python bench/codes.py
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/public.py
+	$(BIN)/python bench/durability.py

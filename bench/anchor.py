@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 
-from service.anchoring.chaininfo import ChainInfo
+from service.anchoring.chaininfo import ChainInfo  # noqa: E402
 from service.anchoring.contract import RegistryClient  # noqa: E402
 from service.anchoring.devchain import (  # noqa: E402
     DEPLOYER,

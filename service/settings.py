@@ -144,6 +144,11 @@ class UploadSettings(BaseModel):
     expire_after_h: float = Field(default=72.0, gt=0)
     #: How often each API process looks for expired uploads (seconds).
     sweep_interval_s: float = Field(default=600.0, gt=0)
+    #: A stored file no committed record names is deleted once it is this old (hours): a
+    #: crash between storing a file and committing its record leaves such files.
+    orphan_grace_h: float = Field(default=24.0, gt=0)
+    #: How often each process sweeps for such files (seconds); 0 turns the sweep off.
+    orphan_sweep_interval_s: float = Field(default=6 * 3600.0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -175,6 +175,7 @@ class BackgroundLoops:
     def start(self) -> BackgroundLoops:
         from service.anchoring.worker import start_worker_thread
         from service.domain.notify import DeliveryLoop, notifier_from_settings
+        from service.domain.orphans import sweep_orphans
         from service.domain.uploads import sweep_expired
         from service.periodic import Periodic
 
@@ -197,6 +198,16 @@ class BackgroundLoops:
             settings.uploads.sweep_interval_s,
         ).start()
         self._running.append(("uploads", sweeper))
+        uploads_cfg = settings.uploads
+        if uploads_cfg.orphan_sweep_interval_s > 0:
+            orphans = Periodic(
+                "jz-orphan-sweep",
+                lambda: sweep_orphans(
+                    state.read_sessions, state.blobs, uploads_cfg.orphan_grace_h * 3600
+                ),
+                uploads_cfg.orphan_sweep_interval_s,
+            ).start()
+            self._running.append(("orphans", orphans))
         return self
 
     @property

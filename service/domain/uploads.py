@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.clock import utc_now
 from service.domain.evidence import new_record_id
 from service.errors import Conflict, Forbidden, Gone, Invalid, JianzhengError, NotFound
-from service.storage.blobs import CHUNK, BlobStore
+from service.storage.blobs import CHUNK, BlobStore, fsync_dir, sha256_file
 from service.storage.models import Upload
 
 #: Largest file one upload may declare (16 GiB).
@@ -188,12 +188,15 @@ def commit_chunk(
         raise offset_mismatch(current, offset)
     # We hold the row (write lock) until the caller commits: append under it.
     part = part_path(data_dir, upload_id)
-    with part.open("r+b" if part.exists() else "w+b") as out, chunk.path.open("rb") as src:
+    created = not part.exists()
+    with part.open("w+b" if created else "r+b") as out, chunk.path.open("rb") as src:
         out.truncate(offset)
         out.seek(offset)
         shutil.copyfileobj(src, out, CHUNK)
         out.flush()
         os.fsync(out.fileno())
+    if created:
+        fsync_dir(part.parent)  # the new part file's name is durable before we commit
     return offset + chunk.size
 
 
@@ -220,7 +223,12 @@ def complete_upload(
             offset=upload.offset,
         )
     part = part_path(data_dir, upload.id)
-    actual = _hash_prefix(part, upload.length)
+    if not part.exists() and _blob_matches(blobs, expected, upload.length):
+        # A crash after the bytes became the blob and before this completion committed:
+        # the blob holds exactly them, so the retried completion finishes the job.
+        actual = expected
+    else:
+        actual = _hash_prefix(part, upload.length)
     if actual != expected:
         raise Invalid(
             "upload_hash_mismatch",
@@ -240,11 +248,22 @@ def complete_upload(
         session.refresh(current)
         check_open(current)  # expired meanwhile: 410
         raise Conflict("upload_closed", "the upload was completed concurrently")
-    with part.open("r+b") as fh:
-        fh.truncate(upload.length)
-    blobs.adopt(part, actual)
+    if part.exists():
+        with part.open("r+b") as fh:
+            fh.truncate(upload.length)
+            fh.flush()
+            os.fsync(fh.fileno())
+        blobs.adopt(part, actual)
     session.refresh(upload)
     return upload
+
+
+def _blob_matches(blobs: BlobStore, sha256: str, length: int) -> bool:
+    path = blobs.path(sha256)
+    try:
+        return path.stat().st_size == length and sha256_file(path) == sha256
+    except FileNotFoundError:
+        return False
 
 
 def _hash_prefix(path: Path, length: int) -> str:
