@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as pyca_x509
@@ -115,7 +115,9 @@ class KeySource(ABC):
 class _CachedKeySigner(SimpleSigner):
     """A ``SimpleSigner`` that keeps the parsed private key instead of re-parsing it."""
 
-    def __init__(self, key: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._pyca_key = key
 
@@ -163,7 +165,8 @@ class PKCS12KeySource(KeySource):
             raise KeySourceError(f"key file {self.path} holds no key and certificate")
         if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
             raise KeySourceError(f"key file {self.path}: only EC and RSA keys are supported")
-        store: Any = cast(Any, SimpleCertificateStore)()
+        # pyhanko-certvalidator leaves SimpleCertificateStore.__init__ unannotated
+        store = SimpleCertificateStore()  # type: ignore[no-untyped-call]
         store.register_multiple(_to_asn1(c) for c in others)
         for c in extra_certs:
             store.register(c if isinstance(c, asn1_x509.Certificate) else _to_asn1(c))
@@ -183,7 +186,7 @@ class PKCS12KeySource(KeySource):
         return f"PKCS12KeySource({str(self.path)!r})"
 
 
-def _private_key_info(key: Any) -> Any:
+def _private_key_info(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> Any:
     from asn1crypto import keys as asn1_keys
 
     der = key.private_bytes(

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import segno
 from PIL import Image, ImageDraw, ImageFont
@@ -48,8 +48,6 @@ SEAL_IMAGE_MAX_SIDE = 480  # px; ~28 mm at 440 dpi, plenty for print
 MAX_PAGES = 2000
 MAX_PAGE_TREE_DEPTH = 64
 MAX_URL_CHARS = 512
-
-_G: Any = generic  # pyHanko's constructors are untyped; keep mypy's strict mode quiet
 
 
 def _deref(obj: Any) -> Any:
@@ -503,13 +501,15 @@ def build_stamp_form(
             pdf_name("/Type"): pdf_name("/XObject"),
             pdf_name("/Subtype"): pdf_name("/Form"),
             pdf_name("/BBox"): generic.ArrayObject(
-                _G.FloatObject(v) for v in (0, 0, geo.width, geo.height)
+                # pyHanko's FloatObject constructor is unannotated
+                generic.FloatObject(v)  # type: ignore[no-untyped-call]
+                for v in (0, 0, geo.width, geo.height)
             ),
             pdf_name("/Resources"): resources,
         },
         stream_data=content,
     )
-    cast(Any, form).compress()
+    form.compress()  # type: ignore[no-untyped-call]  # unannotated in pyHanko
     return writer.add_object(form)
 
 
@@ -677,9 +677,10 @@ def stamp_pages(
                 streams["bare"] = writer.add_object(generic.StreamObject(stream_data=data))
             new_contents = [streams["bare"]]
         obj[pdf_name("/Contents")] = generic.ArrayObject(new_contents)
-        res = _G.DictionaryObject(page.resources or {})
+        # pyHanko's DictionaryObject constructor is unannotated
+        res = generic.DictionaryObject(page.resources or {})  # type: ignore[no-untyped-call]
         xobjects = _resolved(res, "/XObject")
-        new_x = _G.DictionaryObject(
+        new_x = generic.DictionaryObject(  # type: ignore[no-untyped-call]
             xobjects if isinstance(xobjects, generic.DictionaryObject) else {}
         )
         new_x[pdf_name("/" + name)] = form_ref
@@ -715,7 +716,7 @@ _OBJ_START_RE = re.compile(rb"\s*\d+\s+\d+\s+obj\s*(<<|\[)")
 def _points_to_dict_or_stream(ref: generic.IndirectObject) -> bool:
     """Whether ``ref`` is stored as a dictionary/stream, judged from the bytes at its xref
     offset -- without parsing the (possibly long) object."""
-    reader = cast(Any, ref).get_pdf_handler()
+    reader = ref.get_pdf_handler()  # type: ignore[no-untyped-call]  # unannotated in pyHanko
     if not isinstance(reader, PdfFileReader):
         return False
     try:

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from asn1crypto import algos, cms, core, tsp, x509
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
@@ -219,7 +219,7 @@ class TimeStampAuthority:
         )
 
 
-class TimeStampResponse(core.Sequence):  # type: ignore[misc]
+class TimeStampResponse(core.Sequence):  # type: ignore[misc]  # asn1crypto has no types: base is Any
     """RFC 3161 ``TimeStampResp``. asn1crypto's ``tsp.TimeStampResp`` makes
     ``timeStampToken`` mandatory, but the RFC has it OPTIONAL (absent when rejected)."""
 
@@ -245,7 +245,8 @@ def _rejection(fail_info: str, text: str) -> TimeStampResponse:
 
 class _InProcessTimeStamper(TimeStamper):
     def __init__(self, authority: TimeStampAuthority) -> None:
-        cast(Any, super()).__init__(include_nonce=True)
+        # pyHanko leaves TimeStamper.__init__ unannotated
+        super().__init__(include_nonce=True)  # type: ignore[no-untyped-call]
         self._authority = authority
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -9,8 +10,11 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from eth_abi.abi import encode as abi_encode
 
+from verifier.canonical import canonicalize
 from verifier.chain import ANCHORED_TOPIC
 from verifier.errors import ChainError
 from verifier.merkle import audit_path_from_levels, record_leaf_hash, tree_levels
@@ -20,6 +24,7 @@ REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 OTHER_REGISTRY = "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
 CHAIN_ID = 31337
 CODE = "44030026ABCDEFGHJKLMNP7"
+CONTRACT_PDF = b"%PDF-1.7 contract"
 
 
 def file_sha(content: bytes) -> str:
@@ -43,7 +48,7 @@ def ancestry_records(
             "body": body,
         }
 
-    contract_pdf = b"%PDF-1.7 contract"
+    contract_pdf = CONTRACT_PDF
     project = record("project", "01PROJECT", [], {"name": "深圳湾某住宅项目（一期）"})
     contract = record("contract", "01CONTRACT", [project], {"title": "检测合同"},
                       [{"role": "contract_pdf", "sha256": file_sha(contract_pdf),
@@ -59,6 +64,40 @@ def ancestry_records(
                     [{"role": "report_pdf", "sha256": file_sha(pdf), "size": len(pdf),
                       "media_type": "application/pdf"}])
     return [project, contract, commission, sample, test_record, report]
+
+
+def ancestry_files(pdf: bytes) -> dict[str, bytes]:
+    """The files ``ancestry_records(pdf)`` names, by SHA-256, as a bundle holds them."""
+    return {file_sha(pdf): pdf, file_sha(CONTRACT_PDF): CONTRACT_PDF}
+
+
+def sealed_report_records(pdf: bytes, code: str) -> list[dict[str, Any]]:
+    """``ancestry_records`` whose report names ``pdf`` as its sealed PDF (role ``signed_pdf``,
+    PAdES B-T), so the sealed-PDF check verifies it."""
+    records = ancestry_records(pdf, code=code)
+    report = records[-1]
+    report["files"] = [{"role": "signed_pdf", "sha256": file_sha(pdf), "size": len(pdf),
+                        "media_type": "application/pdf"}]
+    report["body"]["signature_level"] = "B-T"
+    return records
+
+
+def signed_seal_record(sample: dict[str, Any], *, forged: bool = False) -> dict[str, Any]:
+    """A seal record of ``sample`` signed by a fresh Ed25519 witness key; ``forged``: the
+    signature is over another sealing time than the payload says."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    code = sample["body"]["sample_code"]
+    signed = {"sample_code": code, "sealed_at": "2026-11-22T09:41:00+08:00", "images": []}
+    message = {**signed, "sealed_at": "2026-11-23T09:41:00+08:00"} if forged else signed
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"type": "seal", "v": 1, "id": "01SEAL", "institution": sample["institution"],
+            "created_at": "2026-11-22T09:42:00Z", "parents": [record_leaf_hash(sample).hex()],
+            "files": [],
+            "body": {"sample_code": code, "signed": signed,
+                     "signature": base64.b64encode(key.sign(canonicalize(message))).decode(),
+                     "witness_key": {"algorithm": "ed25519",
+                                     "public_key": base64.b64encode(spki).decode()}}}
 
 
 def build_proofs(
@@ -109,13 +148,15 @@ def anchored_log(registry: str, seq: int, root: bytes, leaf_count: int, timestam
 
 
 class FakeChain:
-    """In-memory ChainSource for unit tests of the pure verification logic."""
+    """In-memory BundleChainSource for unit tests of the pure verification logic."""
 
     def __init__(self, chain_id: int = CHAIN_ID) -> None:
         self._chain_id = chain_id
         self.anchors: dict[tuple[str, bytes], AnchorInfo] = {}
         self.receipts: dict[str, Receipt] = {}
         self.revocations: dict[tuple[str, bytes], RevocationInfo] = {}
+        #: batchCount per registry: the highest seq anchored there (or set by a test).
+        self.batch_counts: dict[str, int] = {}
         self.down = False
         self.calls = 0
 
@@ -129,6 +170,7 @@ class FakeChain:
         """Record the anchor a proof claims, as the registry would."""
         b, a = proof["batch"], proof["anchor"]
         root = bytes.fromhex(b["root"])
+        self.batch_counts[a["registry"]] = max(self.batch_counts.get(a["registry"], 0), b["seq"])
         self.anchors[(a["registry"], root)] = AnchorInfo(
             b["seq"], b["tree_size"], a["block_timestamp"], a["block_number"]
         )
@@ -155,6 +197,10 @@ class FakeChain:
     def get_transaction_receipt(self, tx_hash: str) -> Receipt | None:
         self._touch()
         return self.receipts.get(tx_hash)
+
+    def batch_count(self, registry: str) -> int:
+        self._touch()
+        return self.batch_counts.get(registry, 0)
 
 
 def make_bundle(

@@ -30,6 +30,9 @@ from verifier.models import BundleVerification, Check, RevocationInfo
 from verifier.proof import Pins
 
 PINNED = Pins(chain_id=CHAIN_ID, registry=REGISTRY)
+#: The warnings every bundle here gets from the default sealed-PDF check: no trust roots
+#: pinned (trust_roots=None), and the report names a stand-in PDF, not a sealed one.
+UNSEALED = [("sealed_pdf_trust", None), ("sealed_pdf", "01REPORT")]
 PDF = b"%PDF-1.7 signed report\n"
 CONTRACT_PDF = b"%PDF-1.7 contract"
 
@@ -51,6 +54,9 @@ def files() -> dict[str, bytes]:
 
 
 def verify(data: bytes, chain: FakeChain, pins: Pins = PINNED, **kw: Any) -> BundleVerification:
+    """Every check, as a library caller gets them; integrity-only PDF checking unless a test
+    passes ``trust_roots``."""
+    kw.setdefault("trust_roots", None)
     with open_bundle(data) as b:
         return verify_bundle(b, chain, pins, **kw)
 
@@ -65,14 +71,15 @@ def test_good_bundle(proofs: list[dict[str, Any]], chain: FakeChain, tmp_path: P
     result = verify(data, chain)
     assert result.bottom_line, result.findings
     assert result.status == "genuine"
-    assert result.findings == ()
+    assert [(f.check, f.record_id) for f in result.findings] == UNSEALED
     assert len(result.proofs) == 6
     names = {c.name for c in result.checks}
     assert {"record_shape", "file_hash", "record_files", "parent_links", "report",
-            "report_code", "ancestry", "revocation"} <= names
+            "report_code", "ancestry", "revocation", "sealed_pdf_trust", "sealed_pdf",
+            "batch_sequence"} <= names
     path = tmp_path / "b.zip"
     path.write_bytes(data)
-    assert bundle_mod.verify_bundle_file(path, chain, PINNED).bottom_line
+    assert bundle_mod.verify_bundle_file(path, chain, PINNED, trust_roots=None).bottom_line
 
 
 def test_swapped_file_is_named(proofs: list[dict[str, Any]], chain: FakeChain) -> None:
@@ -141,7 +148,7 @@ def test_extra_record_outside_ancestry_warns(chain: FakeChain) -> None:
     result = verify(make_bundle(proofs, files()), chain)
     assert result.bottom_line
     warnings = [(f.check, f.record_id) for f in result.findings if f.severity == "warning"]
-    assert warnings == [("ancestry", "01MEDIA")]
+    assert warnings == [("ancestry", "01MEDIA"), *UNSEALED]
 
 
 def _revocation_proof(report: dict[str, Any], superseded_by: str | None) -> dict[str, Any]:
@@ -301,7 +308,8 @@ def test_unexpected_member_warns(proofs: list[dict[str, Any]], chain: FakeChain)
     data = make_bundle(proofs, files(), extra_members={"README.txt": b"hi"})
     result = verify(data, chain)
     assert result.bottom_line
-    assert [f.check for f in result.findings] == ["unexpected_member"]
+    assert [f.check for f in result.findings] == ["unexpected_member",
+                                                  *(check for check, _ in UNSEALED)]
 
 
 def test_invalid_proof_error_is_not_invalid_bundle() -> None:
@@ -336,7 +344,10 @@ def test_attached_evidence_passes_and_only_unrelated_records_warn() -> None:
     chain.anchor(proofs[0])
     result = verify(make_bundle(proofs, files()), chain)
     assert result.bottom_line, result.findings
-    assert result.findings == ()  # no warning for the seal, witness, receipt, image
+    # no ancestry warning for the seal, witness, receipt, image; the seal and witness
+    # records here carry no witness signature, which the default check says
+    unsigned = [("witness_signature", "01SEAL"), ("witness_signature", "01WITNESS")]
+    assert [(f.check, f.record_id) for f in result.findings] == [*UNSEALED, *unsigned]
     attached = {c.record_id: c.detail for c in result.checks
                 if c.name == "ancestry" and c.status == "PASS" and c.record_id != "01REPORT"}
     assert set(attached) == {"01IMAGE", "01SEAL", "01WITNESS", "01RECEIPT"}
@@ -354,4 +365,4 @@ def test_attached_evidence_passes_and_only_unrelated_records_warn() -> None:
     result = verify(make_bundle(proofs, files()), chain)
     assert result.bottom_line
     warnings = [(f.check, f.record_id) for f in result.findings if f.severity == "warning"]
-    assert warnings == [("ancestry", "01STRAY")]
+    assert warnings == [("ancestry", "01STRAY"), *UNSEALED, *unsigned]

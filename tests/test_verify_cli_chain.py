@@ -12,11 +12,25 @@ from typing import Any
 import pytest
 
 from service.anchoring.contract import RegistryClient
+from signer.seal import SealedPdf
 from tests.fixtures.chain import DevChain
-from tests.proof_builder import CODE, ancestry_records, build_proofs, file_sha, make_bundle
-from verifier.chain import RpcClient, report_subject
+from tests.fixtures.signer import TEST_CODE, SignerEnv, flip_signed_byte
+from tests.proof_builder import (
+    CODE,
+    ancestry_files,
+    ancestry_records,
+    build_proofs,
+    file_sha,
+    make_bundle,
+    sealed_report_records,
+    signed_seal_record,
+)
+from verifier.bundle import verify_bundle_file
+from verifier.bundle_checks import read_trust_roots
+from verifier.chain import CachingChain, RpcClient, report_subject
 from verifier.cli import main
 from verifier.merkle import record_leaf_hash
+from verifier.proof import Pins
 
 pytestmark = pytest.mark.chain
 
@@ -173,3 +187,48 @@ def test_bundle_passes_then_revoked_exits_3(anchored: Anchored, tmp_path: Path,
     bundle.write_bytes(make_bundle(anchored.proofs, files))
     assert main([str(bundle), *pins(anchored)]) == 3
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_cli_and_library_give_the_same_verdict(
+    hardhat: DevChain, fresh_registry: str, tmp_path: Path, sealed_3p: SealedPdf,
+    signer_env: SignerEnv, capsys: pytest.CaptureFixture[str], tampered: bool,
+) -> None:
+    """The same bundle, chain, pins and roots: `jianzheng-verify` and a library call of
+    `verify_bundle_file` run the same checks with the same outcome, the sealed PDF's and
+    the witness signature's included (tampered: a flipped byte in the signed PDF and a seal
+    record whose signature is over another payload)."""
+    pdf = flip_signed_byte(sealed_3p.data) if tampered else sealed_3p.data
+    records = sealed_report_records(pdf, TEST_CODE)
+    sample = next(r for r in records if r["type"] == "sample")
+    records.insert(-1, signed_seal_record(sample, forged=tampered))
+    client = RegistryClient(hardhat.rpc_url, fresh_registry, hardhat.service_key)
+    proofs = anchor_batch(client, records, hardhat.chain_id, fresh_registry.lower())
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(make_bundle(proofs, ancestry_files(pdf), code=TEST_CODE))
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(signer_env.roots_pem)
+    report = tmp_path / "out.json"
+
+    exit_code = main([str(bundle), "--rpc", hardhat.rpc_url, "--registry", fresh_registry,
+                      "--chain-id", str(hardhat.chain_id), "--trust-roots", str(roots),
+                      "--json", str(report)])
+    capsys.readouterr()
+    result = verify_bundle_file(
+        bundle, CachingChain(RpcClient(hardhat.rpc_url)),
+        Pins(chain_id=hardhat.chain_id, registry=fresh_registry),
+        trust_roots=read_trust_roots(roots),
+    )
+
+    cli_checks = [(c["status"], c["name"], c["detail"], c["record_id"], c["record_type"])
+                  for c in json.loads(report.read_text("utf-8"))["results"][0]["checks"]]
+    assert cli_checks == [(c.status, c.name, c.detail, c.record_id, c.record_type)
+                          for c in result.all_checks]
+    assert {"sealed_pdf", "witness_signature", "batch_sequence"} <= {c[1] for c in cli_checks}
+    if tampered:
+        assert exit_code == 1 and not result.bottom_line
+        assert sorted((c[1], c[4]) for c in cli_checks if c[0] == "FAIL") == [
+            ("sealed_pdf", "report"), ("witness_signature", "seal")]
+    else:
+        assert exit_code == 0 and result.bottom_line, result.findings
+        assert result.findings == ()

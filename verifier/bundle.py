@@ -4,8 +4,10 @@ Reading enforces hard limits before anything is decompressed (member count, decl
 compression ratio) and again while reading, so a zip bomb costs nothing. Verification runs
 every proof's checks, then the bundle checks: files hash to their names, every file a record
 names is present, every parent link resolves inside the bundle, the report is there and its
-code matches, and the report's standing is read from the chain's ``revocationOf``. More
-checks (the sealed PDF) plug in as ``BundleCheck`` callables.
+code matches, and the report's standing is read from the chain's ``revocationOf``; then,
+always, the sealed PDF, the witness signatures and the chain's batch sequence
+(``verifier.bundle_checks.default_bundle_checks``). A caller's own checks plug in as
+``BundleCheck`` callables.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from verifier.canonical import loads_strict
-from verifier.chain import ChainSource, canonical_code, report_subject
+from verifier.chain import BundleChainSource, ChainSource, canonical_code, report_subject
 from verifier.errors import (
     CanonicalizationError,
     ChainError,
@@ -596,17 +598,33 @@ def read_revocation(
 
 def verify_bundle(
     bundle: Bundle,
-    chain: ChainSource,
+    chain: BundleChainSource,
     pins: Pins | None = None,
+    *,
+    trust_roots: Sequence[bytes] | None,
     extra_checks: Iterable[BundleCheck] = (),
 ) -> BundleVerification:
-    """Verify an opened bundle against ``chain``, trusting ``pins``.
+    """Verify an opened bundle against ``chain``, trusting ``pins`` and ``trust_roots``.
 
-    ``extra_checks`` run after the built-in ones; this is where the sealed-PDF check
-    (``verifier.pdf``) plugs in. An extra check that raises a VerifierError becomes a
-    failed check named after it.
+    Every check runs, the same as ``jianzheng-verify``'s: each proof's, the built-in bundle
+    checks, then ``sealed_pdf``, ``witness_signature`` and ``batch_sequence``
+    (``verifier.bundle_checks.default_bundle_checks``), then ``extra_checks``.
+
+    ``trust_roots`` must be given: the PEM or DER certificates (``read_trust_roots``,
+    ``jianzheng ca roots``) the sealed PDF's signer and time-stamp must chain to, or None to
+    check the signature's integrity only, which the result reports as a ``sealed_pdf_trust``
+    warning (as the CLI does without ``--trust-roots``). Unusable roots raise ValueError
+    (TypeError for one bytes object in place of a sequence), before the chain is read.
+    A check that raises a VerifierError becomes a failed check named after it.
     """
+    # Imported here: bundle_checks and witness import Bundle and BundleCheck from this module.
+    from verifier.bundle_checks import default_bundle_checks
+
     pins = pins or Pins()
+    checks_after = (
+        *default_bundle_checks(chain, pins.registry, trust_roots),
+        *extra_checks,
+    )
     all_proofs = bundle.proofs + ((bundle.revocation,) if bundle.revocation else ())
     verifications: tuple[ProofVerification, ...] = tuple(
         verify_proof(p, chain, pins) for p in all_proofs
@@ -627,7 +645,7 @@ def verify_bundle(
     revocation_checks, status, info = read_revocation(chain, registry, bundle.code,
                                                       bundle.revocation)
     checks += revocation_checks
-    for extra in extra_checks:
+    for extra in checks_after:
         try:
             checks += extra(bundle)
         except VerifierError as exc:
@@ -645,10 +663,14 @@ def verify_bundle(
 
 def verify_bundle_file(
     path: str | os.PathLike[str] | Path,
-    chain: ChainSource,
+    chain: BundleChainSource,
     pins: Pins | None = None,
+    *,
+    trust_roots: Sequence[bytes] | None,
     extra_checks: Iterable[BundleCheck] = (),
 ) -> BundleVerification:
-    """Open, verify and close a bundle file (raises InvalidBundle if it is unusable)."""
+    """Open, verify (every check, as ``verify_bundle``) and close a bundle file; raises
+    InvalidBundle if it is unusable, ValueError for unusable ``trust_roots``."""
     with open_bundle(path) as bundle:
-        return verify_bundle(bundle, chain, pins, extra_checks)
+        return verify_bundle(bundle, chain, pins, trust_roots=trust_roots,
+                             extra_checks=extra_checks)

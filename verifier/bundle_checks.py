@@ -1,10 +1,14 @@
-"""Bundle checks that plug into ``verify_bundle(extra_checks=...)``.
+"""The bundle checks ``verify_bundle`` runs after its built-in ones (``default_bundle_checks``).
 
 ``sealed_pdf_check``: every ``signed_pdf`` file a report record names is checked with
 :func:`verifier.pdf.verify_sealed_pdf`: PAdES signature intact and valid, signer and
 time-stamp chaining to the auditor's pinned trust roots, nothing appended after signing,
 the QR code on every page naming the bundle's code, and the SHA-256 the record names.
-Without pinned roots the signature is checked for integrity only, and a warning says so.
+Without pinned roots (``trust_roots=None``, said explicitly) the signature is checked for
+integrity only, and a ``sealed_pdf_trust`` warning says so.
+
+``witness_signature_check`` (``verifier.witness``): every seal's and witness record's
+signature.
 
 ``batch_sequence_check``: the bundle against the chain's batch sequence. Every batch a
 proof references must lie within ``1..batchCount()``. The manifest's additive ``batches``
@@ -29,6 +33,7 @@ from verifier.canonical import loads_strict
 from verifier.errors import CanonicalizationError, ChainError, InvalidBundle
 from verifier.models import AnchorInfo, Check, Proof
 from verifier.pdf import FindingCode, PdfUnreadable, load_trust_roots, verify_sealed_pdf
+from verifier.witness import witness_signature_check
 
 SIGNED_PDF_ROLE = "signed_pdf"
 #: Largest trust-roots file read (PEM bundle).
@@ -88,8 +93,44 @@ def _signed_pdfs(proof: Proof) -> list[str]:
     return out
 
 
+def default_bundle_checks(
+    chain: BatchSource, registry: str | None, trust_roots: Sequence[bytes] | None
+) -> tuple[BundleCheck, ...]:
+    """The checks ``verify_bundle`` always runs after its built-in ones, in this order: the
+    sealed PDF against ``trust_roots``, the witness signatures, and the batch sequence read
+    from ``chain`` on ``registry`` (None: the report proof's own). ``jianzheng-verify`` runs
+    exactly these. Raises like ``sealed_pdf_check`` for unusable trust roots."""
+    return (
+        sealed_pdf_check(trust_roots),
+        witness_signature_check(),
+        batch_sequence_check(chain, registry),
+    )
+
+
+def check_trust_roots(trust_roots: Sequence[bytes] | None) -> tuple[bytes, ...] | None:
+    """``trust_roots`` as a tuple, once each item parsed as PEM (one or more certificates)
+    or DER. None stays None: integrity-only checking, reported as a warning.
+
+    Raises TypeError for a single bytes or str object (a sequence of them is expected) and
+    ValueError for an unreadable item or a sequence that holds no certificate: trusting
+    nothing is not a way to skip the check."""
+    if trust_roots is None:
+        return None
+    if isinstance(trust_roots, (bytes, bytearray, str)):
+        raise TypeError("trust_roots is a sequence of PEM or DER certificates (e.g. "
+                        "[pem_bytes]), not one bytes or str object")
+    roots = tuple(trust_roots)
+    if not load_trust_roots(roots):
+        raise ValueError("trust_roots holds no certificate; pass None to check the sealed "
+                         "PDF's integrity only")
+    return roots
+
+
 def sealed_pdf_check(trust_roots: Sequence[bytes] | None) -> BundleCheck:
-    """A BundleCheck verifying every sealed report PDF in the bundle (see module doc)."""
+    """A BundleCheck verifying every sealed report PDF in the bundle (see module doc).
+
+    ``trust_roots`` as for ``check_trust_roots``, which raises for unusable ones."""
+    trust_roots = check_trust_roots(trust_roots)
 
     def sealed_pdf(bundle: Bundle) -> list[Check]:
         checks: list[Check] = []

@@ -384,12 +384,19 @@ class ChainSource(Protocol):
     def get_transaction_receipt(self, tx_hash: str) -> Receipt | None: ...
 
 
-class CachingChain:
-    """Wraps a ChainSource: each distinct read is made once (a bundle's proofs share batches),
-    and once the node proved unreachable every later read fails at once instead of waiting
-    for another timeout."""
+class BundleChainSource(ChainSource, Protocol):
+    """What bundle verification reads: a ChainSource plus ``batchCount`` for the
+    batch-sequence check (RpcClient and CachingChain implement it)."""
 
-    def __init__(self, source: ChainSource) -> None:
+    def batch_count(self, registry: str) -> int: ...
+
+
+class CachingChain:
+    """Wraps a BundleChainSource: each distinct read is made once (a bundle's proofs share
+    batches), and once the node proved unreachable every later read fails at once instead of
+    waiting for another timeout. ``batch_count`` is read anew each time (it grows)."""
+
+    def __init__(self, source: BundleChainSource) -> None:
         self.source = source
         self._chain_id: int | None = None
         self._anchors: dict[tuple[str, bytes], AnchorInfo | None] = {}
@@ -447,3 +454,11 @@ class CachingChain:
                 self._note(exc)
                 raise
         return self._receipts[key]
+
+    def batch_count(self, registry: str) -> int:
+        self._guard()
+        try:
+            return self.source.batch_count(registry)
+        except ChainError as exc:
+            self._note(exc)
+            raise

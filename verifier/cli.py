@@ -23,24 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verifier.bundle import (
-    BundleCheck,
-    open_bundle,
-    read_revocation,
-    report_code_of,
-    verify_bundle,
+from verifier.bundle import open_bundle, read_revocation, report_code_of, verify_bundle
+from verifier.bundle_checks import read_trust_roots
+from verifier.chain import (
+    DEFAULT_TIMEOUT,
+    BundleChainSource,
+    CachingChain,
+    ChainSource,
+    RpcClient,
 )
-from verifier.bundle_checks import (
-    BatchSource,
-    batch_sequence_check,
-    read_trust_roots,
-    sealed_pdf_check,
-)
-from verifier.chain import DEFAULT_TIMEOUT, CachingChain, ChainSource, RpcClient
 from verifier.errors import ChainError, InvalidBundle, InvalidProof
 from verifier.models import Check, ReportStatus
 from verifier.proof import MAX_PROOF_BYTES, Pins, parse_address, parse_proof, verify_proof
-from verifier.witness import witness_signature_check
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -102,19 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def bundle_extra_checks(
-    args: argparse.Namespace, client: BatchSource | None = None, pins: Pins | None = None
-) -> list[BundleCheck]:
-    """Bundle checks beyond the built-in ones: the sealed PDF (``verifier.pdf``, trust roots
-    from ``--trust-roots``), the witness signatures of seals and witness records
-    (``verifier.witness``) and the chain's batch sequence (``verifier.bundle_checks``)."""
-    roots = getattr(args, "trust_roots_pem", None)
-    checks = [sealed_pdf_check(roots), witness_signature_check()]
-    if client is not None:
-        checks.append(batch_sequence_check(client, pins.registry if pins else None))
-    return checks
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -123,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry=parse_address(args.registry, "--registry") if args.registry else None,
         )
         client = RpcClient(args.rpc, timeout=args.timeout)
-        args.trust_roots_pem = read_trust_roots(args.trust_roots) if args.trust_roots else None
+        trust_roots = read_trust_roots(args.trust_roots) if args.trust_roots else None
     except (ValueError, ChainError) as exc:
         print(f"jianzheng-verify: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -143,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, target in enumerate(targets, 1):
         if len(targets) > 1:
             print(f"[{i}/{len(targets)}] {target.name}", file=sys.stderr, flush=True)
-        result = verify_path(target, chain, pins, bundle_extra_checks(args, client, pins))
+        result = verify_path(target, chain, pins, trust_roots=trust_roots)
         results.append(result)
         _print_result(result, trust_line)
 
@@ -173,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def verify_path(
-    path: Path, chain: ChainSource, pins: Pins, extra_checks: Sequence[BundleCheck] = ()
+    path: Path, chain: BundleChainSource, pins: Pins, *, trust_roots: Sequence[bytes] | None
 ) -> TargetResult:
-    """Verify one proof or bundle file; never raises for bad input."""
+    """Verify one proof or bundle file; never raises for bad input. A bundle gets every
+    check of ``verify_bundle``, the sealed PDF against ``trust_roots`` (None: integrity
+    only, with a warning)."""
     label = os.fspath(path)
     try:
         with open(path, "rb") as fh:
@@ -184,17 +167,17 @@ def verify_path(
         return TargetResult(label, "unknown", EXIT_UNUSABLE, error=f"cannot read: {exc.strerror}",
                             error_code="unreadable")
     if head == ZIP_MAGIC:
-        return _verify_bundle_path(path, chain, pins, extra_checks)
+        return _verify_bundle_path(path, chain, pins, trust_roots)
     return _verify_proof_path(path, chain, pins)
 
 
 def _verify_bundle_path(
-    path: Path, chain: ChainSource, pins: Pins, extra_checks: Sequence[BundleCheck]
+    path: Path, chain: BundleChainSource, pins: Pins, trust_roots: Sequence[bytes] | None
 ) -> TargetResult:
     label = os.fspath(path)
     try:
         with open_bundle(path) as bundle:
-            verification = verify_bundle(bundle, chain, pins, extra_checks)
+            verification = verify_bundle(bundle, chain, pins, trust_roots=trust_roots)
     except InvalidBundle as exc:
         return TargetResult(label, "bundle", EXIT_UNUSABLE, error=exc.message, error_code=exc.code)
     checks = list(verification.all_checks)

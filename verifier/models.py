@@ -213,9 +213,10 @@ class BundleVerification:
     """The result of verifying an evidence bundle.
 
     ``proofs`` holds the verification of every proof (the revocation proof last, if any);
-    ``checks`` the bundle-level checks (files, parent links, report, revocation, and any
-    extra checks such as the sealed PDF). ``status`` is the report's standing read from the
-    chain, or None when it could not be read. ``bottom_line`` is True when every check passed;
+    ``checks`` the bundle-level checks (files, parent links, report, revocation, then the
+    sealed PDF, witness signatures and batch sequence, then any caller's extra checks).
+    ``status`` is the report's standing read from the chain, or None when it could not be
+    read. ``bottom_line`` is True when every check passed;
     a revoked report can still have a true bottom line (the CLI then exits 3).
     """
 
