@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 
+from verifier.chain import canonical_code
 from verifier.errors import VerifierError
 
 MAX_PDF_BYTES = 64 * 1024 * 1024
@@ -143,11 +144,6 @@ def _load_cert(der: bytes) -> asn1_x509.Certificate:
     cert = asn1_x509.Certificate.load(der)
     _ = cert.native  # force a full parse so malformed input raises here
     return cert
-
-
-def canonical_code(code: str) -> str:
-    """Report code in canonical form: upper case, without ``-`` and spaces."""
-    return re.sub(r"[\s-]", "", code).upper()
 
 
 def verify_sealed_pdf(
