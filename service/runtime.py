@@ -31,6 +31,10 @@ from service.storage.db import upgrade
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_FILE = "deployment.json"
+#: `jianzheng api` replaces an API process that died, unless more than this many died
+#: within RESTART_WINDOW_S seconds (then something is wrong beyond one request).
+MAX_RESTARTS_PER_WINDOW = 5
+RESTART_WINDOW_S = 60
 STATE_FILE = "state.json"
 
 
@@ -242,18 +246,35 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> int:
     upgrade(settings.database_url)  # once, before the processes start
     chain = _api_chain(settings)
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_api_process, args=(host, port, chain), name=f"jianzheng-api-{i}")
-        for i in range(workers)
-    ]
-    for proc in procs:
+
+    def start(i: int) -> Any:
+        proc = ctx.Process(target=_api_process, args=(host, port, chain), name=f"jianzheng-api-{i}")
         proc.start()
+        return proc
+
+    procs = [start(i) for i in range(workers)]
     stop = threading.Event()
     _stop_on_signals(stop)
     log.info("%d API processes on http://%s:%d", workers, host, port)
+    restarts: list[float] = []
     try:
-        while not stop.is_set() and all(p.is_alive() for p in procs):
+        while not stop.is_set():
             stop.wait(0.5)
+            for i, proc in enumerate(procs):
+                if proc.is_alive() or stop.is_set():
+                    continue
+                # One process died (e.g. killed for memory): the others keep serving on
+                # the shared port, and it is replaced, unless processes die in a loop.
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+                if len(restarts) > MAX_RESTARTS_PER_WINDOW:
+                    log.critical("API processes keep dying (%d in %d s); stopping",
+                                 len(restarts), RESTART_WINDOW_S)
+                    stop.set()
+                    break
+                log.error("API process %s ended (exit code %s); starting another",
+                          proc.name, proc.exitcode)
+                procs[i] = start(i)
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -263,7 +284,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> int:
             if proc.is_alive():
                 proc.kill()
     failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM)]
-    return 1 if failed else 0
+    return 1 if failed or len(restarts) > MAX_RESTARTS_PER_WINDOW else 0
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -221,3 +221,32 @@ def test_api_runs_several_processes_on_one_port_and_stops_cleanly(
     finally:
         assert _stop(proc) == 0, log.read_text()[-3000:]
     assert _health(port) is None
+
+
+@pytest.mark.postgres
+def test_an_api_process_killed_is_replaced_and_the_others_keep_serving(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """One API process killed (as the kernel's OOM killer would) does not take
+    `jianzheng api --workers 2` down: the other answers meanwhile and a new one starts."""
+    env = _env(tmp_path / "var")
+    env["JZ_DATABASE__URL"] = pg_url
+    port = free_port()
+    log = tmp_path / "api.log"
+    proc = _jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
+    try:
+        wait_for(lambda: len(_api_children(proc.pid)) == 2, 60, "two API processes")
+        wait_for(lambda: _health(port) is not None, 60, "the API to answer")
+        victim = _api_children(proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        answers = {httpx.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(20)}
+        assert answers == {200}
+        wait_for(
+            lambda: len(_api_children(proc.pid)) == 2 and victim not in _api_children(proc.pid),
+            60,
+            "a replacement API process",
+        )
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert "starting another" in log.read_text()
+    finally:
+        assert _stop(proc) == 0, log.read_text()[-3000:]

@@ -45,6 +45,9 @@ MAX_TRUST_ROOTS = 64
 MAX_QR_PAGES = 500
 MAX_REACHABLE_OBJECTS = 20_000
 QR_RENDER_DPI = 150
+#: Most pixels one page is rendered to for the QR check (A3 at 150 dpi is ~4.4 million):
+#: a page with a huge MediaBox is rendered smaller, never to gigabytes.
+MAX_RENDER_PIXELS = 12_000_000
 PADES_SUBFILTER = "/ETSI.CAdES.detached"
 _CODE_RE = re.compile(r"^[0-9A-Z]{1,64}$")
 
@@ -154,12 +157,15 @@ def verify_sealed_pdf(
     *,
     require_timestamp: bool = True,
     check_qr: bool = True,
+    qr_pages: int | None = None,
 ) -> PdfVerification:
     """Verify a sealed report PDF against pinned ``trust_roots`` (see module docstring).
 
     ``expected_code`` is accepted in any case and with separators. ``require_timestamp``
-    may be switched off for PAdES B-B documents. Raises :class:`PdfUnreadable` only when
-    the bytes cannot be parsed as a PDF.
+    may be switched off for PAdES B-B documents. ``qr_pages`` limits the QR check to the
+    first pages (e.g. 1 to learn which report a file names; None checks every page, up
+    to MAX_QR_PAGES). Raises :class:`PdfUnreadable` when the bytes cannot be parsed or
+    rendered as a PDF.
     """
     from pyhanko.pdf_utils import misc
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -203,7 +209,9 @@ def verify_sealed_pdf(
     qr_codes: tuple[str | None, ...] = ()
     qr_ok = True
     if check_qr:
-        qr_codes, qr_ok = _check_qr(data, len(current_pages), expected_code, findings)
+        qr_codes, qr_ok = _check_qr(
+            data, len(current_pages), expected_code, findings, qr_pages=qr_pages
+        )
 
     # 9. SHA-256 of the whole file
     sha256_ok: bool | None = None
@@ -449,10 +457,18 @@ def _page_refs(root: Any) -> list[tuple[int, int]]:
 
 
 def _check_qr(
-    data: bytes, page_count: int, expected_code: str | None, findings: list[Finding]
+    data: bytes,
+    page_count: int,
+    expected_code: str | None,
+    findings: list[Finding],
+    *,
+    qr_pages: int | None = None,
 ) -> tuple[tuple[str | None, ...], bool]:
     expected = canonical_code(expected_code) if expected_code is not None else None
-    texts = _decode_pages(data, page_count)
+    if qr_pages is None:
+        texts = _decode_pages(data, page_count)
+    else:
+        texts = _decode_pages(data, min(page_count, max(1, qr_pages)), pad=False)
     codes: list[str | None] = []
     ok = True
     for index, page_texts in enumerate(texts):
@@ -497,8 +513,16 @@ def _code_from_url(text: str) -> str | None:
     return m.group(1)
 
 
-def _decode_pages(data: bytes, page_count: int) -> list[list[str]]:
-    """QR texts per page, from pdfium renders at QR_RENDER_DPI (first MAX_QR_PAGES)."""
+def render_scale(width_pt: float, height_pt: float, dpi: int = QR_RENDER_DPI) -> float:
+    """The pdfium scale for a page: `dpi`, but never more than MAX_RENDER_PIXELS."""
+    area = max(width_pt, 1.0) * max(height_pt, 1.0)
+    return min(dpi / 72, float((MAX_RENDER_PIXELS / area) ** 0.5))
+
+
+def _decode_pages(data: bytes, page_count: int, *, pad: bool = True) -> list[list[str]]:
+    """QR texts per page, from pdfium renders at QR_RENDER_DPI within MAX_RENDER_PIXELS
+    (first MAX_QR_PAGES); with `pad`, pages beyond those rendered count as without QR.
+    Any failure to render (a damaged page, memory) makes the file unreadable."""
     import pypdfium2
     import zxingcpp
 
@@ -512,15 +536,24 @@ def _decode_pages(data: bytes, page_count: int) -> list[list[str]]:
         try:
             n = min(len(doc), page_count, MAX_QR_PAGES)
             for i in range(n):
-                page = doc[i]
                 try:
-                    bitmap = page.render(scale=QR_RENDER_DPI / 72, grayscale=True)
-                    image = bitmap.to_pil()
-                    found = zxingcpp.read_barcodes(image, formats=_QR_ONLY)
-                    results.append([str(b.text) for b in found if b.valid])
-                finally:
-                    page.close()
+                    width, height = doc.get_page_size(i)
+                    page = doc[i]
+                    try:
+                        bitmap = page.render(
+                            scale=render_scale(width, height), grayscale=True
+                        )
+                        image = bitmap.to_pil()
+                        found = zxingcpp.read_barcodes(image, formats=_QR_ONLY)
+                        results.append([str(b.text) for b in found if b.valid])
+                    finally:
+                        page.close()
+                except (Exception, MemoryError) as exc:
+                    raise PdfUnreadable(
+                        f"page {i + 1} cannot be rendered: {_first_line(exc)}"
+                    ) from None
         finally:
             doc.close()
-    results.extend([] for _ in range(page_count - len(results)))
+    if pad:
+        results.extend([] for _ in range(page_count - len(results)))
     return results
