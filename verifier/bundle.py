@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from verifier import custody
 from verifier.canonical import loads_strict
 from verifier.chain import BundleChainSource, ChainSource, canonical_code, report_subject
 from verifier.errors import (
@@ -538,6 +539,43 @@ def _attached_evidence(proofs: Sequence[Proof], by_leaf: Mapping[str, Proof],
     return sorted(found, key=lambda item: order.get(id(item[0]), len(order)))
 
 
+def report_records(code: str, proofs: Sequence[Proof]) -> dict[str, Mapping[str, Any]]:
+    """The report's own records (every stage) by leaf hash."""
+    return {
+        p.leaf_hash.hex(): p.record
+        for p in proofs
+        if p.record_type == "report" and report_code_of(p.record) == code
+    }
+
+
+def check_history(code: str, proofs: Sequence[Proof]) -> list[Check]:
+    """§7.1: every record the report's `history` names is in the bundle, so a record that
+    existed when the report was issued cannot be left out of it."""
+    reports = report_records(code, proofs)
+    records = {p.leaf_hash.hex(): p.record for p in proofs}
+    if not any(isinstance(r.get("body", {}).get("history"), Mapping) for r in reports.values()):
+        return [_rcheck("history", True, "the report records carry no history (made before "
+                        "version 1.1)", warning=False)]
+    missing = custody.missing_history(reports.values(), records)
+    if not missing:
+        total = sum(len(v) for v in custody.history_of(reports.values()).values())
+        return [_rcheck("history", True, f"every record of the report's history is here "
+                        f"({total} records of {len(custody.history_of(reports.values()))} "
+                        "sample(s))")]
+    return [
+        _rcheck(custody.HISTORY_RECORD_MISSING, False,
+                f"the report's history names record {leaf} (of sample {sample}) but the "
+                "bundle does not hold it")
+        for sample, leaf in missing
+    ]
+
+
+def evidence_warnings(code: str, proofs: Sequence[Proof]) -> list[custody.EvidenceWarning]:
+    """§7.3: the warnings the bundle's records alone show (verifier.custody)."""
+    records = {p.leaf_hash.hex(): p.record for p in proofs}
+    return custody.evidence_warnings(report_records(code, proofs), records)
+
+
 def check_revocation(
     code: str, revocation: RevocationInfo | None, revocation_proof: Proof | None
 ) -> tuple[list[Check], ReportStatus]:
@@ -635,6 +673,13 @@ def verify_bundle(
     checks += check_record_files(all_proofs, bundle.file_digests, bundle.file_sizes)
     checks += check_parent_links(all_proofs)
     checks += check_report(bundle.report_record_id, bundle.code, bundle.proofs)
+    checks += check_history(bundle.code, bundle.proofs)
+    warnings = tuple(evidence_warnings(bundle.code, bundle.proofs))
+    by_id = {p.record_id: p for p in bundle.proofs}
+    checks += [
+        _rcheck(w.code, True, w.detail, by_id.get(w.record_id or ""), warning=True)
+        for w in warnings
+    ]
     checks += [
         _rcheck("unexpected_member", True, f"member {name!r} is not part of the format; ignored",
                 warning=True)
@@ -658,6 +703,7 @@ def verify_bundle(
         checks=tuple(checks),
         status=status,
         revocation=info,
+        warnings=warnings,
     )
 
 

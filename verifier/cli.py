@@ -1,15 +1,16 @@
 """``jianzheng-verify``: check proofs and evidence bundles against the chain (INTERFACE.md §6).
 
     jianzheng-verify PATH --rpc URL [--registry 0x… --chain-id N] [--trust-roots ROOTS.pem]
-                     [--json REPORT.json]
+                     [--json REPORT.json] [--strict]
 
 PATH is a proof (``jianzheng-proof/1`` JSON), a bundle (``jianzheng-bundle/1`` ZIP) or a
 folder of bundles (``*.zip``, progress on stderr). One line per check, then a summary.
 
 Exit codes: 0 every check passed and the report stands; 3 every check passed but the report
 is revoked or superseded (read from the chain); 1 a check failed or the chain could not be
-reached; 2 unusable input. For a folder, the most serious outcome wins, in the order
-1 > 2 > 3 > 0.
+reached; 2 unusable input; with --strict, 4 when every check passed but a line is WARN
+(custody gaps such as a missing seal or receipt, an uncited test record, an unpinned chain,
+§7.3). For a folder, the most serious outcome wins, in the order 1 > 2 > 3 > 4 > 0.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from verifier.chain import (
     ChainSource,
     RpcClient,
 )
+from verifier.custody import EvidenceWarning
 from verifier.errors import ChainError, InvalidBundle, InvalidProof
 from verifier.models import Check, ReportStatus
 from verifier.proof import MAX_PROOF_BYTES, Pins, parse_address, parse_proof, verify_proof
@@ -40,7 +42,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNUSABLE = 2
 EXIT_REVOKED = 3
-_SEVERITY = {EXIT_OK: 0, EXIT_REVOKED: 1, EXIT_UNUSABLE: 2, EXIT_FAILED: 3}
+#: With --strict: every check passed and the report stands, but something was a warning.
+EXIT_WARNED = 4
+_SEVERITY = {EXIT_OK: 0, EXIT_WARNED: 1, EXIT_REVOKED: 2, EXIT_UNUSABLE: 3, EXIT_FAILED: 4}
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -55,6 +59,8 @@ class TargetResult:
     checks: list[Check] = field(default_factory=list)
     error: str | None = None
     error_code: str | None = None
+    #: The §7.2 evidence warnings of a bundle (verifier.custody).
+    warnings: list[EvidenceWarning] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +80,7 @@ class TargetResult:
                 }
                 for c in self.checks
             ],
+            "warnings": [w.as_json() for w in self.warnings],
         }
 
 
@@ -91,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-roots", metavar="ROOTS.pem",
                         help="PEM certificates to trust for the sealed PDF's signature and "
                         "time-stamp (`jianzheng ca roots`); without it, integrity only")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 4 instead of 0 when every check passed but a line is WARN "
+                        "(custody gaps, an unpinned chain, a record outside the evidence)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"JSON-RPC timeout (default {DEFAULT_TIMEOUT:g})")
     return parser
@@ -125,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(targets) > 1:
             print(f"[{i}/{len(targets)}] {target.name}", file=sys.stderr, flush=True)
         result = verify_path(target, chain, pins, trust_roots=trust_roots)
+        if args.strict and result.exit_code == EXIT_OK and (
+            trust_line or any(c.status == "WARN" for c in result.checks)
+        ):
+            result.exit_code = EXIT_WARNED
         results.append(result)
         _print_result(result, trust_line)
 
@@ -135,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"TOTAL  {len(results)} bundles: {counts[EXIT_OK]} stand, "
             f"{counts[EXIT_REVOKED]} revoked/superseded, {counts[EXIT_FAILED]} failed, "
             f"{counts[EXIT_UNUSABLE]} unusable"
+            + (f", {counts[EXIT_WARNED]} with warnings" if counts[EXIT_WARNED] else "")
         )
     if args.json:
         report = {
@@ -187,6 +202,7 @@ def _verify_bundle_path(
         _exit_code(verification.bottom_line, verification.status),
         status=verification.status,
         checks=checks,
+        warnings=list(verification.warnings),
     )
 
 
@@ -259,6 +275,8 @@ def _print_result(result: TargetResult, trust_line: str | None) -> None:
         verdict = "FAILED"
     elif result.exit_code == EXIT_REVOKED:
         verdict = (result.status or "revoked").upper()
+    elif result.exit_code == EXIT_WARNED:
+        verdict = f"{(result.status or 'valid').upper()} WITH WARNINGS (--strict)"
     elif result.status is None:
         verdict = "VALID"
     else:

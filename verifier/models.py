@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from verifier.custody import EvidenceWarning
+
 Severity = Literal["error", "warning"]
 ReportStatus = Literal["genuine", "revoked", "superseded"]
 
@@ -226,6 +228,9 @@ class BundleVerification:
     checks: tuple[Check, ...]
     status: ReportStatus | None
     revocation: RevocationInfo | None
+    #: The §7.2 warnings the records show (verifier.custody.EvidenceWarning), also among
+    #: ``checks`` as WARN checks named by their code.
+    warnings: tuple[EvidenceWarning, ...] = ()
     bottom_line: bool = field(init=False)
     findings: tuple[Finding, ...] = field(init=False)
 
