@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck layers unit bench
+.PHONY: serve test lint typecheck layers unit bench fuzz
 
 serve:
 	scripts/bootstrap.sh run
@@ -32,3 +32,8 @@ bench:
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/public.py
 	$(BIN)/python bench/durability.py
+
+# Long fuzzing (not part of `make test`): schemathesis with many examples per operation.
+fuzz:
+	scripts/bootstrap.sh test
+	JZ_FUZZ_EXAMPLES=$${JZ_FUZZ_EXAMPLES:-300} $(BIN)/pytest -q tests/test_fuzz_api.py

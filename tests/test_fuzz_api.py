@@ -8,7 +8,7 @@ called with generated inputs (bodies, path and query parameters, headers):
 - the second lab never gets a 2xx for the first lab's ids (a matrix over every route with a
   path parameter, listed from the document, with real ids of the first lab filled in).
 
-`JZ_FUZZ_EXAMPLES` sets the examples per operation and identity (default 6 here; `make fuzz`
+`JZ_FUZZ_EXAMPLES` sets the examples per operation and identity (default 10 here; `make fuzz`
 runs far more).
 """
 
@@ -33,7 +33,7 @@ from tests.fixtures.db import make_settings
 from tests.labkit import Account, add_auditor, add_lab, client_for, make_app
 from tests.recordkit import build_chain
 
-EXAMPLES = int(os.environ.get("JZ_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("JZ_FUZZ_EXAMPLES", "10"))
 PROBLEM = "application/problem+json"
 
 # Bodies that are bytes on the wire (upload chunks, PDFs, time-stamp queries) are sent as

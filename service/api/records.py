@@ -408,7 +408,7 @@ class LedgerOut(BaseModel):
 
 
 _Limit = Query(default=100, ge=1, le=MAX_LIST)
-_After = Query(default=0, ge=0, description="page after this id")
+_After = Query(default=0, ge=0, le=2**63 - 1, description="page after this id")
 
 
 @signed.get(
