@@ -242,6 +242,23 @@ class Upload(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ReportWarning(Base):
+    """A warning of a report (§7.2) as computed when its latest record was written."""
+
+    __tablename__ = "report_warnings"
+    __table_args__ = (Index("ix_report_warnings_region_created", "region", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    report_code: Mapped[str] = mapped_column(String(32), index=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    region: Mapped[str] = mapped_column(String(6))
+    code: Mapped[str] = mapped_column(String(40), index=True)
+    record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)
+    report_record_id: Mapped[str] = mapped_column(String(26))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RecordFlag(Base):
     """A rule a record broke when it arrived (late contract, late test data, ...).
 
