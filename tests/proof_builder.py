@@ -17,7 +17,7 @@ from eth_abi.abi import encode as abi_encode
 from verifier.canonical import canonicalize
 from verifier.chain import ANCHORED_TOPIC
 from verifier.errors import ChainError
-from verifier.merkle import audit_path_from_levels, record_leaf_hash, tree_levels
+from verifier.merkle import HashAlg, audit_path_from_levels, record_leaf_hash, tree_levels
 from verifier.models import AnchorInfo, Log, Receipt, RevocationInfo
 
 REGISTRY = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -109,13 +109,15 @@ def build_proofs(
     tx_hash: str = "0x" + "ab" * 32,
     block_number: int = 42,
     block_timestamp: int = 1_763_805_600,
+    alg: HashAlg = "sha256",
 ) -> tuple[list[dict[str, Any]], bytes]:
-    """Proof dicts for all records as one batch, and the batch root."""
-    leaves = [record_leaf_hash(r) for r in records]
-    levels = tree_levels(leaves)
+    """Proof dicts for all records as one batch, and the batch root (log hash `alg`)."""
+    leaves = [record_leaf_hash(r, alg) for r in records]
+    levels = tree_levels(leaves, alg)
     root = levels[-1][0]
     proofs = [
         {
+            **({"hash": alg} if alg != "sha256" else {}),
             "format": "jianzheng-proof/1",
             "record": r,
             "leaf_hash": leaves[i].hex(),

@@ -32,6 +32,7 @@ from verifier.errors import (
     InvalidProof,
     VerifierError,
 )
+from verifier.merkle import DEFAULT_ALG, HASH_ALGS, hasher
 from verifier.models import (
     BundleVerification,
     Check,
@@ -312,6 +313,15 @@ def parse_manifest(data: bytes) -> tuple[str, str, tuple[Proof, ...], Proof | No
             revocation = parse_proof(raw_revocation)
         except InvalidProof as exc:
             raise InvalidBundle(f"revocation: {exc.message}", code="invalid_proof") from exc
+    alg = doc.get("hash", DEFAULT_ALG)
+    if alg not in HASH_ALGS:
+        raise InvalidBundle(f"unknown log hash {alg!r} (expected one of "
+                            f"{', '.join(HASH_ALGS)})", code="unknown_hash")
+    mixed = [p for p in (*proofs, *([revocation] if revocation else [])) if p.hash != alg]
+    if mixed:
+        raise InvalidBundle(
+            f"the manifest's log hash is {alg} but proof of record {mixed[0].record_id} says "
+            f"{mixed[0].hash}: a bundle holds proofs of one log hash", code="mixed_hash")
     return code, report_id, tuple(proofs), revocation
 
 
@@ -399,8 +409,10 @@ def check_file_hashes(file_digests: Mapping[str, str]) -> list[Check]:
 
 
 def check_record_files(proofs: Sequence[Proof], file_digests: Mapping[str, str],
-                       file_sizes: Mapping[str, int]) -> list[Check]:
-    """Every file a record names is in the bundle, hashes right and has the named size."""
+                       file_sizes: Mapping[str, int],
+                       sm3_of: Callable[[str], str] | None = None) -> list[Check]:
+    """Every file a record names is in the bundle, hashes right and has the named size; a
+    record of an SM3 log also names each file's SM3 (§7.7), checked with ``sm3_of``."""
     failures: list[Check] = []
     count = 0
     for proof in proofs:
@@ -421,6 +433,10 @@ def check_record_files(proofs: Sequence[Proof], file_digests: Mapping[str, str],
                 failures.append(_rcheck("record_files", False,
                                         f"{role} file {sha} is {file_sizes.get(sha)} bytes, record"
                                         f" says {entry['size']}", proof))
+            elif "sm3" in entry and (sm3_of is None or sm3_of(sha) != entry["sm3"]):
+                failures.append(_rcheck("record_files", False,
+                                        f"{role} file {sha} does not have the SM3 "
+                                        f"{entry['sm3']!r} the record names", proof))
     return failures or [
         _rcheck("record_files", True, f"{count} files named by records present and intact")
     ]
@@ -670,7 +686,8 @@ def verify_bundle(
     checks: list[Check] = []
     checks += check_record_shapes(all_proofs)
     checks += check_file_hashes(bundle.file_digests)
-    checks += check_record_files(all_proofs, bundle.file_digests, bundle.file_sizes)
+    checks += check_record_files(all_proofs, bundle.file_digests, bundle.file_sizes,
+                                 lambda sha: hasher("sm3")(bundle.read_file(sha)).hex())
     checks += check_parent_links(all_proofs)
     checks += check_report(bundle.report_record_id, bundle.code, bundle.proofs)
     checks += check_history(bundle.code, bundle.proofs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from verifier.custody import EvidenceWarning
+from verifier.merkle import HashAlg
 
 Severity = Literal["error", "warning"]
 ReportStatus = Literal["genuine", "revoked", "superseded"]
@@ -102,6 +103,8 @@ class Proof:
     leaf_hash: bytes
     batch: BatchInfo
     anchor: AnchorRef
+    #: The log hash of leaves and nodes (§7.7): "sha256" (absent in the JSON) or "sm3".
+    hash: HashAlg = "sha256"
 
     @property
     def record_id(self) -> str | None:

@@ -18,7 +18,7 @@ from eth_hash.auto import keccak
 from verifier.canonical import canonicalize, loads_strict
 from verifier.chain import ChainSource, decode_anchored_log
 from verifier.errors import CanonicalizationError, ChainError, InvalidProof
-from verifier.merkle import MAX_PATH_LEN, leaf_hash, root_from_path
+from verifier.merkle import DEFAULT_ALG, HASH_ALGS, MAX_PATH_LEN, leaf_hash, root_from_path
 from verifier.models import (
     AnchorInfo,
     AnchorRef,
@@ -127,18 +127,26 @@ def parse_proof(data: bytes | str | Mapping[str, Any]) -> Proof:
         block_number=_int(anchor_obj, "block_number", 0, MAX_UINT64, "anchor"),
         block_timestamp=_int(anchor_obj, "block_timestamp", 0, MAX_UINT64, "anchor"),
     )
+    alg = obj.get("hash", DEFAULT_ALG)
+    if alg not in HASH_ALGS:
+        raise InvalidProof(
+            f"unknown log hash {alg!r} (expected one of {', '.join(HASH_ALGS)})",
+            code="unknown_hash",
+        )
     return Proof(
         format=PROOF_FORMAT,
         record=record,
         leaf_hash=_hash(obj.get("leaf_hash"), "leaf_hash"),
         batch=batch,
         anchor=anchor,
+        hash=alg,
     )
 
 
 def proof_to_dict(proof: Proof) -> dict[str, Any]:
     """The JSON object of a proof (inverse of ``parse_proof``)."""
-    return {
+    out: dict[str, Any] = {} if proof.hash == DEFAULT_ALG else {"hash": proof.hash}
+    return out | {
         "format": proof.format,
         "record": dict(proof.record),
         "leaf_hash": proof.leaf_hash.hex(),
@@ -231,9 +239,9 @@ def _short(value: bytes) -> str:
 
 
 def check_record_hash(proof: Proof) -> Check:
-    """(1) SHA-256(0x00 || JCS(record)) equals the proof's ``leaf_hash``."""
+    """(1) H(0x00 || JCS(record)) equals the proof's ``leaf_hash`` (H: the proof's hash)."""
     try:
-        computed = leaf_hash(canonicalize(proof.record))
+        computed = leaf_hash(canonicalize(proof.record), proof.hash)
     except CanonicalizationError as exc:
         return _check(proof, "record_hash", False, f"record has no canonical form: {exc}")
     if computed != proof.leaf_hash:
@@ -241,8 +249,9 @@ def check_record_hash(proof: Proof) -> Check:
             proof,
             "record_hash",
             False,
-            f"record hashes to {computed.hex()}, proof claims leaf_hash {proof.leaf_hash.hex()}"
-            " (the record was changed)",
+            f"record hashes ({proof.hash}) to {computed.hex()}, proof claims leaf_hash "
+            f"{proof.leaf_hash.hex()} (the record was changed, or the proof names the wrong "
+            "log hash)",
         )
     return _check(proof, "record_hash", True, f"record hashes to leaf {_short(computed)}")
 
@@ -251,7 +260,7 @@ def check_inclusion(proof: Proof) -> Check:
     """(2) The audit path leads from ``leaf_hash`` at ``leaf_index`` to ``root``."""
     b = proof.batch
     try:
-        computed = root_from_path(proof.leaf_hash, b.leaf_index, b.tree_size, b.path)
+        computed = root_from_path(proof.leaf_hash, b.leaf_index, b.tree_size, b.path, proof.hash)
     except InvalidProof as exc:
         return _check(proof, "inclusion", False, f"audit path unusable: {exc.message}")
     if computed != b.root:
