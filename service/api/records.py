@@ -3,7 +3,7 @@ witness keys, resumable uploads (service/api/uploads.py), flags and the nonconfo
 ledger (lab and auditor views).
 
 Every route is signed (§5.1); POSTs honour `Idempotency-Key` (§5.2). Each collection's
-fields and parent rules are documented on its request model (service/domain/records.py).
+fields and parent rules are documented on its request model (service/domain/records/inputs.py).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _create(
     idem: Idempotency,
     collection: str,
     institution: str,
-    payload: domain._RecordIn,
+    payload: domain.RecordIn,
     file: StoredFile | None = None,
 ) -> Response:
     def work() -> tuple[int, Any]:
@@ -195,8 +195,8 @@ def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def _read_multipart(
-    request: Request, model: type[domain._RecordIn], state: ServiceState
-) -> tuple[domain._RecordIn, StoredFile | None]:
+    request: Request, model: type[domain.RecordIn], state: ServiceState
+) -> tuple[domain.RecordIn, StoredFile | None]:
     """Parse `meta` (+ optional `file`) or a plain JSON body; the file goes to the blobs."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -250,8 +250,8 @@ def _store(state: ServiceState, part: UploadFile, media_type: str) -> StoredFile
 
 
 def _validate(
-    model: type[domain._RecordIn], data: bytes, loc: tuple[str, ...]
-) -> domain._RecordIn:
+    model: type[domain.RecordIn], data: bytes, loc: tuple[str, ...]
+) -> domain.RecordIn:
     if len(data) > MAX_META_BYTES and loc != ("body",):
         raise TooLarge("body_too_large", "the meta part is too large")
     try:
