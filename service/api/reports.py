@@ -228,7 +228,7 @@ def post_report_code(
     body: CodeRequest,
     caller: LabDep,
     session: SessionDep,
-    settings: SettingsDep,
+    state: StateDep,
     idem: IdempotencyDep,
 ) -> Any:
     """The general path (also every request the fast path declines: see `_IssueRoute`)."""
@@ -239,10 +239,11 @@ def post_report_code(
             201,
             domain.issue_code(
                 session,
+                cache=state.issuance_cache,
                 institution=institution,
                 report_no=body.report_no,
                 project_id=body.project_id,
-                base_url=settings.public.base_url,
+                base_url=state.settings.public.base_url,
             ),
         ),
     )
@@ -317,10 +318,10 @@ async def _fast_issue(request: Request) -> Response | None:
     if plain is None:
         return None
     report_no, project_id = plain
-    project = domain.cached_project(institution, project_id)
-    region = domain.cached_region(institution)
-    if project is None or region is None:
+    known = state.issuance_cache.known(institution, project_id)
+    if known is None:
         return None
+    project, region = known
     now = time.time()
     nonce = headers.get(HEADER_NONCE)
     check_signature(
@@ -416,6 +417,7 @@ def _settle(
     with state.sessions() as session:
         settled = domain.issue_code(
             session,
+            cache=state.issuance_cache,
             institution=institution,
             report_no=report_no,
             project_id=project_id,

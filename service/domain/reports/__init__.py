@@ -5,7 +5,7 @@ the row of `report_codes` / `numbering_voids` it explains:
 
 - `issuance`: a `report` record (body `event: "code_issued"`), parent = the project;
   the hot path (one Core statement; the API's fast path adds the nonce to it) and the
-  per-process caches it reads;
+  per-process `IssuanceCache` it reads;
 - `lifecycle`: metadata (a `report` record, `event: "metadata"`), revocation (a
   `revocation` record, and the registry's `revoke` through `chain_revocations`), a
   code's state and statuses;
@@ -18,11 +18,11 @@ from service.domain.reports.issuance import (
     MAX_CACHED_PROJECTS,
     MAX_ISSUE_ATTEMPTS,
     MAX_REPORT_NO_CHARS,
+    IssuanceCache,
     IssuePlan,
     ProjectRef,
-    cached_project,
-    cached_region,
     check_report_no,
+    institution_region,
     issue_code,
     issue_code_signed,
     number_taken,
@@ -73,6 +73,7 @@ __all__ = [
     "STATUS_REVOKED",
     "STATUS_SUPERSEDED",
     "STATUS_VOIDED",
+    "IssuanceCache",
     "IssuePlan",
     "ProjectRef",
     "ReportMetadata",
@@ -80,8 +81,7 @@ __all__ = [
     "check_report_no",
     "code_institution",
     "code_json",
-    "cached_project",
-    "cached_region",
+    "institution_region",
     "issue_code",
     "issue_code_signed",
     "load_own_code",

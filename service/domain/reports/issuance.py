@@ -14,6 +14,10 @@ prefixes the signed request's nonce insert to the same statement and runs it in
 autocommit: the whole signed issuance is then one round trip and one commit. Anything
 that did not insert (number taken, stale project cache, code collision) is settled by
 `issue_code`, whose answers (409, 422) are authoritative.
+
+What the fast path needs to know without the database (a project's immutable facts, an
+institution's region) is kept in an `IssuanceCache`, one per process, owned by the
+service state (`ServiceState.issuance_cache`) and passed in by the caller.
 """
 
 from __future__ import annotations
@@ -59,23 +63,7 @@ def check_report_no(value: str) -> str:
     return value
 
 
-# --------------------------------------------------------------------------- caches
-
-
-_REGION_CACHE: dict[str, str] = {}
-_REGION_LOCK = threading.Lock()
-
-
-def _region_of(session: Session, institution: str) -> str:
-    region = _REGION_CACHE.get(institution)
-    if region is None:
-        inst = session.get(Institution, institution)
-        if inst is None:
-            raise Forbidden("forbidden", "the key's institution is not registered")
-        region = inst.region
-        with _REGION_LOCK:
-            _REGION_CACHE[institution] = region
-    return region
+# --------------------------------------------------------------------------- the cache
 
 
 @dataclass(frozen=True)
@@ -86,33 +74,86 @@ class ProjectRef:
     leaf_hash: str
 
 
-_PROJECTS: dict[str, ProjectRef] = {}
+class IssuanceCache:
+    """Facts issuance keeps per process so the fast path needs no database read: each
+    project record's institution, type and leaf hash (records never change) and each
+    institution's region (fixed at registration).
+
+    Reads are plain dict look-ups, safe from any thread; writes take the lock. At most
+    `max_projects` projects are kept (then the project facts start over).
+    """
+
+    def __init__(self, max_projects: int = MAX_CACHED_PROJECTS) -> None:
+        self.max_projects = max_projects
+        self._projects: dict[str, ProjectRef] = {}
+        self._regions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get_project(self, project_id: str) -> ProjectRef | None:
+        """The facts of record `project_id`, whoever's and whatever its type."""
+        return self._projects.get(project_id)
+
+    def project(self, institution: str, project_id: str) -> ProjectRef | None:
+        """The project if this process knows it as `institution`'s project."""
+        ref = self._projects.get(project_id)
+        if ref is None or ref.institution != institution or ref.type != "project":
+            return None
+        return ref
+
+    def region(self, institution: str) -> str | None:
+        return self._regions.get(institution)
+
+    def known(self, institution: str, project_id: str) -> tuple[ProjectRef, str] | None:
+        """`institution`'s project and region when both are known, else None."""
+        project = self.project(institution, project_id)
+        region = self.region(institution)
+        if project is None or region is None:
+            return None
+        return project, region
+
+    def put_project(self, ref: ProjectRef) -> None:
+        with self._lock:
+            if len(self._projects) >= self.max_projects:
+                self._projects.clear()
+            self._projects[ref.id] = ref
+
+    def put_region(self, institution: str, region: str) -> None:
+        with self._lock:
+            self._regions[institution] = region
+
+    def forget_project(self, project_id: str) -> None:
+        with self._lock:
+            self._projects.pop(project_id, None)
 
 
-def cached_project(institution: str, project_id: str) -> ProjectRef | None:
-    """The project if this process knows it as `institution`'s project (no database)."""
-    ref = _PROJECTS.get(project_id)
-    if ref is None or ref.institution != institution or ref.type != "project":
-        return None
-    return ref
+def institution_region(session: Session, institution: str) -> str:
+    """The institution's region code; 403 when the institution is not registered."""
+    inst = session.get(Institution, institution)
+    if inst is None:
+        raise Forbidden("forbidden", "the key's institution is not registered")
+    return inst.region
 
 
-def cached_region(institution: str) -> str | None:
-    return _REGION_CACHE.get(institution)
+def _region_of(session: Session, cache: IssuanceCache, institution: str) -> str:
+    region = cache.region(institution)
+    if region is None:
+        region = institution_region(session, institution)
+        cache.put_region(institution, region)
+    return region
 
 
-def _project(session: Session, institution: str, project_id: str) -> ProjectRef:
+def _project(
+    session: Session, cache: IssuanceCache, institution: str, project_id: str
+) -> ProjectRef:
     """`institution`'s project record (422 `unknown_parent` otherwise); cached when valid."""
-    ref = _PROJECTS.get(project_id)
+    ref = cache.get_project(project_id)
     if ref is None and len(project_id) <= 26:
         row = session.execute(
             select(Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
         ).one_or_none()
         if row is not None:
             ref = ProjectRef(project_id, row[0], row[1], row[2])
-            if len(_PROJECTS) >= MAX_CACHED_PROJECTS:
-                _PROJECTS.clear()
-            _PROJECTS[project_id] = ref  # records never change: facts safe to keep
+            cache.put_project(ref)  # records never change: facts safe to keep
     if ref is None:
         raise Invalid("unknown_parent", f"no record {project_id}")
     if ref.institution != institution:
@@ -336,6 +377,7 @@ def number_taken(session: Session, institution: str, year: int, report_no: str) 
 def issue_code(
     session: Session,
     *,
+    cache: IssuanceCache,
     institution: str,
     report_no: str,
     project_id: str,
@@ -344,13 +386,14 @@ def issue_code(
 ) -> dict[str, Any]:
     """Issue a code for (institution, year, report_no); 409 `duplicate_report_no` if taken.
 
-    Writes in the session's transaction (the caller commits).
+    Writes in the session's transaction (the caller commits); learns the project and
+    region into `cache` for the fast path.
     """
     report_no = check_report_no(report_no)
     now = now or utc_now()
     for _ in range(MAX_ISSUE_ATTEMPTS):
-        project = _project(session, institution, project_id)
-        region = _region_of(session, institution)
+        project = _project(session, cache, institution, project_id)
+        region = _region_of(session, cache, institution)
         plan = plan_issue(
             institution=institution, report_no=report_no, project=project, region=region, now=now
         )
@@ -365,7 +408,7 @@ def issue_code(
             raise _duplicate(report_no, plan.year)
         # Not taken, yet nothing inserted: the drawn code collided, or the cached project
         # facts are stale. Forget them and draw again.
-        _PROJECTS.pop(project_id, None)
+        cache.forget_project(project_id)
     raise RuntimeError("could not issue a report code (repeated collisions)")
 
 

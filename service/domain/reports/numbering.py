@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import as_utc, china_year, rfc3339, utc_now
 from service.domain.evidence import append_record
-from service.domain.reports.issuance import _region_of, check_report_no
+from service.domain.reports.issuance import check_report_no, institution_region
 from service.domain.reports.lifecycle import (
     OPEN_STATUSES,
     STATUS_VOIDED,
@@ -77,7 +77,7 @@ def void_number(
     year = current if year is None else year
     if not MIN_YEAR <= year <= current:
         raise Invalid("invalid_year", f"year must be between {MIN_YEAR} and {current}")
-    _region_of(session, institution)
+    institution_region(session, institution)  # 403 for an unregistered institution
     if _voided(session, institution, year, report_no):
         raise Conflict("already_voided", f"report number {report_no!r} is voided")
     row = session.scalars(
