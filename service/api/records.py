@@ -9,7 +9,7 @@ fields and parent rules are documented on its request model (service/domain/reco
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -235,18 +235,12 @@ async def _read_multipart(
 
 def _store(state: ServiceState, part: UploadFile, media_type: str) -> StoredFile:
     part.file.seek(0)
-    size = 0
 
-    def chunks() -> Any:
-        nonlocal size
+    def chunks() -> Iterator[bytes]:
         while data := part.file.read(CHUNK):
-            size += len(data)
             yield data
 
-    sha256 = state.blobs.put_chunks(chunks())
-    if size == 0:
-        raise Invalid("file_empty", "the file part is empty")
-    return StoredFile(sha256, size, media_type)
+    return domain.store_file(state.blobs, chunks(), media_type)
 
 
 def _validate(
@@ -313,11 +307,7 @@ def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
     check_institution_access(session, caller, record.institution)
-    return {
-        "record": domain.record_json(record),
-        "leaf_hash": record.leaf_hash,
-        "flags": domain.flags_of(session, record.id),
-    }
+    return domain.record_view(session, record)
 
 
 class WitnessKeyOut(BaseModel):

@@ -41,6 +41,7 @@ from service.domain.records.inputs import (
     WitnessIn,
     WitnessKeyIn,
     parse_rfc3339,
+    store_file,
 )
 from service.domain.records.intake import create_record
 from service.domain.records.parents import PARENT_RULES, ParentRule, resolve_parents
@@ -87,5 +88,6 @@ __all__ = [
     "resolve_parents",
     "revoke_witness_key",
     "sample_code_taken",
+    "store_file",
     "witness_key_json",
 ]

@@ -1,6 +1,6 @@
 """The documented inputs of `POST /api/v1/{collection}`: one pydantic model per collection
 (ProjectIn ... MediaIn), the witness-key registration (WitnessKeyIn), the field types they
-share, and the file a contract or media record arrives with (`StoredFile`).
+share, and the file a contract or media record arrives with (`StoredFile`, `store_file`).
 
 The models check shape only (types, lengths, patterns, which fields go together); what
 depends on the database or on other records is checked by the collection's handler
@@ -10,6 +10,7 @@ depends on the database or on other records is checked by the collection's handl
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar, Literal
@@ -27,6 +28,8 @@ from pydantic import (
 
 from service.domain import seals
 from service.domain.evidence import MAX_PARENTS
+from service.errors import Invalid
+from service.storage.blobs import BlobStore
 
 MAX_TEXT = 2000
 MAX_ITEMS = 200
@@ -489,3 +492,18 @@ class StoredFile:
     size: int
     media_type: str
 
+
+def store_file(blobs: BlobStore, chunks: Iterable[bytes], media_type: str) -> StoredFile:
+    """Put a record's file part into the blob store; 422 `file_empty` for an empty one."""
+    size = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal size
+        for data in chunks:
+            size += len(data)
+            yield data
+
+    sha256 = blobs.put_chunks(counted())
+    if size == 0:
+        raise Invalid("file_empty", "the file part is empty")
+    return StoredFile(sha256, size, media_type)

@@ -38,6 +38,7 @@ from service.domain.codes import generate_code
 from service.domain.evidence import EncodedRecord, encode_record
 from service.domain.reports.lifecycle import STATUS_ISSUED, not_yours, verify_url
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError
+from service.storage.db import AsyncPgPool
 from service.storage.models import (
     Institution,
     NumberingVoid,
@@ -474,6 +475,33 @@ def issue_code_signed(
     finally:
         fairy.close()
     stored, inserted = signed_issue_outcome(row)
+    return stored, (plan.answer(base_url) if inserted else None)
+
+
+async def issue_code_signed_async(
+    pool: AsyncPgPool,
+    *,
+    key_id: str,
+    nonce: str,
+    seen_at: int,
+    institution: str,
+    report_no: str,
+    project: ProjectRef,
+    region: str,
+    base_url: str,
+) -> tuple[bool, dict[str, Any] | None]:
+    """`issue_code_signed` on the event loop, through the async pool (same statement,
+    same answer): (nonce_stored, answer), answer None when nothing was inserted."""
+    plan, params = plan_signed_issue(
+        key_id=key_id,
+        nonce=nonce,
+        seen_at=seen_at,
+        institution=institution,
+        report_no=report_no,
+        project=project,
+        region=region,
+    )
+    stored, inserted = signed_issue_outcome(await pool.fetchone(ISSUE_SIGNED_PG, params))
     return stored, (plan.answer(base_url) if inserted else None)
 
 
