@@ -27,6 +27,7 @@ from service.anchoring.chaininfo import ChainInfo
 from service.clock import SYSTEM_CLOCK, Clock
 from service.domain.accounts import KeyInfo
 from service.domain.public import ReportViews, build_report_views
+from service.domain.reports import IssuanceCache
 from service.domain.signing import ReportSigner
 from service.domain.trust import load_extra_roots
 from service.errors import IntegrityFault
@@ -78,6 +79,8 @@ class ServiceState:
     clock: Clock = SYSTEM_CLOCK
     #: Decrypted API keys by id (immutable facts only; activity is read per request).
     keys: dict[str, KeyInfo] = field(default_factory=dict)
+    #: Projects and regions report-code issuance knows without the database (fast path).
+    issuance_cache: IssuanceCache = field(default_factory=IssuanceCache)
     #: When this process last purged expired nonces and idempotency answers.
     purge: PurgeSchedule = field(default_factory=PurgeSchedule)
     #: Public rate limit (token buckets per client address).

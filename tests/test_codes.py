@@ -91,21 +91,41 @@ def test_revocation_subject() -> None:
     assert revocation_subject(c.printed.lower()) == expected
 
 
+def test_issuance_cache_keeps_facts_per_object() -> None:
+    from service.domain.reports import IssuanceCache, ProjectRef
+
+    cache = IssuanceCache(max_projects=2)
+    mine = ProjectRef("P1", "LAB-A", "project", "aa" * 32)
+    cache.put_project(mine)
+    assert cache.known("LAB-A", "P1") is None  # the region is not known yet
+    cache.put_region("LAB-A", "440300")
+    assert cache.known("LAB-A", "P1") == (mine, "440300")
+    assert cache.project("LAB-B", "P1") is None  # another lab's project
+    cache.put_project(ProjectRef("S1", "LAB-A", "sample", "bb" * 32))
+    assert cache.project("LAB-A", "S1") is None and cache.get_project("S1") is not None
+    cache.put_project(ProjectRef("P2", "LAB-A", "project", "cc" * 32))  # full: starts over
+    assert cache.get_project("P1") is None and cache.project("LAB-A", "P2") is not None
+    cache.forget_project("P2")
+    assert cache.get_project("P2") is None
+    assert IssuanceCache().region("LAB-A") is None  # nothing shared between caches
+
+
 # --------------------------------------------------------------------------- 10,000 codes
 
 
 def _issue_many(url: str, institution: str, project_id: str, worker: int, n: int) -> list[str]:
-    from service.domain.reports import issue_code
+    from service.domain.reports import IssuanceCache, issue_code
     from service.storage.db import make_engine, make_sessionmaker
 
     engine = make_engine(url, pool_size=1)
     sessions = make_sessionmaker(engine)
+    cache = IssuanceCache()
     out = []
     try:
         for i in range(n):
             with sessions() as s:
                 res = issue_code(
-                    s, institution=institution, report_no=f"W{worker}-{i:06d}",
+                    s, cache=cache, institution=institution, report_no=f"W{worker}-{i:06d}",
                     project_id=project_id, base_url="http://x",
                 )
                 s.commit()

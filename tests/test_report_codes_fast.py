@@ -192,3 +192,25 @@ def test_requests_the_fast_path_declines_answer_as_before(
     general_path_fails(monkeypatch)
     r = post(w, code_body("  BG-3 ", w.project))
     assert r.status_code == 201 and r.json()["report_no"] == "BG-3"
+
+
+def test_fast_path_reads_the_state_cache(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = world
+    institution = w.lab.institution or ""
+    assert post(w, code_body("BG-1", w.project)).status_code == 201
+    known = w.state.issuance_cache.known(institution, w.project)
+    assert known is not None and known[0].id == w.project and known[1] == "440300"
+    # A fresh cache (as in another process) knows nothing: the general path issues once
+    # and teaches it, then the fast path takes over again.
+    w.state.issuance_cache = domain.IssuanceCache()
+    calls: list[str] = []
+    general = domain.issue_code
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["report_no"])
+        return general(*args, **kwargs)
+
+    monkeypatch.setattr(domain, "issue_code", counted)
+    assert post(w, code_body("BG-2", w.project)).status_code == 201
+    assert post(w, code_body("BG-3", w.project)).status_code == 201
+    assert calls == ["BG-2"]

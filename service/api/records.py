@@ -3,13 +3,13 @@ witness keys, resumable uploads (service/api/uploads.py), flags and the nonconfo
 ledger (lab and auditor views).
 
 Every route is signed (§5.1); POSTs honour `Idempotency-Key` (§5.2). Each collection's
-fields and parent rules are documented on its request model (service/domain/records.py).
+fields and parent rules are documented on its request model (service/domain/records/inputs.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -84,7 +84,7 @@ def _create(
     idem: Idempotency,
     collection: str,
     institution: str,
-    payload: domain._RecordIn,
+    payload: domain.RecordIn,
     file: StoredFile | None = None,
 ) -> Response:
     def work() -> tuple[int, Any]:
@@ -195,8 +195,8 @@ def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def _read_multipart(
-    request: Request, model: type[domain._RecordIn], state: ServiceState
-) -> tuple[domain._RecordIn, StoredFile | None]:
+    request: Request, model: type[domain.RecordIn], state: ServiceState
+) -> tuple[domain.RecordIn, StoredFile | None]:
     """Parse `meta` (+ optional `file`) or a plain JSON body; the file goes to the blobs."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
@@ -235,23 +235,17 @@ async def _read_multipart(
 
 def _store(state: ServiceState, part: UploadFile, media_type: str) -> StoredFile:
     part.file.seek(0)
-    size = 0
 
-    def chunks() -> Any:
-        nonlocal size
+    def chunks() -> Iterator[bytes]:
         while data := part.file.read(CHUNK):
-            size += len(data)
             yield data
 
-    sha256 = state.blobs.put_chunks(chunks())
-    if size == 0:
-        raise Invalid("file_empty", "the file part is empty")
-    return StoredFile(sha256, size, media_type)
+    return domain.store_file(state.blobs, chunks(), media_type)
 
 
 def _validate(
-    model: type[domain._RecordIn], data: bytes, loc: tuple[str, ...]
-) -> domain._RecordIn:
+    model: type[domain.RecordIn], data: bytes, loc: tuple[str, ...]
+) -> domain.RecordIn:
     if len(data) > MAX_META_BYTES and loc != ("body",):
         raise TooLarge("body_too_large", "the meta part is too large")
     try:
@@ -313,11 +307,7 @@ def get_record(record_id: str, caller: CallerDep, session: SessionDep) -> Any:
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id}")
     check_institution_access(session, caller, record.institution)
-    return {
-        "record": domain.record_json(record),
-        "leaf_hash": record.leaf_hash,
-        "flags": domain.flags_of(session, record.id),
-    }
+    return domain.record_view(session, record)
 
 
 class WitnessKeyOut(BaseModel):

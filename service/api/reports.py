@@ -41,6 +41,7 @@ from service.api.idempotency import IdempotencyDep
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.domain import reports as domain
 from service.domain.accounts import ROLE_LAB, validate_uscc
+from service.domain.proofs import build_proof
 from service.domain.records import find_record
 from service.errors import JianzhengError, NotFound
 from service.state import ServiceState
@@ -228,7 +229,7 @@ def post_report_code(
     body: CodeRequest,
     caller: LabDep,
     session: SessionDep,
-    settings: SettingsDep,
+    state: StateDep,
     idem: IdempotencyDep,
 ) -> Any:
     """The general path (also every request the fast path declines: see `_IssueRoute`)."""
@@ -239,10 +240,11 @@ def post_report_code(
             201,
             domain.issue_code(
                 session,
+                cache=state.issuance_cache,
                 institution=institution,
                 report_no=body.report_no,
                 project_id=body.project_id,
-                base_url=settings.public.base_url,
+                base_url=state.settings.public.base_url,
             ),
         ),
     )
@@ -252,15 +254,16 @@ class _IssueRoute(SignedRoute):
     """`POST /api/v1/report-codes` with a fast path for the common request.
 
     A signed JSON request without `Idempotency-Key`, from a lab key, project and region
-    this process already knows, on PostgreSQL, is checked (signature in memory) and
-    issued in one autocommit statement that also stores the nonce
-    (`domain.ISSUE_SIGNED_PG`): no FastAPI body validation, no ORM, one round trip. The
-    statement runs on the event loop through the async pool the app's lifespan opens
-    (as under uvicorn), or else in one worker thread on the engine's pool (e.g. a test
-    client that did not run the lifespan). Everything else, and every body the fast
-    check does not accept as plainly valid, takes the general route
-    (`post_report_code`), which answers exactly as before. Once the nonce is stored the
-    fast path never falls back: what it did not insert, `domain.issue_code` settles.
+    this process already knows (`state.issuance_cache`), on PostgreSQL, is checked
+    (signature in memory) and issued in one autocommit statement that also stores the
+    nonce: no FastAPI body validation, no ORM, one round trip. The statement runs on the
+    event loop through the async pool the app's lifespan opens (as under uvicorn;
+    `domain.issue_code_signed_async`), or else in one worker thread on the engine's pool
+    (e.g. a test client that did not run the lifespan; `domain.issue_code_signed`).
+    Everything else, and every body the fast check does not accept as plainly valid,
+    takes the general route (`post_report_code`), which answers exactly as before. Once
+    the nonce is stored the fast path never falls back: what it did not insert,
+    `domain.issue_code` settles.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -317,10 +320,10 @@ async def _fast_issue(request: Request) -> Response | None:
     if plain is None:
         return None
     report_no, project_id = plain
-    project = domain.cached_project(institution, project_id)
-    region = domain.cached_region(institution)
-    if project is None or region is None:
+    known = state.issuance_cache.known(institution, project_id)
+    if known is None:
         return None
+    project, region = known
     now = time.time()
     nonce = headers.get(HEADER_NONCE)
     check_signature(
@@ -339,7 +342,8 @@ async def _fast_issue(request: Request) -> Response | None:
     pool = state.async_pool
     if pool is not None and pool.loop is asyncio.get_running_loop():
         # On the event loop: the one statement, no worker thread.
-        plan, params = domain.plan_signed_issue(
+        stored, answer = await domain.issue_code_signed_async(
+            pool,
             key_id=key.key_id,
             nonce=nonce,
             seen_at=int(now),
@@ -347,11 +351,8 @@ async def _fast_issue(request: Request) -> Response | None:
             report_no=report_no,
             project=project,
             region=region,
+            base_url=state.settings.public.base_url,
         )
-        stored, inserted = domain.signed_issue_outcome(
-            await pool.fetchone(domain.ISSUE_SIGNED_PG, params)
-        )
-        answer = plan.answer(state.settings.public.base_url) if inserted else None
         if not (stored and answer is not None and not _purge_due(state, now)):
             answer = await run_in_threadpool(
                 _settle, state, key.key_id, stored, answer, int(now), institution, report_no,
@@ -416,6 +417,7 @@ def _settle(
     with state.sessions() as session:
         settled = domain.issue_code(
             session,
+            cache=state.issuance_cache,
             institution=institution,
             report_no=report_no,
             project_id=project_id,
@@ -568,8 +570,6 @@ def get_proof(
     if record is None:
         raise NotFound("record_not_found", f"no record {record_id!r}")
     check_institution_access(session, caller, record.institution)
-    from service.domain.proofs import build_proof
-
     proof = build_proof(session, record_id, state.chain)
     if proof is None:
         return JSONResponse({"status": "pending"}, status_code=202)

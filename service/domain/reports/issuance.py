@@ -1,0 +1,512 @@
+"""Issuing report codes (INTERFACE §4): one code per (institution, year, report number).
+
+Issuance writes the code's row in `report_codes` and its first evidence record, a
+`report` record (body `event: "code_issued"`) whose parent is the project, in the
+caller's transaction. Report numbers (报告编号) are the lab's own strings, unique per
+institution and year (a voided number stays taken: service/domain/reports/numbering.py).
+
+Issuance is the hot path of the lab API (one call per report), so it is written in Core
+SQL, not the ORM. On PostgreSQL one statement (`_ISSUE_PG`) inserts the code, its
+`report` evidence record, the parent link and the outbox row, guarded by the voids
+check, the project check and the unique keys of `report_codes` (ON CONFLICT DO NOTHING:
+a concurrent request for the same number makes it insert nothing). The API's fast path
+prefixes the signed request's nonce insert to the same statement and runs it in
+autocommit: the whole signed issuance is then one round trip and one commit. Anything
+that did not insert (number taken, stale project cache, code collision) is settled by
+`issue_code`, whose answers (409, 422) are authoritative.
+
+What the fast path needs to know without the database (a project's immutable facts, an
+institution's region) is kept in an `IssuanceCache`, one per process, owned by the
+service state (`ServiceState.issuance_cache`) and passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.clock import china_year, utc_now
+from service.domain.codes import generate_code
+from service.domain.evidence import EncodedRecord, encode_record
+from service.domain.reports.lifecycle import STATUS_ISSUED, not_yours, verify_url
+from service.errors import Conflict, Forbidden, Invalid, JianzhengError
+from service.storage.db import AsyncPgPool
+from service.storage.models import (
+    Institution,
+    NumberingVoid,
+    Outbox,
+    Record,
+    RecordParent,
+    ReportCode,
+)
+
+MAX_REPORT_NO_CHARS = 64
+#: Attempts at drawing a code before giving up (a collision has p ~ 1e-15 per pair).
+MAX_ISSUE_ATTEMPTS = 3
+#: Projects whose immutable facts (institution, type, leaf hash) are kept per process.
+MAX_CACHED_PROJECTS = 10_000
+
+
+def check_report_no(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > MAX_REPORT_NO_CHARS or any(ord(c) < 32 for c in value):
+        raise Invalid(
+            "invalid_report_no", f"report_no has 1 to {MAX_REPORT_NO_CHARS} printable chars"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    id: str
+    institution: str
+    type: str
+    leaf_hash: str
+
+
+class IssuanceCache:
+    """Facts issuance keeps per process so the fast path needs no database read: each
+    project record's institution, type and leaf hash (records never change) and each
+    institution's region (fixed at registration).
+
+    Reads are plain dict look-ups, safe from any thread; writes take the lock. At most
+    `max_projects` projects are kept (then the project facts start over).
+    """
+
+    def __init__(self, max_projects: int = MAX_CACHED_PROJECTS) -> None:
+        self.max_projects = max_projects
+        self._projects: dict[str, ProjectRef] = {}
+        self._regions: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get_project(self, project_id: str) -> ProjectRef | None:
+        """The facts of record `project_id`, whoever's and whatever its type."""
+        return self._projects.get(project_id)
+
+    def project(self, institution: str, project_id: str) -> ProjectRef | None:
+        """The project if this process knows it as `institution`'s project."""
+        ref = self._projects.get(project_id)
+        if ref is None or ref.institution != institution or ref.type != "project":
+            return None
+        return ref
+
+    def region(self, institution: str) -> str | None:
+        return self._regions.get(institution)
+
+    def known(self, institution: str, project_id: str) -> tuple[ProjectRef, str] | None:
+        """`institution`'s project and region when both are known, else None."""
+        project = self.project(institution, project_id)
+        region = self.region(institution)
+        if project is None or region is None:
+            return None
+        return project, region
+
+    def put_project(self, ref: ProjectRef) -> None:
+        with self._lock:
+            if len(self._projects) >= self.max_projects:
+                self._projects.clear()
+            self._projects[ref.id] = ref
+
+    def put_region(self, institution: str, region: str) -> None:
+        with self._lock:
+            self._regions[institution] = region
+
+    def forget_project(self, project_id: str) -> None:
+        with self._lock:
+            self._projects.pop(project_id, None)
+
+
+def institution_region(session: Session, institution: str) -> str:
+    """The institution's region code; 403 when the institution is not registered."""
+    inst = session.get(Institution, institution)
+    if inst is None:
+        raise Forbidden("forbidden", "the key's institution is not registered")
+    return inst.region
+
+
+def _region_of(session: Session, cache: IssuanceCache, institution: str) -> str:
+    region = cache.region(institution)
+    if region is None:
+        region = institution_region(session, institution)
+        cache.put_region(institution, region)
+    return region
+
+
+def _project(
+    session: Session, cache: IssuanceCache, institution: str, project_id: str
+) -> ProjectRef:
+    """`institution`'s project record (422 `unknown_parent` otherwise); cached when valid."""
+    ref = cache.get_project(project_id)
+    if ref is None and len(project_id) <= 26:
+        row = session.execute(
+            select(Record.institution, Record.type, Record.leaf_hash).where(Record.id == project_id)
+        ).one_or_none()
+        if row is not None:
+            ref = ProjectRef(project_id, row[0], row[1], row[2])
+            cache.put_project(ref)  # records never change: facts safe to keep
+    if ref is None:
+        raise Invalid("unknown_parent", f"no record {project_id}")
+    if ref.institution != institution:
+        raise not_yours(project_id)
+    if ref.type != "project":
+        raise Invalid("unknown_parent", f"record {project_id} is not a project")
+    return ref
+
+
+# --------------------------------------------------------------------------- issuance
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """A code drawn and its `report` record encoded, ready to be inserted."""
+
+    institution: str
+    year: int
+    report_no: str
+    code: str
+    project: ProjectRef
+    record: EncodedRecord
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "institution": self.institution,
+            "year": self.year,
+            "report_no": self.report_no,
+            "code": self.code,
+            "project_id": self.project.id,
+            "project_leaf": self.project.leaf_hash,
+            "record_id": self.record.id,
+            "created_at": self.record.created_at,
+            "canonical": self.record.canonical,
+            "leaf_hash": self.record.leaf_hash,
+            "enqueued_at": time.time(),
+        }
+
+    def answer(self, base_url: str) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "verify_url": verify_url(base_url, self.code),
+            "record_id": self.record.id,
+            "leaf_hash": self.record.leaf_hash,
+            "report_no": self.report_no,
+            "year": self.year,
+        }
+
+
+def plan_issue(
+    *, institution: str, report_no: str, project: ProjectRef, region: str, now: datetime
+) -> IssuePlan:
+    """Draw a code and encode its `report` record (pure: no database)."""
+    year = china_year(now)
+    code = generate_code(region, year).canonical
+    record = encode_record(
+        type="report",
+        institution=institution,
+        body={
+            "event": "code_issued",
+            "code": code,
+            "report_no": report_no,
+            "year": year,
+            "region": region,
+        },
+        parent_leaf_hashes=[project.leaf_hash],
+        created_at=now,
+    )
+    return IssuePlan(institution, year, report_no, code, project, record)
+
+
+_ISSUE_PG_BODY = """
+ project AS MATERIALIZED (
+  SELECT institution = %(institution)s AND type = 'project' AND leaf_hash = %(project_leaf)s
+   AS ok FROM records WHERE id = %(project_id)s
+ ), code AS (
+  INSERT INTO report_codes (code, institution, year, report_no, project_record_id,
+   issued_at, issue_record_id, status)
+  SELECT %(code)s, %(institution)s, %(year)s, %(report_no)s, %(project_id)s,
+   %(created_at)s, %(record_id)s, 'issued'
+  WHERE {guard} EXISTS (SELECT 1 FROM project WHERE ok)
+   AND NOT EXISTS (SELECT 1 FROM numbering_voids WHERE institution = %(institution)s
+    AND year = %(year)s AND report_no = %(report_no)s)
+  ON CONFLICT DO NOTHING
+  RETURNING 1
+ ), record AS (
+  INSERT INTO records (id, type, institution, created_at, canonical, leaf_hash, code)
+  SELECT %(record_id)s, 'report', %(institution)s, %(created_at)s, %(canonical)s,
+   %(leaf_hash)s, %(code)s
+  WHERE EXISTS (SELECT 1 FROM code)
+  RETURNING 1
+ ), parent AS (
+  INSERT INTO record_parents (child_id, parent_id, position)
+  SELECT %(record_id)s, %(project_id)s, 0 WHERE EXISTS (SELECT 1 FROM record)
+ ), outbox AS (
+  INSERT INTO outbox (record_id, leaf_hash, enqueued_at)
+  SELECT %(record_id)s, %(leaf_hash)s, %(enqueued_at)s WHERE EXISTS (SELECT 1 FROM record)
+ )
+"""
+_PARAM_TYPES = {
+    "institution": "varchar",
+    "year": "integer",
+    "report_no": "varchar",
+    "code": "varchar",
+    "project_id": "varchar",
+    "project_leaf": "varchar",
+    "record_id": "varchar",
+    "created_at": "timestamptz",
+    "canonical": "bytea",
+    "leaf_hash": "varchar",
+    "enqueued_at": "double precision",
+    "key_id": "varchar",
+    "nonce": "varchar",
+    "seen_at": "bigint",
+}
+
+
+def _typed(sql: str) -> str:
+    """Every `%(name)s` with an explicit type (one type per parameter, for PostgreSQL)."""
+    for name, pg_type in _PARAM_TYPES.items():
+        sql = sql.replace(f"%({name})s", f"CAST(%({name})s AS {pg_type})")
+    return sql
+
+
+#: Issuance in the caller's transaction: one row, `inserted`.
+_ISSUE_PG = _typed(
+    "WITH" + _ISSUE_PG_BODY.format(guard="") + "SELECT EXISTS (SELECT 1 FROM record)"
+)
+#: The signed fast path: the nonce (if the key is active and the nonce new) and the
+#: issuance in one autocommit statement; one row, `nonce_stored`, `inserted`.
+ISSUE_SIGNED_PG = _typed(
+    "WITH nonce AS (\n"
+    "  INSERT INTO auth_nonces (key_id, nonce, seen_at)\n"
+    "  SELECT %(key_id)s, %(nonce)s, %(seen_at)s\n"
+    "  WHERE EXISTS (SELECT 1 FROM api_keys WHERE key_id = %(key_id)s AND revoked_at IS NULL)\n"
+    "  ON CONFLICT DO NOTHING\n"
+    "  RETURNING 1\n"
+    " ),"
+    + _ISSUE_PG_BODY.format(guard="EXISTS (SELECT 1 FROM nonce) AND")
+    + "SELECT EXISTS (SELECT 1 FROM nonce), EXISTS (SELECT 1 FROM record)"
+)
+
+
+def _insert_plan(session: Session, plan: IssuePlan) -> bool:
+    """Insert the plan in the session's transaction; False if nothing was inserted."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        pg = conn.connection.driver_connection
+        assert pg is not None
+        row = pg.execute(_ISSUE_PG, plan.params()).fetchone()
+        return bool(row and row[0])
+    # Other backends (SQLite): the same rows with plain inserts; the unique keys still
+    # decide a race (IntegrityError -> rolled back by the caller's handling below).
+    p = plan.params()
+    project_ok = session.execute(
+        select(Record.id).where(
+            Record.id == p["project_id"],
+            Record.institution == p["institution"],
+            Record.type == "project",
+            Record.leaf_hash == p["project_leaf"],
+        )
+    ).first()
+    if project_ok is None or number_taken(session, plan.institution, plan.year, plan.report_no):
+        return False
+    if session.scalar(select(ReportCode.code).where(ReportCode.code == plan.code)) is not None:
+        return False
+    session.execute(
+        insert(Record).values(
+            id=plan.record.id,
+            type="report",
+            institution=plan.institution,
+            created_at=plan.record.created_at,
+            canonical=plan.record.canonical,
+            leaf_hash=plan.record.leaf_hash,
+            code=plan.code,
+        )
+    )
+    session.execute(
+        insert(RecordParent).values(child_id=plan.record.id, parent_id=plan.project.id, position=0)
+    )
+    session.execute(
+        insert(ReportCode).values(
+            code=plan.code,
+            institution=plan.institution,
+            year=plan.year,
+            report_no=plan.report_no,
+            project_record_id=plan.project.id,
+            issued_at=plan.record.created_at,
+            issue_record_id=plan.record.id,
+            status=STATUS_ISSUED,
+        )
+    )
+    session.execute(
+        insert(Outbox).values(
+            record_id=plan.record.id, leaf_hash=plan.record.leaf_hash, enqueued_at=p["enqueued_at"]
+        )
+    )
+    return True
+
+
+def number_taken(session: Session, institution: str, year: int, report_no: str) -> bool:
+    """Is the number registered (issued or voided) for this institution and year?"""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    ReportCode.institution == institution,
+                    ReportCode.year == year,
+                    ReportCode.report_no == report_no,
+                )
+                | exists().where(
+                    NumberingVoid.institution == institution,
+                    NumberingVoid.year == year,
+                    NumberingVoid.report_no == report_no,
+                )
+            )
+        )
+    )
+
+
+def issue_code(
+    session: Session,
+    *,
+    cache: IssuanceCache,
+    institution: str,
+    report_no: str,
+    project_id: str,
+    base_url: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Issue a code for (institution, year, report_no); 409 `duplicate_report_no` if taken.
+
+    Writes in the session's transaction (the caller commits); learns the project and
+    region into `cache` for the fast path.
+    """
+    report_no = check_report_no(report_no)
+    now = now or utc_now()
+    for _ in range(MAX_ISSUE_ATTEMPTS):
+        project = _project(session, cache, institution, project_id)
+        region = _region_of(session, cache, institution)
+        plan = plan_issue(
+            institution=institution, report_no=report_no, project=project, region=region, now=now
+        )
+        try:
+            inserted = _insert_plan(session, plan)
+        except IntegrityError:  # a concurrent request registered the same number first
+            session.rollback()
+            raise _duplicate(report_no, plan.year) from None
+        if inserted:
+            return plan.answer(base_url)
+        if number_taken(session, institution, plan.year, report_no):
+            raise _duplicate(report_no, plan.year)
+        # Not taken, yet nothing inserted: the drawn code collided, or the cached project
+        # facts are stale. Forget them and draw again.
+        cache.forget_project(project_id)
+    raise RuntimeError("could not issue a report code (repeated collisions)")
+
+
+def plan_signed_issue(
+    *,
+    key_id: str,
+    nonce: str,
+    seen_at: int,
+    institution: str,
+    report_no: str,
+    project: ProjectRef,
+    region: str,
+) -> tuple[IssuePlan, dict[str, Any]]:
+    """The plan and the parameters of `ISSUE_SIGNED_PG` for a signed issuance."""
+    plan = plan_issue(
+        institution=institution, report_no=report_no, project=project, region=region, now=utc_now()
+    )
+    params = plan.params()
+    params.update(key_id=key_id, nonce=nonce, seen_at=seen_at)
+    return plan, params
+
+
+def signed_issue_outcome(row: Sequence[Any] | None) -> tuple[bool, bool]:
+    """(nonce stored, inserted) from the row `ISSUE_SIGNED_PG` returned."""
+    return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+
+def issue_code_signed(
+    engine: Engine,
+    *,
+    key_id: str,
+    nonce: str,
+    seen_at: int,
+    institution: str,
+    report_no: str,
+    project: ProjectRef,
+    region: str,
+    base_url: str,
+) -> tuple[bool, dict[str, Any] | None]:
+    """The fast path of a signed issuance on PostgreSQL: store the nonce and issue, in one
+    autocommit statement. Returns (nonce_stored, answer); answer None when nothing was
+    inserted (then run `issue_code` for the authoritative answer; the nonce is spent).
+    """
+    plan, params = plan_signed_issue(
+        key_id=key_id,
+        nonce=nonce,
+        seen_at=seen_at,
+        institution=institution,
+        report_no=report_no,
+        project=project,
+        region=region,
+    )
+    fairy = engine.raw_connection()
+    try:
+        pg = fairy.driver_connection
+        assert pg is not None
+        pg.autocommit = True
+        row = pg.execute(ISSUE_SIGNED_PG, params).fetchone()
+        pg.autocommit = False
+    except BaseException:
+        fairy.invalidate()  # never hand a connection in an unknown state back to the pool
+        raise
+    finally:
+        fairy.close()
+    stored, inserted = signed_issue_outcome(row)
+    return stored, (plan.answer(base_url) if inserted else None)
+
+
+async def issue_code_signed_async(
+    pool: AsyncPgPool,
+    *,
+    key_id: str,
+    nonce: str,
+    seen_at: int,
+    institution: str,
+    report_no: str,
+    project: ProjectRef,
+    region: str,
+    base_url: str,
+) -> tuple[bool, dict[str, Any] | None]:
+    """`issue_code_signed` on the event loop, through the async pool (same statement,
+    same answer): (nonce_stored, answer), answer None when nothing was inserted."""
+    plan, params = plan_signed_issue(
+        key_id=key_id,
+        nonce=nonce,
+        seen_at=seen_at,
+        institution=institution,
+        report_no=report_no,
+        project=project,
+        region=region,
+    )
+    stored, inserted = signed_issue_outcome(await pool.fetchone(ISSUE_SIGNED_PG, params))
+    return stored, (plan.answer(base_url) if inserted else None)
+
+
+def _duplicate(report_no: str, year: int) -> JianzhengError:
+    return Conflict(
+        "duplicate_report_no",
+        f"report number {report_no!r} is already registered (or voided) for {year}",
+    )
