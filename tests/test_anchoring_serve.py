@@ -239,6 +239,9 @@ def test_an_api_process_killed_is_replaced_and_the_others_keep_serving(
         wait_for(lambda: _health(port) is not None, 60, "the API to answer")
         victim = _api_children(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
+        # Connections the kernel had queued on the dead process's socket are refused; new
+        # ones reach the living process at once, well before any replacement is up.
+        wait_for(lambda: _health(port) is not None, 5, "the surviving process to answer")
         answers = {httpx.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(20)}
         assert answers == {200}
         wait_for(
@@ -246,6 +249,9 @@ def test_an_api_process_killed_is_replaced_and_the_others_keep_serving(
             60,
             "a replacement API process",
         )
+        # the replacement serves too (it took its own SO_REUSEPORT socket)
+        wait_for(lambda: "Application startup complete" in log.read_text().split(
+            "starting another")[-1], 60, "the replacement to start serving")
         assert proc.poll() is None, log.read_text()[-3000:]
         assert "starting another" in log.read_text()
     finally:
