@@ -107,6 +107,8 @@ class RulesSettings(BaseModel):
     extra_workdays: tuple[date, ...] = ()
     #: A contract is due within this many working days of signing (R11).
     contract_upload_working_days: int = Field(default=5, ge=0)
+    #: A test plan is due this many working days before on-site testing starts (R11, R26).
+    test_plan_lead_working_days: int = Field(default=3, ge=0)
     #: Automatically acquired test data is due this long after the test finished (R10, R13).
     auto_data_max_delay_s: int = Field(default=600, ge=0)
     #: Manually entered test data is due this long after the test finished (R4, R13).

@@ -54,11 +54,14 @@ def test_late_contract_and_test_data_are_flagged(app_state: ServiceState) -> Non
         assert late.json()["flags"][0]["working_days"] > 5
         # auto-acquired data an hour after the test finished: late; manual: on time
         auto = a.post("/api/v1/test-records", json_body=data_body(chain, ago(3600)))
+        # (separate tests of the same item say so: retest_reason, R23)
         manual = a.post(
             "/api/v1/test-records",
-            json_body=data_body(chain, ago(3600), acquisition="manual"),
+            json_body=data_body(chain, ago(3600), acquisition="manual", retest_reason="复检"),
         )
-        prompt = a.post("/api/v1/test-records", json_body=data_body(chain, ago(30)))
+        prompt = a.post(
+            "/api/v1/test-records", json_body=data_body(chain, ago(30), retest_reason="复检")
+        )
         assert [f["rule"] for f in auto.json()["flags"]] == ["test_data_late"]
         assert manual.json()["flags"] == [] and prompt.json()["flags"] == []
         # the flag is inside the anchored record, not only beside it

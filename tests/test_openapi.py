@@ -253,7 +253,10 @@ def _format_problems(node: Any, where: str) -> Iterator[str]:
     for key, value in node.items():
         at = f"{where}.{key}"
         if isinstance(value, str):
-            if key in ("code", "superseded_by"):
+            # a warning's `code` is its warning code (§7.2), not a report code
+            if key == "code" and ("report_code" in node or re.search(r"\.warnings\[\d+\]$", where)):
+                continue
+            if key in ("code", "superseded_by", "report_code"):
                 try:
                     canonical = parse_code(value).canonical
                 except InvalidCode as exc:

@@ -40,6 +40,7 @@ PASSED_THROUGH = {
     # request validation
     "malformed_json": errors.Invalid,
     "unknown_field": errors.Invalid,
+    "history_not_allowed": errors.Invalid,
     # signer failures while sealing a report
     "key_unavailable": errors.Unavailable,
     "ca_error": errors.Unavailable,

@@ -116,7 +116,7 @@ def test_fast_path_writes_what_the_general_path_writes(
                 record_id=rec.id, type="report", institution=w.lab.institution or "",
                 created_at=rec.created_at, parents=[project.leaf_hash], files=[],
                 body={"event": "code_issued", "code": code, "report_no": f"BG-{n}",
-                      "year": year, "region": "440300"},
+                      "year": year, "region": "440300", "history": {}},
             ))
             assert rec.canonical == expected
             assert rec.leaf_hash == out["leaf_hash"] == leaf_hash(expected).hex()

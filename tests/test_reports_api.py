@@ -90,7 +90,8 @@ def test_issue_code_binds_institution_year_number(env: Env) -> None:
         assert project is not None
         assert obj["parents"] == [project.leaf_hash]
         assert obj["body"] == {"event": "code_issued", "code": code,
-                               "report_no": "BG-2026-000001", "year": year, "region": "440300"}
+                               "report_no": "BG-2026-000001", "year": year, "region": "440300",
+                               "history": {}}  # §7.1: the code-issued stage cites no sample
         row = s.get(ReportCode, code)
         assert row is not None
         assert (row.institution, row.year, row.report_no) == (env.a.institution, year,

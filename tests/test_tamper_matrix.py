@@ -191,6 +191,7 @@ def _delete_record(world: World, rid: str) -> dict[str, list[dict[str, Any]]]:
         ("record_parents", "child_id = :id OR parent_id = :id"),
         ("record_files", "record_id = :id"),
         ("record_flags", "record_id = :id"),
+        ("sample_test_items", "record_id = :id OR sample_id = :id"),
         ("batch_leaves", "record_id = :id"),
         ("records", "id = :id"),
     ]:
@@ -201,7 +202,8 @@ def _delete_record(world: World, rid: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _restore(world: World, saved: dict[str, list[dict[str, Any]]]) -> None:
-    for table in ["records", "batch_leaves", "record_flags", "record_files", "record_parents"]:
+    for table in ["records", "batch_leaves", "record_flags", "sample_test_items", "record_files",
+                  "record_parents"]:
         for row in saved.get(table, []):
             cols = ", ".join(row)
             world.sql(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(':' + c for c in row)})",

@@ -65,12 +65,16 @@ MAX_PROOFS = 10_000
 MAX_RECORD_ID_LENGTH = 128
 READ_CHUNK = 1024**2
 
+#: Record types INTERFACE §1 and §7.4 name. A type not listed is still an ordinary record
+#: (hash, proof, parents: §7.4), as long as it is a plain lower-case name.
 RECORD_TYPES = frozenset(
     {
         "project", "contract", "commission", "sample", "seal", "witness", "receipt",
         "test_record", "report", "revocation", "media", "numbering_void",
+        "test_plan", "registry", "ledger_action",
     }
 )
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -345,8 +349,9 @@ def _record_problems(record: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     if not isinstance(record.get("id"), str) or not record["id"]:
         problems.append("no string id")
-    if record.get("type") not in RECORD_TYPES:
-        problems.append(f"unknown type {record.get('type')!r}")
+    rtype = record.get("type")
+    if not isinstance(rtype, str) or not _TYPE_RE.match(rtype):
+        problems.append(f"type {rtype!r} is not a record type name")
     parents = record.get("parents", [])
     if not isinstance(parents, list) or not all(
         isinstance(p, str) and _HASH_RE.match(p) for p in parents

@@ -430,6 +430,18 @@ _FLAG = {
     "detail": _CONTRACT_LATE,
     "flagged_at": "2026-11-22T20:21:50Z",
 }
+_WARNING = {
+    "id": 12,
+    "report_code": CODE_FAILED,
+    "institution": INSTITUTION,
+    "region": "440300",
+    "code": "custody_receipt_missing",
+    "record_id": SAMPLE_ID,
+    "detail": "样品 YP2026112200017没有收样验封记录",
+    "report_record_id": "01M82ER68ZN7G386BEF9K90NQ1",
+    "recorded_at": "2026-11-22T20:21:50Z",
+}
+
 _OVERDUE = [
     {
         "kind": "receipt",
@@ -816,6 +828,8 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
                     "leaf_hash": "ef6b42a0c6b60834c3ec61e423ee5e185e34a68939ed19063793e0e25dbc26cb",
                     "status": "reported",
                     "nonconforming": False,
+                    "evidence_complete": True,
+                    "warnings": [],
                 },
             ),
             "fail": _named(
@@ -826,6 +840,14 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
                     "leaf_hash": "45bc9eaf57f017009368971b8fd36399c8b1af83af885527a30bbb0668db4028",
                     "status": "reported",
                     "nonconforming": True,
+                    "evidence_complete": False,
+                    "warnings": [
+                        {
+                            "code": "custody_receipt_missing",
+                            "record_id": SAMPLE_ID,
+                            "detail": "样品 YP2026112200017没有收样验封记录",
+                        }
+                    ],
                 },
             ),
         }
@@ -896,6 +918,14 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("post", "/api/v1/test-records", "201"): {
         "example": _record_out(TEST_RECORD_ID, _TEST_RECORD_LEAF, "test_record", flags=[])
     },
+    ("post", "/api/v1/test-plans", "201"): {
+        "example": _record_out(
+            "01M82ER5G4Q7VWK2JX0ND3B8TS",
+            "3b8f0d2c6e1a4f5b9c7d2e8a1f0b3c5d7e9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c",
+            "test_plan",
+            flags=[],
+        )
+    },
     ("post", "/api/v1/contracts", "201"): {
         "example": _record_out(CONTRACT_ID, _CONTRACT_LEAF, "contract", flags=[_CONTRACT_LATE])
     },
@@ -927,6 +957,8 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("post", "/api/v1/witness-keys/{key_id}/revocation", "200"): {"example": _WITNESS_KEY_REVOKED},
     ("get", "/api/v1/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/audit/flags", "200"): {"example": [_FLAG]},
+    ("get", "/api/v1/warnings", "200"): {"example": [_WARNING]},
+    ("get", "/api/v1/audit/warnings", "200"): {"example": [_WARNING]},
     ("get", "/api/v1/overdue", "200"): {"example": _OVERDUE},
     ("get", "/api/v1/audit/overdue", "200"): {"example": _OVERDUE},
     ("get", "/api/v1/nonconforming", "200"): {"example": [_LEDGER_ENTRY]},

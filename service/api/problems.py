@@ -72,6 +72,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_in_progress": 409,
     "institution_exists": 409,
     "key_revoked": 409,
+    "test_record_exists": 409,
     "report_closed": 409,
     "report_metadata_missing": 409,
     "report_revoked": 409,
@@ -102,9 +103,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "file_required": 422,
     "file_twice": 422,
     "file_type_invalid": 422,
+    "history_not_allowed": 422,
     "id_number_invalid": 422,
     "idempotency_mismatch": 422,
     "image_not_in_parents": 422,
+    "image_required": 422,
     "image_unreadable": 422,
     "invalid_idempotency_key": 422,
     "invalid_name": 422,
@@ -291,6 +294,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = "validation_error"
         if any(e["type"] == "json_invalid" for e in errors):
             code = "malformed_json"
+        elif any(e["type"] == "history_not_allowed" for e in errors):
+            code = "history_not_allowed"
         elif any(e["type"] == "extra_forbidden" for e in errors):
             code = "unknown_field"
         detail = "invalid request"

@@ -45,6 +45,7 @@ from service.domain.records import (
     SampleIn,
     SealIn,
     StoredFile,
+    TestPlanIn,
     TestRecordIn,
     WitnessIn,
     WitnessKeyIn,
@@ -167,6 +168,13 @@ def create_test_record(
     body: TestRecordIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
 ) -> Response:
     return _create(session, state, idem, "test-records", lab_institution(caller), body)
+
+
+@_json_route("test-plans", "Register a test plan (检测方案) for on-site or pile testing")
+def create_test_plan(
+    body: TestPlanIn, caller: LabDep, session: SessionDep, state: StateDep, idem: IdempotencyDep
+) -> Response:
+    return _create(session, state, idem, "test-plans", lab_institution(caller), body)
 
 
 def _multipart_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import (
@@ -123,6 +124,9 @@ class CodeState(BaseModel):
 
 
 class MetadataRequest(_Strict):
+    """The report's metadata. Its `history` (§7.1) is written by the platform: a request
+    that sends one is refused (422 `history_not_allowed`)."""
+
     conclusion: Literal["pass", "fail"]
     issued_on: date
     approver: str = Field(min_length=1, max_length=100)
@@ -144,6 +148,22 @@ class MetadataRequest(_Strict):
         },
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_history(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "history" in data:
+            raise PydanticCustomError(
+                "history_not_allowed",
+                "the platform writes a report's history (INTERFACE §7.1); do not send it",
+            )
+        return data
+
+
+class WarningOut(BaseModel):
+    code: str = Field(description="a §7.2 warning code, e.g. custody_receipt_missing")
+    record_id: str | None
+    detail: str
+
 
 class MetadataRecorded(BaseModel):
     code: str
@@ -151,6 +171,10 @@ class MetadataRecorded(BaseModel):
     leaf_hash: str
     status: str
     nonconforming: bool
+    evidence_complete: bool = Field(
+        description="false when a custody step is missing or a seal check failed (§7.2)"
+    )
+    warnings: list[WarningOut] = Field(description="what is missing or late (§7.2)")
 
 
 class RevocationRequest(_Strict):

@@ -39,6 +39,10 @@ RECORD_TYPES = frozenset(
         "revocation",
         "media",
         "numbering_void",
+        # version 1.1 (INTERFACE §7.4)
+        "test_plan",
+        "registry",
+        "ledger_action",
     }
 )
 RECORD_VERSION = 1

@@ -59,6 +59,18 @@ def history_of(session: Session, samples: Iterable[Record]) -> dict[str, list[st
     return {sample: sorted(leaves) for sample, leaves in found.items()}
 
 
+def cited_records(session: Session, metadata: Record) -> list[Record]:
+    """The records a report's metadata record cites (its parents but the report records)."""
+    return list(
+        session.scalars(
+            select(Record)
+            .join(RecordParent, RecordParent.parent_id == Record.id)
+            .where(RecordParent.child_id == metadata.id, Record.type != "report")
+            .order_by(RecordParent.position)
+        )
+    )
+
+
 def report_history(session: Session, parents: Sequence[Record]) -> dict[str, list[str]]:
     """The `history` of a report record whose cited records are `parents`."""
     return history_of(session, cited_samples(session, parents))

@@ -23,10 +23,13 @@ from service.storage.models import (
     NonconformingEntry,
     Notification,
     Record,
+    RecordParent,
     ReportCode,
 )
 
 EVENT_NONCONFORMING = "nonconforming_result"
+#: A receipt whose seal check (验封) failed: the agency hears of it like a failed result.
+EVENT_SEAL_CHECK_FAILED = "seal_check_failed"
 
 
 def record_nonconforming(
@@ -86,10 +89,58 @@ def record_nonconforming(
     return entry
 
 
+def notify_seal_check_failed(
+    session: Session, receipt: Record, institution: str, seal_check: Mapping[str, Any]
+) -> Notification:
+    """Queue the project's supervision agency's notification of a failed seal check, in
+    the caller's transaction (sent after commit)."""
+    lab = session.get(Institution, institution)
+    body = json.loads(receipt.canonical).get("body") or {}
+    project = _project_summary(_ancestor_project(session, receipt.id))
+    return enqueue(
+        session,
+        kind=EVENT_SEAL_CHECK_FAILED,
+        institution=institution,
+        payload={
+            "institution": institution,
+            "institution_name": lab.name if lab else None,
+            "region": lab.region if lab else None,
+            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
+            "project": project,
+            "sample_code": body.get("sample_code"),
+            "receipt_record_id": receipt.id,
+            "receipt_leaf_hash": receipt.leaf_hash,
+            "seal_record_id": body.get("seal_record_id"),
+            "failed_checks": list(seal_check.get("failed") or []),
+            "recorded_at": rfc3339(utc_now()),
+        },
+    )
+
+
+def _ancestor_project(session: Session, record_id: str) -> Record | None:
+    """The project a record derives from (the chain is a few parents deep)."""
+    frontier = [record_id]
+    for _ in range(8):
+        rows = session.scalars(
+            select(Record)
+            .join(RecordParent, RecordParent.parent_id == Record.id)
+            .where(RecordParent.child_id.in_(frontier))
+        ).all()
+        project = next((r for r in rows if r.type == "project"), None)
+        if project is not None or not rows:
+            return project
+        frontier = [r.id for r in rows if r.type != "media"]
+    return None
+
+
 def _project_of(session: Session, code: str) -> dict[str, Any] | None:
     """The report's project as the agency needs it: record id, name, region, agency."""
     row = session.get(ReportCode, code)
     record = session.get(Record, row.project_record_id) if row is not None else None
+    return _project_summary(record)
+
+
+def _project_summary(record: Record | None) -> dict[str, Any] | None:
     if record is None:
         return None
     try:

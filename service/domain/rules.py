@@ -24,6 +24,8 @@ RULE_TEST_DATA_LATE = "test_data_late"
 RULE_MEDIA_EDITED = "media_edited"
 RULE_MEDIA_TIME_MISMATCH = "media_time_mismatch"
 RULE_MEDIA_LATE = "media_late"
+RULE_TEST_PLAN_LATE = "test_plan_late"
+RULE_ONSITE_WITHOUT_PLAN = "onsite_without_plan"
 
 #: Names in an image's EXIF `Software` tag that mean it went through an editor (R9: key
 #: images without post-processing). Camera firmware names none of these.
@@ -79,6 +81,19 @@ class WorkingCalendar:
         return day
 
 
+    def working_days_before(self, end: date, n: int) -> date:
+        """The latest day with `n` working days in (day, end]: what n days' notice means."""
+        day = end
+        remaining = n
+        for _ in range(MAX_CALENDAR_SPAN_DAYS):
+            if remaining <= 0:
+                return day
+            if self.is_working_day(day):
+                remaining -= 1
+            day -= timedelta(days=1)
+        return day
+
+
 @dataclass(frozen=True)
 class Flag:
     rule: str
@@ -110,6 +125,36 @@ def contract_flags(
                 "due_by": due.isoformat(),
                 "working_days": elapsed,
                 "limit_working_days": rules.contract_upload_working_days,
+            },
+        )
+    ]
+
+
+def notice_flags(
+    rule: str,
+    starts_at: datetime,
+    received_at: datetime,
+    lead_working_days: int,
+    rules: RulesSettings,
+    calendar: WorkingCalendar,
+) -> list[Flag]:
+    """Something due `lead_working_days` working days before `starts_at` (a test plan
+    before on-site testing, R11; a witness's replacement before the change, R24): late
+    when fewer working days lie between its arrival and the start (local calendar)."""
+    received_on = local_date(received_at, rules.timezone)
+    start_on = local_date(starts_at, rules.timezone)
+    notice = calendar.working_days_after(received_on, start_on)
+    if notice >= lead_working_days:
+        return []
+    return [
+        Flag(
+            rule,
+            {
+                "starts_on": start_on.isoformat(),
+                "received_on": received_on.isoformat(),
+                "due_by": calendar.working_days_before(start_on, lead_working_days).isoformat(),
+                "notice_working_days": notice,
+                "limit_working_days": lead_working_days,
             },
         )
     ]

@@ -27,7 +27,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.clock import utc_now
+from service.domain import warnings as report_warnings
 from service.domain.evidence import FileRef, append_record
+from service.domain.history import cited_records, report_history
 from service.domain.reports import load_own_code
 from service.domain.trust import platform_ca, trust_roots_der
 from service.errors import Conflict, IntegrityFault, Invalid, NotFound, TooLarge, Unavailable
@@ -248,6 +250,8 @@ def record_signed_report(
             "code": current.code,
             "report_no": current.report_no,
             "stage": "sealed",
+            # §7.1: the cited samples' records as they stand at signing time
+            "history": report_history(session, cited_records(session, parent)),
             "original_sha256": signed.original_sha256,
             "page_count": signed.page_count,
             "signature_level": settings.signing.level,
@@ -269,6 +273,7 @@ def record_signed_report(
     if getattr(done, "rowcount", 1) != 1:
         session.rollback()
         raise Conflict("already_sealed", "this report code was signed meanwhile")
+    report_warnings.refresh(session, current.code, job.institution, record.id)
     return {
         "record_id": record.id,
         "sha256": signed.sha256,

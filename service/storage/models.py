@@ -242,6 +242,16 @@ class Upload(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SampleTestItem(Base):
+    """The first test record of a sample for a test item (R23: later ones correct or retest)."""
+
+    __tablename__ = "sample_test_items"
+
+    sample_id: Mapped[str] = mapped_column(ForeignKey("records.id"), primary_key=True)
+    test_item: Mapped[str] = mapped_column(String(200), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+
+
 class ReportWarning(Base):
     """A warning of a report (§7.2) as computed when its latest record was written."""
 

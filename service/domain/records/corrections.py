@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, Invalid, JianzhengError
-from service.storage.models import Record, RecordParent, TestCorrection
+from service.storage.models import Record, RecordParent, SampleTestItem, TestCorrection
 
 
 def correction_of(session: Session, test_record_id: str) -> str | None:
@@ -30,12 +30,16 @@ def already_corrected(corrected_id: str, by: str | None) -> JianzhengError:
     )
 
 
-def _sample_parents(session: Session, record_id: str) -> set[str]:
+#: What a test record tests: its samples, or (on-site) its plan or project.
+SUBJECT_TYPES = ("sample", "test_plan", "project")
+
+
+def _subject_parents(session: Session, record_id: str) -> set[str]:
     return set(
         session.scalars(
             select(RecordParent.parent_id)
             .join(Record, Record.id == RecordParent.parent_id)
-            .where(RecordParent.child_id == record_id, Record.type == "sample")
+            .where(RecordParent.child_id == record_id, Record.type.in_(SUBJECT_TYPES))
         )
     )
 
@@ -47,11 +51,12 @@ def check_correction(session: Session, corrected: Record, parents: Sequence[Reco
     already = correction_of(session, corrected.id)
     if already is not None:
         raise already_corrected(corrected.id, already)
-    samples = {p.id for p in parents if p.type == "sample"}
-    if not samples & _sample_parents(session, corrected.id):
+    subjects = {p.id for p in parents if p.type in SUBJECT_TYPES}
+    if not subjects & _subject_parents(session, corrected.id):
         raise Invalid(
             "correction_sample_mismatch",
-            "a correction must name a sample of the test record it corrects",
+            "a correction must name a sample (on site: the plan or project) of the test "
+            "record it corrects",
         )
 
 
@@ -64,3 +69,54 @@ def record_correction(session: Session, corrected_id: str, correction_id: str) -
     except IntegrityError as exc:  # another correction of the same record won the race
         session.rollback()
         raise already_corrected(corrected_id, correction_of(session, corrected_id)) from exc
+
+
+def latest_version(session: Session, test_record_id: str) -> str:
+    """The newest correction of a test record (itself if never corrected)."""
+    current, seen = test_record_id, {test_record_id}
+    while (nxt := correction_of(session, current)) is not None and nxt not in seen:
+        seen.add(nxt)
+        current = nxt
+    return current
+
+
+def _existing(session: Session, samples: Sequence[Record], test_item: str) -> str | None:
+    for sample in samples:
+        row = session.get(SampleTestItem, (sample.id, test_item[:200]))
+        if row is not None:
+            return latest_version(session, row.record_id)
+    return None
+
+
+def test_record_exists(existing: str, test_item: str) -> JianzhengError:
+    return Conflict(
+        "test_record_exists",
+        f"a test record of this sample for {test_item!r} exists ({existing}): correct it "
+        "(corrects + correction_reason) or say why this is a separate test (retest_reason)",
+        existing=existing,
+    )
+
+
+def check_not_replacing(session: Session, samples: Sequence[Record], test_item: str) -> None:
+    """R23: a new test record (neither a correction nor a retest) of a sample for a test
+    item already tested would silently replace data: 409 `test_record_exists`."""
+    existing = _existing(session, samples, test_item)
+    if existing is not None:
+        raise test_record_exists(existing, test_item)
+
+
+def record_first_test(
+    session: Session, samples: Sequence[Record], test_item: str, record_id: str
+) -> None:
+    """Register the first test record of each sample for the item; a first record that
+    raced another for the same sample and item gets 409 naming the winner."""
+    session.add_all(
+        SampleTestItem(sample_id=s.id, test_item=test_item[:200], record_id=record_id)
+        for s in samples
+    )
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        existing = _existing(session, samples, test_item) or "?"
+        raise test_record_exists(existing, test_item) from exc

@@ -24,10 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.clock import rfc3339
 from service.domain import rules, seals
 from service.domain.evidence import FileRef
 from service.domain.imagefacts import image_facts
-from service.domain.records.corrections import check_correction, record_correction
+from service.domain.nonconforming import notify_seal_check_failed
+from service.domain.records.corrections import (
+    check_correction,
+    check_not_replacing,
+    record_correction,
+    record_first_test,
+)
 from service.domain.records.inputs import (
     CommissionIn,
     ContractIn,
@@ -38,6 +45,7 @@ from service.domain.records.inputs import (
     SampleIn,
     SealIn,
     StoredFile,
+    TestPlanIn,
     TestRecordIn,
     WitnessIn,
     parse_rfc3339,
@@ -255,12 +263,53 @@ class ReceiptHandler(Handler[ReceiptIn]):
             }
         )
 
+    def after_insert(self, intake: Intake, payload: ReceiptIn, record: Record) -> None:
+        check = record_json(record)["body"]["seal_check"]
+        if check.get("result") == "fail":  # the agency hears of it (R7, R12)
+            notify_seal_check_failed(intake.session, record, intake.institution, check)
+
 
 class TestRecordHandler(Handler[TestRecordIn]):
-    """R10, R13: raw data inline or as a media parent's file; a correction names the
-    latest version of a test record of the same sample; flagged when data arrive late."""
+    """R10, R13, R23, R26: raw data inline or as a media parent's file; a correction names
+    the latest version of a test record of the same sample; a second record of a sample
+    for the same item corrects or is a retest; on-site tests rest on a plan (or are
+    flagged) and carry key images; flagged when data arrive late."""
 
     __test__ = False  # not a pytest class
+
+    def check(self, intake: Intake, payload: TestRecordIn) -> None:
+        samples = [p for p in intake.parents if p.type == "sample"]
+        if payload.site is None:
+            if not samples:
+                raise Invalid("parent_required", "a test_record needs 1 sample parent(s)")
+            stray = next((p for p in intake.parents if p.type in ("test_plan", "project")), None)
+            if stray is not None:
+                raise Invalid(
+                    "parent_type_invalid",
+                    f"a laboratory test_record cannot derive from a {stray.type} ({stray.id}); "
+                    "an on-site test (with `site`) can",
+                    parent=stray.id,
+                )
+        else:
+            if samples:
+                raise Invalid(
+                    "parent_type_invalid",
+                    "an on-site test record (with `site`) tests no sample: name its test_plan",
+                    parent=samples[0].id,
+                )
+            has_plan = any(p.type == "test_plan" for p in intake.parents)
+            has_project = any(p.type == "project" for p in intake.parents)
+            if has_plan == has_project:
+                raise Invalid(
+                    "parent_required",
+                    "an on-site test record names its test_plan, or without a plan the project",
+                )
+            if not _has_image(intake.parents):
+                raise Invalid(
+                    "image_required",
+                    "an on-site test record needs at least one key image (a media parent of "
+                    "kind image)",
+                )
 
     def derive(self, intake: Intake, payload: TestRecordIn, file: StoredFile | None) -> Derived:
         parents = intake.parents
@@ -278,9 +327,19 @@ class TestRecordHandler(Handler[TestRecordIn]):
                     "parent_required", "corrects must name a test_record among the parents"
                 )
             check_correction(intake.session, corrected[0], parents)
+        samples = [p for p in parents if p.type == "sample"]
+        if payload.corrects is None and payload.retest_reason is None and samples:
+            check_not_replacing(intake.session, samples, payload.test_item)
         flags = rules.test_data_flags(
             payload.acquisition, payload.finished_at, intake.now, intake.settings.rules
         )
+        if payload.site is not None and not any(p.type == "test_plan" for p in parents):
+            flags.append(
+                rules.Flag(
+                    rules.RULE_ONSITE_WITHOUT_PLAN,
+                    {"site": payload.site.description, "started_at": rfc3339(payload.started_at)},
+                )
+            )
         body = dump(payload, "raw_data")
         if payload.raw_data is not None:
             body["raw_data"] = payload.raw_data
@@ -289,6 +348,29 @@ class TestRecordHandler(Handler[TestRecordIn]):
     def after_insert(self, intake: Intake, payload: TestRecordIn, record: Record) -> None:
         if payload.corrects is not None:
             record_correction(intake.session, payload.corrects, record.id)
+        elif payload.retest_reason is None:
+            samples = [p for p in intake.parents if p.type == "sample"]
+            if samples:
+                record_first_test(intake.session, samples, payload.test_item, record.id)
+
+
+class TestPlanHandler(Handler[TestPlanIn]):
+    """R11, R26: the plan of on-site testing, flagged when it arrives with less notice
+    than `rules.test_plan_lead_working_days` working days before the planned start."""
+
+    __test__ = False  # not a pytest class
+
+    def derive(self, intake: Intake, payload: TestPlanIn, file: StoredFile | None) -> Derived:
+        settings = intake.settings.rules
+        flags = rules.notice_flags(
+            rules.RULE_TEST_PLAN_LATE,
+            payload.planned_start,
+            intake.now,
+            settings.test_plan_lead_working_days,
+            settings,
+            rules.WorkingCalendar.from_settings(settings),
+        )
+        return Derived(dump(payload), flags=flags)
 
 
 class MediaHandler(FileHandler[MediaIn]):
@@ -320,6 +402,7 @@ HANDLERS: dict[str, Handler[Any]] = {
     "witnesses": WitnessHandler("witness", WitnessIn),
     "receipts": ReceiptHandler("receipt", ReceiptIn),
     "test-records": TestRecordHandler("test_record", TestRecordIn),
+    "test-plans": TestPlanHandler("test_plan", TestPlanIn),
     "media": MediaHandler("media", MediaIn),
 }
 
@@ -355,6 +438,10 @@ def _duplicate_sample_code(code: str) -> Conflict:
 def _not_in_future(ts: datetime, now: datetime, name: str) -> None:
     if ts > now + timedelta(seconds=MAX_CLOCK_SKEW_S):
         raise Invalid("timestamp_in_future", f"{name} is in the future")
+
+
+def _has_image(parents: Sequence[Record]) -> bool:
+    return any(p.type == "media" and record_json(p)["body"].get("kind") == "image" for p in parents)
 
 
 def _is_pdf(blobs: BlobStore, sha256: str) -> bool:

@@ -197,6 +197,11 @@ class CommissionIn(RecordIn):
     commissioned_on: date
     client: Party = Field(description="委托单位")
     items: list[CommissionItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    under_witness: bool | None = Field(
+        default=None,
+        description="false: not taken under witness (非见证取样), so no seal, witness record "
+        "or receipt is expected; absent: taken under witness (见证取样, the default)",
+    )
 
 
 class SampleIn(RecordIn):
@@ -230,6 +235,11 @@ class SampleIn(RecordIn):
     represented_quantity: Name | None = Field(default=None, description="代表批量")
     sampled_at: AwareDatetime | None = None
     sampling_location: ShortText | None = None
+    under_witness: bool | None = Field(
+        default=None,
+        description="false: not taken under witness (非见证取样), so no seal, witness record "
+        "or receipt is expected; absent: taken under witness (见证取样, the default)",
+    )
 
     _utc_sampled = field_validator("sampled_at")(lambda v: _utc(v) if v else v)
 
@@ -361,14 +371,31 @@ class Device(BaseModel):
     calibration_due: date | None = Field(default=None, description="检定/校准有效期")
 
 
+class Site(BaseModel):
+    """Where an on-site test (现场检测) was made: a description, and GPS if known."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: ShortText = Field(description="部位 / 桩号 / 轴线, e.g. 3号楼 2-A 轴 桩 P17")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
 class TestRecordIn(RecordIn):
-    """检测数据 (R10, R13). Parents: one or more `sample`, optional `receipt`,
-    `test_record` (the one `corrects` names) and `media` (raw data file, curves, images).
+    """检测数据 (R10, R13, R23, R26).
+
+    Laboratory tests: parents one or more `sample`, optional `receipt`, `test_record`
+    (the one `corrects` names) and `media` (raw data file, curves, images).
+    On-site tests (现场检测, with `site`): no sample; parents the `test_plan` (检测方案) it
+    follows, or — without a plan, flagged `onsite_without_plan` — the `project`; at least
+    one `media` parent that is a key image.
 
     Raw data is either inline JSON (`raw_data`) or a file (`raw_data_file`, the SHA-256
     of a `media` parent's file). Data arriving later than the acquisition mode allows
     after `finished_at` is flagged `test_data_late`. Changing data is a new record with
-    `corrects` and `correction_reason` (R10).
+    `corrects` and `correction_reason` (R10). A second test record of a sample for the same
+    `test_item` either corrects the latest one or says why it is a separate test
+    (`retest_reason`, 复检); otherwise 409 `test_record_exists` names the existing record.
     """
 
     model_config = ConfigDict(
@@ -404,6 +431,10 @@ class TestRecordIn(RecordIn):
     tester: Name | None = Field(default=None, description="检测员")
     corrects: RecordId | None = Field(default=None, description="test record this one corrects")
     correction_reason: LongText | None = None
+    retest_reason: LongText | None = Field(
+        default=None, description="why this is a separate test of the same item (复检)"
+    )
+    site: Site | None = Field(default=None, description="on-site tests only: where")
 
     _u = field_validator("started_at", "finished_at")(_utc)
 
@@ -415,6 +446,52 @@ class TestRecordIn(RecordIn):
             raise ValueError("finished_at is before started_at")
         if (self.corrects is None) != (self.correction_reason is None):
             raise ValueError("corrects and correction_reason go together")
+        if self.corrects is not None and self.retest_reason is not None:
+            raise ValueError("a record either corrects another or is a retest, not both")
+        return self
+
+
+class TestPlanIn(RecordIn):
+    """检测方案 (R11, R26: Jiujiang §三(三), Fujian §三(三)): the plan and schedule of on-site
+    testing or a pile test. Parents: exactly one `contract`, optional `media`.
+
+    A plan must reach the platform at least `rules.test_plan_lead_working_days` (3)
+    working days before `planned_start` (the holiday calendar applies); a later one is
+    flagged `test_plan_late`, a warning on every report resting on it.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "plan_no": "FA-2026-0031",
+                    "kind": "pile_test",
+                    "items": [{"name": "单桩竖向抗压静载试验", "standard": "JGJ 106-2014"}],
+                    "location": "深圳湾科技园3号楼 桩基 P1-P40",
+                    "planned_start": "2026-12-08T08:00:00+08:00",
+                    "planned_end": "2026-12-10T18:00:00+08:00",
+                    "parents": ["<contract id>"],
+                }
+            ]
+        },
+    )
+    __test__: ClassVar[bool] = False  # not a pytest class
+
+    plan_no: Identifier = Field(description="方案编号")
+    kind: Literal["onsite", "pile_test"] = Field(description="现场检测 / 桩基检测")
+    items: list[CommissionItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    location: ShortText = Field(description="检测地点 / 部位")
+    planned_start: AwareDatetime
+    planned_end: AwareDatetime
+    notes: LongText | None = None
+
+    _u = field_validator("planned_start", "planned_end")(_utc)
+
+    @model_validator(mode="after")
+    def _window(self) -> TestPlanIn:
+        if self.planned_end < self.planned_start:
+            raise ValueError("planned_end is before planned_start")
         return self
 
 

@@ -39,7 +39,14 @@ PARENT_RULES: dict[str, ParentRule] = {
     "seal": _rule({"sample"}, sample=(1, 1)),
     "witness": _rule({"sample", "seal"}, sample=(1, None)),
     "receipt": _rule({"seal"}, seal=(1, 1)),
-    "test_record": _rule({"sample", "receipt", "test_record"}, sample=(1, None)),
+    # lab tests name samples; on-site tests a test plan or the project (the handler checks)
+    "test_record": _rule(
+        {"sample", "receipt", "test_record", "test_plan", "project"},
+        sample=(0, None),
+        test_plan=(0, 1),
+        project=(0, 1),
+    ),
+    "test_plan": _rule({"contract"}, contract=(1, 1)),
     "media": ParentRule(frozenset(), {}),
 }
 

@@ -219,6 +219,7 @@ def plan_issue(
             "report_no": report_no,
             "year": year,
             "region": region,
+            "history": {},  # §7.1: the code-issued stage cites no sample
         },
         parent_leaf_hashes=[project.leaf_hash],
         created_at=now,

@@ -23,8 +23,10 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
+from service.domain import warnings as report_warnings
 from service.domain.codes import canonical_code, parse_code, revocation_subject
 from service.domain.evidence import append_record, load_records
+from service.domain.history import report_history
 from service.domain.nonconforming import record_nonconforming
 from service.domain.records import correction_of
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError, NotFound
@@ -196,6 +198,8 @@ def put_metadata(
         "conclusion": meta.conclusion,
         "issued_on": meta.issued_on.isoformat(),
         "approver": meta.approver,
+        # §7.1: every record of the cited samples, written by the platform, not the lab
+        "history": report_history(session, parents),
     }
     record = append_record(
         session,
@@ -218,12 +222,15 @@ def put_metadata(
         )
         nonconforming = True
     session.flush()
+    warned = report_warnings.refresh(session, row.code, institution, record.id)
     return {
         "code": row.code,
         "record_id": record.id,
         "leaf_hash": record.leaf_hash,
         "status": row.status,
         "nonconforming": nonconforming,
+        "evidence_complete": warned.evidence_complete,
+        "warnings": warned.as_json(),
     }
 
 
