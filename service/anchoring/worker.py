@@ -19,8 +19,8 @@ chain halts sending and is reported (service_state `anchor_halted`, /healthz), b
 sending then could only make things worse. The contract itself refuses a duplicate root
 and a sequence gap, so even a bug here cannot double-anchor or leave a gap on chain.
 
-One leader at a time: a PostgreSQL session advisory lock held on a dedicated connection,
-or an `flock` lock file next to a SQLite database. Others wait for the lock.
+One leader at a time (anchoring/leader.py): a PostgreSQL session advisory lock held on a
+dedicated connection, or an `flock` lock file next to a SQLite database. Others wait.
 
 `JZ_TEST_CRASH_AT=<point>[:<n>]` (tests only) makes the process SIGKILL itself the n-th
 time it reaches `point` (one of CRASH_POINTS).
@@ -29,8 +29,6 @@ time it reaches `point` (one of CRASH_POINTS).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import signal
@@ -39,8 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
@@ -56,6 +53,7 @@ from service.anchoring.contract import (
     RegistryClient,
     TxReceipt,
 )
+from service.anchoring.leader import LeaderLock, make_leader_lock
 from service.anchoring.status import (
     STATE_ANCHOR_FAILURES,
     STATE_HALTED,
@@ -64,7 +62,7 @@ from service.anchoring.status import (
     STATE_WORKER_HEARTBEAT,
 )
 from service.settings import Settings
-from service.storage.db import is_sqlite, make_sessionmaker
+from service.storage.db import make_sessionmaker
 from service.storage.models import Batch, KeyValue, Outbox
 from verifier.merkle import merkle_root
 
@@ -77,8 +75,6 @@ CRASH_ENV = "JZ_TEST_CRASH_AT"
 #: in hand, batch not yet marked anchored.
 CRASH_POINTS = ("prepared", "signed", "sent", "waiting", "mined")
 
-#: Arbitrary 63-bit key of the PostgreSQL advisory lock that elects the leader.
-PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"jianzheng/anchor-worker").digest()[:8], "big") >> 1
 #: How often a non-leader retries the lock, and how often the leader checks it still holds it.
 LOCK_RETRY_S = 0.5
 LOCK_CHECK_S = 2.0
@@ -128,114 +124,6 @@ class _CrashInjector:
             log.warning("test crash injection: SIGKILL at %s", point)
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- leader election
-
-
-class LeaderLock(Protocol):
-    def acquire(self) -> bool: ...
-
-    def still_held(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-class PgAdvisoryLock:
-    """`pg_try_advisory_lock` on a dedicated connection; the lock lives as long as it does."""
-
-    def __init__(self, engine: Engine, key: int = PG_LOCK_KEY) -> None:
-        self.engine = engine
-        self.key = key
-        self._conn: Connection | None = None
-
-    def acquire(self) -> bool:
-        if self._conn is None:
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            got = bool(
-                self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
-                ).scalar()
-            )
-        except SQLAlchemyError:
-            self._drop()
-            raise
-        return got
-
-    def still_held(self) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            held = self._conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND pid = pg_backend_pid() AND granted "
-                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
-                ),
-                {"k": self.key},
-            ).scalar()
-        except SQLAlchemyError:
-            self._drop()
-            return False
-        return bool(held)
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.invalidate()
-                self._conn.close()
-            self._conn = None
-
-    def release(self) -> None:
-        if self._conn is None:
-            return
-        with contextlib.suppress(SQLAlchemyError):
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        with contextlib.suppress(SQLAlchemyError):
-            self._conn.close()
-        self._conn = None
-
-
-class FileLock:
-    """An exclusive `flock` on a lock file (SQLite: every worker on the same database file)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def still_held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def make_leader_lock(settings: Settings, engine: Engine) -> LeaderLock:
-    url = settings.database_url
-    if is_sqlite(url):
-        db_path = url.removeprefix("sqlite:///")
-        if db_path and not db_path.startswith(":memory:") and url.startswith("sqlite:///"):
-            return FileLock(Path(db_path + ".anchor-lock"))
-        return FileLock(settings.data_dir / "anchor-worker.lock")
-    return PgAdvisoryLock(engine)
 
 
 # --------------------------------------------------------------------------- the worker
