@@ -11,6 +11,9 @@ really happened (`batchCount`, `anchorOf`, the `Anchored` log) before sending an
 3. send      broadcast the stored raw transaction;
 4. wait      poll for the receipt (+ `confirmations` blocks), then mark `anchored`.
 
+The rows behind these steps are read and written by anchoring/batches.py; the worker's
+own `service_state` keys by anchoring/status.py.
+
 Reconciliation (`_reconcile_batch`) turns any crash point back into step 2/3/4: a root
 already anchored on chain is recorded from its `Anchored` log; a root not anchored while
 the chain is exactly one batch behind is re-broadcast (or re-signed with a fresh nonce
@@ -40,9 +43,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.anchoring import batches
+from service.anchoring.batches import BatchRow
 from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import (
     ChainError,
@@ -55,16 +60,15 @@ from service.anchoring.contract import (
 )
 from service.anchoring.leader import LeaderLock, make_leader_lock
 from service.anchoring.status import (
-    STATE_ANCHOR_FAILURES,
     STATE_HALTED,
     STATE_LAST_ERROR,
     STATE_LEADER,
     STATE_WORKER_HEARTBEAT,
+    record_failure,
+    write_state,
 )
 from service.settings import Settings
 from service.storage.db import make_sessionmaker
-from service.storage.models import Batch, KeyValue, Outbox
-from verifier.merkle import merkle_root
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +92,10 @@ HALT_RECHECK_S = 5.0
 FEES_TTL_S = 30.0
 #: Longest error text kept in service_state.
 MAX_ERROR_TEXT = 500
-#: A batch whose prepare transaction saw concurrent outbox commits is retried this often.
-PREPARE_ATTEMPTS = 5
 
 
 class ChainMismatch(Exception):
     """The database and the chain disagree; sending anything could make it worse."""
-
-
-class _Retry(Exception):
-    """Internal: the prepare transaction saw a concurrent change; roll back and retry."""
 
 
 # --------------------------------------------------------------------------- crash injection
@@ -258,13 +256,7 @@ class AnchorWorker:
     # ----------------------------------------------------------- state / health
 
     def _set_state(self, values: dict[str, str]) -> None:
-        with self.engine.begin() as conn:
-            for key, value in values.items():
-                done = conn.execute(
-                    update(KeyValue).where(KeyValue.key == key).values(value=value)
-                ).rowcount
-                if not done:
-                    conn.execute(insert(KeyValue).values(key=key, value=value))
+        write_state(self.engine, values)
 
     def _heartbeat(self) -> None:
         now = self.now()
@@ -279,12 +271,7 @@ class AnchorWorker:
         self._chain_count = None
         self._fees = None
         try:
-            with self.engine.begin() as conn:
-                current = conn.execute(
-                    select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
-                ).scalar()
-                count = int(current or 0) + 1
-            self._set_state({STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})
+            record_failure(self.engine, message)
         except SQLAlchemyError as db_exc:
             log.error("cannot record the anchoring failure: %s", db_exc)
 
@@ -323,14 +310,7 @@ class AnchorWorker:
                 f"no contract at registry {c.address} on chain {chain_id} "
                 "(dev chain state lost, or the wrong chain/registry is configured)"
             )
-        with self.engine.connect() as conn:
-            last = conn.execute(
-                select(Batch.seq, Batch.root, Batch.size, Batch.registry_address)
-                .where(Batch.status == "anchored")
-                .order_by(Batch.seq.desc())
-                .limit(1)
-            ).first()
-            top = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+        last, top = batches.anchored_tip(self.engine)
         count = c.batch_count()
         if last is not None:
             if last.registry_address and last.registry_address.lower() != c.address.lower():
@@ -362,89 +342,19 @@ class AnchorWorker:
     # ----------------------------------------------------------- batches
 
     def _unanchored_batches(self) -> list[Any]:
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(
-                        Batch.seq,
-                        Batch.root,
-                        Batch.size,
-                        Batch.status,
-                        Batch.raw_tx,
-                        Batch.tx_hash,
-                        Batch.tx_nonce,
-                    )
-                    .where(Batch.status != "anchored")
-                    .order_by(Batch.seq)
-                ).all()
-            )
+        return batches.unanchored_batches(self.engine)
 
-    def _batch_ready(self, conn: Connection) -> bool:
+    def prepare_batch(self) -> BatchRow | None:
+        """Close a batch if one is due (anchoring/batches.py); returns it, or None."""
         a = self.settings.anchor
-        oldest = conn.execute(select(Outbox.enqueued_at).order_by(Outbox.seq).limit(1)).scalar()
-        if oldest is None:
-            return False
-        if self.now() - oldest >= a.batch_max_age_s:
-            return True
-        full = conn.execute(
-            select(Outbox.seq).order_by(Outbox.seq).offset(a.batch_max_leaves - 1).limit(1)
-        ).scalar()
-        return full is not None
-
-    def prepare_batch(self) -> Any | None:
-        """Close a batch if one is due: in one transaction insert the Batch and its leaves and
-        delete the outbox rows they came from. Returns the batch row, or None."""
-        limit = self.settings.anchor.batch_max_leaves
-        for _ in range(PREPARE_ATTEMPTS):
-            with self.engine.connect() as conn:
-                if not self._batch_ready(conn):
-                    return None
-                # Plain DB-API tuples: Row objects cost more than the query at 20,000 rows.
-                rows = conn.exec_driver_sql(
-                    "SELECT seq, leaf_hash, enqueued_at FROM outbox ORDER BY seq "
-                    f"LIMIT {int(limit)}"
-                ).cursor.fetchall()
-                last_seq = conn.execute(select(func.max(Batch.seq))).scalar() or 0
-            if not rows:
-                return None
-            leaves = [bytes.fromhex(r[1]) for r in rows]
-            root = merkle_root(leaves).hex()
-            max_seq = rows[-1][0]
-            seq = last_seq + 1
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        insert(Batch).values(
-                            seq=seq,
-                            root=root,
-                            size=len(rows),
-                            status="prepared",
-                            created_at=self.now(),
-                            oldest_enqueued_at=min(r[2] for r in rows),
-                            chain_id=self.chain.chain_id,
-                            registry_address=self.client.address,
-                        )
-                    )
-                    moved = conn.execute(
-                        text(
-                            "INSERT INTO batch_leaves"
-                            " (batch_seq, leaf_index, record_id, leaf_hash)"
-                            " SELECT :b, ROW_NUMBER() OVER (ORDER BY seq) - 1, record_id, leaf_hash"
-                            " FROM outbox WHERE seq <= :m"
-                        ),
-                        {"b": seq, "m": max_seq},
-                    ).rowcount
-                    if moved != len(rows):
-                        raise _Retry
-                    gone = conn.execute(delete(Outbox).where(Outbox.seq <= max_seq)).rowcount
-                    if gone != len(rows):
-                        raise _Retry
-            except _Retry:
-                log.info("outbox changed under batch %d; building it again", seq)
-                continue
-            log.debug("prepared batch %d: %d leaves, root %s", seq, len(rows), root)
-            return _BatchRow(seq, root, len(rows), "prepared", None, None, None)
-        return None
+        return batches.prepare_batch(
+            self.engine,
+            max_leaves=a.batch_max_leaves,
+            max_age_s=a.batch_max_age_s,
+            now=self.now,
+            chain_id=self.chain.chain_id,
+            registry=self.client.address,
+        )
 
     # ----------------------------------------------------------- chain side
 
@@ -466,12 +376,7 @@ class AnchorWorker:
         signed = self.client.build_anchor_tx(
             batch.seq, batch.root, batch.size, nonce, fees=self._fees_now()
         )
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Batch)
-                .where(Batch.seq == batch.seq, Batch.status != "anchored")
-                .values(status="sent", raw_tx=signed.raw, tx_hash=signed.hash, tx_nonce=nonce)
-            )
+        batches.store_signed(self.engine, batch.seq, signed.raw, signed.hash, nonce)
         self._crash("signed")
         return signed.raw, signed.hash, nonce
 
@@ -555,20 +460,15 @@ class AnchorWorker:
     def _mark_anchored(
         self, batch: Any, tx_hash: str, block_number: int, timestamp: int, gas_used: int | None
     ) -> AnchorResult:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Batch)
-                .where(Batch.seq == batch.seq)
-                .values(
-                    status="anchored",
-                    tx_hash=tx_hash,
-                    block_number=block_number,
-                    block_timestamp=timestamp,
-                    gas_used=gas_used,
-                    anchored_at=self.now(),
-                )
-            )
-            conn.execute(update(KeyValue).where(KeyValue.key == STATE_LAST_ERROR).values(value=""))
+        batches.mark_anchored(
+            self.engine,
+            batch.seq,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            block_timestamp=timestamp,
+            gas_used=gas_used,
+            anchored_at=self.now(),
+        )
         self.anchored_batches += 1
         self._chain_count = batch.seq
         log.info(
@@ -666,17 +566,6 @@ class AnchorWorker:
             self._nonce = None  # the revocations used nonces of the same account
 
 
-@dataclass(frozen=True)
-class _BatchRow:
-    seq: int
-    root: str
-    size: int
-    status: str
-    raw_tx: bytes | None
-    tx_hash: str | None
-    tx_nonce: int | None
-
-
 # --------------------------------------------------------------------------- thread handle
 
 
@@ -724,7 +613,7 @@ def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:
     try:
         while time.monotonic() < deadline:
             worked = worker.step()
-            if not worked and _drained(worker.engine):
+            if not worked and batches.drained(worker.engine):
                 return worker.anchored_batches - before
             if not worked:
                 time.sleep(0.01)
@@ -732,12 +621,3 @@ def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:
     finally:
         worker.lock.release()
         worker._leader = False
-
-
-def _drained(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
-        open_batches = conn.execute(
-            select(func.count()).select_from(Batch).where(Batch.status != "anchored")
-        ).scalar()
-    return not pending and not open_batches
