@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -53,8 +53,12 @@ DEFAULT_RPC_TIMEOUT = 10.0
 #: Attempts per read-only JSON-RPC call when the connection fails (web3's retry, 0.1 s backoff
 #: doubling); HTTP error statuses are not retried (they may carry a JSON-RPC revert).
 RPC_CONNECT_ATTEMPTS = 3
-#: How often wait_receipt polls, seconds.
-RECEIPT_POLL_INTERVAL = 0.05
+#: How long wait_mined / wait_receipt wait by default, seconds (chain.receipt_timeout_s).
+DEFAULT_RECEIPT_TIMEOUT = 60.0
+#: Receipt polling: the first pause, doubled after every poll up to the longest, seconds.
+#: (An automining dev node mines within milliseconds; a QBFT network in a block time.)
+RECEIPT_POLL_FIRST = 0.005
+RECEIPT_POLL_MAX = 0.25
 
 _ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -179,6 +183,17 @@ class TxReceipt:
 
 
 @dataclass(frozen=True)
+class RevokeTx:
+    """The transaction that emitted ``Revoked(subject, ...)``."""
+
+    tx_hash: str
+    block_number: int
+    subject: bytes
+    reason: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class AnchorTx:
     """The transaction that emitted ``Anchored(seq, root, ...)``."""
 
@@ -188,6 +203,13 @@ class AnchorTx:
     root: bytes
     leaf_count: int
     timestamp: int
+
+
+def is_confirmed(block_number: int, head: int, confirmations: int) -> bool:
+    """Whether a transaction mined in block ``block_number`` is final enough with the chain
+    at block ``head``: ``confirmations`` is the number of blocks *after* its own block
+    (0: mined is enough). The one meaning of ``chain.confirmations``."""
+    return head >= block_number + confirmations
 
 
 # --------------------------------------------------------------------------- artifact
@@ -336,6 +358,7 @@ class RegistryClient:
         self._chain_id: int | None = None
         anchored = self._event_abi("Anchored")
         self.anchored_topic = _hex(keccak(text=_event_signature(anchored)))
+        self.revoked_topic = _hex(keccak(text=_event_signature(self._event_abi("Revoked"))))
 
     # ----------------------------------------------------------- JSON-RPC plumbing
 
@@ -506,23 +529,50 @@ class RegistryClient:
             logs=tuple(raw.get("logs") or ()),
         )
 
-    def wait_receipt(
-        self, tx_hash: str, timeout: float = 60.0, confirmations: int = 1
+    def confirmed(self, block_number: int, confirmations: int) -> bool:
+        """:func:`is_confirmed` against the node's current block (no call when 0)."""
+        return confirmations == 0 or is_confirmed(block_number, self.block_number(),
+                                                  confirmations)
+
+    def wait_mined(
+        self,
+        tx_hash: str,
+        *,
+        timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        confirmations: int = 0,
+        on_poll: Callable[[], None] | None = None,
+        what: str = "transaction",
     ) -> TxReceipt:
-        """Wait until ``tx_hash`` is mined and ``confirmations`` blocks deep (1 = its own block).
-        Raises ChainTimeout, or ChainReverted (with the replayed revert decoded) on status 0."""
+        """The one receipt wait: poll until ``tx_hash`` is mined and ``confirmations`` blocks
+        are on top of its block (see :func:`is_confirmed`), and return its receipt. A failed
+        transaction (status 0) is returned as soon as it is mined, the caller decides what it
+        means. ``on_poll`` runs after every receipt poll (the worker's crash injection).
+        Raises ChainTimeout after ``timeout`` seconds; ``what`` names the transaction there."""
         deadline = time.monotonic() + timeout
+        delay = RECEIPT_POLL_FIRST
         while True:
             receipt = self.get_receipt(tx_hash)
-            if receipt is not None:
-                if receipt.status != 1:
-                    raise self._reverted_receipt(receipt)
-                if self.block_number() - receipt.block_number + 1 >= confirmations:
-                    return receipt
+            if on_poll is not None:
+                on_poll()
+            if receipt is not None and (
+                receipt.status != 1 or self.confirmed(receipt.block_number, confirmations)
+            ):
+                return receipt
             if time.monotonic() >= deadline:
-                state = "not mined" if receipt is None else f"fewer than {confirmations} conf."
-                raise ChainTimeout(f"transaction {tx_hash} {state} after {timeout:g} s")
-            time.sleep(RECEIPT_POLL_INTERVAL)
+                state = "not mined" if receipt is None else f"not {confirmations} blocks deep"
+                raise ChainTimeout(f"{what} {tx_hash} {state} after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, RECEIPT_POLL_MAX)
+
+    def wait_receipt(
+        self, tx_hash: str, timeout: float = DEFAULT_RECEIPT_TIMEOUT, confirmations: int = 0
+    ) -> TxReceipt:
+        """:meth:`wait_mined`, raising ChainReverted (with the replayed revert decoded) for a
+        failed transaction. ``confirmations`` counts blocks after the transaction's own."""
+        receipt = self.wait_mined(tx_hash, timeout=timeout, confirmations=confirmations)
+        if receipt.status != 1:
+            raise self._reverted_receipt(receipt)
+        return receipt
 
     def _reverted_receipt(self, receipt: TxReceipt) -> ChainReverted:
         """Replay a failed transaction with eth_call on the parent state to get revert data."""
@@ -555,8 +605,8 @@ class RegistryClient:
         return self._sign(self.revoke_calldata(subject, reason), nonce, REVOKE_GAS_LIMIT, fees)
 
     def revoke(
-        self, subject: bytes | str, reason: bytes | str, *, timeout: float = 60.0,
-        confirmations: int = 1,
+        self, subject: bytes | str, reason: bytes | str, *,
+        timeout: float = DEFAULT_RECEIPT_TIMEOUT, confirmations: int = 0,
     ) -> TxReceipt:
         """Revoke ``subject`` with ``reason``: simulate, sign, send, wait for the receipt.
         Raises ChainReverted (e.g. EvidenceRegistryAlreadyRevoked) without sending if the
@@ -595,6 +645,34 @@ class RegistryClient:
                 seq=seq,
                 root=root32,
                 leaf_count=int(leaf_count),
+                timestamp=int(timestamp),
+            )
+        return None
+
+    def find_revoke_tx(self, subject: bytes | str, from_block: int = 0) -> RevokeTx | None:
+        """The transaction whose ``Revoked`` event has this indexed subject, or None."""
+        subject32 = _as_bytes32(subject, "subject")
+        logs = self.rpc("eth_getLogs", [{
+            "address": self.address,
+            "fromBlock": hex(from_block),
+            "toBlock": "latest",
+            "topics": [self.revoked_topic, _hex(subject32)],
+        }])
+        if not isinstance(logs, list):
+            raise ChainBadResponse("eth_getLogs: result is not a list")
+        for log in logs:
+            if not isinstance(log, Mapping) or log.get("removed"):
+                continue
+            try:
+                reason, timestamp = abi_decode(["bytes32", "uint64"], _to_bytes(log["data"]),
+                                               strict=True)
+            except (DecodingError, ValueError, KeyError):
+                continue
+            return RevokeTx(
+                tx_hash=str(log["transactionHash"]).lower(),
+                block_number=int(log["blockNumber"], 16),
+                subject=subject32,
+                reason=bytes(reason),
                 timestamp=int(timestamp),
             )
         return None

@@ -9,7 +9,8 @@ really happened (`batchCount`, `anchorOf`, the `Anchored` log) before sending an
 2. sign      the signed raw transaction, its hash and nonce are stored (`sent`) before
              it is broadcast, so a crash after broadcasting can always find it again;
 3. send      broadcast the stored raw transaction;
-4. wait      poll for the receipt (+ `confirmations` blocks), then mark `anchored`.
+4. wait      poll for the receipt (+ `confirmations` blocks: RegistryClient.wait_mined,
+             the same wait revocations use), then mark `anchored`.
 
 The rows behind these steps are read and written by anchoring/batches.py; the worker's
 own `service_state` keys by anchoring/status.py.
@@ -53,7 +54,6 @@ from service.anchoring.contract import (
     ChainError,
     ChainRejected,
     ChainReverted,
-    ChainTimeout,
     Fees,
     RegistryClient,
     TxReceipt,
@@ -423,22 +423,13 @@ class AnchorWorker:
 
     def _wait_receipt(self, tx_hash: str) -> TxReceipt:
         cfg = self.settings.chain
-        deadline = time.monotonic() + cfg.receipt_timeout_s
-        delay = 0.005
-        receipt: TxReceipt | None = None
-        while True:
-            receipt = self.client.get_receipt(tx_hash)
-            self._crash("waiting")
-            if receipt is not None:
-                if receipt.status != 1 or cfg.confirmations == 0:
-                    return receipt
-                if self.client.block_number() >= receipt.block_number + cfg.confirmations:
-                    return receipt
-            if time.monotonic() >= deadline:
-                state = "not mined" if receipt is None else "not confirmed"
-                raise ChainTimeout(f"anchor tx {tx_hash} {state} after {cfg.receipt_timeout_s:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        return self.client.wait_mined(
+            tx_hash,
+            timeout=cfg.receipt_timeout_s,
+            confirmations=cfg.confirmations,
+            on_poll=lambda: self._crash("waiting"),
+            what="anchor tx",
+        )
 
     def _anchored_event(self, receipt: TxReceipt, batch: Any) -> int | None:
         """The block timestamp from the receipt's Anchored(seq, root) log, or None."""
@@ -494,8 +485,7 @@ class AnchorWorker:
             found = c.find_anchor_tx(batch.seq, batch.root)
             if found is None:
                 raise ChainError(f"batch {batch.seq} is anchored but its Anchored log is missing")
-            confirmations = self.settings.chain.confirmations
-            if confirmations and c.block_number() < found.block_number + confirmations:
+            if not c.confirmed(found.block_number, self.settings.chain.confirmations):
                 return False
             receipt = c.get_receipt(found.tx_hash)
             log.info(
@@ -561,7 +551,13 @@ class AnchorWorker:
             if exc.name == "service.anchoring.revocations":
                 return
             raise
-        done = process_pending_revocations(self._sessions, self.client)
+        cfg = self.settings.chain
+        done = process_pending_revocations(
+            self._sessions,
+            self.client,
+            confirmations=cfg.confirmations,
+            receipt_timeout_s=cfg.receipt_timeout_s,
+        )
         if done:
             self._nonce = None  # the revocations used nonces of the same account
 
