@@ -46,7 +46,6 @@ class ChainSettings(BaseModel):
     receipt_timeout_s: float = Field(default=60.0, gt=0)
     #: Port of the dev chain `jianzheng serve` / `jianzheng chain up` starts.
     dev_port: int = 8545
-    gas_limit: int = 200_000
 
 
 class AnchorSettings(BaseModel):
