@@ -20,6 +20,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from service.anchoring import contract as registry_contract
 from service.anchoring.contract import (
     ChainReverted,
     ChainTimeout,
@@ -302,6 +303,15 @@ def test_revoke_event_reads_and_double_revocation(hardhat: DevChain, fresh_regis
     assert info is not None and (info.reason, info.timestamp) == (reason, timestamp)
     # Revocation and anchoring are independent.
     assert c.batch_count() == 0
+
+
+def test_service_role_ids_and_topics_are_the_interfaces() -> None:
+    assert registry_contract.ANCHORER_ROLE == ANCHORER_ROLE
+    assert registry_contract.REVOKER_ROLE == REVOKER_ROLE
+    assert registry_contract.DEFAULT_ADMIN_ROLE == DEFAULT_ADMIN_ROLE
+    c = RegistryClient("http://127.0.0.1:9", DEV_ACCOUNTS[2].address, OUTSIDER.private_key)
+    assert (c.anchored_topic, c.revoked_topic) == ("0x" + ANCHORED_TOPIC.hex(),
+                                                   "0x" + REVOKED_TOPIC.hex())
 
 
 def test_confirmations_count_blocks_after_the_transactions_own() -> None:

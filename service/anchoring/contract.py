@@ -35,6 +35,12 @@ from web3.contract import Contract
 from web3.providers import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
+from verifier.chain import (
+    ANCHORED_EVENT_SIGNATURE,
+    ANCHORED_TOPIC,
+    REVOKED_EVENT_SIGNATURE,
+    REVOKED_TOPIC,
+)
 from verifier.models import AnchorInfo, RevocationInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +65,17 @@ DEFAULT_RECEIPT_TIMEOUT = 60.0
 #: (An automining dev node mines within milliseconds; a QBFT network in a block time.)
 RECEIPT_POLL_FIRST = 0.005
 RECEIPT_POLL_MAX = 0.25
+
+#: OpenZeppelin AccessControl role ids (INTERFACE §2): keccak256 of the role's name, and
+#: zero for the admin role.
+DEFAULT_ADMIN_ROLE = b"\x00" * 32
+ANCHORER_ROLE = keccak(text="ANCHORER_ROLE")
+REVOKER_ROLE = keccak(text="REVOKER_ROLE")
+ROLE_IDS: Mapping[str, bytes] = {
+    "DEFAULT_ADMIN_ROLE": DEFAULT_ADMIN_ROLE,
+    "ANCHORER_ROLE": ANCHORER_ROLE,
+    "REVOKER_ROLE": REVOKER_ROLE,
+}
 
 _ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -356,9 +373,14 @@ class RegistryClient:
             if required not in self._selectors:
                 raise ContractArtifactError(f"ABI has no function {required}")
         self._chain_id: int | None = None
-        anchored = self._event_abi("Anchored")
-        self.anchored_topic = _hex(keccak(text=_event_signature(anchored)))
-        self.revoked_topic = _hex(keccak(text=_event_signature(self._event_abi("Revoked"))))
+        # The event topics are the spec's (verifier.chain, INTERFACE §2); an artifact whose
+        # events differ is not this registry.
+        for name, signature in (("Anchored", ANCHORED_EVENT_SIGNATURE),
+                                ("Revoked", REVOKED_EVENT_SIGNATURE)):
+            if _event_signature(self._event_abi(name)) != signature:
+                raise ContractArtifactError(f"ABI event {name} is not {signature}")
+        self.anchored_topic = _hex(ANCHORED_TOPIC)
+        self.revoked_topic = _hex(REVOKED_TOPIC)
 
     # ----------------------------------------------------------- JSON-RPC plumbing
 
@@ -462,7 +484,7 @@ class RegistryClient:
         return RevocationInfo(subject_bytes, bytes(reason), int(timestamp))
 
     def has_role(self, role_name: str, account: str) -> bool:
-        role = b"\x00" * 32 if role_name == "DEFAULT_ADMIN_ROLE" else keccak(text=role_name)
+        role = ROLE_IDS.get(role_name) or keccak(text=role_name)
         return bool(self._view("hasRole", [role, to_checksum_address(account)], ["bool"])[0])
 
     # ----------------------------------------------------------- writes
