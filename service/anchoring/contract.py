@@ -1,10 +1,11 @@
 """Client for the on-chain EvidenceRegistry (INTERFACE.md section 2).
 
 Transactions are signed locally (eth-account, coincurve backend) and sent raw; the node never
-holds a key. Every JSON-RPC call goes through one place (:meth:`RegistryClient.rpc`) so that
-failures map onto one small exception tree rooted at :class:`ChainError`, each with a stable
-``code``. Reverts are recognised by their revert data, decoded against the contract ABI, never
-by exception class or message text (Hardhat, anvil and Besu word them differently).
+holds a key. Every JSON-RPC call of the service goes through one place (:meth:`ChainRpc.rpc`,
+which RegistryClient, the dev-chain helpers and the start-up checks share) so that failures
+map onto one small exception tree rooted at :class:`ChainError`, each with a stable ``code``.
+Reverts are recognised by their revert data, decoded against the contract ABI, never by
+exception class or message text (Hardhat, anvil and Besu word them differently).
 
 A mined transaction that failed (receipt status 0) carries no revert data; it is recovered by
 replaying the transaction with ``eth_call`` against the state before its block, which is exact
@@ -335,54 +336,32 @@ def _find_revert_data(error: Any) -> bytes | None:
     return None
 
 
-# --------------------------------------------------------------------------- client
-
-
-class RegistryClient:
-    """Reads and writes one EvidenceRegistry as the account of ``private_key``."""
+class ChainRpc:
+    """The service's one JSON-RPC client: web3's HTTP provider with every failure mapped onto
+    ChainError subclasses and reverts decoded (against ``abi`` if given, else only
+    ``Error(string)``/``Panic``). RegistryClient speaks through one; the dev-chain helpers and
+    start-up checks use one on its own. ``retries`` is the number of attempts on a failed
+    connection (0: none, for a caller that polls on its own)."""
 
     def __init__(
         self,
         w3_or_rpc_url: Web3 | str,
-        registry_address: str,
-        private_key: str | bytes,
         *,
-        artifact: Mapping[str, Any] | None = None,
-        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        timeout: float = DEFAULT_RPC_TIMEOUT,
+        retries: int = RPC_CONNECT_ATTEMPTS,
+        abi: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if isinstance(w3_or_rpc_url, str):
             retry = ExceptionRetryConfiguration(
                 errors=(requests.ConnectionError, requests.Timeout),
-                retries=RPC_CONNECT_ATTEMPTS,
+                retries=retries,
                 backoff_factor=0.1,
-            )
-            self.w3 = Web3(HTTPProvider(w3_or_rpc_url, request_kwargs={"timeout": rpc_timeout},
+            ) if retries else None
+            self.w3 = Web3(HTTPProvider(w3_or_rpc_url, request_kwargs={"timeout": timeout},
                                         exception_retry_configuration=retry))
         else:
             self.w3 = w3_or_rpc_url
-        self.address = to_checksum_address(registry_address)
-        self._account = Account.from_key(private_key)
-        self.sender: str = self._account.address
-        self.abi: list[dict[str, Any]] = list((artifact or load_artifact())["abi"])
-        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.abi)
-        self._selectors = {
-            str(e["name"]): bytes(function_abi_to_4byte_selector(cast(ABIFunction, e)))
-            for e in self.abi if e.get("type") == "function"
-        }
-        for required in ("anchor", "revoke", "anchorOf", "revocationOf", "batchCount"):
-            if required not in self._selectors:
-                raise ContractArtifactError(f"ABI has no function {required}")
-        self._chain_id: int | None = None
-        # The event topics are the spec's (verifier.chain, INTERFACE §2); an artifact whose
-        # events differ is not this registry.
-        for name, signature in (("Anchored", ANCHORED_EVENT_SIGNATURE),
-                                ("Revoked", REVOKED_EVENT_SIGNATURE)):
-            if _event_signature(self._event_abi(name)) != signature:
-                raise ContractArtifactError(f"ABI event {name} is not {signature}")
-        self.anchored_topic = _hex(ANCHORED_TOPIC)
-        self.revoked_topic = _hex(REVOKED_TOPIC)
-
-    # ----------------------------------------------------------- JSON-RPC plumbing
+        self.abi = abi
 
     def rpc(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; maps every failure onto ChainError subclasses."""
@@ -405,7 +384,7 @@ class RegistryClient:
             message = str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
             data = _find_revert_data(error)
             if data is not None:
-                revert = decode_revert(data, self.abi)
+                revert = decode_revert(data, self.abi if self.abi is not None else ())
                 raise ChainReverted(f"{method}: reverted: {_describe(revert, data)}", data, revert)
             rpc_code = error.get("code") if isinstance(error, Mapping) else None
             raise ChainRejected(f"{method}: {message}",
@@ -413,6 +392,72 @@ class RegistryClient:
         if "result" not in response:
             raise ChainBadResponse(f"{method}: JSON-RPC answer without result")
         return response["result"]
+
+    def chain_id(self) -> int:
+        return _quantity(self.rpc("eth_chainId", []), "eth_chainId")
+
+    def has_code(self, address: str) -> bool:
+        """Whether ``address`` holds contract code at the latest block."""
+        code = self.rpc("eth_getCode", [to_checksum_address(address), "latest"])
+        return isinstance(code, str) and code not in ("0x", "0x0", "")
+
+
+def _quantity(value: Any, method: str) -> int:
+    """A JSON-RPC hex quantity as an int; ChainBadResponse if it is not one."""
+    try:
+        return int(value, 16)
+    except (TypeError, ValueError) as exc:
+        raise ChainBadResponse(f"{method}: result {value!r} is not a quantity") from exc
+
+
+# --------------------------------------------------------------------------- client
+
+
+class RegistryClient:
+    """Reads and writes one EvidenceRegistry as the account of ``private_key``."""
+
+    def __init__(
+        self,
+        w3_or_rpc_url: Web3 | str,
+        registry_address: str,
+        private_key: str | bytes,
+        *,
+        artifact: Mapping[str, Any] | None = None,
+        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+    ) -> None:
+        self.abi: list[dict[str, Any]] = list((artifact or load_artifact())["abi"])
+        self._rpc = ChainRpc(w3_or_rpc_url, timeout=rpc_timeout, abi=self.abi)
+        self.w3 = self._rpc.w3
+        self.address = to_checksum_address(registry_address)
+        self._account = Account.from_key(private_key)
+        self.sender: str = self._account.address
+        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.abi)
+        self._selectors = {
+            str(e["name"]): bytes(function_abi_to_4byte_selector(cast(ABIFunction, e)))
+            for e in self.abi if e.get("type") == "function"
+        }
+        for required in ("anchor", "revoke", "anchorOf", "revocationOf", "batchCount"):
+            if required not in self._selectors:
+                raise ContractArtifactError(f"ABI has no function {required}")
+        self._chain_id: int | None = None
+        # The event topics are the spec's (verifier.chain, INTERFACE §2); an artifact whose
+        # events differ is not this registry.
+        for name, signature in (("Anchored", ANCHORED_EVENT_SIGNATURE),
+                                ("Revoked", REVOKED_EVENT_SIGNATURE)):
+            if _event_signature(self._event_abi(name)) != signature:
+                raise ContractArtifactError(f"ABI event {name} is not {signature}")
+        self.anchored_topic = _hex(ANCHORED_TOPIC)
+        self.revoked_topic = _hex(REVOKED_TOPIC)
+
+    # ----------------------------------------------------------- JSON-RPC plumbing
+
+    def rpc(self, method: str, params: Sequence[Any]) -> Any:
+        """One JSON-RPC call (:meth:`ChainRpc.rpc`, reverts decoded against the ABI)."""
+        return self._rpc.rpc(method, params)
+
+    def has_code(self, address: str | None = None) -> bool:
+        """Whether a contract exists at ``address`` (default: the registry)."""
+        return self._rpc.has_code(address or self.address)
 
     def call(self, data: str, block: str = "latest", sender: str | None = None) -> bytes:
         """Raw ``eth_call`` to the registry (as ``sender`` if given); raises ChainReverted."""
@@ -443,7 +488,7 @@ class RegistryClient:
 
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.rpc("eth_chainId", []), 16)
+            self._chain_id = self._rpc.chain_id()
         return self._chain_id
 
     def block_number(self) -> int:

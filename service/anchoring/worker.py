@@ -304,8 +304,7 @@ class AnchorWorker:
             raise ChainMismatch(
                 f"node chain id {chain_id} is not the configured {self.chain.chain_id}"
             )
-        code = c.rpc("eth_getCode", [c.address, "latest"])
-        if not isinstance(code, str) or code in ("0x", "0x0", ""):
+        if not c.has_code():
             raise ChainMismatch(
                 f"no contract at registry {c.address} on chain {chain_id} "
                 "(dev chain state lost, or the wrong chain/registry is configured)"
