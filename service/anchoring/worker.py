@@ -59,6 +59,7 @@ from service.anchoring.contract import (
     TxReceipt,
 )
 from service.anchoring.leader import LeaderLock, make_leader_lock
+from service.anchoring.revocations import process_pending_revocations
 from service.anchoring.status import (
     STATE_HALTED,
     STATE_LAST_ERROR,
@@ -544,12 +545,7 @@ class AnchorWorker:
         return True
 
     def _process_revocations(self) -> None:
-        try:
-            from service.anchoring.revocations import process_pending_revocations
-        except ModuleNotFoundError as exc:
-            if exc.name == "service.anchoring.revocations":
-                return
-            raise
+        """Send queued report revocations (same account, so between anchors)."""
         cfg = self.settings.chain
         done = process_pending_revocations(
             self._sessions,
