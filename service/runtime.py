@@ -65,11 +65,9 @@ def _read_deployment(settings: Settings) -> dict[str, Any] | None:
 
 
 def _has_code(rpc_url: str, address: str) -> bool:
-    from service.anchoring.contract import RegistryClient
+    from service.anchoring.contract import ChainRpc
 
-    client = RegistryClient(rpc_url, address, "0x" + "11" * 32)
-    code = client.rpc("eth_getCode", [client.address, "latest"])
-    return isinstance(code, str) and code not in ("0x", "0x0", "")
+    return ChainRpc(rpc_url).has_code(address)
 
 
 def dev_chain(settings: Settings, *, start: bool) -> tuple[ChainInfo, Any | None]:

@@ -39,12 +39,13 @@ class ChainSettings(BaseModel):
     chain_id: int | None = None
     registry: str = ""
     private_key: SecretStr = SecretStr(DEV_SERVICE_KEY)
-    #: Blocks to wait after the anchor's block before a batch counts as anchored.
+    #: Blocks to wait after a transaction's own block before a batch counts as anchored
+    #: or a revocation as written (0: mined is enough).
     confirmations: int = Field(default=0, ge=0)
+    #: Longest wait for an anchor or revoke transaction to be mined and confirmed.
     receipt_timeout_s: float = Field(default=60.0, gt=0)
     #: Port of the dev chain `jianzheng serve` / `jianzheng chain up` starts.
     dev_port: int = 8545
-    gas_limit: int = 200_000
 
 
 class AnchorSettings(BaseModel):

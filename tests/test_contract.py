@@ -20,14 +20,17 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from service.anchoring import contract as registry_contract
 from service.anchoring.contract import (
     ChainReverted,
+    ChainTimeout,
     ChainUnreachable,
     ContractArtifactError,
     RegistryClient,
     RegistryRevert,
     TxReceipt,
     decode_revert,
+    is_confirmed,
     load_artifact,
 )
 from service.anchoring.devchain import DEV_ACCOUNTS, free_port
@@ -300,6 +303,40 @@ def test_revoke_event_reads_and_double_revocation(hardhat: DevChain, fresh_regis
     assert info is not None and (info.reason, info.timestamp) == (reason, timestamp)
     # Revocation and anchoring are independent.
     assert c.batch_count() == 0
+
+
+def test_service_role_ids_and_topics_are_the_interfaces() -> None:
+    assert registry_contract.ANCHORER_ROLE == ANCHORER_ROLE
+    assert registry_contract.REVOKER_ROLE == REVOKER_ROLE
+    assert registry_contract.DEFAULT_ADMIN_ROLE == DEFAULT_ADMIN_ROLE
+    c = RegistryClient("http://127.0.0.1:9", DEV_ACCOUNTS[2].address, OUTSIDER.private_key)
+    assert (c.anchored_topic, c.revoked_topic) == ("0x" + ANCHORED_TOPIC.hex(),
+                                                   "0x" + REVOKED_TOPIC.hex())
+
+
+def test_confirmations_count_blocks_after_the_transactions_own() -> None:
+    assert is_confirmed(10, 10, 0)
+    assert not is_confirmed(10, 11, 2)
+    assert is_confirmed(10, 12, 2)
+    assert not is_confirmed(10, 9, 0)  # a head behind the receipt (another node) is not final
+
+
+@pytest.mark.chain
+def test_receipt_wait_honours_confirmations(hardhat: DevChain, fresh_registry: str) -> None:
+    c = client(hardhat, fresh_registry)
+    subject, reason = unique32("subject"), unique32("reason")
+    signed = c.build_revoke_tx(subject, reason, c.pending_nonce())
+    tx_hash = c.send_raw(signed.raw)
+    assert c.wait_receipt(tx_hash, timeout=5, confirmations=0).tx_hash == tx_hash
+    with pytest.raises(ChainTimeout, match="not 1 blocks deep after 0.2 s"):
+        c.wait_mined(tx_hash, timeout=0.2, confirmations=1)
+    c.rpc("evm_mine", [])
+    receipt = c.wait_mined(tx_hash, timeout=5, confirmations=1, what="revoke tx")
+    assert c.confirmed(receipt.block_number, 1) and not c.confirmed(receipt.block_number, 2)
+    found = c.find_revoke_tx(subject)
+    assert found is not None and found.tx_hash == tx_hash and found.reason == reason
+    assert found.block_number == receipt.block_number
+    assert c.find_revoke_tx(unique32("never revoked")) is None
 
 
 @pytest.mark.chain

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -28,6 +33,42 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@contextmanager
+def _answering(body: bytes) -> Iterator[str]:
+    """An HTTP server on loopback that answers every POST with `body`; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rpc_chain_id_reads_the_id_and_nothing_else() -> None:
+    """rpc_chain_id speaks through the service's one JSON-RPC client (ChainRpc)."""
+    with _answering(b'{"jsonrpc": "2.0", "id": 0, "result": "0x7a69"}') as url:
+        assert rpc_chain_id(url, timeout=1.0) == 31337
+    for junk in (b"<html>not a node</html>", b'{"jsonrpc": "2.0", "id": 0, "result": "zz"}',
+                 b'{"jsonrpc": "2.0", "id": 0, "error": {"code": -32601, "message": "no"}}'):
+        with _answering(junk) as url:
+            assert rpc_chain_id(url, timeout=1.0) is None
+    assert rpc_chain_id(f"http://127.0.0.1:{free_port()}", timeout=1.0) is None
 
 
 def test_dev_accounts_match_their_keys() -> None:

@@ -1,10 +1,11 @@
 """Client for the on-chain EvidenceRegistry (INTERFACE.md section 2).
 
 Transactions are signed locally (eth-account, coincurve backend) and sent raw; the node never
-holds a key. Every JSON-RPC call goes through one place (:meth:`RegistryClient.rpc`) so that
-failures map onto one small exception tree rooted at :class:`ChainError`, each with a stable
-``code``. Reverts are recognised by their revert data, decoded against the contract ABI, never
-by exception class or message text (Hardhat, anvil and Besu word them differently).
+holds a key. Every JSON-RPC call of the service goes through one place (:meth:`ChainRpc.rpc`,
+which RegistryClient, the dev-chain helpers and the start-up checks share) so that failures
+map onto one small exception tree rooted at :class:`ChainError`, each with a stable ``code``.
+Reverts are recognised by their revert data, decoded against the contract ABI, never by
+exception class or message text (Hardhat, anvil and Besu word them differently).
 
 A mined transaction that failed (receipt status 0) carries no revert data; it is recovered by
 replaying the transaction with ``eth_call`` against the state before its block, which is exact
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -35,6 +36,12 @@ from web3.contract import Contract
 from web3.providers import HTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
+from verifier.chain import (
+    ANCHORED_EVENT_SIGNATURE,
+    ANCHORED_TOPIC,
+    REVOKED_EVENT_SIGNATURE,
+    REVOKED_TOPIC,
+)
 from verifier.models import AnchorInfo, RevocationInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +60,23 @@ DEFAULT_RPC_TIMEOUT = 10.0
 #: Attempts per read-only JSON-RPC call when the connection fails (web3's retry, 0.1 s backoff
 #: doubling); HTTP error statuses are not retried (they may carry a JSON-RPC revert).
 RPC_CONNECT_ATTEMPTS = 3
-#: How often wait_receipt polls, seconds.
-RECEIPT_POLL_INTERVAL = 0.05
+#: How long wait_mined / wait_receipt wait by default, seconds (chain.receipt_timeout_s).
+DEFAULT_RECEIPT_TIMEOUT = 60.0
+#: Receipt polling: the first pause, doubled after every poll up to the longest, seconds.
+#: (An automining dev node mines within milliseconds; a QBFT network in a block time.)
+RECEIPT_POLL_FIRST = 0.005
+RECEIPT_POLL_MAX = 0.25
+
+#: OpenZeppelin AccessControl role ids (INTERFACE §2): keccak256 of the role's name, and
+#: zero for the admin role.
+DEFAULT_ADMIN_ROLE = b"\x00" * 32
+ANCHORER_ROLE = keccak(text="ANCHORER_ROLE")
+REVOKER_ROLE = keccak(text="REVOKER_ROLE")
+ROLE_IDS: Mapping[str, bytes] = {
+    "DEFAULT_ADMIN_ROLE": DEFAULT_ADMIN_ROLE,
+    "ANCHORER_ROLE": ANCHORER_ROLE,
+    "REVOKER_ROLE": REVOKER_ROLE,
+}
 
 _ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -179,6 +201,17 @@ class TxReceipt:
 
 
 @dataclass(frozen=True)
+class RevokeTx:
+    """The transaction that emitted ``Revoked(subject, ...)``."""
+
+    tx_hash: str
+    block_number: int
+    subject: bytes
+    reason: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class AnchorTx:
     """The transaction that emitted ``Anchored(seq, root, ...)``."""
 
@@ -188,6 +221,13 @@ class AnchorTx:
     root: bytes
     leaf_count: int
     timestamp: int
+
+
+def is_confirmed(block_number: int, head: int, confirmations: int) -> bool:
+    """Whether a transaction mined in block ``block_number`` is final enough with the chain
+    at block ``head``: ``confirmations`` is the number of blocks *after* its own block
+    (0: mined is enough). The one meaning of ``chain.confirmations``."""
+    return head >= block_number + confirmations
 
 
 # --------------------------------------------------------------------------- artifact
@@ -296,48 +336,32 @@ def _find_revert_data(error: Any) -> bytes | None:
     return None
 
 
-# --------------------------------------------------------------------------- client
-
-
-class RegistryClient:
-    """Reads and writes one EvidenceRegistry as the account of ``private_key``."""
+class ChainRpc:
+    """The service's one JSON-RPC client: web3's HTTP provider with every failure mapped onto
+    ChainError subclasses and reverts decoded (against ``abi`` if given, else only
+    ``Error(string)``/``Panic``). RegistryClient speaks through one; the dev-chain helpers and
+    start-up checks use one on its own. ``retries`` is the number of attempts on a failed
+    connection (0: none, for a caller that polls on its own)."""
 
     def __init__(
         self,
         w3_or_rpc_url: Web3 | str,
-        registry_address: str,
-        private_key: str | bytes,
         *,
-        artifact: Mapping[str, Any] | None = None,
-        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        timeout: float = DEFAULT_RPC_TIMEOUT,
+        retries: int = RPC_CONNECT_ATTEMPTS,
+        abi: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         if isinstance(w3_or_rpc_url, str):
             retry = ExceptionRetryConfiguration(
                 errors=(requests.ConnectionError, requests.Timeout),
-                retries=RPC_CONNECT_ATTEMPTS,
+                retries=retries,
                 backoff_factor=0.1,
-            )
-            self.w3 = Web3(HTTPProvider(w3_or_rpc_url, request_kwargs={"timeout": rpc_timeout},
+            ) if retries else None
+            self.w3 = Web3(HTTPProvider(w3_or_rpc_url, request_kwargs={"timeout": timeout},
                                         exception_retry_configuration=retry))
         else:
             self.w3 = w3_or_rpc_url
-        self.address = to_checksum_address(registry_address)
-        self._account = Account.from_key(private_key)
-        self.sender: str = self._account.address
-        self.abi: list[dict[str, Any]] = list((artifact or load_artifact())["abi"])
-        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.abi)
-        self._selectors = {
-            str(e["name"]): bytes(function_abi_to_4byte_selector(cast(ABIFunction, e)))
-            for e in self.abi if e.get("type") == "function"
-        }
-        for required in ("anchor", "revoke", "anchorOf", "revocationOf", "batchCount"):
-            if required not in self._selectors:
-                raise ContractArtifactError(f"ABI has no function {required}")
-        self._chain_id: int | None = None
-        anchored = self._event_abi("Anchored")
-        self.anchored_topic = _hex(keccak(text=_event_signature(anchored)))
-
-    # ----------------------------------------------------------- JSON-RPC plumbing
+        self.abi = abi
 
     def rpc(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; maps every failure onto ChainError subclasses."""
@@ -360,7 +384,7 @@ class RegistryClient:
             message = str(error.get("message", error)) if isinstance(error, Mapping) else str(error)
             data = _find_revert_data(error)
             if data is not None:
-                revert = decode_revert(data, self.abi)
+                revert = decode_revert(data, self.abi if self.abi is not None else ())
                 raise ChainReverted(f"{method}: reverted: {_describe(revert, data)}", data, revert)
             rpc_code = error.get("code") if isinstance(error, Mapping) else None
             raise ChainRejected(f"{method}: {message}",
@@ -368,6 +392,72 @@ class RegistryClient:
         if "result" not in response:
             raise ChainBadResponse(f"{method}: JSON-RPC answer without result")
         return response["result"]
+
+    def chain_id(self) -> int:
+        return _quantity(self.rpc("eth_chainId", []), "eth_chainId")
+
+    def has_code(self, address: str) -> bool:
+        """Whether ``address`` holds contract code at the latest block."""
+        code = self.rpc("eth_getCode", [to_checksum_address(address), "latest"])
+        return isinstance(code, str) and code not in ("0x", "0x0", "")
+
+
+def _quantity(value: Any, method: str) -> int:
+    """A JSON-RPC hex quantity as an int; ChainBadResponse if it is not one."""
+    try:
+        return int(value, 16)
+    except (TypeError, ValueError) as exc:
+        raise ChainBadResponse(f"{method}: result {value!r} is not a quantity") from exc
+
+
+# --------------------------------------------------------------------------- client
+
+
+class RegistryClient:
+    """Reads and writes one EvidenceRegistry as the account of ``private_key``."""
+
+    def __init__(
+        self,
+        w3_or_rpc_url: Web3 | str,
+        registry_address: str,
+        private_key: str | bytes,
+        *,
+        artifact: Mapping[str, Any] | None = None,
+        rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+    ) -> None:
+        self.abi: list[dict[str, Any]] = list((artifact or load_artifact())["abi"])
+        self._rpc = ChainRpc(w3_or_rpc_url, timeout=rpc_timeout, abi=self.abi)
+        self.w3 = self._rpc.w3
+        self.address = to_checksum_address(registry_address)
+        self._account = Account.from_key(private_key)
+        self.sender: str = self._account.address
+        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.abi)
+        self._selectors = {
+            str(e["name"]): bytes(function_abi_to_4byte_selector(cast(ABIFunction, e)))
+            for e in self.abi if e.get("type") == "function"
+        }
+        for required in ("anchor", "revoke", "anchorOf", "revocationOf", "batchCount"):
+            if required not in self._selectors:
+                raise ContractArtifactError(f"ABI has no function {required}")
+        self._chain_id: int | None = None
+        # The event topics are the spec's (verifier.chain, INTERFACE §2); an artifact whose
+        # events differ is not this registry.
+        for name, signature in (("Anchored", ANCHORED_EVENT_SIGNATURE),
+                                ("Revoked", REVOKED_EVENT_SIGNATURE)):
+            if _event_signature(self._event_abi(name)) != signature:
+                raise ContractArtifactError(f"ABI event {name} is not {signature}")
+        self.anchored_topic = _hex(ANCHORED_TOPIC)
+        self.revoked_topic = _hex(REVOKED_TOPIC)
+
+    # ----------------------------------------------------------- JSON-RPC plumbing
+
+    def rpc(self, method: str, params: Sequence[Any]) -> Any:
+        """One JSON-RPC call (:meth:`ChainRpc.rpc`, reverts decoded against the ABI)."""
+        return self._rpc.rpc(method, params)
+
+    def has_code(self, address: str | None = None) -> bool:
+        """Whether a contract exists at ``address`` (default: the registry)."""
+        return self._rpc.has_code(address or self.address)
 
     def call(self, data: str, block: str = "latest", sender: str | None = None) -> bytes:
         """Raw ``eth_call`` to the registry (as ``sender`` if given); raises ChainReverted."""
@@ -398,7 +488,7 @@ class RegistryClient:
 
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.rpc("eth_chainId", []), 16)
+            self._chain_id = self._rpc.chain_id()
         return self._chain_id
 
     def block_number(self) -> int:
@@ -439,7 +529,7 @@ class RegistryClient:
         return RevocationInfo(subject_bytes, bytes(reason), int(timestamp))
 
     def has_role(self, role_name: str, account: str) -> bool:
-        role = b"\x00" * 32 if role_name == "DEFAULT_ADMIN_ROLE" else keccak(text=role_name)
+        role = ROLE_IDS.get(role_name) or keccak(text=role_name)
         return bool(self._view("hasRole", [role, to_checksum_address(account)], ["bool"])[0])
 
     # ----------------------------------------------------------- writes
@@ -506,23 +596,50 @@ class RegistryClient:
             logs=tuple(raw.get("logs") or ()),
         )
 
-    def wait_receipt(
-        self, tx_hash: str, timeout: float = 60.0, confirmations: int = 1
+    def confirmed(self, block_number: int, confirmations: int) -> bool:
+        """:func:`is_confirmed` against the node's current block (no call when 0)."""
+        return confirmations == 0 or is_confirmed(block_number, self.block_number(),
+                                                  confirmations)
+
+    def wait_mined(
+        self,
+        tx_hash: str,
+        *,
+        timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+        confirmations: int = 0,
+        on_poll: Callable[[], None] | None = None,
+        what: str = "transaction",
     ) -> TxReceipt:
-        """Wait until ``tx_hash`` is mined and ``confirmations`` blocks deep (1 = its own block).
-        Raises ChainTimeout, or ChainReverted (with the replayed revert decoded) on status 0."""
+        """The one receipt wait: poll until ``tx_hash`` is mined and ``confirmations`` blocks
+        are on top of its block (see :func:`is_confirmed`), and return its receipt. A failed
+        transaction (status 0) is returned as soon as it is mined, the caller decides what it
+        means. ``on_poll`` runs after every receipt poll (the worker's crash injection).
+        Raises ChainTimeout after ``timeout`` seconds; ``what`` names the transaction there."""
         deadline = time.monotonic() + timeout
+        delay = RECEIPT_POLL_FIRST
         while True:
             receipt = self.get_receipt(tx_hash)
-            if receipt is not None:
-                if receipt.status != 1:
-                    raise self._reverted_receipt(receipt)
-                if self.block_number() - receipt.block_number + 1 >= confirmations:
-                    return receipt
+            if on_poll is not None:
+                on_poll()
+            if receipt is not None and (
+                receipt.status != 1 or self.confirmed(receipt.block_number, confirmations)
+            ):
+                return receipt
             if time.monotonic() >= deadline:
-                state = "not mined" if receipt is None else f"fewer than {confirmations} conf."
-                raise ChainTimeout(f"transaction {tx_hash} {state} after {timeout:g} s")
-            time.sleep(RECEIPT_POLL_INTERVAL)
+                state = "not mined" if receipt is None else f"not {confirmations} blocks deep"
+                raise ChainTimeout(f"{what} {tx_hash} {state} after {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, RECEIPT_POLL_MAX)
+
+    def wait_receipt(
+        self, tx_hash: str, timeout: float = DEFAULT_RECEIPT_TIMEOUT, confirmations: int = 0
+    ) -> TxReceipt:
+        """:meth:`wait_mined`, raising ChainReverted (with the replayed revert decoded) for a
+        failed transaction. ``confirmations`` counts blocks after the transaction's own."""
+        receipt = self.wait_mined(tx_hash, timeout=timeout, confirmations=confirmations)
+        if receipt.status != 1:
+            raise self._reverted_receipt(receipt)
+        return receipt
 
     def _reverted_receipt(self, receipt: TxReceipt) -> ChainReverted:
         """Replay a failed transaction with eth_call on the parent state to get revert data."""
@@ -555,8 +672,8 @@ class RegistryClient:
         return self._sign(self.revoke_calldata(subject, reason), nonce, REVOKE_GAS_LIMIT, fees)
 
     def revoke(
-        self, subject: bytes | str, reason: bytes | str, *, timeout: float = 60.0,
-        confirmations: int = 1,
+        self, subject: bytes | str, reason: bytes | str, *,
+        timeout: float = DEFAULT_RECEIPT_TIMEOUT, confirmations: int = 0,
     ) -> TxReceipt:
         """Revoke ``subject`` with ``reason``: simulate, sign, send, wait for the receipt.
         Raises ChainReverted (e.g. EvidenceRegistryAlreadyRevoked) without sending if the
@@ -595,6 +712,34 @@ class RegistryClient:
                 seq=seq,
                 root=root32,
                 leaf_count=int(leaf_count),
+                timestamp=int(timestamp),
+            )
+        return None
+
+    def find_revoke_tx(self, subject: bytes | str, from_block: int = 0) -> RevokeTx | None:
+        """The transaction whose ``Revoked`` event has this indexed subject, or None."""
+        subject32 = _as_bytes32(subject, "subject")
+        logs = self.rpc("eth_getLogs", [{
+            "address": self.address,
+            "fromBlock": hex(from_block),
+            "toBlock": "latest",
+            "topics": [self.revoked_topic, _hex(subject32)],
+        }])
+        if not isinstance(logs, list):
+            raise ChainBadResponse("eth_getLogs: result is not a list")
+        for log in logs:
+            if not isinstance(log, Mapping) or log.get("removed"):
+                continue
+            try:
+                reason, timestamp = abi_decode(["bytes32", "uint64"], _to_bytes(log["data"]),
+                                               strict=True)
+            except (DecodingError, ValueError, KeyError):
+                continue
+            return RevokeTx(
+                tx_hash=str(log["transactionHash"]).lower(),
+                block_number=int(log["blockNumber"], 16),
+                subject=subject32,
+                reason=bytes(reason),
                 timestamp=int(timestamp),
             )
         return None

@@ -8,14 +8,11 @@ so :meth:`NodeProcess.stop` ends exactly the process it started.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +24,7 @@ from eth_utils.address import to_checksum_address
 from service.anchoring.contract import (
     DEPLOY_GAS_LIMIT,
     ChainError,
+    ChainRpc,
     RegistryClient,
     load_artifact,
 )
@@ -96,16 +94,11 @@ def port_is_free(port: int) -> bool:
 
 
 def rpc_chain_id(rpc_url: str, timeout: float = 2.0) -> int | None:
-    """``eth_chainId`` over plain HTTP, or None if the node does not answer (yet)."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
-    request = urllib.request.Request(
-        rpc_url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
+    """``eth_chainId`` (one attempt, no retries), or None if the node does not answer (yet)
+    or answers something that is not a chain id."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer: Any = json.loads(response.read())
-        return int(answer["result"], 16)
-    except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError):
+        return ChainRpc(rpc_url, timeout=timeout, retries=0).chain_id()
+    except (ChainError, ValueError):
         return None
 
 

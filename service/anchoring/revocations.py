@@ -7,6 +7,11 @@ in order). Each row goes `pending` -> `sent` (transaction hash stored before the
 broadcast) -> `done`. The step is idempotent: before sending, the registry is asked
 whether the subject is already revoked (a crash after the broadcast), and an
 `EvidenceRegistryAlreadyRevoked` revert also counts as done.
+
+"On chain" means what it means for an anchor: mined, and `chain.confirmations` blocks
+on top of the revocation's block (RegistryClient.wait_mined, with `chain.receipt_timeout_s`).
+A revocation mined but not yet deep enough stays `sent` (or `pending` when it was found on
+chain rather than sent by us) and is looked at again on the worker's next tick.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.anchoring.contract import ChainError, ChainReverted, RegistryClient
+from service.anchoring.contract import (
+    DEFAULT_RECEIPT_TIMEOUT,
+    ChainError,
+    ChainReverted,
+    RegistryClient,
+)
 from service.storage.models import ChainRevocation
 
 log = logging.getLogger(__name__)
 
 #: Rows handled per call (the worker calls again on its next tick).
 MAX_PER_CALL = 50
-RECEIPT_TIMEOUT_S = 60.0
 ALREADY_REVOKED = "EvidenceRegistryAlreadyRevoked"
 STATUS_PENDING = "pending"
 STATUS_SENT = "sent"
@@ -32,13 +41,18 @@ STATUS_DONE = "done"
 
 
 def process_pending_revocations(
-    session_factory: sessionmaker[Session], client: RegistryClient | Any
+    session_factory: sessionmaker[Session],
+    client: RegistryClient | Any,
+    *,
+    confirmations: int = 0,
+    receipt_timeout_s: float = DEFAULT_RECEIPT_TIMEOUT,
 ) -> int:
     """Send pending revocations; returns how many became `done` in this call.
 
-    Stops at the first chain failure other than a revert (node unreachable, timeout):
-    the row keeps its state, its `attempts` and `last_error` are updated, and the next
-    call retries it.
+    A revocation is done once its transaction is mined and `confirmations` blocks deep
+    (the worker passes `chain.confirmations` and `chain.receipt_timeout_s`). Stops at the
+    first chain failure other than a revert (node unreachable, timeout): the row keeps its
+    state, its `attempts` and `last_error` are updated, and the next call retries it.
     """
     with session_factory() as session:
         subjects = session.scalars(
@@ -50,7 +64,7 @@ def process_pending_revocations(
     done = 0
     for subject in subjects:
         try:
-            if _process_one(session_factory, client, subject):
+            if _process_one(session_factory, client, subject, confirmations, receipt_timeout_s):
                 done += 1
         except ChainError as exc:
             _record_failure(session_factory, subject, exc)
@@ -60,7 +74,11 @@ def process_pending_revocations(
 
 
 def _process_one(
-    session_factory: sessionmaker[Session], client: RegistryClient | Any, subject: str
+    session_factory: sessionmaker[Session],
+    client: RegistryClient | Any,
+    subject: str,
+    confirmations: int,
+    receipt_timeout_s: float,
 ) -> bool:
     with session_factory() as session:
         row = session.get(ChainRevocation, subject)
@@ -71,11 +89,13 @@ def _process_one(
     if status == STATUS_SENT and tx_hash:
         receipt = client.get_receipt(tx_hash)
         if receipt is not None and receipt.status == 1:
+            if not client.confirmed(receipt.block_number, confirmations):
+                return False  # mined, not yet deep enough: look again next time
             return _mark_done(session_factory, subject, tx_hash)
     # 1. Already on chain (a crash after the broadcast, or another sender)? Then done.
     if client.revocation_of(subject) is not None:
-        return _mark_done(session_factory, subject, tx_hash)
-    # 2. Sign, store the hash, broadcast, wait for the receipt.
+        return _done_if_deep(session_factory, client, subject, tx_hash, confirmations)
+    # 2. Sign, store the hash, broadcast, wait for the receipt and its confirmations.
     signed = client.build_revoke_tx(subject, reason, client.pending_nonce())
     with session_factory() as session:
         row = session.get(ChainRevocation, subject)
@@ -86,12 +106,30 @@ def _process_one(
         session.commit()
     try:
         client.send_raw(signed.raw)
-        client.wait_receipt(signed.hash, RECEIPT_TIMEOUT_S, 1)
+        client.wait_receipt(signed.hash, receipt_timeout_s, confirmations)
     except ChainReverted as exc:
         if exc.revert is not None and exc.revert.name == ALREADY_REVOKED:
-            return _mark_done(session_factory, subject, None)
+            return _done_if_deep(session_factory, client, subject, None, confirmations)
         raise
     return _mark_done(session_factory, subject, signed.hash)
+
+
+def _done_if_deep(
+    session_factory: sessionmaker[Session],
+    client: RegistryClient | Any,
+    subject: str,
+    tx_hash: str | None,
+    confirmations: int,
+) -> bool:
+    """The subject is revoked on chain already: done once that revocation (its `Revoked`
+    log) is `confirmations` blocks deep; False (look again next time) until then."""
+    if confirmations:
+        found = client.find_revoke_tx(subject)
+        if found is None:
+            raise ChainError(f"subject {subject} is revoked but its Revoked log is missing")
+        if not client.confirmed(found.block_number, confirmations):
+            return False
+    return _mark_done(session_factory, subject, tx_hash)
 
 
 def _mark_done(session_factory: sessionmaker[Session], subject: str, tx_hash: str | None) -> bool:

@@ -1,13 +1,13 @@
-"""What the anchoring worker records about itself (`service_state` keys) and how far behind
-anchoring is, read from the database so every API process reports the same (/healthz,
-/metrics) whichever process runs the worker."""
+"""What the anchoring worker records about itself (`service_state` keys), written by the
+worker, and how far behind anchoring is, read from the database so every API process
+reports the same (/healthz, /metrics) whichever process runs the worker."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.anchoring.contract import ChainError
@@ -71,3 +71,24 @@ def public_error(stored: str) -> str | None:
     if "Error" in name and ("SQL" in name or "Operational" in name or "psycopg" in stored):
         return "database_error"
     return "anchoring_error"
+
+
+def write_state(engine: Engine, values: dict[str, str]) -> None:
+    """Set `service_state` keys (insert those not there yet), in one transaction."""
+    with engine.begin() as conn:
+        for key, value in values.items():
+            done = conn.execute(
+                update(KeyValue).where(KeyValue.key == key).values(value=value)
+            ).rowcount
+            if not done:
+                conn.execute(insert(KeyValue).values(key=key, value=value))
+
+
+def record_failure(engine: Engine, message: str) -> None:
+    """Count one failed anchoring attempt and keep `message` as the last error."""
+    with engine.begin() as conn:
+        current = conn.execute(
+            select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
+        ).scalar()
+        count = int(current or 0) + 1
+    write_state(engine, {STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})

@@ -9,7 +9,11 @@ really happened (`batchCount`, `anchorOf`, the `Anchored` log) before sending an
 2. sign      the signed raw transaction, its hash and nonce are stored (`sent`) before
              it is broadcast, so a crash after broadcasting can always find it again;
 3. send      broadcast the stored raw transaction;
-4. wait      poll for the receipt (+ `confirmations` blocks), then mark `anchored`.
+4. wait      poll for the receipt (+ `confirmations` blocks: RegistryClient.wait_mined,
+             the same wait revocations use), then mark `anchored`.
+
+The rows behind these steps are read and written by anchoring/batches.py; the worker's
+own `service_state` keys by anchoring/status.py.
 
 Reconciliation (`_reconcile_batch`) turns any crash point back into step 2/3/4: a root
 already anchored on chain is recorded from its `Anchored` log; a root not anchored while
@@ -19,8 +23,8 @@ chain halts sending and is reported (service_state `anchor_halted`, /healthz), b
 sending then could only make things worse. The contract itself refuses a duplicate root
 and a sequence gap, so even a bug here cannot double-anchor or leave a gap on chain.
 
-One leader at a time: a PostgreSQL session advisory lock held on a dedicated connection,
-or an `flock` lock file next to a SQLite database. Others wait for the lock.
+One leader at a time (anchoring/leader.py): a PostgreSQL session advisory lock held on a
+dedicated connection, or an `flock` lock file next to a SQLite database. Others wait.
 
 `JZ_TEST_CRASH_AT=<point>[:<n>]` (tests only) makes the process SIGKILL itself the n-th
 time it reaches `point` (one of CRASH_POINTS).
@@ -29,8 +33,6 @@ time it reaches `point` (one of CRASH_POINTS).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import signal
@@ -39,34 +41,35 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from eth_abi.abi import decode as abi_decode
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.anchoring import batches
+from service.anchoring.batches import BatchRow
 from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import (
     ChainError,
     ChainRejected,
     ChainReverted,
-    ChainTimeout,
     Fees,
     RegistryClient,
     TxReceipt,
 )
+from service.anchoring.leader import LeaderLock, make_leader_lock
+from service.anchoring.revocations import process_pending_revocations
 from service.anchoring.status import (
-    STATE_ANCHOR_FAILURES,
     STATE_HALTED,
     STATE_LAST_ERROR,
     STATE_LEADER,
     STATE_WORKER_HEARTBEAT,
+    record_failure,
+    write_state,
 )
 from service.settings import Settings
-from service.storage.db import is_sqlite, make_sessionmaker
-from service.storage.models import Batch, KeyValue, Outbox
-from verifier.merkle import merkle_root
+from service.storage.db import make_sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,6 @@ CRASH_ENV = "JZ_TEST_CRASH_AT"
 #: in hand, batch not yet marked anchored.
 CRASH_POINTS = ("prepared", "signed", "sent", "waiting", "mined")
 
-#: Arbitrary 63-bit key of the PostgreSQL advisory lock that elects the leader.
-PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"jianzheng/anchor-worker").digest()[:8], "big") >> 1
 #: How often a non-leader retries the lock, and how often the leader checks it still holds it.
 LOCK_RETRY_S = 0.5
 LOCK_CHECK_S = 2.0
@@ -92,16 +93,10 @@ HALT_RECHECK_S = 5.0
 FEES_TTL_S = 30.0
 #: Longest error text kept in service_state.
 MAX_ERROR_TEXT = 500
-#: A batch whose prepare transaction saw concurrent outbox commits is retried this often.
-PREPARE_ATTEMPTS = 5
 
 
 class ChainMismatch(Exception):
     """The database and the chain disagree; sending anything could make it worse."""
-
-
-class _Retry(Exception):
-    """Internal: the prepare transaction saw a concurrent change; roll back and retry."""
 
 
 # --------------------------------------------------------------------------- crash injection
@@ -128,114 +123,6 @@ class _CrashInjector:
             log.warning("test crash injection: SIGKILL at %s", point)
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- leader election
-
-
-class LeaderLock(Protocol):
-    def acquire(self) -> bool: ...
-
-    def still_held(self) -> bool: ...
-
-    def release(self) -> None: ...
-
-
-class PgAdvisoryLock:
-    """`pg_try_advisory_lock` on a dedicated connection; the lock lives as long as it does."""
-
-    def __init__(self, engine: Engine, key: int = PG_LOCK_KEY) -> None:
-        self.engine = engine
-        self.key = key
-        self._conn: Connection | None = None
-
-    def acquire(self) -> bool:
-        if self._conn is None:
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            got = bool(
-                self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}
-                ).scalar()
-            )
-        except SQLAlchemyError:
-            self._drop()
-            raise
-        return got
-
-    def still_held(self) -> bool:
-        if self._conn is None:
-            return False
-        try:
-            held = self._conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND pid = pg_backend_pid() AND granted "
-                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
-                ),
-                {"k": self.key},
-            ).scalar()
-        except SQLAlchemyError:
-            self._drop()
-            return False
-        return bool(held)
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.invalidate()
-                self._conn.close()
-            self._conn = None
-
-    def release(self) -> None:
-        if self._conn is None:
-            return
-        with contextlib.suppress(SQLAlchemyError):
-            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-        with contextlib.suppress(SQLAlchemyError):
-            self._conn.close()
-        self._conn = None
-
-
-class FileLock:
-    """An exclusive `flock` on a lock file (SQLite: every worker on the same database file)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        if self._fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def still_held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def make_leader_lock(settings: Settings, engine: Engine) -> LeaderLock:
-    url = settings.database_url
-    if is_sqlite(url):
-        db_path = url.removeprefix("sqlite:///")
-        if db_path and not db_path.startswith(":memory:") and url.startswith("sqlite:///"):
-            return FileLock(Path(db_path + ".anchor-lock"))
-        return FileLock(settings.data_dir / "anchor-worker.lock")
-    return PgAdvisoryLock(engine)
 
 
 # --------------------------------------------------------------------------- the worker
@@ -370,13 +257,7 @@ class AnchorWorker:
     # ----------------------------------------------------------- state / health
 
     def _set_state(self, values: dict[str, str]) -> None:
-        with self.engine.begin() as conn:
-            for key, value in values.items():
-                done = conn.execute(
-                    update(KeyValue).where(KeyValue.key == key).values(value=value)
-                ).rowcount
-                if not done:
-                    conn.execute(insert(KeyValue).values(key=key, value=value))
+        write_state(self.engine, values)
 
     def _heartbeat(self) -> None:
         now = self.now()
@@ -391,12 +272,7 @@ class AnchorWorker:
         self._chain_count = None
         self._fees = None
         try:
-            with self.engine.begin() as conn:
-                current = conn.execute(
-                    select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
-                ).scalar()
-                count = int(current or 0) + 1
-            self._set_state({STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})
+            record_failure(self.engine, message)
         except SQLAlchemyError as db_exc:
             log.error("cannot record the anchoring failure: %s", db_exc)
 
@@ -429,20 +305,12 @@ class AnchorWorker:
             raise ChainMismatch(
                 f"node chain id {chain_id} is not the configured {self.chain.chain_id}"
             )
-        code = c.rpc("eth_getCode", [c.address, "latest"])
-        if not isinstance(code, str) or code in ("0x", "0x0", ""):
+        if not c.has_code():
             raise ChainMismatch(
                 f"no contract at registry {c.address} on chain {chain_id} "
                 "(dev chain state lost, or the wrong chain/registry is configured)"
             )
-        with self.engine.connect() as conn:
-            last = conn.execute(
-                select(Batch.seq, Batch.root, Batch.size, Batch.registry_address)
-                .where(Batch.status == "anchored")
-                .order_by(Batch.seq.desc())
-                .limit(1)
-            ).first()
-            top = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+        last, top = batches.anchored_tip(self.engine)
         count = c.batch_count()
         if last is not None:
             if last.registry_address and last.registry_address.lower() != c.address.lower():
@@ -474,89 +342,19 @@ class AnchorWorker:
     # ----------------------------------------------------------- batches
 
     def _unanchored_batches(self) -> list[Any]:
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(
-                        Batch.seq,
-                        Batch.root,
-                        Batch.size,
-                        Batch.status,
-                        Batch.raw_tx,
-                        Batch.tx_hash,
-                        Batch.tx_nonce,
-                    )
-                    .where(Batch.status != "anchored")
-                    .order_by(Batch.seq)
-                ).all()
-            )
+        return batches.unanchored_batches(self.engine)
 
-    def _batch_ready(self, conn: Connection) -> bool:
+    def prepare_batch(self) -> BatchRow | None:
+        """Close a batch if one is due (anchoring/batches.py); returns it, or None."""
         a = self.settings.anchor
-        oldest = conn.execute(select(Outbox.enqueued_at).order_by(Outbox.seq).limit(1)).scalar()
-        if oldest is None:
-            return False
-        if self.now() - oldest >= a.batch_max_age_s:
-            return True
-        full = conn.execute(
-            select(Outbox.seq).order_by(Outbox.seq).offset(a.batch_max_leaves - 1).limit(1)
-        ).scalar()
-        return full is not None
-
-    def prepare_batch(self) -> Any | None:
-        """Close a batch if one is due: in one transaction insert the Batch and its leaves and
-        delete the outbox rows they came from. Returns the batch row, or None."""
-        limit = self.settings.anchor.batch_max_leaves
-        for _ in range(PREPARE_ATTEMPTS):
-            with self.engine.connect() as conn:
-                if not self._batch_ready(conn):
-                    return None
-                # Plain DB-API tuples: Row objects cost more than the query at 20,000 rows.
-                rows = conn.exec_driver_sql(
-                    "SELECT seq, leaf_hash, enqueued_at FROM outbox ORDER BY seq "
-                    f"LIMIT {int(limit)}"
-                ).cursor.fetchall()
-                last_seq = conn.execute(select(func.max(Batch.seq))).scalar() or 0
-            if not rows:
-                return None
-            leaves = [bytes.fromhex(r[1]) for r in rows]
-            root = merkle_root(leaves).hex()
-            max_seq = rows[-1][0]
-            seq = last_seq + 1
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        insert(Batch).values(
-                            seq=seq,
-                            root=root,
-                            size=len(rows),
-                            status="prepared",
-                            created_at=self.now(),
-                            oldest_enqueued_at=min(r[2] for r in rows),
-                            chain_id=self.chain.chain_id,
-                            registry_address=self.client.address,
-                        )
-                    )
-                    moved = conn.execute(
-                        text(
-                            "INSERT INTO batch_leaves"
-                            " (batch_seq, leaf_index, record_id, leaf_hash)"
-                            " SELECT :b, ROW_NUMBER() OVER (ORDER BY seq) - 1, record_id, leaf_hash"
-                            " FROM outbox WHERE seq <= :m"
-                        ),
-                        {"b": seq, "m": max_seq},
-                    ).rowcount
-                    if moved != len(rows):
-                        raise _Retry
-                    gone = conn.execute(delete(Outbox).where(Outbox.seq <= max_seq)).rowcount
-                    if gone != len(rows):
-                        raise _Retry
-            except _Retry:
-                log.info("outbox changed under batch %d; building it again", seq)
-                continue
-            log.debug("prepared batch %d: %d leaves, root %s", seq, len(rows), root)
-            return _BatchRow(seq, root, len(rows), "prepared", None, None, None)
-        return None
+        return batches.prepare_batch(
+            self.engine,
+            max_leaves=a.batch_max_leaves,
+            max_age_s=a.batch_max_age_s,
+            now=self.now,
+            chain_id=self.chain.chain_id,
+            registry=self.client.address,
+        )
 
     # ----------------------------------------------------------- chain side
 
@@ -578,12 +376,7 @@ class AnchorWorker:
         signed = self.client.build_anchor_tx(
             batch.seq, batch.root, batch.size, nonce, fees=self._fees_now()
         )
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Batch)
-                .where(Batch.seq == batch.seq, Batch.status != "anchored")
-                .values(status="sent", raw_tx=signed.raw, tx_hash=signed.hash, tx_nonce=nonce)
-            )
+        batches.store_signed(self.engine, batch.seq, signed.raw, signed.hash, nonce)
         self._crash("signed")
         return signed.raw, signed.hash, nonce
 
@@ -630,22 +423,13 @@ class AnchorWorker:
 
     def _wait_receipt(self, tx_hash: str) -> TxReceipt:
         cfg = self.settings.chain
-        deadline = time.monotonic() + cfg.receipt_timeout_s
-        delay = 0.005
-        receipt: TxReceipt | None = None
-        while True:
-            receipt = self.client.get_receipt(tx_hash)
-            self._crash("waiting")
-            if receipt is not None:
-                if receipt.status != 1 or cfg.confirmations == 0:
-                    return receipt
-                if self.client.block_number() >= receipt.block_number + cfg.confirmations:
-                    return receipt
-            if time.monotonic() >= deadline:
-                state = "not mined" if receipt is None else "not confirmed"
-                raise ChainTimeout(f"anchor tx {tx_hash} {state} after {cfg.receipt_timeout_s:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+        return self.client.wait_mined(
+            tx_hash,
+            timeout=cfg.receipt_timeout_s,
+            confirmations=cfg.confirmations,
+            on_poll=lambda: self._crash("waiting"),
+            what="anchor tx",
+        )
 
     def _anchored_event(self, receipt: TxReceipt, batch: Any) -> int | None:
         """The block timestamp from the receipt's Anchored(seq, root) log, or None."""
@@ -667,20 +451,15 @@ class AnchorWorker:
     def _mark_anchored(
         self, batch: Any, tx_hash: str, block_number: int, timestamp: int, gas_used: int | None
     ) -> AnchorResult:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(Batch)
-                .where(Batch.seq == batch.seq)
-                .values(
-                    status="anchored",
-                    tx_hash=tx_hash,
-                    block_number=block_number,
-                    block_timestamp=timestamp,
-                    gas_used=gas_used,
-                    anchored_at=self.now(),
-                )
-            )
-            conn.execute(update(KeyValue).where(KeyValue.key == STATE_LAST_ERROR).values(value=""))
+        batches.mark_anchored(
+            self.engine,
+            batch.seq,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            block_timestamp=timestamp,
+            gas_used=gas_used,
+            anchored_at=self.now(),
+        )
         self.anchored_batches += 1
         self._chain_count = batch.seq
         log.info(
@@ -706,8 +485,7 @@ class AnchorWorker:
             found = c.find_anchor_tx(batch.seq, batch.root)
             if found is None:
                 raise ChainError(f"batch {batch.seq} is anchored but its Anchored log is missing")
-            confirmations = self.settings.chain.confirmations
-            if confirmations and c.block_number() < found.block_number + confirmations:
+            if not c.confirmed(found.block_number, self.settings.chain.confirmations):
                 return False
             receipt = c.get_receipt(found.tx_hash)
             log.info(
@@ -767,26 +545,16 @@ class AnchorWorker:
         return True
 
     def _process_revocations(self) -> None:
-        try:
-            from service.anchoring.revocations import process_pending_revocations
-        except ModuleNotFoundError as exc:
-            if exc.name == "service.anchoring.revocations":
-                return
-            raise
-        done = process_pending_revocations(self._sessions, self.client)
+        """Send queued report revocations (same account, so between anchors)."""
+        cfg = self.settings.chain
+        done = process_pending_revocations(
+            self._sessions,
+            self.client,
+            confirmations=cfg.confirmations,
+            receipt_timeout_s=cfg.receipt_timeout_s,
+        )
         if done:
             self._nonce = None  # the revocations used nonces of the same account
-
-
-@dataclass(frozen=True)
-class _BatchRow:
-    seq: int
-    root: str
-    size: int
-    status: str
-    raw_tx: bytes | None
-    tx_hash: str | None
-    tx_nonce: int | None
 
 
 # --------------------------------------------------------------------------- thread handle
@@ -836,7 +604,7 @@ def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:
     try:
         while time.monotonic() < deadline:
             worked = worker.step()
-            if not worked and _drained(worker.engine):
+            if not worked and batches.drained(worker.engine):
                 return worker.anchored_batches - before
             if not worked:
                 time.sleep(0.01)
@@ -844,12 +612,3 @@ def anchor_until_drained(worker: AnchorWorker, timeout: float = 120.0) -> int:
     finally:
         worker.lock.release()
         worker._leader = False
-
-
-def _drained(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
-        open_batches = conn.execute(
-            select(func.count()).select_from(Batch).where(Batch.status != "anchored")
-        ).scalar()
-    return not pending and not open_batches

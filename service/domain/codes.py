@@ -17,7 +17,6 @@ any `-` or whitespace between characters.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 from stdnum.iso7064 import mod_37_36
 
 from service.errors import NotFound
+from verifier.chain import report_subject
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 REGION_CHARS = 6
@@ -35,7 +35,6 @@ RANDOM_SPACE = 36**RANDOM_CHARS  # 3.66e15, log2 = 51.7 bits
 CODE_CHARS = REGION_CHARS + YEAR_CHARS + RANDOM_CHARS + 1  # 19
 #: Longest input `parse_code` looks at (separators included); longer input is refused.
 MAX_INPUT_CHARS = 64
-REVOCATION_SUBJECT_PREFIX = b"jianzheng/report-code/"
 
 _SEPARATORS = re.compile(r"[\s\-]+")
 _CANONICAL = re.compile(rf"^[0-9]{{{REGION_CHARS + YEAR_CHARS}}}[0-9A-Z]{{{RANDOM_CHARS + 1}}}$")
@@ -136,5 +135,6 @@ def canonical_or_none(text: str) -> str | None:
 
 
 def revocation_subject(code: str) -> bytes:
-    """SHA-256("jianzheng/report-code/" || CODE), CODE canonical (INTERFACE §2)."""
-    return hashlib.sha256(REVOCATION_SUBJECT_PREFIX + parse_code(code).canonical.encode()).digest()
+    """SHA-256("jianzheng/report-code/" || CODE), CODE canonical (INTERFACE §2), for a
+    well-formed code (check character included; raises InvalidCode otherwise)."""
+    return report_subject(parse_code(code).canonical)

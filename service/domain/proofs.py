@@ -25,8 +25,8 @@ from service.anchoring.chaininfo import ChainInfo
 from service.errors import IntegrityFault, NotFound
 from service.storage.models import Batch, BatchLeaf, Record
 from verifier.merkle import audit_path_from_levels, tree_levels
+from verifier.proof import PROOF_FORMAT
 
-PROOF_FORMAT = "jianzheng-proof/1"
 #: Cached tree levels are kept for at most this many leaves in total (~65 bytes per hash,
 #: about two hashes per leaf: 1,000,000 leaves ~ 130 MB worst case).
 CACHE_MAX_LEAVES = 1_000_000

@@ -42,12 +42,14 @@ from signer.keys import KeySource, PKCS11KeySource
 from signer.seal import SealedPdf, seal_pdf
 from signer.stamp import SealAppearance, make_dev_seal_image, prepare_seal
 from signer.tsa import TimeStampAuthority, http_timestamper
+from verifier.bundle_checks import SIGNED_PDF_ROLE
 
 log = logging.getLogger(__name__)
 
 PDF_MEDIA_TYPE = "application/pdf"
 ROLE_ORIGINAL = "original_pdf"
-ROLE_SIGNED = "signed_pdf"
+#: The file role of the sealed PDF, the one the verifier's sealed-PDF check looks for.
+ROLE_SIGNED = SIGNED_PDF_ROLE
 #: Statuses of a code that can no longer take a PDF.
 CLOSED_STATUSES = frozenset({"revoked", "voided", "superseded"})
 

@@ -1,0 +1,201 @@
+"""The anchoring worker's SQL on `outbox`, `batches` and `batch_leaves`.
+
+A batch is prepared from the outbox in one transaction (all or nothing), its signed
+transaction is stored before it is broadcast, and it is marked anchored once its receipt
+(and its confirmations) are in hand. The state machine that decides when each of these
+happens is anchoring/worker.py; this module only reads and writes rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+
+from service.anchoring.status import STATE_LAST_ERROR
+from service.storage.models import Batch, KeyValue, Outbox
+from verifier.merkle import merkle_root
+
+log = logging.getLogger(__name__)
+
+#: A batch whose prepare transaction saw concurrent outbox commits is retried this often.
+PREPARE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """The columns of a batch the worker needs (raw_tx, tx_hash, tx_nonce once signed)."""
+
+    seq: int
+    root: str
+    size: int
+    status: str
+    raw_tx: bytes | None
+    tx_hash: str | None
+    tx_nonce: int | None
+
+
+class _Retry(Exception):
+    """Internal: the prepare transaction saw a concurrent change; roll back and retry."""
+
+
+def unanchored_batches(engine: Engine) -> list[Any]:
+    """Every batch not yet `anchored`, lowest seq first (rows with BatchRow's columns)."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(
+                    Batch.seq,
+                    Batch.root,
+                    Batch.size,
+                    Batch.status,
+                    Batch.raw_tx,
+                    Batch.tx_hash,
+                    Batch.tx_nonce,
+                )
+                .where(Batch.status != "anchored")
+                .order_by(Batch.seq)
+            ).all()
+        )
+
+
+def batch_ready(conn: Connection, *, max_leaves: int, max_age_s: float, now: float) -> bool:
+    """Whether a batch is due: the oldest outbox leaf waited `max_age_s`, or `max_leaves`
+    leaves are waiting."""
+    oldest = conn.execute(select(Outbox.enqueued_at).order_by(Outbox.seq).limit(1)).scalar()
+    if oldest is None:
+        return False
+    if now - oldest >= max_age_s:
+        return True
+    full = conn.execute(
+        select(Outbox.seq).order_by(Outbox.seq).offset(max_leaves - 1).limit(1)
+    ).scalar()
+    return full is not None
+
+
+def prepare_batch(
+    engine: Engine,
+    *,
+    max_leaves: int,
+    max_age_s: float,
+    now: Callable[[], float],
+    chain_id: int,
+    registry: str,
+) -> BatchRow | None:
+    """Close a batch if one is due: in one transaction insert the Batch (`prepared`) and its
+    leaves and delete the outbox rows they came from. Returns the batch, or None."""
+    for _ in range(PREPARE_ATTEMPTS):
+        with engine.connect() as conn:
+            if not batch_ready(conn, max_leaves=max_leaves, max_age_s=max_age_s, now=now()):
+                return None
+            # Plain DB-API tuples: Row objects cost more than the query at 20,000 rows.
+            rows = conn.exec_driver_sql(
+                "SELECT seq, leaf_hash, enqueued_at FROM outbox ORDER BY seq "
+                f"LIMIT {int(max_leaves)}"
+            ).cursor.fetchall()
+            last_seq = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+        if not rows:
+            return None
+        leaves = [bytes.fromhex(r[1]) for r in rows]
+        root = merkle_root(leaves).hex()
+        max_seq = rows[-1][0]
+        seq = last_seq + 1
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(Batch).values(
+                        seq=seq,
+                        root=root,
+                        size=len(rows),
+                        status="prepared",
+                        created_at=now(),
+                        oldest_enqueued_at=min(r[2] for r in rows),
+                        chain_id=chain_id,
+                        registry_address=registry,
+                    )
+                )
+                moved = conn.execute(
+                    text(
+                        "INSERT INTO batch_leaves"
+                        " (batch_seq, leaf_index, record_id, leaf_hash)"
+                        " SELECT :b, ROW_NUMBER() OVER (ORDER BY seq) - 1, record_id, leaf_hash"
+                        " FROM outbox WHERE seq <= :m"
+                    ),
+                    {"b": seq, "m": max_seq},
+                ).rowcount
+                if moved != len(rows):
+                    raise _Retry
+                gone = conn.execute(delete(Outbox).where(Outbox.seq <= max_seq)).rowcount
+                if gone != len(rows):
+                    raise _Retry
+        except _Retry:
+            log.info("outbox changed under batch %d; building it again", seq)
+            continue
+        log.debug("prepared batch %d: %d leaves, root %s", seq, len(rows), root)
+        return BatchRow(seq, root, len(rows), "prepared", None, None, None)
+    return None
+
+
+def store_signed(engine: Engine, seq: int, raw_tx: bytes, tx_hash: str, nonce: int) -> None:
+    """Record the signed anchor transaction of batch `seq` (status `sent`) before it is
+    broadcast, so that a crash after broadcasting can always find it again."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Batch)
+            .where(Batch.seq == seq, Batch.status != "anchored")
+            .values(status="sent", raw_tx=raw_tx, tx_hash=tx_hash, tx_nonce=nonce)
+        )
+
+
+def mark_anchored(
+    engine: Engine,
+    seq: int,
+    *,
+    tx_hash: str,
+    block_number: int,
+    block_timestamp: int,
+    gas_used: int | None,
+    anchored_at: float,
+) -> None:
+    """Batch `seq` is anchored by `tx_hash`; the worker's last error is cleared with it."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Batch)
+            .where(Batch.seq == seq)
+            .values(
+                status="anchored",
+                tx_hash=tx_hash,
+                block_number=block_number,
+                block_timestamp=block_timestamp,
+                gas_used=gas_used,
+                anchored_at=anchored_at,
+            )
+        )
+        conn.execute(update(KeyValue).where(KeyValue.key == STATE_LAST_ERROR).values(value=""))
+
+
+def anchored_tip(engine: Engine) -> tuple[Any | None, int]:
+    """The highest anchored batch (seq, root, size, registry_address) or None, and the
+    highest batch seq of any status (0 when there is none)."""
+    with engine.connect() as conn:
+        last = conn.execute(
+            select(Batch.seq, Batch.root, Batch.size, Batch.registry_address)
+            .where(Batch.status == "anchored")
+            .order_by(Batch.seq.desc())
+            .limit(1)
+        ).first()
+        top = conn.execute(select(func.max(Batch.seq))).scalar() or 0
+    return last, int(top)
+
+
+def drained(engine: Engine) -> bool:
+    """No leaf waits in the outbox and every batch is anchored."""
+    with engine.connect() as conn:
+        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
+        open_batches = conn.execute(
+            select(func.count()).select_from(Batch).where(Batch.status != "anchored")
+        ).scalar()
+    return not pending and not open_batches
