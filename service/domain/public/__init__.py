@@ -1,7 +1,7 @@
 """The public view of a report: its standing, its masked summary and its checked history.
 
-A view checks the report's evidence (its ancestry, plus the seal and witness records of
-its samples) against its anchored batches:
+A view checks the report's evidence (`service.domain.ancestry.walk`: its ancestry, plus
+the seal and witness records of its samples) against its anchored batches:
 
 1. the stored canonical bytes hash to the record's leaf (and parse back to the same id/type);
 2. every file the record names is in the blob store with that SHA-256;

@@ -1,6 +1,8 @@
 """What one public view reads from the database: the report code row (its *head*, with the
-evidence change stamp) and the report's records, each with its batch facts (the SQL is
-`service.storage.public_sql`).
+evidence change stamp) and the report's evidence, each record with its batch facts.
+
+The evidence is the one ancestry walk (`service.domain.ancestry.walk`, attachments
+included); the SQL of the head and of the batch facts is `service.storage.public_sql`.
 """
 
 from __future__ import annotations
@@ -11,13 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.storage.public_sql import (
-    HEAD_ROW,
-    read_batch_facts,
-    read_head,
-    read_parent_links,
-    read_view_records,
-)
+from service.domain.ancestry import walk
+from service.storage.public_sql import HEAD_ROW, read_batch_facts, read_head
 
 #: Most records one report's ancestry may hold before the view refuses to walk further.
 MAX_ANCESTRY = 2_000
@@ -96,22 +93,18 @@ def load_code(session: Session, code: str) -> CodeRow | None:
 def load_ancestry(
     session: Session, roots: Sequence[str]
 ) -> tuple[dict[str, RecordRow], dict[str, list[str]]]:
-    """Every record of a report's view (`public_sql.read_view_records`, at most
-    MAX_ANCESTRY + 1) with its batch facts, and the parent links among them (ordered by
-    position)."""
-    conn = session.connection()
-    rows = read_view_records(conn, roots, MAX_ANCESTRY + 1)
-    facts = read_batch_facts(conn, [row[0] for row in rows])
+    """Every record of a report's view (its evidence: `ancestry.walk` with attachments,
+    at most MAX_ANCESTRY + 1 records) with its batch facts, and the parent links of each
+    (`record_parents`, ordered by position)."""
+    found = walk(session, roots, attachments=True, limit=MAX_ANCESTRY + 1)
+    facts = read_batch_facts(session.connection(), list(found.records))
     records: dict[str, RecordRow] = {}
-    for rid, rtype, institution, canonical, leaf, created_at in rows:
+    for rid, node in found.records.items():
         (seq, index, batch_leaf, status, root, size, chain_id, registry, tx_hash, block,
          block_time, queued) = facts.get(rid, _NO_BATCH)
         records[rid] = RecordRow(
-            rid, rtype, institution, bytes(canonical), leaf, created_at, seq, index,
-            batch_leaf, status, root, size, chain_id, registry, tx_hash, block, block_time,
-            queued=bool(queued),
+            node.id, node.type, node.institution, node.canonical, node.leaf_hash,
+            node.created_at, seq, index, batch_leaf, status, root, size, chain_id, registry,
+            tx_hash, block, block_time, queued=bool(queued),
         )
-    edges: dict[str, list[tuple[int, str]]] = {}
-    for child, parent, position in read_parent_links(conn, list(records)):
-        edges.setdefault(child, []).append((position, parent))
-    return records, {child: [p for _, p in sorted(items)] for child, items in edges.items()}
+    return records, found.links
