@@ -1,8 +1,9 @@
 """The one walk through the traceable chain: a record's ancestry, and a report's evidence.
 
-Used by the public view (`domain.public.queries.load_ancestry`) and the report check that
-cited samples and test records come from the report's project
-(`domain.reports.lifecycle.put_metadata`, via `derived_from`).
+Used by the evidence bundle (`domain.bundle.plan_bundle`), the public view
+(`domain.public.queries.load_ancestry`) and the report check that cited samples and test
+records come from the report's project (`domain.reports.lifecycle.put_metadata`, via
+`derived_from`).
 
 A record's parents are found two ways, and the walk follows both:
 
