@@ -26,9 +26,13 @@ Modules, each a seam:
 - `checks`: `Checker`, steps 1-4 per record, cached;
 - `verdicts`: step 5, `SignatureChecker` and the stored `SignatureVerdicts`;
 - `presentation`: the status and JSON built from the checks (labels, masked details);
-- `views`: `ReportViews` (the per-process cache), `build_report_views`, `report_view`.
+- `page`: the HTML page rendered from that JSON;
+- `views`: `ReportViews` (the per-process cache), `build_report_views`, `report_view`;
+- `verify`: checking an uploaded PDF or photo (`POST /api/v1/public/verify`);
+- `images`: the key images as the page serves them.
 """
 
+from service.domain.public.page import render_page
 from service.domain.public.presentation import (
     STATUS_LABELS,
     TIME_FIELDS,
@@ -56,5 +60,6 @@ __all__ = [
     "display_code",
     "prime_verdict",
     "public_fields",
+    "render_page",
     "report_view",
 ]
