@@ -1,4 +1,12 @@
-"""What a public view reads from the chain, cached (anchors, receipts, revocations)."""
+"""What a public view reads from the chain, cached.
+
+The reads go through the service's one JSON-RPC client, the anchoring side's
+`RegistryClient` (web3's HTTP provider, keep-alive), built without a key: it only reads.
+Its answers are handed over as the verifier's models and its failures as the verifier's
+`ChainError` (code `chain_unreachable` when the node could not be reached), because the
+checks a view makes with them are the verifier's own (`verifier.proof.evaluate_proof`).
+web3 is imported only when a reader is built (a process without a chain never loads it).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from verifier.chain import RpcClient, report_subject
+from service.domain.codes import revocation_subject
+from verifier.chain import parse_receipt
 from verifier.errors import ChainError
 from verifier.models import AnchorInfo, Receipt, RevocationInfo
+
+if TYPE_CHECKING:
+    from service.anchoring.contract import RegistryClient
 
 #: Seconds a revocation read from the contract is reused (never longer).
 REVOCATION_TTL_S = 3.0
@@ -26,6 +38,7 @@ __all__ = [
     "BatchChainData",
     "ChainError",
     "ChainReader",
+    "read_only_client",
 ]
 
 
@@ -36,10 +49,25 @@ class BatchChainData:
     receipt: Receipt | None
 
 
+def read_only_client(rpc_url: str, registry: str, *, timeout: float) -> RegistryClient:
+    """A keyless registry client whose reads fail fast: one attempt per read (a public
+    request does not wait out retries), `timeout` seconds each."""
+    from web3 import Web3
+    from web3.providers import HTTPProvider
+
+    from service.anchoring.contract import RegistryClient
+
+    provider = HTTPProvider(
+        rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+    )
+    return RegistryClient(Web3(provider), registry, None)
+
+
 class ChainReader:
     """The reads a view needs from the chain, cached: anchors are immutable once confirmed,
-    revocations are reread after `revocation_ttl` seconds. Network trouble raises ChainError;
-    after a failure the node is not asked again for CHAIN_RETRY_S seconds."""
+    revocations are reread after `revocation_ttl` seconds. Network trouble raises
+    ChainError (verifier.errors); after the node proved unreachable it is not asked again
+    for CHAIN_RETRY_S seconds."""
 
     def __init__(
         self,
@@ -49,8 +77,13 @@ class ChainReader:
         *,
         revocation_ttl: float = REVOCATION_TTL_S,
         timeout: float = CHAIN_TIMEOUT_S,
+        client: RegistryClient | None = None,
     ) -> None:
-        self.rpc = RpcClient(rpc_url, timeout=timeout)
+        from service.anchoring import contract
+
+        self.client = client or read_only_client(rpc_url, registry, timeout=timeout)
+        self._client_error: type[contract.ChainError] = contract.ChainError
+        self._unreachable: type[contract.ChainError] = contract.ChainUnreachable
         self.registry = registry
         self.chain_id = chain_id
         self.revocation_ttl = revocation_ttl
@@ -66,15 +99,21 @@ class ChainReader:
             raise ChainError("chain endpoint recently unreachable", code="chain_unreachable")
         try:
             return fn()
-        except ChainError as exc:
-            if exc.unreachable:
+        except self._client_error as exc:
+            unreachable = isinstance(exc, self._unreachable)
+            if unreachable:
                 self._down_until = time.monotonic() + CHAIN_RETRY_S
-            raise
+            code = "chain_unreachable" if unreachable else exc.code
+            raise ChainError(exc.message, code=code) from exc
 
     def node_chain_id(self) -> int:
         if self._node_chain_id is None:
-            self._node_chain_id = int(self._guard(self.rpc.chain_id))
+            self._node_chain_id = int(self._guard(self.client.chain_id))
         return self._node_chain_id
+
+    def _receipt(self, tx_hash: str) -> Receipt | None:
+        raw = self.client.rpc("eth_getTransactionReceipt", [tx_hash])
+        return parse_receipt(raw) if raw is not None else None
 
     def batch_data(self, root: str, tx_hash: str) -> BatchChainData:
         key = (root, tx_hash)
@@ -82,8 +121,8 @@ class ChainReader:
         if cached is not None:
             return cached
         node_chain_id = self.node_chain_id()
-        anchor = self._guard(lambda: self.rpc.anchor_of(self.registry, bytes.fromhex(root)))
-        receipt = self._guard(lambda: self.rpc.get_transaction_receipt(tx_hash))
+        anchor = self._guard(lambda: self.client.anchor_of(bytes.fromhex(root)))
+        receipt = self._guard(lambda: self._receipt(tx_hash))
         data = BatchChainData(node_chain_id, anchor, receipt)
         if anchor is not None and receipt is not None:
             self._batches[key] = data  # confirmed anchors never change; misses are re-read
@@ -98,7 +137,7 @@ class ChainReader:
         if cached is not None and now - cached[0] < limit:
             return cached[1]
         info: RevocationInfo | None = self._guard(
-            lambda: self.rpc.revocation_of(self.registry, report_subject(code))
+            lambda: self.client.revocation_of(revocation_subject(code))
         )
         self._revocations[code] = (now, info)
         return info
@@ -110,7 +149,7 @@ class ChainReader:
         cached = self._batch_count
         if cached is not None and now - cached[0] < self.revocation_ttl:
             return cached[1]
-        count = int(self._guard(lambda: self.rpc.batch_count(self.registry)))
+        count = int(self._guard(self.client.batch_count))
         self._batch_count = (now, count)
         return count
 
