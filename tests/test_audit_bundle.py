@@ -157,6 +157,30 @@ def test_bundle_holds_the_whole_ancestry_and_every_file(world: World) -> None:
     assert {"record_files", "parent_links", "sealed_pdf", "batch_sequence"} <= passed
 
 
+def test_bundle_proofs_are_built_in_one_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """plan_bundle asks the batched proof builder once for every record (no N+1)."""
+    from service.domain import bundle, proofs
+
+    calls: list[int] = []
+    real = proofs.build_proofs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    def refused(*_: Any, **__: Any) -> Any:
+        raise AssertionError("one build_proof per record")
+
+    monkeypatch.setattr(bundle, "build_proofs", counted)
+    monkeypatch.setattr(proofs, "build_proof", refused)
+    with world.state.sessions() as session:
+        plan = bundle.plan_bundle(session, world.genuine.code, world.chain)
+    assert calls == [len(world.genuine.record_ids)]
+    assert len(plan.proofs) == len(world.genuine.record_ids)
+
+
 def test_revoked_bundle_waits_for_the_chain(world: World) -> None:
     built = world.revoked
     r = world.lab.post(f"/api/v1/reports/{built.code}/revocation",

@@ -193,7 +193,7 @@ def test_times_are_beijing_on_the_page_and_utc_in_json(world: World) -> None:
 def test_witness_activities_are_translated(world: World) -> None:
     from typing import get_args
 
-    from service.api.public import VALUE_LABELS
+    from service.domain.public.page import VALUE_LABELS
     from service.domain.records import WitnessActivity
 
     assert set(VALUE_LABELS["activities"]) == set(get_args(WitnessActivity))

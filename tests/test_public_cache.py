@@ -18,14 +18,10 @@ from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
-from service.domain.public import (
-    SIGNATURE_VERDICT_MAX_AGE_S,
-    STAMP_TRIGGERS,
-    ReportViews,
-    stamp_armed,
-    stamp_guard_sql,
-)
+from service.domain.public import ReportViews
+from service.domain.public.verdicts import SIGNATURE_VERDICT_MAX_AGE_S
 from service.state import ServiceState
+from service.storage.public_sql import STAMP_TRIGGERS, stamp_armed, stamp_guard_sql
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app

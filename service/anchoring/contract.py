@@ -414,13 +414,14 @@ def _quantity(value: Any, method: str) -> int:
 
 
 class RegistryClient:
-    """Reads and writes one EvidenceRegistry as the account of ``private_key``."""
+    """Reads and writes one EvidenceRegistry as the account of ``private_key``; without a
+    key (None) the client only reads (the public views' chain reads)."""
 
     def __init__(
         self,
         w3_or_rpc_url: Web3 | str,
         registry_address: str,
-        private_key: str | bytes,
+        private_key: str | bytes | None,
         *,
         artifact: Mapping[str, Any] | None = None,
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
@@ -429,11 +430,15 @@ class RegistryClient:
         self._rpc = ChainRpc(w3_or_rpc_url, timeout=rpc_timeout, abi=self.abi)
         self.w3 = self._rpc.w3
         self.address = to_checksum_address(registry_address)
-        self._account = Account.from_key(private_key)
-        self.sender: str = self._account.address
+        self._account = Account.from_key(private_key) if private_key is not None else None
+        self.sender: str = self._account.address if self._account is not None else ""
         self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.abi)
         self._selectors = {
             str(e["name"]): bytes(function_abi_to_4byte_selector(cast(ABIFunction, e)))
+            for e in self.abi if e.get("type") == "function"
+        }
+        self._inputs = {
+            str(e["name"]): [str(i["type"]) for i in e.get("inputs", [])]
             for e in self.abi if e.get("type") == "function"
         }
         for required in ("anchor", "revoke", "anchorOf", "revocationOf", "batchCount"):
@@ -470,7 +475,7 @@ class RegistryClient:
         return _to_bytes(result)
 
     def _view(self, fn_name: str, args: Sequence[Any], types: Sequence[str]) -> tuple[Any, ...]:
-        raw = self.call(self.contract.encode_abi(fn_name, args=list(args)))
+        raw = self.call(self._calldata(fn_name, self._inputs[fn_name], args))
         try:
             return tuple(abi_decode(list(types), raw, strict=True))
         except (DecodingError, ValueError) as exc:
@@ -535,6 +540,8 @@ class RegistryClient:
     # ----------------------------------------------------------- writes
 
     def _sign(self, data: str, nonce: int, gas: int, fees: Fees | None) -> SignedTx:
+        if self._account is None:
+            raise ChainRejected("a read-only registry client has no key to sign with")
         tx: dict[str, Any] = {
             "chainId": self.chain_id(),
             "nonce": nonce,

@@ -5,13 +5,14 @@ name, so an auditor can check it with `jianzheng-verify` and a JSON-RPC endpoint
 
 What goes in:
 
-- the report's latest report-stage record (sealed PDF, else metadata, else issuance) and
-  its whole ancestry, followed through both the parent leaf hashes inside each record's
-  canonical bytes and the `record_parents` rows (so a record whose row or hash column was
-  edited is still found and shows up as a failed check, not as a silent gap);
-- the seal and witness records hanging off the samples reached (the traceable chain of
-  DESIGN.md shows them beside the receipt; they are not ancestors of the report) with their
-  own ancestry (media);
+- the report's evidence, as the one ancestry walk finds it (`service.domain.ancestry`, the
+  same the public view checks): its latest report-stage record (sealed PDF, else metadata,
+  else issuance) and its whole ancestry, followed through both the parent leaf hashes
+  inside each record's canonical bytes and the `record_parents` rows (so a record whose
+  row or hash column was edited is still found and shows up as a failed check, not as a
+  silent gap), plus the seal and witness records hanging off the samples of that ancestry
+  (the traceable chain of DESIGN.md shows them beside the receipt; they are not ancestors
+  of the report) with their own ancestry (media);
 - the revocation record's proof (or null), and `files/<sha256>` for every file named,
   streamed from the blob store exactly as stored (a swapped file goes in as it is, and the
   verifier names the record whose file no longer hashes right).
@@ -41,12 +42,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.anchoring.chaininfo import ChainInfo
+from service.domain.ancestry import Node, walk
 from service.domain.codes import canonical_code
-from service.domain.proofs import build_proof
+from service.domain.proofs import build_proofs
 from service.errors import Conflict, Invalid, JianzhengError, NotFound
 from service.storage.blobs import BlobStore
 from service.storage.models import (
@@ -55,7 +57,6 @@ from service.storage.models import (
     ChainRevocation,
     Outbox,
     Record,
-    RecordParent,
     ReportCode,
 )
 from verifier.merkle import merkle_root
@@ -70,8 +71,6 @@ PENDING_RETRY_AFTER_S = 2
 #: Bundles are assembled in memory up to this size, then spill to a temporary file.
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
 STREAM_CHUNK = 256 * 1024
-#: Record types that hang off a sample without being the report's ancestors.
-SAMPLE_ATTACHMENTS = ("seal", "witness")
 
 
 @dataclass(frozen=True)
@@ -130,83 +129,77 @@ class BundlePlan:
 # --- ancestry ---------------------------------------------------------------------------------
 
 
-def _canonical_parents(record: Record) -> list[str]:
-    """Parent leaf hashes named inside the record's stored bytes (empty if unreadable)."""
-    try:
-        obj = json.loads(record.canonical)
-    except (ValueError, UnicodeDecodeError):
-        return []
-    parents = obj.get("parents") if isinstance(obj, dict) else None
-    if not isinstance(parents, list):
-        return []
-    return [p for p in parents if isinstance(p, str) and len(p) == 64]
-
-
-def collect_records(session: Session, roots: list[str]) -> dict[str, Record]:
-    """The records reachable from `roots` through parent links (both sources), plus the seal
-    and witness records of every sample reached, with their ancestry. Insertion order is
-    walk order (roots first)."""
-    found: dict[str, Record] = {}
-    queue = list(roots)
-    attached_done: set[str] = set()
-    while queue:
-        wave = [rid for rid in dict.fromkeys(queue) if rid not in found]
-        queue = []
-        if not wave:
-            break
-        rows = session.scalars(select(Record).where(Record.id.in_(wave))).all()
-        by_id = {r.id: r for r in rows}
-        leaf_refs: list[str] = []
-        for rid in wave:
-            rec = by_id.get(rid)
-            if rec is None:
-                continue
-            found[rid] = rec
-            if len(found) > MAX_BUNDLE_RECORDS:
-                raise Invalid(
-                    "bundle_too_large",
-                    f"the report's evidence holds more than {MAX_BUNDLE_RECORDS} records",
-                )
-            leaf_refs += _canonical_parents(rec)
-        if leaf_refs:
-            queue += session.scalars(
-                select(Record.id).where(Record.leaf_hash.in_(list(dict.fromkeys(leaf_refs))))
-            ).all()
-        queue += session.scalars(
-            select(RecordParent.parent_id).where(RecordParent.child_id.in_(wave))
-        ).all()
-        samples = [
-            rid for rid in wave
-            if rid in found and found[rid].type == "sample" and rid not in attached_done
-        ]
-        if samples:
-            attached_done.update(samples)
-            queue += session.scalars(
-                select(RecordParent.child_id)
-                .join(Record, Record.id == RecordParent.child_id)
-                .where(RecordParent.parent_id.in_(samples), Record.type.in_(SAMPLE_ATTACHMENTS))
-            ).all()
-    return found
+def collect_records(session: Session, roots: list[str]) -> dict[str, Node]:
+    """The report's evidence (`ancestry.walk` with attachments: the records reachable from
+    `roots` through parent links and parent leaf hashes, plus the seal and witness records
+    of every sample of that ancestry, with their ancestry). Insertion order is walk order
+    (roots first). Raises Invalid `bundle_too_large` beyond MAX_BUNDLE_RECORDS."""
+    found = walk(session, roots, attachments=True, limit=MAX_BUNDLE_RECORDS)
+    if not found.complete:
+        raise Invalid(
+            "bundle_too_large",
+            f"the report's evidence holds more than {MAX_BUNDLE_RECORDS} records",
+        )
+    return found.records
 
 
 # --- proofs -------------------------------------------------------------------------------------
 
 
-def _why_not_proven(session: Session, record: Record) -> tuple[bool, str]:
-    """(pending?, reason) for a record build_proof could not prove."""
-    if session.scalar(select(Outbox.seq).where(Outbox.record_id == record.id)) is not None:
+@dataclass(frozen=True)
+class _LeafFacts:
+    """Where a record stands in the anchoring pipeline, as the database says now."""
+
+    queued: bool
+    batch_seq: int | None
+    leaf_index: int | None
+    leaf_hash: str | None
+    batch_status: str | None
+
+
+_LEAF_FACTS = (
+    select(
+        Record.id,
+        Outbox.seq,
+        BatchLeaf.batch_seq,
+        BatchLeaf.leaf_index,
+        BatchLeaf.leaf_hash,
+        Batch.status,
+    )
+    .select_from(Record)
+    .outerjoin(Outbox, Outbox.record_id == Record.id)
+    .outerjoin(BatchLeaf, BatchLeaf.record_id == Record.id)
+    .outerjoin(Batch, Batch.seq == BatchLeaf.batch_seq)
+    .where(Record.id.in_(bindparam("ids", expanding=True)))
+)
+_FACTS_CHUNK = 500
+
+
+def _leaf_facts(session: Session, ids: list[str]) -> dict[str, _LeafFacts]:
+    """The anchoring facts of the records that could not be proven, in one query per 500."""
+    facts: dict[str, _LeafFacts] = {}
+    for i in range(0, len(ids), _FACTS_CHUNK):
+        for row in session.execute(_LEAF_FACTS, {"ids": ids[i : i + _FACTS_CHUNK]}):
+            facts.setdefault(
+                row[0], _LeafFacts(row[1] is not None, row[2], row[3], row[4], row[5])
+            )
+    return facts
+
+
+_NO_FACTS = _LeafFacts(False, None, None, None, None)
+
+
+def _why_not_proven(facts: _LeafFacts) -> tuple[bool, str]:
+    """(pending?, reason) for a record build_proofs could not prove (not anchored)."""
+    if facts.queued:
         return True, "accepted, waiting for the next batch"
-    leaf = session.execute(
-        select(BatchLeaf.batch_seq, BatchLeaf.leaf_index).where(BatchLeaf.record_id == record.id)
-    ).first()
-    if leaf is None:
+    if facts.batch_seq is None:
         return False, "the record is neither queued nor in any batch in the service's database"
-    batch = session.get(Batch, leaf.batch_seq)
-    if batch is None:
+    if facts.batch_status is None:
         return False, (
-            f"the record's batch {leaf.batch_seq} is missing from the service's database"
+            f"the record's batch {facts.batch_seq} is missing from the service's database"
         )
-    return True, f"batch {batch.seq} is {batch.status}, not anchored yet"
+    return True, f"batch {facts.batch_seq} is {facts.batch_status}, not anchored yet"
 
 
 def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
@@ -240,6 +233,8 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
 
     Raises JianzhengError 404 `unknown_code`, BundlePending while anything is not anchored
     yet, JianzhengError 409 `evidence_unavailable` when no record can be proven at all.
+    The proofs are built in one batch (`proofs.build_proofs`), the facts of the records
+    that cannot be proven read in one query.
     """
     code = canonical_code(code_text)
     row = session.get(ReportCode, code)
@@ -251,44 +246,61 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
         raise Conflict(
             "evidence_unavailable", f"the report record {report_id} is missing"
         )
+    rev = session.get(Record, row.revocation_record_id) if row.revocation_record_id else None
+    ids = [*records, *([rev.id] if rev is not None else [])]
+    failures: dict[str, Exception] = {}
+    built = build_proofs(session, ids, chain, failures=failures)
+    facts = _leaf_facts(session, [rid for rid in dict.fromkeys(ids) if built.get(rid) is None])
+
     pending: list[PendingPart] = []
     proofs: list[dict[str, Any]] = []
     unproven: list[dict[str, Any]] = []
     seqs: dict[int, None] = {}
 
-    def prove(rec: Record) -> dict[str, Any] | None:
-        try:
-            proof = build_proof(session, rec.id, chain)
-        except (ValueError, IndexError) as exc:  # stored batch leaves no longer build a tree
-            unproven.append(_unproven(session, rec, f"no audit path can be built: {exc}"))
+    def unproven_entry(rid: str, rtype: str, leaf_hash: str, reason: str) -> dict[str, Any]:
+        fact = facts.get(rid, _NO_FACTS)
+        return {
+            "record_id": rid,
+            "type": rtype,
+            "leaf_hash": fact.leaf_hash if fact.batch_seq is not None else leaf_hash,
+            "batch_seq": fact.batch_seq,
+            "reason": reason,
+        }
+
+    def prove(rid: str, rtype: str, leaf_hash: str) -> dict[str, Any] | None:
+        failure = failures.get(rid)
+        if failure is not None:
+            reason = (
+                failure.detail
+                if isinstance(failure, JianzhengError)  # stored stale bytes, record gone
+                else f"no audit path can be built: {failure}"  # batch leaves build no tree
+            )
+            unproven.append(unproven_entry(rid, rtype, leaf_hash, reason))
             return None
-        except JianzhengError as exc:
-            unproven.append(_unproven(session, rec, exc.detail))
-            return None
+        proof = built[rid]
         if proof is None:
-            is_pending, reason = _why_not_proven(session, rec)
+            is_pending, reason = _why_not_proven(facts.get(rid, _NO_FACTS))
             if is_pending:
-                pending.append(PendingPart(rec.id, rec.type, reason))
+                pending.append(PendingPart(rid, rtype, reason))
             else:
-                unproven.append(_unproven(session, rec, reason))
+                unproven.append(unproven_entry(rid, rtype, leaf_hash, reason))
             return None
         seqs[int(proof["batch"]["seq"])] = None
         return proof
 
     for rec in records.values():
-        proof = prove(rec)
+        proof = prove(rec.id, rec.type, rec.leaf_hash)
         if proof is not None:
             proofs.append(proof)
 
     revocation: dict[str, Any] | None = None
     if row.revocation_record_id:
-        rev = session.get(Record, row.revocation_record_id)
         if rev is None:
             unproven.append({"record_id": row.revocation_record_id, "type": "revocation",
                              "leaf_hash": None, "batch_seq": None,
                              "reason": "the revocation record is missing from the database"})
         else:
-            revocation = prove(rev)
+            revocation = prove(rev.id, rev.type, rev.leaf_hash)
             on_chain = session.scalar(
                 select(ChainRevocation.status).where(ChainRevocation.reason == rev.leaf_hash)
             )
@@ -321,19 +333,6 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
             "bundle_too_large", f"the report's evidence names more than {MAX_BUNDLE_FILES} files"
         )
     return plan
-
-
-def _unproven(session: Session, rec: Record, reason: str) -> dict[str, Any]:
-    leaf = session.execute(
-        select(BatchLeaf.batch_seq, BatchLeaf.leaf_hash).where(BatchLeaf.record_id == rec.id)
-    ).first()
-    return {
-        "record_id": rec.id,
-        "type": rec.type,
-        "leaf_hash": leaf.leaf_hash if leaf else rec.leaf_hash,
-        "batch_seq": leaf.batch_seq if leaf else None,
-        "reason": reason,
-    }
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from service.anchoring.chaininfo import ChainInfo
-from service.errors import IntegrityFault, NotFound
+from service.errors import IntegrityFault, JianzhengError, NotFound
 from service.storage.models import Batch, BatchLeaf, Record
 from verifier.merkle import audit_path_from_levels, tree_levels
 from verifier.proof import PROOF_FORMAT
@@ -107,11 +107,19 @@ _PROOF_QUERY = (
 
 
 def build_proofs(
-    session: Session, record_ids: Sequence[str], chain: ChainInfo | None
+    session: Session,
+    record_ids: Sequence[str],
+    chain: ChainInfo | None,
+    *,
+    failures: dict[str, Exception] | None = None,
 ) -> dict[str, dict[str, Any] | None]:
     """Proofs of many records at once (e.g. a bundle): id -> proof, or None while pending.
 
-    Raises JianzhengError 404 `record_not_found` naming the first unknown id.
+    Raises JianzhengError 404 `record_not_found` naming the first unknown id; a proof that
+    cannot be built from what is stored (bytes that are not a JSON object: IntegrityFault;
+    batch leaves that no longer build its tree: ValueError, IndexError) raises too. With
+    `failures`, none of these raise: the record is left out of the answer and named there
+    with its error, and the other proofs are still built.
     """
     found: dict[str, Any] = {}
     unique = list(dict.fromkeys(record_ids))
@@ -123,34 +131,48 @@ def build_proofs(
     for rid in unique:
         row = found.get(rid)
         if row is None:
-            raise NotFound("record_not_found", f"no record {rid!r}")
+            missing = NotFound("record_not_found", f"no record {rid!r}")
+            if failures is None:
+                raise missing
+            failures[rid] = missing
+            continue
         if row.seq is None or row.status != "anchored":
             proofs[rid] = None  # still in the outbox, or its batch is not anchored yet
             continue
-        levels = _levels(session, row.seq, row.root, row.size)
-        path = audit_path_from_levels(levels, row.leaf_index)
-        chain_id = row.chain_id if row.chain_id is not None else (chain.chain_id if chain else 0)
-        registry = row.registry_address or (chain.registry if chain else "")
-        proofs[rid] = {
-            "format": PROOF_FORMAT,
-            "record": record_json(rid, row.canonical),
-            "leaf_hash": row.leaf_hash,
-            "batch": {
-                "seq": row.seq,
-                "tree_size": row.size,
-                "leaf_index": row.leaf_index,
-                "root": row.root,
-                "path": [p.hex() for p in path],
-            },
-            "anchor": {
-                "chain_id": chain_id,
-                "registry": registry,
-                "tx_hash": row.tx_hash,
-                "block_number": row.block_number,
-                "block_timestamp": row.block_timestamp,
-            },
-        }
+        try:
+            proofs[rid] = _proof(session, rid, row, chain)
+        except (JianzhengError, ValueError, IndexError) as exc:
+            if failures is None:
+                raise
+            failures[rid] = exc
     return proofs
+
+
+def _proof(session: Session, rid: str, row: Any, chain: ChainInfo | None) -> dict[str, Any]:
+    """The proof of one anchored record from its row of `_PROOF_QUERY`."""
+    levels = _levels(session, row.seq, row.root, row.size)
+    path = audit_path_from_levels(levels, row.leaf_index)
+    chain_id = row.chain_id if row.chain_id is not None else (chain.chain_id if chain else 0)
+    registry = row.registry_address or (chain.registry if chain else "")
+    return {
+        "format": PROOF_FORMAT,
+        "record": record_json(rid, row.canonical),
+        "leaf_hash": row.leaf_hash,
+        "batch": {
+            "seq": row.seq,
+            "tree_size": row.size,
+            "leaf_index": row.leaf_index,
+            "root": row.root,
+            "path": [p.hex() for p in path],
+        },
+        "anchor": {
+            "chain_id": chain_id,
+            "registry": registry,
+            "tx_hash": row.tx_hash,
+            "block_number": row.block_number,
+            "block_timestamp": row.block_timestamp,
+        },
+    }
 
 
 def build_proof(session: Session, record_id: str, chain: ChainInfo | None) -> dict[str, Any] | None:

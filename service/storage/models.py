@@ -424,7 +424,7 @@ class EvidenceStamp(Base):
 
 class SignatureCheck(Base):
     """A sealed PDF's validation verdict, bound to its SHA-256 and MAC'd with the master key
-    (used by the public view only under the rule in `service.domain.public`)."""
+    (used by the public view only under the rule in `service.domain.public.verdicts`)."""
 
     __tablename__ = "signature_checks"
 

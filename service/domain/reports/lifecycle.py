@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
 from service.domain import warnings as report_warnings
+from service.domain.ancestry import derived_from
 from service.domain.codes import canonical_code, parse_code, revocation_subject
 from service.domain.evidence import append_record, load_records
 from service.domain.history import report_history
@@ -119,20 +120,6 @@ def latest_report_record_id(row: ReportCode) -> str:
 # --------------------------------------------------------------------------- metadata
 
 
-_ANCESTOR_SQL = text(
-    "WITH RECURSIVE anc(id) AS ("
-    " SELECT parent_id FROM record_parents WHERE child_id IN :ids"
-    " UNION SELECT rp.parent_id FROM record_parents rp JOIN anc ON rp.child_id = anc.id"
-    ") SELECT 1 FROM anc WHERE id = :project LIMIT 1"
-).bindparams(bindparam("ids", expanding=True))
-
-
-def _derives_from(session: Session, record_id: str, project_id: str) -> bool:
-    """Does the record lead back, parent by parent, to the project?"""
-    found = session.execute(_ANCESTOR_SQL, {"ids": [record_id], "project": project_id}).first()
-    return found is not None
-
-
 @dataclass(frozen=True)
 class ReportMetadata:
     conclusion: str
@@ -173,12 +160,13 @@ def put_metadata(
                 "and media",
             )
         parents.append(rec)
+    # media stand alone (no parents); samples and test records must come from the
+    # project the code was issued for, or the page would show another project's chain
+    from_project = derived_from(
+        session, [p.id for p in parents if p.type != "media"], row.project_record_id
+    )
     for parent in parents:
-        # media stand alone (no parents); samples and test records must come from the
-        # project the code was issued for, or the page would show another project's chain
-        if parent.type != "media" and not _derives_from(
-            session, parent.id, row.project_record_id
-        ):
+        if parent.type != "media" and parent.id not in from_project:
             raise Invalid(
                 "project_mismatch",
                 f"{parent.type} {parent.id} does not derive from project "

@@ -12,11 +12,13 @@ public view was checked against is changed or removed:
 Inserts do not move it, nor do the anchoring worker's normal updates of a batch on its
 way to `anchored` (prepared -> sent -> anchored), so ingest does not invalidate every
 cached view. On PostgreSQL the triggers are `ENABLE ALWAYS` (they fire under
-`session_replication_role = replica` too). service.domain.public reads the counter, and
-checks that these triggers are in place, on every view.
+`session_replication_role = replica` too). The public view (service.domain.public, its SQL
+in service.storage.public_sql) reads the counter, and checks that these triggers are in
+place, on every view.
 
 `signature_checks` keeps the sealed PDF's signature verdict bound to the file's SHA-256
-(see service.domain.public.SignatureVerdicts for the rule under which a view may use it).
+(see service.domain.public.verdicts.SignatureVerdicts for the rule under which a view may
+use it).
 
 Revision ID: 0004_change_stamp
 Revises: 0003
@@ -33,7 +35,7 @@ branch_labels = None
 depends_on = None
 
 #: Tables whose every UPDATE/DELETE moves the stamp (kept in step with
-#: service.domain.public.STAMP_TRIGGERS).
+#: service.storage.public_sql.STAMP_TRIGGERS).
 EVIDENCE_TABLES = ("records", "record_files", "record_parents", "batch_leaves")
 
 _BATCH_UPDATE_WHEN = (

@@ -1,0 +1,188 @@
+"""Checking a copy someone holds (`POST /api/v1/public/verify`, INTERFACE §5.3).
+
+A PDF is genuine when it is byte for byte the platform's sealed copy; otherwise its
+signature and its QR code say whether it is a modified copy of ours or not ours at all.
+A photo or scan of a printed page can be checked only through the report its QR code
+names: its verdict follows that report's status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.domain.codes import canonical_or_none
+from service.domain.public.images import MAX_IMAGE_PIXELS
+from service.domain.public.verdicts import SignatureCheck, SignatureChecker
+from service.domain.public.views import ReportViews, report_view
+from service.domain.signing import code_of_signed_pdf
+from verifier.pdf import PdfUnreadable
+
+Verdict = Literal["genuine", "modified", "not_ours", "unreadable"]
+#: The public status of a report by its canonical code, None for a code never issued.
+StatusOf = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Verification:
+    verdict: Verdict
+    code: str | None = None
+    status: str | None = None
+    detail: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def decode_qr_texts(image: Any) -> list[str]:
+    """Texts of the QR codes zxing-cpp finds, trying degraded-photo variants in turn."""
+    import zxingcpp
+    from PIL import Image, ImageOps
+
+    qr_only = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    gray = ImageOps.exif_transpose(image).convert("L")
+    variants = [gray]
+    largest = max(gray.size)
+    for side in (2000, 1200, 800):
+        if largest > side * 1.2:
+            scaled = gray.copy()
+            scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
+            variants.append(scaled)
+    for angle in (5, -5):
+        variants.append(
+            gray.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+        )
+    variants.append(ImageOps.autocontrast(gray))
+    for variant in variants:
+        found = zxingcpp.read_barcodes(variant, formats=qr_only)
+        texts = [b.text for b in found if b.text]
+        if texts:
+            return texts
+    return []
+
+
+def code_from_url(text: str, base_url: str) -> str | None:
+    """The canonical code in `{base}/v/{CODE}`, or None when the URL is not ours."""
+    base = base_url.rstrip("/")
+    text = text.strip()
+    if not text.lower().startswith((base + "/v/").lower()):
+        return None
+    rest = urllib.parse.unquote(text[len(base) + 3 :]).split("?")[0].split("#")[0].rstrip("/")
+    return canonical_or_none(rest)
+
+
+def verify_image(data: bytes, status_of: StatusOf, base_url: str) -> Verification:
+    """An image's verdict: its QR codes decoded, then `verdict_from_qr`."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            texts = decode_qr_texts(img)
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        return Verification("unreadable", detail="not a readable PDF or image")
+    return verdict_from_qr(texts, status_of, base_url)
+
+
+def verdict_from_qr(texts: list[str], status_of: StatusOf, base_url: str) -> Verification:
+    """An image's verdict from its QR texts (INTERFACE §5.3)."""
+    if not texts:
+        return Verification("unreadable", detail="no QR code found")
+    for text in texts:
+        code = code_from_url(text, base_url)
+        if code is None:
+            continue
+        status = status_of(code)
+        if status is None:
+            return Verification(
+                "not_ours", code=code, detail="the QR code names a code the platform never issued"
+            )
+        # A photo can be checked only through the report its QR names, so (§5.3) the
+        # verdict is "genuine" exactly when that report's status is genuine. Of the other
+        # verdicts only "modified" fits a QR of ours whose report does not stand (revoked,
+        # superseded, not yet anchored, or its evidence fails its checks); `status` says
+        # which, so a client never reads a revoked report's photo as genuine.
+        if status == "genuine":
+            return Verification("genuine", code=code, status=status, detail="QR code decoded")
+        return Verification(
+            "modified",
+            code=code,
+            status=status,
+            detail=f"the QR code names a report of ours whose status is {status}",
+        )
+    return Verification("not_ours", detail="the QR code does not point to this platform")
+
+
+def verify_pdf(
+    data: bytes,
+    sessions: sessionmaker[Session],
+    checker: SignatureCheck | None,
+    status_of: StatusOf,
+) -> Verification:
+    """A PDF's verdict: our sealed copy byte for byte; else our signature (`checker`, the
+    views' SignatureChecker); else not ours."""
+    sha = hashlib.sha256(data).hexdigest()
+    with sessions() as session:
+        code = code_of_signed_pdf(session, sha)
+    if code is not None:
+        return Verification(
+            "genuine",
+            code=code,
+            status=status_of(code),
+            detail="byte-identical to the platform's sealed copy",
+        )
+    assert isinstance(checker, SignatureChecker)
+    try:
+        result = checker.verify(data)
+    except PdfUnreadable:
+        return Verification("unreadable", detail="the PDF could not be read")
+    named = next((c for c in result.qr_codes if c), None)
+    named_code = canonical_or_none(named) if named else None
+    status = status_of(named_code) if named_code else None
+    if result.signed and (result.trusted or checker.issued_by_us(data)):
+        # Our key signed it, but it is not the file we hold: changed after signing, or a
+        # file the platform never issued under that code.
+        problems = ", ".join(sorted(str(c) for c in result.finding_codes)) or "differs"
+        return Verification(
+            "modified",
+            code=named_code,
+            status=status,
+            detail=f"signed by the platform but not the platform's copy ({problems})",
+        )
+    if named_code is not None and status is not None and not result.signed:
+        return Verification(
+            "modified",
+            code=named_code,
+            status=status,
+            detail="carries the QR code of a report of ours but not its signature",
+        )
+    return Verification(
+        "not_ours",
+        code=named_code if status is not None else None,
+        status=status,
+        detail="not signed by the platform",
+    )
+
+
+def verify_upload(
+    data: bytes, views: ReportViews, sessions: sessionmaker[Session], base_url: str
+) -> Verification:
+    """The verdict on an uploaded file: a PDF (`verify_pdf`) or an image (`verify_image`)."""
+    if not data:
+        return Verification("unreadable", detail="empty file")
+
+    def status_of(code: str) -> str | None:
+        view = report_view(views, sessions, code)
+        return view.status if view is not None else None
+
+    if b"%PDF-" in data[:1024]:
+        return verify_pdf(data, sessions, views.signature_check, status_of)
+    return verify_image(data, status_of, base_url)
