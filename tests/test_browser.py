@@ -18,8 +18,15 @@ from sqlalchemy import text
 
 from tests.anchoring_support import REPO_ROOT, wait_for
 from tests.fixtures.chain import DevChain, new_chain
-from tests.public_kit import privacy_findings
-from tests.recordkit import VALID_ID_NUMBER
+from tests.public_kit import make_pdf, privacy_findings
+from tests.recordkit import (
+    VALID_ID_NUMBER,
+    ago,
+    created,
+    data_body,
+    sample_body,
+    today_cst,
+)
 from tests.story_support import (
     PUBLIC_RESPONSES,
     ServiceProcess,
@@ -41,6 +48,8 @@ UNKNOWN_CODE = "44030026AAAAAAAAAAAAAAA"
 #: status key -> (data-status, big Chinese label, a Chinese sentence the page must show)
 EXPECTED = {
     "genuine": ("genuine", "真实有效", "报告与平台存证一致"),
+    # genuine, but with custody gaps and an uncited test record: an amber notice (§7.2)
+    "warned": ("genuine", "真实有效", "报告与平台存证一致"),
     "revoked": ("revoked", "已作废", "该报告已被出具机构作废"),
     "superseded": ("superseded", "已更正", "请以新报告为准"),
     "pending": ("pending_anchor", "待上链", "正在等待区块链存证确认"),
@@ -69,6 +78,7 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         lab = service.client(lab_account)
         stories = {key: build_story(lab, f"BR{i}") for i, key in
                    enumerate(("genuine", "revoked", "superseded", "new", "tampered"))}
+        stories["warned"] = _warned_story(lab, stories["genuine"])
         r = lab.post(f"/api/v1/reports/{stories['revoked'].code}/revocation",
                      json_body={"reason": "数据录入错误", "superseded_by": None})
         assert r.status_code == 201, r.text
@@ -97,6 +107,28 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield w
     finally:
         service.close()
+
+
+def _warned_story(lab: Any, base: Story) -> Story:
+    """A report on a sample with no seal, witness record or receipt, citing the retest of
+    it and not the first test."""
+    chain = base.chain
+    bare = created(lab.post("/api/v1/samples",
+                            json_body=sample_body(chain.commission, "YP20261122WARN")))
+    first = created(lab.post("/api/v1/test-records", json_body=data_body(
+        chain, ago(120), parents=[bare], results={"strength_MPa": 21.4})))
+    retest = created(lab.post("/api/v1/test-records", json_body=data_body(
+        chain, ago(60), parents=[bare], results={"strength_MPa": 35.2},
+        retest_reason="复检：首组试块缺角")))
+    code = lab.issue_code("BG-2026-BRW", chain.project).json()["code"]
+    r = lab.put(f"/api/v1/reports/{code}", json_body={
+        "conclusion": "pass", "issued_on": today_cst(), "approver": "王五",
+        "parents": [bare, retest]})
+    assert r.status_code == 200, r.text
+    pdf = make_pdf(2, "检测报告 BRW")
+    r = lab.put(f"/api/v1/reports/{code}/pdf", content=pdf, content_type="application/pdf")
+    assert r.status_code == 200, r.text
+    return Story(code, chain, {"sample": bare, "first": first, "retest": retest}, pdf, r.json())
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +173,21 @@ def test_page_shows_status_on_a_phone(world: World, browser: Any, key: str) -> N
                 world.stories["new"].code
         if key in ("genuine", "revoked", "superseded", "tampered"):
             assert "检测报告" in page.inner_text("body")
+        if key == "warned":
+            notice = page.locator("#warnings")
+            assert notice.get_attribute("data-evidence-complete") == "false"
+            codes = notice.locator("li").evaluate_all("els => els.map(e => e.dataset.code)")
+            assert codes == ["custody_seal_missing", "custody_witness_missing",
+                             "custody_receipt_missing", "test_record_uncited"]
+            assert "缺少收样验封记录" in notice.inner_text()
+            # right under the status box, and the uncited record is marked in the chain
+            status_box, notice_box = box.bounding_box(), notice.bounding_box()
+            assert status_box is not None and notice_box is not None
+            assert notice_box["y"] >= status_box["y"] + status_box["height"]
+            assert page.locator("[data-uncited]").count() == 1
+            assert "复检：首组试块缺角" in page.inner_text("#chain")
+        elif key != "unknown":
+            assert page.locator("#warnings").count() == 0
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"browser-{key}.png"), full_page=True)
         page.screenshot(path=str(ARTIFACTS / f"browser-{key}-fold.png"))

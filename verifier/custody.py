@@ -151,12 +151,12 @@ def evidence_warnings(
                 ("receipt", CUSTODY_RECEIPT_MISSING, "没有收样验封记录"),
             ):
                 if type_ not in types:
-                    warnings.append(EvidenceWarning(code, sample_id, f"{label}{zh}"))
+                    warnings.append(EvidenceWarning(code, sample_id, f"{label} {zh}"))
         for receipt in (r for r in of_sample if r.get("type") == "receipt"):
             if _seal_check_failed(receipt):
                 warnings.append(
                     EvidenceWarning(
-                        SEAL_CHECK_FAILED, str(receipt.get("id")), f"{label}收样时验封未通过"
+                        SEAL_CHECK_FAILED, str(receipt.get("id")), f"{label} 收样时验封未通过"
                     )
                 )
         warnings += _uncited(present, covered_by(citations, records, by_id), label)
@@ -197,7 +197,7 @@ def _uncited(
                 EvidenceWarning(
                     TEST_RECORD_UNCITED,
                     str(record.get("id")),
-                    f"{label}的{what}未被报告引用，也未被所引用的记录更正",
+                    f"{label} 的{what}未被报告引用，也未被所引用的记录更正",
                 )
             )
     return out

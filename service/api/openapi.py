@@ -437,7 +437,7 @@ _WARNING = {
     "region": "440300",
     "code": "custody_receipt_missing",
     "record_id": SAMPLE_ID,
-    "detail": "样品 YP2026112200017没有收样验封记录",
+    "detail": "样品 YP2026112200017 没有收样验封记录",
     "report_record_id": "01M82ER68ZN7G386BEF9K90NQ1",
     "recorded_at": "2026-11-22T20:21:50Z",
 }
@@ -845,7 +845,7 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
                         {
                             "code": "custody_receipt_missing",
                             "record_id": SAMPLE_ID,
-                            "detail": "样品 YP2026112200017没有收样验封记录",
+                            "detail": "样品 YP2026112200017 没有收样验封记录",
                         }
                     ],
                 },
@@ -1119,6 +1119,17 @@ RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
         "headers": _PDF_HEADERS,
         "content": {
             "application/pdf": {"schema": _BINARY, "examples": {"sealed": _SEALED_PDF_EXAMPLE}}
+        },
+    },
+    ("get", "/api/v1/public/reports/{code}/raw/{record_id}", "200"): {
+        "description": "The raw data of a test record of the report's chain: its inline JSON "
+        "as stored, or the data file it names (checked against its SHA-256).",
+        "content": {
+            JSON: {
+                "schema": {"type": ["object", "array", "string", "number", "boolean", "null"]},
+                "example": {"loads_kN": [812.4, 798.1, 825.0], "area_mm2": 22500},
+            },
+            "application/octet-stream": {"schema": _BINARY},
         },
     },
     ("get", "/api/v1/public/reports/{code}/images/{sha256}", "200"): {

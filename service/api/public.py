@@ -35,6 +35,7 @@ from service.domain import public as public_views
 from service.domain.codes import canonical_or_none
 from service.domain.public import ReportView, render_page
 from service.domain.public.images import KEY_IMAGE_MAX_SIDE, key_image_jpeg
+from service.domain.public.raw import raw_data_of
 from service.domain.public.verify import Verdict, Verification, verify_upload
 from service.domain.signing import latest_signed_pdf, read_verified_blob
 from service.errors import JianzhengError, NotFound, RateLimited, TooLarge
@@ -205,6 +206,37 @@ async def public_image(code: str, sha256: str, state: PublicStateDep) -> Respons
             "X-Original-SHA256": sha,
         },
     )
+
+
+@router.get(
+    "/api/v1/public/reports/{code}/raw/{record_id}",
+    response_class=Response,
+    summary="The raw data of a test record of a report's checked chain (std 4.1.2)",
+    description="Inline raw data as JSON, or the data file a test record names "
+    "(`raw_data_file`), exactly as stored and checked against its SHA-256. Only test "
+    "records of the report's checked chain (cited or not) are served; 404 "
+    "`record_not_found` otherwise.",
+    dependencies=[_rate_limited(2.0)],
+    responses={200: {"content": {"application/json": {}, "application/octet-stream": {}}}},
+)
+async def public_raw_data(code: str, record_id: str, state: PublicStateDep) -> Response:
+    canonical = canonical_or_none(code)
+    if canonical is None:
+        raise _unknown(code)
+    data = await run_in_threadpool(report_data, state, canonical)
+    if data is None:
+        raise _unknown(code)
+    step = next(
+        (s for s in data["chain"] if s["record_id"] == record_id and s.get("raw_data_url")),
+        None,
+    )
+    if step is None or step["check"] == "failed":
+        raise NotFound("record_not_found", "no raw data of such a record in this report's chain")
+    raw = await run_in_threadpool(raw_data_of, state.views.get(), state.blobs, canonical,
+                                  record_id)
+    headers = {"Cache-Control": "no-cache", "Content-Disposition":
+               f'attachment; filename="{canonical}-{record_id}.{raw.suffix}"'}
+    return Response(raw.content, media_type=raw.media_type, headers=headers)
 
 
 @router.get(

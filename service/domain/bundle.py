@@ -5,6 +5,9 @@ name, so an auditor can check it with `jianzheng-verify` and a JSON-RPC endpoint
 
 What goes in:
 
+- every record the `history` of the report's records names (§7.1: the platform wrote it,
+  so a record that existed when the report was issued cannot be left out), with its
+  ancestry;
 - the report's evidence, as the one ancestry walk finds it (`service.domain.ancestry`, the
   same the public view checks): its latest report-stage record (sealed PDF, else metadata,
   else issuance) and its whole ancestry, followed through both the parent leaf hashes
@@ -48,6 +51,7 @@ from sqlalchemy.orm import Session
 from service.anchoring.chaininfo import ChainInfo
 from service.domain.ancestry import Node, walk
 from service.domain.codes import canonical_code
+from service.domain.history import history_record_ids
 from service.domain.proofs import build_proofs
 from service.errors import Conflict, Invalid, JianzhengError, NotFound
 from service.storage.blobs import BlobStore
@@ -241,7 +245,8 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
     if row is None:
         raise NotFound("unknown_code", f"no report code {code} was issued")
     report_id = _latest_report_record(row)
-    records = collect_records(session, [report_id])
+    # §7.1: every record the report's history names, with its ancestry, goes in too
+    records = collect_records(session, [report_id, *history_record_ids(session, code)])
     if report_id not in records:
         raise Conflict(
             "evidence_unavailable", f"the report record {report_id} is missing"

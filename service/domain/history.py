@@ -10,6 +10,7 @@ links, inside the transaction that appends the report record.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, select, text
@@ -67,6 +68,29 @@ def cited_records(session: Session, metadata: Record) -> list[Record]:
             .join(RecordParent, RecordParent.parent_id == Record.id)
             .where(RecordParent.child_id == metadata.id, Record.type != "report")
             .order_by(RecordParent.position)
+        )
+    )
+
+
+def history_record_ids(session: Session, code: str) -> list[str]:
+    """Ids of the records the `history` of report `code`'s records names (samples and the
+    records derived from them); a record named but gone from the database is left out
+    (the bundle then lacks it and the verifier says so, the public view fails its check)."""
+    bodies = session.scalars(
+        select(Record.canonical).where(Record.code == code, Record.type == "report")
+    ).all()
+    leaves: set[str] = set()
+    for canonical in bodies:
+        history = (json.loads(canonical).get("body") or {}).get("history")
+        if isinstance(history, dict):
+            for sample, named in history.items():
+                leaves.add(str(sample))
+                leaves.update(str(x) for x in named if isinstance(x, str))
+    if not leaves:
+        return []
+    return list(
+        session.scalars(
+            select(Record.id).where(Record.leaf_hash.in_(sorted(leaves))).order_by(Record.id)
         )
     )
 

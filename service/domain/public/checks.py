@@ -81,6 +81,8 @@ class Checked:
     final: bool
     #: time.monotonic() when the checks were made.
     checked_at: float
+    #: (sample leaf, record leaf) the report's history names but the database lacks.
+    history_missing: tuple[tuple[str, str], ...] = ()
 
     def files_unchanged(self) -> bool:
         for path, stat in self.files:

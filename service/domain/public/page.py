@@ -74,6 +74,15 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "conclusion": ("结论", "conclusion"),
     "tester": ("检测人", "tester"),
     "correction_reason": ("更正原因", "corrected because"),
+    "retest_reason": ("复检原因", "retested because"),
+    "acquisition": ("采集方式", "acquisition"),
+    "started_at": ("开始时间", "started at"),
+    "results": ("检测结果", "results"),
+    "site": ("检测部位", "site"),
+    "plan_no": ("方案编号", "plan no."),
+    "plan_kind": ("检测类型", "kind"),
+    "planned_start": ("计划开始", "planned start"),
+    "planned_end": ("计划结束", "planned end"),
     "report_no": ("报告编号", "report no."),
     "issued_on": ("签发日期", "issued on"),
     "approver": ("批准人", "approver"),
@@ -102,6 +111,29 @@ VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "document": ("文档", "document"),
         "data": ("数据", "data"),
     },
+    "acquisition": {"auto": ("自动采集", "automatic"), "manual": ("人工录入", "manual")},
+    "plan_kind": {
+        "onsite": ("现场检测", "on-site testing"),
+        "pile_test": ("桩基检测", "pile test"),
+    },
+}
+
+#: The warnings of §7.2 as a person reads them: (zh, en).
+WARNING_LABELS: dict[str, tuple[str, str]] = {
+    "custody_seal_missing": ("缺少电子封志", "no sample seal"),
+    "custody_witness_missing": ("缺少见证记录", "no witness record"),
+    "custody_receipt_missing": ("缺少收样验封记录", "no receipt with seal check"),
+    "seal_check_failed": ("收样验封未通过", "the seal check at receipt failed"),
+    "test_record_uncited": ("检测记录未被报告引用", "a test record the report does not cite"),
+    "contract_late": ("合同上传超时", "contract uploaded late"),
+    "test_data_late": ("检测数据上传超时", "test data uploaded late"),
+    "media_late": ("影像资料上传超时", "key images uploaded late"),
+    "test_plan_late": ("检测方案报送超时", "test plan sent late"),
+    "onsite_without_plan": ("现场检测无检测方案", "on-site test without a plan"),
+    "witness_unverified": ("见证人员未经核验", "witness not verified by the agency"),
+    "device_unregistered": ("检测设备未登记", "device not registered"),
+    "calibration_expired": ("设备检定/校准过期", "device calibration expired"),
+    "tester_unregistered": ("检测人员未登记", "tester not registered"),
 }
 
 #: The page templates (service/pages/templates).
@@ -189,6 +221,7 @@ def render_page(code: str, data: dict[str, Any] | None, en: bool) -> str:
         group=display_code,
         time_fields=TIME_FIELDS,
         label=lambda k: t(*FIELD_LABELS.get(k, (k, k))),
+        warning_label=lambda c: WARNING_LABELS.get(c, (c, c)),
         other_lang_url=other_lang_url,
         checked_at=beijing_time(utc_now().isoformat(), en),
     )

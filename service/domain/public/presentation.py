@@ -13,15 +13,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from service.clock import rfc3339
+from service.domain import warnings as report_warnings
 from service.domain.masking import mask_name, mask_text
 from service.domain.public.checks import Checked, safe_obj
 from service.domain.public.queries import RecordRow
+from verifier import custody
 from verifier.models import RevocationInfo
 
 Status = Literal["genuine", "revoked", "superseded", "pending_anchor", "tampered"]
 
 #: Timeline order (project -> ... -> report) and the labels a person sees.
-STEP_ORDER: dict[str, int] = {
+STEP_ORDER: dict[str, float] = {
     "project": 0,
     "contract": 1,
     "commission": 2,
@@ -30,6 +32,7 @@ STEP_ORDER: dict[str, int] = {
     "witness": 5,
     "media": 6,
     "receipt": 7,
+    "test_plan": 7.5,
     "test_record": 8,
     "numbering_void": 9,
     "report": 10,
@@ -45,6 +48,7 @@ STEP_LABELS: dict[str, tuple[str, str]] = {
     "media": ("影像资料", "Key images"),
     "receipt": ("收样验封", "Receipt"),
     "test_record": ("检测数据", "Test record"),
+    "test_plan": ("检测方案", "Test plan"),
     "numbering_void": ("编号作废", "Number voided"),
     "report": ("检测报告", "Report"),
     "revocation": ("作废/更正", "Revocation"),
@@ -70,7 +74,10 @@ MAX_DETAIL_ITEMS = 12
 #: Details that are points in time: RFC 3339 UTC in the JSON (whatever offset the record
 #: carries), shown in Beijing time on the page.
 TIME_FIELDS = frozenset(
-    {"sampled_at", "sealed_at", "witnessed_at", "taken_at", "received_at", "tested_at"}
+    {
+        "sampled_at", "sealed_at", "witnessed_at", "taken_at", "received_at", "tested_at",
+        "started_at", "planned_start", "planned_end",
+    }
 )
 #: Image types a key image (关键影像, R2) is shown from on the public page.
 KEY_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
@@ -196,15 +203,32 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "seal_check": _seal_check_passed(b),
         }
     if type_ == "test_record":
+        site = b.get("site") if isinstance(b.get("site"), Mapping) else {}
         return {
             "test_item": b.get("test_item"),
             "standard": b.get("standard"),
             "device": " ".join(
                 str(v) for v in (_g(b, "device", "name"), _g(b, "device", "id")) if v
             ),
+            "acquisition": b.get("acquisition"),
+            "started_at": b.get("started_at"),
             "tested_at": b.get("finished_at"),
             "tester": _person(b.get("tester")),
+            "site": site.get("description") if site else None,
+            "results": _results(b.get("results")),
             "correction_reason": b.get("correction_reason"),
+            "retest_reason": b.get("retest_reason"),
+        }
+    if type_ == "test_plan":
+        raw_items = b.get("items")
+        plan_items: list[Any] = raw_items if isinstance(raw_items, list) else []
+        return {
+            "plan_no": b.get("plan_no"),
+            "plan_kind": b.get("kind"),
+            "items": "、".join(str(_org(i)) for i in plan_items),
+            "location": b.get("location"),
+            "planned_start": b.get("planned_start"),
+            "planned_end": b.get("planned_end"),
         }
     if type_ == "report":
         return {
@@ -216,6 +240,19 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
     if type_ == "revocation":
         return {"reason": b.get("reason"), "superseded_by": b.get("superseded_by")}
     return {}
+
+
+def _results(value: Any) -> str | None:
+    """A test record's results as a person reads them: `name value` pairs (the names carry
+    the units, e.g. strength_MPa)."""
+    if not isinstance(value, Mapping) or not value:
+        return None
+    parts = []
+    for key, val in list(value.items())[:MAX_DETAIL_ITEMS]:
+        if isinstance(val, bool) or not isinstance(val, int | float | str):
+            val = _detail_text(val)
+        parts.append(f"{key}: {val}")
+    return "；".join(parts)
 
 
 def _seal_check_passed(body: Mapping[str, Any]) -> bool | None:
@@ -350,6 +387,14 @@ def build_view_data(
         )
     steps.sort(key=lambda s: (s[0], s[1]))
     timeline = [s[2] for s in steps]
+    evidence = _evidence(checked)
+    for step in timeline:
+        if step["type"] == "test_record":
+            # §7.2: a test record the report neither cites nor supersedes is shown as such
+            step["cited"] = step["leaf_hash"] in evidence.covered
+            record_id = str(step["record_id"])
+            if _has_raw_data(bodies.get(record_id, {})):
+                step["raw_data_url"] = f"/api/v1/public/reports/{code}/raw/{record_id}"
 
     failed = [s for s in timeline if s["check"] == "failed"]
     waiting = [s for s in timeline if s["check"] in ("pending", "unavailable")]
@@ -381,6 +426,19 @@ def build_view_data(
             "type": "report",
             "step": {"zh": STEP_LABELS["report"][0], "en": STEP_LABELS["report"][1]},
             "detail": {"en": "a record of the report is missing", "zh": "报告记录缺失"},
+        }
+    elif evidence.history_missing:
+        status = "tampered"
+        _sample, leaf = evidence.history_missing[0]
+        problem = {
+            "record_id": None,
+            "type": "history",
+            "step": {"zh": "样品全过程记录", "en": "records of the report's samples"},
+            "detail": {
+                "en": f"the report's history names record {leaf}, which the platform no "
+                "longer holds",
+                "zh": "报告存证时记录的样品过程数据已缺失（被删除）",
+            },
         }
     elif sig_failed:
         status = "tampered"
@@ -448,9 +506,40 @@ def build_view_data(
         "revocation": revocation,
         "superseded_by": superseded,
         "problem": problem,
+        "evidence_complete": evidence.warnings.evidence_complete,
+        "warnings": evidence.warnings.as_json(),
         "chain": timeline,
     }
     return status, data
+
+
+class _Evidence:
+    """What the report's own records say about its evidence (INTERFACE §7.1, §7.2)."""
+
+    def __init__(self, checked: Checked) -> None:
+        code = checked.row.code
+        objs: dict[str, Mapping[str, Any]] = {}
+        for rec in checked.records.values():
+            obj = safe_obj(rec.canonical)
+            if obj:
+                objs[rec.leaf_hash] = obj
+        reports = {
+            leaf: obj
+            for leaf, obj in objs.items()
+            if obj.get("type") == "report" and _g(obj, "body", "code") == code
+        }
+        by_id = {str(o.get("id")): leaf for leaf, o in objs.items()}
+        self.history_missing = checked.history_missing
+        self.warnings = report_warnings.compute(reports, objs)
+        self.covered = custody.covered_by(custody.cited(reports), objs, by_id)
+
+
+def _evidence(checked: Checked) -> _Evidence:
+    return _Evidence(checked)
+
+
+def _has_raw_data(body: Mapping[str, Any]) -> bool:
+    return "raw_data" in body or isinstance(body.get("raw_data_file"), str)
 
 
 def _summary(checked: Checked) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.anchoring.chaininfo import ChainInfo
 from service.domain.codes import canonical_or_none
+from service.domain.history import history_record_ids
 from service.domain.public.chain import ChainError, ChainReader
 from service.domain.public.checks import (
     Checked,
@@ -63,6 +64,7 @@ from service.storage.public_sql import (
     read_known_batches,
     stamp_armed,
 )
+from verifier import custody
 from verifier.models import RevocationInfo
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,10 @@ class ReportViews:
         return canonical
 
     # -- the cached answer (no check redone) --------------------------------------------
+
+    def last_view(self, code: str) -> ReportView | None:
+        """The view of canonical `code` built last, whether or not it still holds."""
+        return self._views.get(code)
 
     def cached_view(self, code: str) -> ReportView | None:
         """The cached view of canonical `code` if nothing it was checked against changed.
@@ -394,7 +400,7 @@ class ReportViews:
         """Every check of the report's records and its sealed PDF."""
         conn = session.connection()
         final_id = row.pdf_record_id or row.report_record_id or row.issue_record_id
-        roots = [final_id]
+        roots = [final_id, *history_record_ids(session, row.code)]
         if row.revocation_record_id:
             roots.append(row.revocation_record_id)
         records, parents = load_ancestry(session, roots)
@@ -439,6 +445,17 @@ class ReportViews:
         if sealed_sha:
             signature, seen_pdf = self._signature(conn, row.code, sealed_sha, sealed_size)
             files.append(seen_pdf)
+        history_missing = tuple(
+            custody.missing_history(
+                [
+                    obj
+                    for rec in records.values()
+                    if rec.type == "report" and (obj := safe_obj(rec.canonical))
+                    and obj.get("body", {}).get("code") == row.code
+                ],
+                {rec.leaf_hash: {} for rec in records.values()},
+            )
+        )
         return Checked(
             row=row,
             records=records,
@@ -448,8 +465,11 @@ class ReportViews:
             signature=signature,
             sealed_sha=sealed_sha,
             files=tuple(dict.fromkeys(files)),
-            # a judgement resting on a pending record is redone on every view
-            final=all_final,
+            # a judgement resting on a pending record, or on a record gone from the
+            # database (putting it back is an INSERT, which moves no stamp), is redone
+            # on every view
+            final=all_final and not history_missing,
+            history_missing=history_missing,
             checked_at=time.monotonic(),
         )
 
