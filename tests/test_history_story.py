@@ -10,9 +10,10 @@ the page name the step.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,16 @@ from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_auditor, add_lab, client_for, make_app
 from tests.public_kit import make_pdf
-from tests.recordkit import ago, build_chain, created, data_body, sample_body
+from tests.recordkit import (
+    ago,
+    build_chain,
+    created,
+    data_body,
+    receipt_body,
+    sample_body,
+    seal_body,
+    witness_body,
+)
 from verifier.cli import main as verify_main
 
 pytestmark = pytest.mark.chain
@@ -46,6 +56,8 @@ class Story:
     passing: str
     bare_sample: str
     roots: Path
+    #: custody case -> report code (a sample missing exactly those steps)
+    cases: dict[str, str]
 
     def public(self, code: str) -> dict[str, Any]:
         r = self.lab.http.get(f"/api/v1/public/reports/{code}")
@@ -79,6 +91,36 @@ def _meta(*parents: str) -> dict[str, Any]:
             "approver": "王五", "parents": list(parents)}
 
 
+#: A sample missing exactly some custody steps -> the warnings its report must carry.
+CASES: dict[str, list[str]] = {
+    "no_receipt": ["custody_receipt_missing"],
+    "no_witness": ["custody_witness_missing"],
+    "no_seal": ["custody_seal_missing", "custody_receipt_missing"],  # no seal, no receipt
+    "seal_broken": ["seal_check_failed"],
+}
+
+
+def _custody_case(lab: JianzhengClient, base: Any, name: str) -> str:
+    """A sample of `base`'s commission with the custody records of case `name`, its test
+    record, and a report on it (metadata; the PDF is signed by the fixture)."""
+    code = f"YP-CASE-{name.upper().replace('_', '-')}"
+    sample = created(lab.post("/api/v1/samples", json_body=sample_body(base.commission, code)))
+    chain = replace(base, sample=sample, sample_code=code)
+    if name != "no_seal":
+        chain.seal = created(lab.post("/api/v1/seals", json_body=seal_body(chain)))
+    if name != "no_witness":
+        created(lab.post("/api/v1/witnesses", json_body=witness_body(chain)))
+    if name in ("no_witness", "seal_broken"):
+        intact = name != "seal_broken"
+        created(lab.post("/api/v1/receipts", json_body=receipt_body(chain, seal_intact=intact)))
+    test = created(lab.post("/api/v1/test-records", json_body=data_body(
+        chain, ago(60), parents=[sample])))
+    report = lab.issue_code(f"BG-{code}", base.project).json()["code"]
+    r = lab.put(f"/api/v1/reports/{report}", json_body=_meta(sample, test))
+    assert r.status_code == 200, r.text
+    return str(report)
+
+
 @pytest.fixture(scope="module")
 def story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     tmp = tmp_path_factory.mktemp("history")
@@ -102,14 +144,15 @@ def story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         c, ago(100), parents=[bare])))
     gap = lab.issue_code("BG-STORY-2", c.project).json()["code"]
     assert lab.put(f"/api/v1/reports/{gap}", json_body=_meta(bare, bare_test)).status_code == 200
-    for code in (picked, gap):
+    cases = {name: _custody_case(lab, c, name) for name in CASES}
+    for code in (picked, gap, *cases.values()):
         r = lab.put(f"/api/v1/reports/{code}/pdf", content=make_pdf(),
                     content_type="application/pdf")
         assert r.status_code == 200, r.text
     anchor_until_drained(AnchorWorker(state.settings, state.engine, chain))
     roots = tmp / "roots.pem"
     roots.write_bytes(trust_roots_pem(state.settings))
-    yield Story(state, chain, lab, auditor, picked, gap, failing, passing, bare, roots)
+    yield Story(state, chain, lab, auditor, picked, gap, failing, passing, bare, roots, cases)
     state.close()
 
 
@@ -168,6 +211,27 @@ def test_custody_gaps_are_visible_everywhere(
     out = capsys.readouterr().out
     for code in custody:
         assert f"WARN  {code}" in out
+    assert story.verify(bundle, "--strict") == 4
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_custody_gap_gives_exactly_its_warning(
+    story: Story, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, expected = story.cases[case], CASES[case]
+    data = story.public(code)
+    assert data["status"] == "genuine"
+    assert [w["code"] for w in data["warnings"]] == expected
+    assert data["evidence_complete"] is False
+    page = story.page(story.cases[case])
+    assert sorted(set(re.findall(r'data-code="([a-z_]+)"', page))) == sorted(expected)
+    listed = story.auditor.get("/api/v1/audit/warnings", query={"report_code": code}).json()
+    assert sorted(w["code"] for w in listed) == sorted(expected)
+    bundle = story.bundle(code, tmp_path)
+    capsys.readouterr()
+    assert story.verify(bundle) == 0
+    warned = sorted(set(re.findall(r"^WARN  ([a-z_]+)", capsys.readouterr().out, re.M)))
+    assert warned == sorted(expected)
     assert story.verify(bundle, "--strict") == 4
 
 
