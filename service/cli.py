@@ -100,6 +100,13 @@ def _cmd_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agency(args: argparse.Namespace) -> int:
+    from service.domain import accounts
+
+    _print_json(accounts.cli_agency(args))
+    return 0
+
+
 def _cmd_auditor(args: argparse.Namespace) -> int:
     from service.domain import accounts
 
@@ -176,7 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="key_command", required=True)
     p = key.add_parser("issue", help="issue another key for a lab or auditor")
     p.add_argument("--institution")
-    p.add_argument("--auditor")
+    p.add_argument("--auditor", help="an auditor or agency account id")
+    p.add_argument(
+        "--algorithm",
+        choices=["hmac-sha256", "hmac-sm3"],
+        default="hmac-sha256",
+        help="request signing of the key: JZ1-HMAC-SHA256 (default) or JZ1-HMAC-SM3",
+    )
+    p.add_argument("--expires-in-days", type=float, help="the key signs nothing after this")
     p.set_defaults(func=_cmd_key)
     p = key.add_parser("list", help="list keys (never secrets)")
     p.add_argument("--institution")
@@ -200,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
         "city (440300) or county (440305) code; default: every lab",
     )
     p.set_defaults(func=_cmd_auditor)
+
+    agency = sub.add_parser("agency", help="supervision-agency (监督机构) accounts").add_subparsers(
+        dest="agency_command", required=True
+    )
+    p = agency.add_parser(
+        "add", help="create a supervision-agency account for a region and its first API key"
+    )
+    p.add_argument("--name", required=True)
+    p.add_argument(
+        "--region",
+        required=True,
+        help="the agency's region: a province (440000), city (440300) or county (440305) code",
+    )
+    p.set_defaults(func=_cmd_agency)
 
     ca = sub.add_parser("ca", help="report-signing certificates").add_subparsers(
         dest="ca_command", required=True

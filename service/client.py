@@ -19,6 +19,13 @@ from urllib.parse import unquote_to_bytes
 import httpx
 
 ALGORITHM = "JZ1-HMAC-SHA256"
+#: The request-signing algorithms: key algorithm -> (first line, hashlib name). SM3 is
+#: INTERFACE §7.7: the same canonical request, SM3 for the body hash and the HMAC.
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "hmac-sha256": (ALGORITHM, "sha256"),
+    "hmac-sm3": ("JZ1-HMAC-SM3", "sm3"),
+}
+DEFAULT_ALGORITHM = "hmac-sha256"
 HEADER_KEY = "X-JZ-Key"
 HEADER_TIMESTAMP = "X-JZ-Timestamp"
 HEADER_NONCE = "X-JZ-Nonce"
@@ -95,20 +102,46 @@ def encode_query(query: QueryInput) -> str:
     )
 
 
+def _hash_name(algorithm: str) -> str:
+    try:
+        return ALGORITHMS[algorithm][1]
+    except KeyError:
+        raise ValueError(f"unknown signing algorithm {algorithm!r}") from None
+
+
 def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def body_hash(body: bytes, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    """The body hash line of the string to sign: SHA-256, or SM3 for hmac-sm3 keys."""
+    return hashlib.new(_hash_name(algorithm), body).hexdigest()
+
+
+def new_body_hasher(algorithm: str = DEFAULT_ALGORITHM) -> Any:
+    """An incremental hash object for a streamed body (`update`, `hexdigest`)."""
+    return hashlib.new(_hash_name(algorithm))
+
+
 def string_to_sign(
-    method: str, path: str, raw_query: str | bytes, timestamp: str, nonce: str, body_hash: str
+    method: str,
+    path: str,
+    raw_query: str | bytes,
+    timestamp: str,
+    nonce: str,
+    body_hash: str,
+    algorithm: str = DEFAULT_ALGORITHM,
 ) -> str:
+    first = ALGORITHMS[algorithm][0] if algorithm in ALGORITHMS else ALGORITHM
     return "\n".join(
-        [ALGORITHM, method.upper(), path, canonical_query(raw_query), timestamp, nonce, body_hash]
+        [first, method.upper(), path, canonical_query(raw_query), timestamp, nonce, body_hash]
     )
 
 
-def signature(secret: str, text: str) -> str:
-    return hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()
+def signature(secret: str, text: str, algorithm: str = DEFAULT_ALGORITHM) -> str:
+    return hmac.new(
+        secret.encode("utf-8"), text.encode("utf-8"), _hash_name(algorithm)
+    ).hexdigest()
 
 
 def new_nonce() -> str:
@@ -124,15 +157,19 @@ def sign_request(
     secret: str,
     timestamp: int | str,
     nonce: str,
+    algorithm: str = DEFAULT_ALGORITHM,
 ) -> dict[str, str]:
-    """The four X-JZ-* headers for one request (§5.1). `path` is sent exactly as given."""
+    """The four X-JZ-* headers for one request (§5.1; §7.7 for `hmac-sm3` keys). `path` is
+    sent exactly as given."""
     ts = str(timestamp)
-    text = string_to_sign(method, path, encode_query(query), ts, nonce, body_sha256(body))
+    text = string_to_sign(
+        method, path, encode_query(query), ts, nonce, body_hash(body, algorithm), algorithm
+    )
     return {
         HEADER_KEY: key_id,
         HEADER_TIMESTAMP: ts,
         HEADER_NONCE: nonce,
-        HEADER_SIGNATURE: signature(secret, text),
+        HEADER_SIGNATURE: signature(secret, text, algorithm),
     }
 
 
@@ -149,11 +186,15 @@ class JianzhengClient:
         timeout: float = 30.0,
         clock: Any = None,
         http: httpx.Client | None = None,
+        algorithm: str = DEFAULT_ALGORITHM,
     ) -> None:
         """`base_url` is an origin (scheme, host, port): paths are signed as given.
-        `http` lets a caller supply its own client (e.g. Starlette's TestClient)."""
+        `http` lets a caller supply its own client (e.g. Starlette's TestClient);
+        `algorithm` is the key's (`hmac-sha256`, or `hmac-sm3`, INTERFACE §7.7)."""
         self.key_id = key_id
         self._secret = secret
+        self.algorithm = algorithm
+        _hash_name(algorithm)
         self._clock = clock or time.time
         self.http = http or httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
 
@@ -201,7 +242,7 @@ class JianzhengClient:
         hdrs.update(
             sign_request(
                 method, sent_path, sent_query, body, self.key_id, self._secret,
-                int(self._clock()), new_nonce(),
+                int(self._clock()), new_nonce(), self.algorithm,
             )
         )
         if headers:

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from service.client import (
+    DEFAULT_ALGORITHM,
     HEADER_KEY,
     HEADER_NONCE,
     HEADER_SIGNATURE,
@@ -50,7 +51,18 @@ from service.client import (
     query_ambiguity,
     string_to_sign,
 )
-from service.domain.accounts import ROLE_AUDITOR, ROLE_LAB, KeyInfo, audit_scope, lookup_key
+from service.client import (
+    body_hash as hash_body,
+)
+from service.client import signature as client_signature
+from service.domain.accounts import (
+    ROLE_AGENCY,
+    ROLE_AUDITOR,
+    ROLE_LAB,
+    KeyInfo,
+    audit_scope,
+    lookup_key,
+)
 from service.errors import AuthFailed, BadRequest, Forbidden, JianzhengError
 from service.state import ServiceState
 from service.storage import nonces
@@ -126,9 +138,9 @@ async def authenticate(request: Request) -> Caller:
             now=state.clock.time(),
         )
         if key_id is not None and key_id in state.keys:
-            header_check()  # no database access for a key this process knows
+            key = header_check()  # no database access for a key this process knows
         else:
-            await run_in_threadpool(header_check)
+            key = await run_in_threadpool(header_check)
         check_query(raw_query(request))
     except JianzhengError as exc:
         setattr(request.state, _STATE_ATTR, exc)
@@ -139,8 +151,9 @@ async def authenticate(request: Request) -> Caller:
         raise RuntimeError(
             "request body consumed before authentication; use APIRouter(route_class=SignedRoute)"
         ) from None
-    body_hash = hashlib.sha256(body).hexdigest()
-    setattr(request.state, _BODY_HASH_ATTR, body_hash)
+    sha256 = hashlib.sha256(body).hexdigest()
+    setattr(request.state, _BODY_HASH_ATTR, sha256)  # the idempotency fingerprint's
+    signed_hash = sha256 if key.algorithm == DEFAULT_ALGORITHM else hash_body(body, key.algorithm)
     try:
         caller = await run_in_threadpool(
             verify_signed_request,
@@ -148,7 +161,7 @@ async def authenticate(request: Request) -> Caller:
             method=request.method,
             path=request_path(request),
             query=raw_query(request),
-            body_hash=body_hash,
+            body_hash=signed_hash,
             key_id=key_id,
             timestamp=headers.get(HEADER_TIMESTAMP),
             nonce=headers.get(HEADER_NONCE),
@@ -229,11 +242,13 @@ def check_signature(
         state, key_id=key_id, timestamp=timestamp, nonce=nonce, signature=signature, now=now
     )
     assert timestamp and nonce and signature  # check_headers refused them missing
-    expected = hmac.new(
-        key.secret.encode("utf-8"),
-        string_to_sign(method, path, query, timestamp, nonce, body_hash).encode("utf-8"),
-        hashlib.sha256,
-    ).hexdigest()
+    # §5.1, or §7.7 for a key issued for JZ1-HMAC-SM3 (the body hash is the caller's, made
+    # with the key's algorithm: `body_hash` of service.client)
+    expected = client_signature(
+        key.secret,
+        string_to_sign(method, path, query, timestamp, nonce, body_hash, key.algorithm),
+        key.algorithm,
+    )
     if not hmac.compare_digest(expected, signature.lower()):
         raise _unauthorized("auth_bad_signature", "the signature does not match the request")
     return key
@@ -295,6 +310,8 @@ def check_headers(
         if key is None or key.revoked:
             raise _unauthorized("auth_unknown_key", "unknown or revoked API key")
         state.keys[key_id] = key  # role, owner and secret never change for a key id
+    if key.expires_at is not None and now >= key.expires_at:
+        raise _unauthorized("auth_unknown_key", "this API key has expired")
     if not SIGNATURE_RE.match(signature):
         raise _unauthorized("auth_bad_signature", "the signature is not 64 hex characters")
     return key
@@ -360,21 +377,32 @@ async def require_lab(request: Request) -> Caller:
 
 
 async def require_auditor(request: Request) -> Caller:
+    """Auditor keys, and supervision-agency keys (an agency reads its region as auditors do)."""
     caller = await authenticate(request)
-    if caller.role != ROLE_AUDITOR:
+    if caller.role not in (ROLE_AUDITOR, ROLE_AGENCY):
         raise Forbidden("forbidden", "this endpoint is for auditor keys")
+    return caller
+
+
+async def require_agency(request: Request) -> Caller:
+    """Supervision-agency keys only (they write the registry of their region)."""
+    caller = await authenticate(request)
+    if caller.role != ROLE_AGENCY:
+        raise Forbidden("forbidden", "this endpoint is for supervision-agency keys")
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 LabDep = Annotated[Caller, Depends(require_lab)]
 AuditorDep = Annotated[Caller, Depends(require_auditor)]
+AgencyDep = Annotated[Caller, Depends(require_agency)]
 
 
 def check_institution_access(session: Session, caller: Caller, institution: str) -> None:
     """403 `forbidden` unless the caller may see this institution's data: a lab only its
-    own; an auditor every institution, or those of its region (R21)."""
-    if caller.role == ROLE_AUDITOR:
+    own; an auditor every institution, or those of its region (R21); an agency those of
+    its region."""
+    if caller.role in (ROLE_AUDITOR, ROLE_AGENCY):
         audit_scope(session, caller.auditor_id).check(session, institution)
     elif caller.institution != institution:
         raise Forbidden("forbidden", "this belongs to another institution")

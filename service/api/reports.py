@@ -9,7 +9,6 @@ record is answered 404 `record_not_found` or 422 `unknown_parent`, like a missin
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Coroutine
 from datetime import date
@@ -40,6 +39,7 @@ from service.api.deps import SessionDep, SettingsDep, StateDep
 from service.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from service.api.idempotency import IdempotencyDep
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from service.client import body_hash as hash_body
 from service.domain import reports as domain
 from service.domain.accounts import ROLE_LAB, validate_uscc
 from service.domain.proofs import build_proof
@@ -355,7 +355,7 @@ async def _fast_issue(request: Request) -> Response | None:
         method=request.method,
         path=request_path(request),
         query=raw_query(request),
-        body_hash=hashlib.sha256(body).hexdigest(),
+        body_hash=hash_body(body, key.algorithm),
         key_id=key.key_id,
         timestamp=headers.get(HEADER_TIMESTAMP),
         nonce=nonce,

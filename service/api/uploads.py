@@ -31,7 +31,14 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
-from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from service.client import (
+    DEFAULT_ALGORITHM,
+    HEADER_KEY,
+    HEADER_NONCE,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    new_body_hasher,
+)
 from service.clock import rfc3339
 from service.domain import uploads
 from service.domain.accounts import ROLE_LAB, lookup_key
@@ -286,6 +293,8 @@ async def patch_upload(
     chunk_path = uploads.new_chunk_path(state.settings.data_dir, upload_id)
     try:
         h = hashlib.sha256()
+        # the signature's body hash: SHA-256, or SM3 for a JZ1-HMAC-SM3 key (§7.7)
+        signed = h if key.algorithm == DEFAULT_ALGORITHM else new_body_hasher(key.algorithm)
         size = 0
         try:
             with chunk_path.open("wb") as fh:
@@ -300,6 +309,8 @@ async def patch_upload(
                             "upload_length_exceeded", "the chunk passes the declared length"
                         )
                     h.update(data)
+                    if signed is not h:
+                        signed.update(data)
                     fh.write(data)
         except ClientDisconnect:
             # The client is gone: the partial chunk never counts; HEAD shows the offset.
@@ -310,7 +321,7 @@ async def patch_upload(
             method=request.method,
             path=request_path(request),
             query=raw_query(request),
-            body_hash=h.hexdigest(),
+            body_hash=signed.hexdigest(),
             key_id=headers.get(HEADER_KEY),
             timestamp=headers.get(HEADER_TIMESTAMP),
             nonce=headers.get(HEADER_NONCE),

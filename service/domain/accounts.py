@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
-from service.clock import rfc3339, utc_now
+from service.clock import as_utc, rfc3339, utc_now
 from service.domain.evidence import new_record_id
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.settings import Settings
@@ -34,9 +35,13 @@ from service.storage.models import ApiKey, Auditor, Institution
 
 ROLE_LAB = "lab"
 ROLE_AUDITOR = "auditor"
+#: A supervision agency (监督机构): reads its region like an auditor, writes its registry.
+ROLE_AGENCY = "agency"
+#: Request-signing algorithms a key may be issued for (service.client.ALGORITHMS).
+KEY_ALGORITHMS = ("hmac-sha256", "hmac-sm3")
 
 #: Key ids: a role prefix and 20 random hex characters (80 bits); not secret.
-KEY_ID_PREFIX = {ROLE_LAB: "jzl_", ROLE_AUDITOR: "jza_"}
+KEY_ID_PREFIX = {ROLE_LAB: "jzl_", ROLE_AUDITOR: "jza_", ROLE_AGENCY: "jzg_"}
 KEY_ID_RANDOM_BYTES = 10
 #: Secrets: 32 random bytes, URL-safe base64 without padding (43 characters).
 SECRET_BYTES = 32
@@ -125,13 +130,22 @@ class IssuedKey:
     role: str
     institution: str | None
     auditor_id: str | None
+    algorithm: str = "hmac-sha256"
+    expires_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"key_id": self.key_id, "secret": self.secret, "role": self.role}
+        out: dict[str, Any] = {
+            "key_id": self.key_id,
+            "secret": self.secret,
+            "role": self.role,
+            "algorithm": self.algorithm,
+        }
         if self.institution:
             out["institution"] = self.institution
         if self.auditor_id:
             out["auditor_id"] = self.auditor_id
+        if self.expires_at is not None:
+            out["expires_at"] = rfc3339(self.expires_at)
         return out
 
 
@@ -145,6 +159,9 @@ class KeyInfo:
     institution: str | None
     auditor_id: str | None
     revoked: bool
+    algorithm: str = "hmac-sha256"
+    #: Unix seconds after which the key signs nothing; None: no expiry.
+    expires_at: float | None = None
 
 
 def new_key_id(role: str) -> str:
@@ -161,19 +178,30 @@ def issue_key(
     *,
     institution: str | None = None,
     auditor_id: str | None = None,
+    algorithm: str = "hmac-sha256",
+    expires_at: datetime | None = None,
 ) -> IssuedKey:
-    """Create a key for exactly one of a lab or an auditor (caller commits)."""
+    """Create a key for exactly one of a lab or an auditor/agency account (caller commits);
+    `algorithm` is the request signing it uses (§5.1, or §7.7 `hmac-sm3`)."""
     if (institution is None) == (auditor_id is None):
         raise Invalid("validation_error", "give exactly one of institution or auditor")
+    if algorithm not in KEY_ALGORITHMS:
+        raise Invalid(
+            "invalid_algorithm",
+            f"algorithm must be one of {', '.join(KEY_ALGORITHMS)}, not {algorithm!r}",
+        )
+    if expires_at is not None and expires_at <= utc_now():
+        raise Invalid("invalid_expiry", "the key's expiry must lie in the future")
     if institution is not None:
         institution = validate_uscc(institution)
         if session.get(Institution, institution) is None:
             raise NotFound("unknown_institution", f"no institution {institution}")
         role = ROLE_LAB
     else:
-        if session.get(Auditor, auditor_id) is None:
+        account = session.get(Auditor, auditor_id)
+        if account is None:
             raise NotFound("unknown_auditor", f"no auditor {auditor_id}")
-        role = ROLE_AUDITOR
+        role = ROLE_AGENCY if account.kind == ROLE_AGENCY else ROLE_AUDITOR
     key_id = new_key_id(role)
     secret = new_secret()
     session.add(
@@ -184,10 +212,12 @@ def issue_key(
             auditor_id=auditor_id,
             secret_ciphertext=SecretBox.from_settings(settings).seal(key_id, secret),
             created_at=utc_now(),
+            algorithm=algorithm,
+            expires_at=expires_at,
         )
     )
     session.flush()
-    return IssuedKey(key_id, secret, role, institution, auditor_id)
+    return IssuedKey(key_id, secret, role, institution, auditor_id, algorithm, expires_at)
 
 
 def revoke_key(session: Session, key_id: str) -> dict[str, Any]:
@@ -209,7 +239,11 @@ def rotate_key(session: Session, settings: Settings, key_id: str) -> dict[str, A
     if key.revoked_at is not None:
         raise Conflict("key_revoked", f"key {key_id} is already revoked")
     issued = issue_key(
-        session, settings, institution=key.institution, auditor_id=key.auditor_id
+        session,
+        settings,
+        institution=key.institution,
+        auditor_id=key.auditor_id,
+        algorithm=key.algorithm,
     )
     revoke_key(session, key_id)
     return {**issued.as_json(), "revoked_key_id": key_id}
@@ -232,8 +266,10 @@ def _key_json(key: ApiKey) -> dict[str, Any]:
         "role": key.role,
         "institution": key.institution,
         "auditor_id": key.auditor_id,
+        "algorithm": key.algorithm,
         "created_at": rfc3339(key.created_at),
         "revoked_at": rfc3339(key.revoked_at) if key.revoked_at else None,
+        "expires_at": rfc3339(key.expires_at) if key.expires_at else None,
     }
 
 
@@ -271,11 +307,13 @@ def lookup_key(session: Session, settings: Settings, key_id: str) -> KeyInfo | N
             ApiKey.auditor_id,
             ApiKey.secret_ciphertext,
             ApiKey.revoked_at,
+            ApiKey.algorithm,
+            ApiKey.expires_at,
         ).where(ApiKey.key_id == key_id)
     ).one_or_none()
     if row is None:
         return None
-    role, institution, auditor_id, ciphertext, revoked_at = row
+    role, institution, auditor_id, ciphertext, revoked_at, algorithm, expires_at = row
     cache_key = (key_id, bytes(ciphertext))
     secret = _SECRET_CACHE.get(cache_key)
     if secret is None:
@@ -284,7 +322,16 @@ def lookup_key(session: Session, settings: Settings, key_id: str) -> KeyInfo | N
             if len(_SECRET_CACHE) >= _SECRET_CACHE_MAX:
                 _SECRET_CACHE.clear()
             _SECRET_CACHE[cache_key] = secret
-    return KeyInfo(key_id, secret, role, institution, auditor_id, revoked_at is not None)
+    return KeyInfo(
+        key_id,
+        secret,
+        role,
+        institution,
+        auditor_id,
+        revoked_at is not None,
+        algorithm or "hmac-sha256",
+        as_utc(expires_at).timestamp() if expires_at is not None else None,
+    )
 
 
 # --------------------------------------------------------------------------- accounts
@@ -331,6 +378,26 @@ def add_auditor(
         "auditor": auditor.id,
         "name": auditor.name,
         "region_scope": auditor.region_scope,
+        **key.as_json(),
+    }
+
+
+def add_agency(session: Session, settings: Settings, *, name: str, region: str) -> dict[str, Any]:
+    """A supervision-agency account (监督机构) for `region` and its first key (§7.8)."""
+    account = Auditor(
+        id=new_record_id(),
+        name=validate_name(name),
+        created_at=utc_now(),
+        region_scope=validate_region(region),
+        kind=ROLE_AGENCY,
+    )
+    session.add(account)
+    session.flush()
+    key = issue_key(session, settings, auditor_id=account.id)
+    return {
+        "account": account.id,
+        "name": account.name,
+        "region": account.region_scope,
         **key.as_json(),
     }
 
@@ -423,9 +490,17 @@ def cli_institution(args: argparse.Namespace) -> Any:
 def cli_key(args: argparse.Namespace) -> Any:
     cmd = args.key_command
     if cmd == "issue":
+        expires_at = None
+        if getattr(args, "expires_in_days", None):
+            expires_at = utc_now() + timedelta(days=float(args.expires_in_days))
         return _run(
             lambda s, st: issue_key(
-                s, st, institution=args.institution, auditor_id=args.auditor
+                s,
+                st,
+                institution=args.institution,
+                auditor_id=args.auditor,
+                algorithm=args.algorithm,
+                expires_at=expires_at,
             ).as_json()
         )
     if cmd == "list":
@@ -438,3 +513,7 @@ def cli_key(args: argparse.Namespace) -> Any:
 
 def cli_auditor(args: argparse.Namespace) -> Any:
     return _run(lambda s, st: add_auditor(s, st, name=args.name, region=args.region))
+
+
+def cli_agency(args: argparse.Namespace) -> Any:
+    return _run(lambda s, st: add_agency(s, st, name=args.name, region=args.region))

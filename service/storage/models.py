@@ -45,6 +45,9 @@ class Auditor(Base):
     #: 6-digit region code the auditor is limited to (its province, city or county);
     #: None: every institution.
     region_scope: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    #: "auditor" (reads) or "agency" (a supervision agency: reads its region, writes its
+    #: registry; always limited to a region).
+    kind: Mapped[str] = mapped_column(String(16), server_default="auditor")
 
 
 class ApiKey(Base):
@@ -61,6 +64,10 @@ class ApiKey(Base):
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: "hmac-sha256" (INTERFACE §5.1) or "hmac-sm3" (§7.7).
+    algorithm: Mapped[str] = mapped_column(String(16), server_default="hmac-sha256")
+    #: After this the key signs nothing (401 auth_unknown_key); None: no expiry.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Nonce(Base):
