@@ -11,7 +11,17 @@ from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from service.anchoring.chaininfo import ChainInfo
-from service.api import audit, ops, pki, public, records, report_pdf, reports, uploads
+from service.api import (
+    audit,
+    offline,
+    ops,
+    pki,
+    public,
+    records,
+    report_pdf,
+    reports,
+    uploads,
+)
 from service.api.openapi import install_openapi
 from service.api.problems import BodyLimitMiddleware, install_problem_handlers
 from service.settings import Settings, get_settings
@@ -31,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     report_pdf.router,
     pki.router,
     audit.router,
+    offline.router,
 )
 
 
