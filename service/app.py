@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 from service.anchoring.chaininfo import ChainInfo
 from service.api import (
     audit,
+    certificate,
     offline,
     ops,
     pki,
@@ -42,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     pki.router,
     audit.router,
     offline.router,
+    certificate.router,
 )
 
 

@@ -580,6 +580,14 @@ def verify_pdf(state: ServiceState, data: bytes) -> Verification:
             status=_status_of(state, code),
             detail="byte-identical to the platform's sealed copy",
         )
+    # Evidence certificates (存证证书, §7.6) are recognised by service/domain/certificate.py.
+    from service.domain.certificate import certificate_verdict
+
+    cert = certificate_verdict(state.signer.get(), data)
+    if cert is not None:
+        verdict, cert_code, why = cert
+        cert_status = _status_of(state, cert_code) if cert_code else None
+        return Verification(verdict, code=cert_code, status=cert_status, detail=why)
     checker = state.views.get().signature_check
     assert isinstance(checker, public_views.SignatureChecker)
     try:

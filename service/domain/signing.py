@@ -74,6 +74,7 @@ class ReportSigner:
     #: The QR-payload signing keys (INTERFACE §7.5); None signs plain QR codes only.
     qr_keys: QrKeyStore | None = None
     _keys: dict[str, KeySource] = field(default_factory=dict)
+    _platform_key: KeySource | None = None
     _appearances: dict[str, SealAppearance] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +117,13 @@ class ReportSigner:
                     key = self.ca.seal_key_source(uscc, name)
                 self._keys[uscc] = key
             return key
+
+    def platform_key(self) -> KeySource:
+        """The platform's own key, which seals evidence certificates (§7.6)."""
+        with self._lock:
+            if self._platform_key is None:
+                self._platform_key = self.ca.platform_key_source()
+            return self._platform_key
 
     def appearance(self, uscc: str, name: str) -> SealAppearance:
         with self._lock:
