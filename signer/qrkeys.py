@@ -199,7 +199,7 @@ class QrKeyStore:
         signature = _raw_signature(self.ca.root_sign(trust_list_signed_bytes(doc)))
         doc["signature"] = {
             "alg": "ES256",
-            "root": root_fingerprint(root_der),
+            "root_id": root_fingerprint(root_der),
             "value": base64.b64encode(signature).decode("ascii"),
         }
         data = (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8")

@@ -17,7 +17,7 @@ message (RFC 9052, tag 18):
 The trust list (``jianzheng-trust/1``) names the QR-signing keys with their validity
 windows. The platform's root signs it like a CRL: ``signature.value`` is the ES256
 signature (``r‖s``, base64) over the RFC 8785 canonical JSON of the whole document without
-its ``signature`` member, and ``signature.root`` the first 8 bytes (16 hex) of SHA-256 of
+its ``signature`` member, and ``signature.root_id`` the first 8 bytes (16 hex) of SHA-256 of
 that root's certificate (DER). A payload is valid when its kid names a key of the list,
 the signature verifies with that key's certificate, and its sealing time lies within the
 key's window.
@@ -156,7 +156,7 @@ class TrustList:
     issued_at: int
     keys: tuple[TrustKey, ...]
     document: Mapping[str, Any]
-    #: `signature.root` (16 hex) and `signature.value` (r‖s), or None when unsigned.
+    #: `signature.root_id` (16 hex) and `signature.value` (r‖s), or None when unsigned.
     signature_root: str | None
     signature_value: bytes | None
 
@@ -390,10 +390,10 @@ def parse_trust_list(data: bytes) -> TrustList:
     value: bytes | None = None
     if sig is not None:
         if not isinstance(sig, dict) or sig.get("alg") != "ES256":
-            raise InvalidTrustList("signature must be {alg: ES256, root, value}")
-        root = sig.get("root")
+            raise InvalidTrustList("signature must be {alg: ES256, root_id, value}")
+        root = sig.get("root_id")
         if not isinstance(root, str) or not _KID_HEX_RE.fullmatch(root):
-            raise InvalidTrustList("signature.root is not 16 lowercase hex")
+            raise InvalidTrustList("signature.root_id is not 16 lowercase hex")
         try:
             value = base64.b64decode(str(sig.get("value")), validate=True)
         except (binascii.Error, ValueError):

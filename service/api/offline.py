@@ -62,7 +62,12 @@ MAX_PAYLOAD_CHARS = 1024
     "/ca/trust-list.json",
     summary="The QR-signing keys with their windows, signed by the platform root (§7.5)",
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}}},
+    responses={200: {
+        "description": "jianzheng-trust/1: `signature.value` is ES256 (r‖s, base64) by the "
+        "root `signature.root_id` over the RFC 8785 JSON of the document without `signature` "
+        "(docs/offline-qr.md).",
+        "content": {"application/json": {}},
+    }},
 )
 async def trust_list(request: Request) -> Response:
     state: ServiceState = request.app.state.jz
