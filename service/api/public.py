@@ -511,12 +511,17 @@ def decode_qr_texts(image: Any) -> list[str]:
 
 
 def code_from_url(text: str, base_url: str) -> str | None:
-    """The canonical code in `{base}/v/{CODE}`, or None when the URL is not ours."""
+    """The canonical code in `{base}/v/{CODE}` or `{BASE}/V/{CODE}/JZ1…`, or None when the
+    URL is not ours."""
     base = base_url.rstrip("/")
     text = text.strip()
     if not text.lower().startswith((base + "/v/").lower()):
         return None
     rest = urllib.parse.unquote(text[len(base) + 3 :]).split("?")[0].split("#")[0].rstrip("/")
+    # `/V/{CODE}/JZ1…`: the signed payload of §7.5 follows the code (docs/offline-qr.md)
+    rest, _, payload = rest.partition("/")
+    if payload and not payload.upper().startswith("JZ1"):
+        return None
     return canonical_or_none(rest)
 
 
