@@ -43,6 +43,13 @@ if [ ! -d chain-dev/node_modules ] || [ chain-dev/package-lock.json -nt chain-de
   (cd chain-dev && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# Browser files (the offline verifier's QR decoder) are vendored into the service package;
+# the test set installs their npm source too, so a test can check the copies are current.
+if [ "$mode" != run ] && { [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; }; then
+  echo "bootstrap: npm ci in web/"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [ "$mode" != run ]; then
   if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     echo "bootstrap: starting PostgreSQL"

@@ -13,6 +13,8 @@ from fastapi_offline import FastAPIOffline
 from service.anchoring.chaininfo import ChainInfo
 from service.api import (
     audit,
+    certificate,
+    offline,
     ops,
     pki,
     public,
@@ -42,6 +44,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     pki.router,
     audit.router,
     warnings.router,
+    offline.router,
+    certificate.router,
 )
 
 

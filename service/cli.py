@@ -121,6 +121,23 @@ def _cmd_ca_roots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_qr_keys(args: argparse.Namespace) -> int:
+    from service.runtime import qr_keys_command
+    from signer.errors import CaError
+
+    action = getattr(args, "qr_action", None) or "list"
+    try:
+        out = qr_keys_command(action, getattr(args, "kid", None), getattr(args, "grace", None))
+    except CaError as exc:
+        print(f"jianzheng: {exc.message}", file=sys.stderr)
+        return 1
+    if isinstance(out, str):
+        sys.stdout.write(out)
+    else:
+        _print_json(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jianzheng", description="Jianzheng (见证) evidence service"
@@ -235,6 +252,23 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_parser("roots", help="print the PEM roots a verifier should trust").set_defaults(
         func=_cmd_ca_roots
     )
+    ca.add_parser(
+        "trust-list", help="print the signed trust list of QR-signing keys (§7.5)"
+    ).set_defaults(func=_cmd_qr_keys, qr_action="trust-list")
+    qr = ca.add_parser("qr-keys", help="the QR-payload signing keys (docs/offline-qr.md)")
+    qr.set_defaults(func=_cmd_qr_keys, qr_action="list")
+    qr_sub = qr.add_subparsers(dest="qr_action")
+    qr_sub.add_parser("list", help="the keys of the trust list, the signing one last")
+    p = qr_sub.add_parser(
+        "rotate", help="a new signing key; the old one signs no more after --grace seconds "
+        "and stays valid for what it signed"
+    )
+    p.add_argument("--grace", type=int, default=None, metavar="SECONDS",
+                   help="how long the old key may still sign (default 300)")
+    p = qr_sub.add_parser(
+        "remove", help="drop a key from the trust list: what it signed no longer verifies"
+    )
+    p.add_argument("kid", metavar="KID", help="16 hex digits")
     return parser
 
 

@@ -390,3 +390,22 @@ def ca_roots_pem() -> str:
     from service.domain.trust import trust_roots_pem
 
     return trust_roots_pem(get_settings()).decode("ascii")
+
+
+def qr_keys_command(action: str, kid: str | None = None, grace_s: int | None = None) -> object:
+    """`jianzheng ca qr-keys list | rotate | remove KID` and `jianzheng ca trust-list`: the
+    QR-signing keys of INTERFACE §7.5 (signer.qrkeys; docs/offline-qr.md). Running service
+    processes notice the re-signed list by its file stamp and sign with the new key."""
+    from service.domain.trust import platform_ca
+    from signer.qrkeys import ROTATION_GRACE_S, QrKeyStore
+
+    store = QrKeyStore(platform_ca(get_settings()))
+    if action == "trust-list":
+        return store.trust_list_bytes().decode("utf-8")
+    if action == "rotate":
+        new = store.rotate(grace_s=ROTATION_GRACE_S if grace_s is None else grace_s)
+        return {"signing_kid": new, "keys": store.keys()}
+    if action == "remove":
+        assert kid is not None
+        store.remove(kid)
+    return {"signing_kid": store.active().kid.hex(), "keys": store.keys()}

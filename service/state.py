@@ -29,13 +29,14 @@ from service.domain.accounts import KeyInfo
 from service.domain.public import ReportViews, build_report_views
 from service.domain.reports import IssuanceCache
 from service.domain.signing import ReportSigner
-from service.domain.trust import load_extra_roots
+from service.domain.trust import load_extra_roots, platform_ca
 from service.errors import IntegrityFault
 from service.settings import Settings
 from service.storage.blobs import BlobStore
 from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, reader, upgrade
 from service.storage.nonces import PurgeSchedule
 from service.storage.ratelimit import RateLimiter
+from signer.qrkeys import QrKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class ServiceState:
     rate_limiter: RateLimiter = field(init=False)
     #: Keys, TSA and stamp material for signing report PDFs.
     signer: Once[ReportSigner] = field(init=False)
+    #: The QR-payload signing keys and their signed trust list (INTERFACE §7.5); the
+    #: store reloads itself when `jianzheng ca qr-keys rotate` changes the list.
+    qr_keys: Once[QrKeyStore] = field(init=False)
     #: The public page's checked views and their caches.
     views: Once[ReportViews] = field(init=False)
     #: One thread that validates freshly signed PDFs for the public view's verdict store.
@@ -97,7 +101,10 @@ class ServiceState:
 
     def __post_init__(self) -> None:
         self.rate_limiter = RateLimiter(float(self.settings.public.rate_limit_per_minute))
-        self.signer = Once(lambda: ReportSigner.from_settings(self.settings))
+        self.qr_keys = Once(lambda: QrKeyStore(platform_ca(self.settings)))
+        self.signer = Once(
+            lambda: ReportSigner.from_settings(self.settings, qr_keys=self.qr_keys.get())
+        )
         self.views = Once(
             lambda: build_report_views(
                 self.settings, self.engine, self.read_sessions, self.blobs, self.chain

@@ -42,6 +42,11 @@ CLOCK_SKEW = dt.timedelta(hours=1)
 DEFAULT_CRL_URL = "http://127.0.0.1:8000/ca/root.crl"
 ROOT_COMMON_NAME = "Jianzheng Development Root CA"
 TSA_COMMON_NAME = "Jianzheng Development TSA"
+#: Extended key usage of a QR-payload signing certificate (INTERFACE §7.5); a private
+#: OID under the UUID arc (ITU-T X.667), so no other certificate of the CA qualifies.
+QR_SIGNING_EKU = x509.ObjectIdentifier("2.25.86313743563536777953511747124764565796")
+#: Extended key usage of the certificate that signs evidence certificates (存证证书, §7.6).
+EVIDENCE_CERTIFICATE_EKU = x509.ObjectIdentifier("2.25.155887656485600831688211456921977656983")
 
 _USCC = re.compile(r"^[0-9A-Z]{18}$")
 _MAX_NAME = 128
@@ -192,6 +197,70 @@ class DevCA:
             extra_certs=[self.root_certificate],
         )
 
+    def issue_qr_certificate(
+        self, public_key: ec.EllipticCurvePublicKey, label: str
+    ) -> x509.Certificate:
+        """A certificate for a QR-payload signing key (EKU :data:`QR_SIGNING_EKU`)."""
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Jianzheng"),
+                x509.NameAttribute(NameOID.COMMON_NAME, f"Jianzheng QR signing {label}"[:64]),
+            ]
+        )
+        with self._locked():
+            return self._issue_cert(subject, public_key, tsa=False, eku=QR_SIGNING_EKU)
+
+    @property
+    def platform_path(self) -> Path:
+        return self.directory / "platform.p12"
+
+    def platform_key_source(self) -> PKCS12KeySource:
+        """The platform's own signing key (EKU :data:`EVIDENCE_CERTIFICATE_EKU`), which seals
+        the evidence certificates it issues; created on first use."""
+        if not self.platform_path.exists():
+            with self._locked():
+                if not self.platform_path.exists():
+                    subject = x509.Name(
+                        [
+                            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Jianzheng"),
+                            x509.NameAttribute(
+                                NameOID.COMMON_NAME, "Jianzheng Evidence Certificates"
+                            ),
+                        ]
+                    )
+                    self._issue_p12(
+                        self.platform_path, subject, name="platform", tsa=False,
+                        eku=EVIDENCE_CERTIFICATE_EKU,
+                    )
+        return PKCS12KeySource(
+            self.platform_path, passphrase=self._passphrase, extra_certs=[self.root_certificate]
+        )
+
+    def root_sign(self, data: bytes) -> bytes:
+        """ES256 with the root key over ``data``: DER ECDSA-Sig-Value. The root signs
+        lists of keys (the QR trust list) the way it signs its CRL."""
+        assert self._root_key is not None
+        return self._root_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def private_key_pem(self, key: ec.EllipticCurvePrivateKey) -> bytes:
+        """``key`` as PKCS#8 PEM encrypted with the CA passphrase."""
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+
+    def load_private_key_pem(self, data: bytes) -> ec.EllipticCurvePrivateKey:
+        try:
+            key = serialization.load_pem_private_key(data, password=self._passphrase)
+        except (ValueError, TypeError):
+            raise CaError("a CA key file is unreadable or the passphrase is wrong") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise CaError("a CA key file does not hold an EC key")
+        return key
+
     # -- internals ---------------------------------------------------------------------------
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -270,9 +339,17 @@ class DevCA:
         _atomic_write(self.root_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
         self._root_cert, self._root_key = cert, key
 
-    def _issue_p12(self, path: Path, subject: x509.Name, *, name: str, tsa: bool) -> None:
+    def _issue_p12(
+        self,
+        path: Path,
+        subject: x509.Name,
+        *,
+        name: str,
+        tsa: bool,
+        eku: x509.ObjectIdentifier | None = None,
+    ) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._issue_cert(subject, key.public_key(), tsa=tsa)
+        cert = self._issue_cert(subject, key.public_key(), tsa=tsa, eku=eku)
         data = pkcs12.serialize_key_and_certificates(
             name.encode(),
             key,
@@ -283,7 +360,12 @@ class DevCA:
         _atomic_write(path, data, private=True)
 
     def _issue_cert(
-        self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, *, tsa: bool
+        self,
+        subject: x509.Name,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        tsa: bool,
+        eku: x509.ObjectIdentifier | None = None,
     ) -> x509.Certificate:
         assert self._root_key is not None
         root = self.root_certificate
@@ -336,6 +418,12 @@ class DevCA:
             builder = builder.add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
             )
+        elif eku is not None:
+            usages = [eku]
+            if eku == EVIDENCE_CERTIFICATE_EKU:
+                # PDF validators (NSS's pdfsig) check a signer against emailProtection.
+                usages.insert(0, ExtendedKeyUsageOID.EMAIL_PROTECTION)
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         return builder.sign(self._root_key, hashes.SHA256())
 
     def _issue_crl(self) -> bytes:

@@ -43,6 +43,8 @@ _SIZE_RE = re.compile(rb"/Size\s+(\d{1,15})")
 _XREF_SUBSECTION_RE = re.compile(rb"xref\s+\d{1,15}\s+(\d{1,15})\s")
 _OBJ_HEADER_RE = re.compile(rb"[\0\t\n\f\r ]*(\d{1,10})[\0\t\n\f\r ]+(\d{1,5})[\0\t\n\f\r ]+obj")
 _CODE_RE = re.compile(r"^[0-9A-Z]{4,64}$")
+#: The QR's URL: `…/v/{CODE}` (version 1) or `…/v/{CODE}/JZ1…` / `…/V/{CODE}/JZ1…` (§7.5).
+_VERIFY_URL_RE = re.compile(r"/[vV]/[0-9A-Z]{4,64}(?:/JZ1[A-Z2-7]+)?$")
 
 __all__ = [
     "MAX_OBJECTS",
@@ -61,6 +63,8 @@ class SealedPdf:
     sha256: str
     original_sha256: str
     page_count: int
+    #: What the stamped QR codes encode.
+    verify_url: str = ""
 
 
 @dataclass
@@ -201,14 +205,17 @@ def seal_pdf(
     """Stamp and sign ``pdf_bytes``.
 
     ``code`` is the canonical report code (upper-case ``0-9A-Z``); ``verify_url`` the URL
-    the QR code encodes (``{PUBLIC_BASE_URL}/v/{code}``). ``level`` is ``B-T`` by default
+    the QR code encodes (``{PUBLIC_BASE_URL}/v/{code}``, or with the signed payload of
+    INTERFACE §7.5 ``…/V/{code}/JZ1…``). ``level`` is ``B-T`` by default
     (needs ``timestamper``), ``B-B`` or ``B-LT`` (needs ``timestamper`` and
     ``ltv_context``: trust roots plus the CA's CRLs, no fetching).
     """
     if not isinstance(code, str) or not _CODE_RE.fullmatch(code):
         raise SealingError("report code must be canonical: upper-case 0-9A-Z, no separators")
-    if not verify_url.endswith("/v/" + code):
-        raise SealingError("verify URL must end in /v/{code}")
+    if not _VERIFY_URL_RE.search(verify_url) or not (
+        verify_url.endswith("/v/" + code) or f"/{code}/JZ1" in verify_url.upper()
+    ):
+        raise SealingError("verify URL must end in /v/{code} or /v/{code}/JZ1… (/V/ alike)")
     meta = signature_metadata(
         "placeholder", level, ltv_context=ltv_context, reason=reason
     )  # validates level / ltv settings before any work
@@ -255,4 +262,5 @@ def seal_pdf(
         sha256=hashlib.sha256(data).hexdigest(),
         original_sha256=hashlib.sha256(original).hexdigest(),
         page_count=len(inspected.pages),
+        verify_url=verify_url,
     )

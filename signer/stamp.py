@@ -90,6 +90,10 @@ class StampLayout:
 
 
 DEFAULT_LAYOUT = StampLayout()
+#: The layout for a QR carrying the signed payload of INTERFACE §7.5 (a version 13-15 QR):
+#: 32 mm at error correction Q, ~0.39 mm per module for a version-15 symbol with its two
+#: quiet modules, 2.3 px per module in a 150-dpi scan (zxing-cpp reads down to ~1.8).
+SIGNED_QR_LAYOUT = StampLayout(qr_mm=32.0, error_level="q")
 
 
 @dataclass(frozen=True)

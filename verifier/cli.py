@@ -2,6 +2,9 @@
 
     jianzheng-verify PATH --rpc URL [--registry 0x… --chain-id N] [--trust-roots ROOTS.pem]
                      [--json REPORT.json] [--strict]
+    jianzheng-verify qr IMAGE_OR_TEXT --trust-list FILE [--trust-roots ROOTS.pem] [--json]
+
+(the second form: verifier/qr_cli.py, the signed QR payload offline, §7.8)
 
 PATH is a proof (``jianzheng-proof/1`` JSON), a bundle (``jianzheng-bundle/1`` ZIP) or a
 folder of bundles (``*.zip``, progress on stderr). One line per check, then a summary.
@@ -107,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["qr"]:  # `jianzheng-verify qr …` (§7.8); a file named qr: ./qr
+        from verifier.qr_cli import main as qr_main
+
+        return qr_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         pins = Pins(

@@ -67,3 +67,15 @@ class ChainError(VerifierError):
     def unreachable(self) -> bool:
         """True when the endpoint could not be reached at all (as opposed to a bad answer)."""
         return self.code == "chain_unreachable"
+
+
+class InvalidQr(VerifierError):
+    """A QR text that is not a signed payload of §7.5 (unusable input, not a forgery)."""
+
+    default_code = "invalid_qr"
+
+
+class InvalidTrustList(VerifierError):
+    """A trust list (`jianzheng-trust/1`) that cannot be parsed."""
+
+    default_code = "invalid_trust_list"

@@ -505,9 +505,12 @@ def _code_from_url(text: str) -> str | None:
         parts = urlsplit(text)
     except ValueError:
         return None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    m = re.fullmatch(r"(?:/.*)?/v/([^/]+)/?", parts.path)
+    # `/v/{CODE}` (version 1) or `/v/{CODE}/JZ1…`, `/V/{CODE}/JZ1…` (signed payload, §7.5)
+    m = re.fullmatch(r"(?:/.*)?/v/([^/]+)(?:/JZ1[A-Z2-7]+)?/?", parts.path) or re.fullmatch(
+        r"(?:/.*)?/V/([^/]+)/JZ1[A-Z2-7]+/?", parts.path
+    )
     if m is None or not _CODE_RE.fullmatch(m.group(1)):
         return None
     return m.group(1)

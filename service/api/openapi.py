@@ -30,6 +30,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.api.offline_examples import OFFLINE_EXAMPLES, OFFLINE_OVERRIDES
 from service.api.problems import PROBLEM_JSON
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
@@ -984,6 +985,8 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
     },
     ("get", "/api/v1/audit/reports/{code}/bundle", "202"): {"example": _BUNDLE_PENDING},
 }
+# The signed-QR and certificate routes (issue 15): service/api/offline_examples.py
+RESPONSE_EXAMPLES.update(OFFLINE_EXAMPLES)
 
 #: Response schemas to use instead of FastAPI's (which has none for these answers).
 RESPONSE_SCHEMAS: dict[tuple[str, str, str], dict[str, Any]] = {
@@ -1267,6 +1270,7 @@ RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
         }
     },
 }
+RESPONSE_OVERRIDES.update(OFFLINE_OVERRIDES)
 
 # --------------------------------------------------------------------------- request bodies
 

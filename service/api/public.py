@@ -279,7 +279,15 @@ class VerifyOut(BaseModel):
 
 
 def _verify(state: ServiceState, data: bytes) -> Verification:
-    return verify_upload(data, state.views.get(), state.sessions, state.settings.public.base_url)
+    from service.domain.certificate import certificate_verdict
+
+    return verify_upload(
+        data,
+        state.views.get(),
+        state.sessions,
+        state.settings.public.base_url,
+        certificate=lambda pdf: certificate_verdict(state.signer.get(), pdf),
+    )
 
 
 @router.post(

@@ -72,7 +72,9 @@ def _put_pdf(
         return idem.run(session, lambda: (200, job))
     session.rollback()  # end the read transaction before the slow part (SQLite locks)
 
-    signed = state.signer.get().sign(pdf, job.code, job.institution, job.institution_name)
+    signed = state.signer.get().sign(
+        pdf, job.code, job.institution, job.institution_name, job.qr_facts(original_sha)
+    )
     state.blobs.put(pdf)
     state.blobs.put(signed.data)
     public.prime_verdict(

@@ -1,12 +1,19 @@
 """Signing a report PDF (INTERFACE §5.3 `PUT /api/v1/reports/{code}/pdf`) and its record.
 
-The platform stamps the QR code of `{PUBLIC_BASE_URL}/v/{CODE}` and the institution's
-seal image (印章) on every page and PAdES-signs the PDF with the institution's key
+The platform stamps the QR code and the institution's seal image (印章) on every page
+and PAdES-signs the PDF with the institution's key
 (development CA under `var/ca`, or a PKCS#11 token when `JZ_SIGNING__PKCS11_MODULE` is
 set), time-stamped per `JZ_SIGNING__LEVEL`. Both files are stored content-addressed; one
 `report` evidence record (stage `sealed`) names them by SHA-256 (roles `original_pdf`,
 `signed_pdf`) with the report's latest record as parent, and the code is marked finished
 (`pdf_record_id`, `sealed_at`).
+
+The QR code carries the signed payload of INTERFACE §7.5 (`{BASE}/V/{CODE}/JZ1…`, a
+COSE_Sign1 over code, report number, institution, conclusion, issued-on date, the original's
+SHA-256 and the sealing time, made here at signing time with the QR key of
+`service.domain.qrsign`); the record body's `qr` names its key id and sealing time. When
+the payload would not fit a version-15 QR (a very long base URL or report number), the
+report gets the plain `{BASE}/v/{CODE}` QR of version 1 and `qr` is null.
 
 A code is signed once. Sending the same PDF again answers the first result; a different
 PDF is 409 `already_sealed` (a correction is a new code plus a revocation of this one).
@@ -18,8 +25,10 @@ here the verbs are "sign" and "signed".
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +48,13 @@ from service.storage.models import Institution, Record, RecordFile, ReportCode
 from signer.ca import DevCA
 from signer.errors import PdfRejected, SignerError
 from signer.keys import KeySource, PKCS11KeySource
+from signer.qrkeys import QrKeyStore, signed_qr_url
 from signer.seal import SealedPdf, seal_pdf
-from signer.stamp import SealAppearance, make_dev_seal_image, prepare_seal
+from signer.stamp import SIGNED_QR_LAYOUT, SealAppearance, make_dev_seal_image, prepare_seal
 from signer.tsa import TimeStampAuthority, http_timestamper
 from verifier.bundle_checks import SIGNED_PDF_ROLE
+from verifier.errors import InvalidQr
+from verifier.qr import QrFacts, decode_payload
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +75,17 @@ class ReportSigner:
     timestamper: Any
     #: The platform's own RFC 3161 TSA (dev CA key), also served at `POST /tsa`.
     authority: TimeStampAuthority
+    #: The QR-payload signing keys (INTERFACE §7.5); None signs plain QR codes only.
+    qr_keys: QrKeyStore | None = None
     _keys: dict[str, KeySource] = field(default_factory=dict)
+    _platform_key: KeySource | None = None
     _appearances: dict[str, SealAppearance] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ReportSigner:
+    def from_settings(
+        cls, settings: Settings, *, qr_keys: QrKeyStore | None = None
+    ) -> ReportSigner:
         ca = platform_ca(settings)
         signing = settings.signing
         authority = TimeStampAuthority(ca.tsa_key_source())
@@ -78,7 +95,13 @@ class ReportSigner:
             timestamper = http_timestamper(signing.tsa_url)
         else:
             timestamper = authority.timestamper()
-        return cls(settings=settings, ca=ca, timestamper=timestamper, authority=authority)
+        return cls(
+            settings=settings,
+            ca=ca,
+            timestamper=timestamper,
+            authority=authority,
+            qr_keys=qr_keys if qr_keys is not None else QrKeyStore(ca),
+        )
 
     def key_source(self, uscc: str, name: str) -> KeySource:
         with self._lock:
@@ -99,11 +122,18 @@ class ReportSigner:
                 self._keys[uscc] = key
             return key
 
+    def platform_key(self) -> KeySource:
+        """The platform's own key, which seals evidence certificates (§7.6)."""
+        with self._lock:
+            if self._platform_key is None:
+                self._platform_key = self.ca.platform_key_source()
+            return self._platform_key
+
     def appearance(self, uscc: str, name: str) -> SealAppearance:
         with self._lock:
             look = self._appearances.get(uscc)
         if look is None:
-            look = prepare_seal(name, make_dev_seal_image(name))
+            look = prepare_seal(name, make_dev_seal_image(name), layout=SIGNED_QR_LAYOUT)
             with self._lock:
                 self._appearances.setdefault(uscc, look)
                 look = self._appearances[uscc]
@@ -123,14 +153,28 @@ class ReportSigner:
             trust_roots=self.asn1_roots(), crls=[self.ca.crl_der()], allow_fetching=False
         )
 
-    def sign(self, pdf: bytes, code: str, uscc: str, name: str) -> SealedPdf:
-        """Stamp and sign; a bad PDF is `Invalid`/`TooLarge`, a signing fault `Unavailable`."""
+    def qr_url(self, code: str, facts: QrFacts | None) -> str:
+        """The URL the QR encodes: with the signed payload of `facts` when there are facts
+        and it fits a version-15 QR at level Q, else the plain `{base}/v/{code}`."""
         base = self.settings.public.base_url.rstrip("/")
+        if facts is not None and self.qr_keys is not None:
+            cose, _kid = self.qr_keys.sign(facts)
+            url = signed_qr_url(base, code, cose)
+            if url is not None:
+                return url
+            log.warning("report %s: the signed QR payload does not fit; plain QR", code)
+        return f"{base}/v/{code}"
+
+    def sign(
+        self, pdf: bytes, code: str, uscc: str, name: str, facts: QrFacts | None = None
+    ) -> SealedPdf:
+        """Stamp and sign; a bad PDF is `Invalid`/`TooLarge`, a signing fault `Unavailable`.
+        With `facts` (sealing time included) the QR carries their signed payload."""
         try:
             return seal_pdf(
                 pdf,
                 code,
-                f"{base}/v/{code}",
+                self.qr_url(code, facts),
                 self.appearance(uscc, name),
                 self.key_source(uscc, name),
                 self.timestamper,
@@ -152,6 +196,23 @@ class SigningJob:
     code: str
     institution: str
     institution_name: str
+    report_no: str = ""
+    conclusion: str = ""
+    issued_on: str = ""
+
+    def qr_facts(self, original_sha256: str, sealed_at: int | None = None) -> QrFacts | None:
+        """The facts the QR payload signs (§7.5), sealed now; None without metadata."""
+        if self.conclusion not in ("pass", "fail") or not self.issued_on or not self.report_no:
+            return None
+        return QrFacts(
+            code=self.code,
+            report_no=self.report_no,
+            institution=self.institution,
+            conclusion="pass" if self.conclusion == "pass" else "fail",
+            issued_on=self.issued_on,
+            original_sha256=original_sha256,
+            sealed_at=int(time.time()) if sealed_at is None else sealed_at,
+        )
 
 
 def signed_file(session: Session, record_id: str, role: str = ROLE_SIGNED) -> RecordFile | None:
@@ -222,7 +283,28 @@ def signing_job(
     check_open(row)
     inst = session.get(Institution, row.institution)
     name = inst.name if inst is not None else row.institution
-    return SigningJob(row.code, row.institution, name)
+    meta = session.get(Record, row.report_record_id) if row.report_record_id else None
+    body = (json.loads(meta.canonical).get("body") or {}) if meta is not None else {}
+    return SigningJob(
+        row.code,
+        row.institution,
+        name,
+        report_no=row.report_no,
+        conclusion=str(body.get("conclusion") or ""),
+        issued_on=str(body.get("issued_on") or ""),
+    )
+
+
+def qr_stamp(verify_url: str) -> dict[str, object] | None:
+    """The sealed record's `qr` member: the key id and sealing time of the signed payload
+    the QR carries, or None for a plain QR."""
+    if "/JZ1" not in verify_url.upper():
+        return None
+    try:
+        signed = decode_payload(verify_url)
+    except InvalidQr:
+        return None
+    return {"kid": signed.kid_hex, "sealed_at": signed.facts.sealed_at}
 
 
 def record_signed_report(
@@ -257,6 +339,7 @@ def record_signed_report(
             "original_sha256": signed.original_sha256,
             "page_count": signed.page_count,
             "signature_level": settings.signing.level,
+            "qr": qr_stamp(signed.verify_url),
         },
         parents=[parent],
         files=[

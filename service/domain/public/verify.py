@@ -69,12 +69,17 @@ def decode_qr_texts(image: Any) -> list[str]:
 
 
 def code_from_url(text: str, base_url: str) -> str | None:
-    """The canonical code in `{base}/v/{CODE}`, or None when the URL is not ours."""
+    """The canonical code in `{base}/v/{CODE}` or `{BASE}/V/{CODE}/JZ1…`, or None when the
+    URL is not ours."""
     base = base_url.rstrip("/")
     text = text.strip()
     if not text.lower().startswith((base + "/v/").lower()):
         return None
     rest = urllib.parse.unquote(text[len(base) + 3 :]).split("?")[0].split("#")[0].rstrip("/")
+    # `/V/{CODE}/JZ1…`: the signed payload of §7.5 follows the code (docs/offline-qr.md)
+    rest, _, payload = rest.partition("/")
+    if payload and not payload.upper().startswith("JZ1"):
+        return None
     return canonical_or_none(rest)
 
 
@@ -121,11 +126,17 @@ def verdict_from_qr(texts: list[str], status_of: StatusOf, base_url: str) -> Ver
     return Verification("not_ours", detail="the QR code does not point to this platform")
 
 
+#: Recognises an evidence certificate (存证证书, §7.6): (verdict, code, detail), or None
+#: when the file is not one (service.domain.certificate.certificate_verdict).
+CertificateCheck = Callable[[bytes], "tuple[Verdict, str | None, str] | None"]
+
+
 def verify_pdf(
     data: bytes,
     sessions: sessionmaker[Session],
     checker: SignatureCheck | None,
     status_of: StatusOf,
+    certificate: CertificateCheck | None = None,
 ) -> Verification:
     """A PDF's verdict: our sealed copy byte for byte; else our signature (`checker`, the
     views' SignatureChecker); else not ours."""
@@ -139,6 +150,12 @@ def verify_pdf(
             status=status_of(code),
             detail="byte-identical to the platform's sealed copy",
         )
+    if certificate is not None:
+        cert = certificate(data)
+        if cert is not None:
+            verdict, cert_code, why = cert
+            cert_status = status_of(cert_code) if cert_code else None
+            return Verification(verdict, code=cert_code, status=cert_status, detail=why)
     assert isinstance(checker, SignatureChecker)
     try:
         result = checker.verify(data)
@@ -173,7 +190,11 @@ def verify_pdf(
 
 
 def verify_upload(
-    data: bytes, views: ReportViews, sessions: sessionmaker[Session], base_url: str
+    data: bytes,
+    views: ReportViews,
+    sessions: sessionmaker[Session],
+    base_url: str,
+    certificate: CertificateCheck | None = None,
 ) -> Verification:
     """The verdict on an uploaded file: a PDF (`verify_pdf`) or an image (`verify_image`)."""
     if not data:
@@ -184,5 +205,5 @@ def verify_upload(
         return view.status if view is not None else None
 
     if b"%PDF-" in data[:1024]:
-        return verify_pdf(data, sessions, views.signature_check, status_of)
+        return verify_pdf(data, sessions, views.signature_check, status_of, certificate)
     return verify_image(data, status_of, base_url)

@@ -1,0 +1,48 @@
+"""Copy the browser files the service serves itself from web/node_modules (npm ci) into
+service/pages/offline/vendor/; `--check` fails when the committed copies differ.
+
+    (cd web && npm ci) && .venv/bin/python scripts/vendor_web.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = ROOT / "web" / "node_modules"
+VENDOR = ROOT / "service" / "pages" / "offline" / "vendor"
+#: vendored name -> file in node_modules (zxing-wasm: ZXing-C++ as WebAssembly, MIT)
+FILES = {
+    "zxing-reader.js": "zxing-wasm/dist/iife/reader/index.js",
+    "zxing_reader.wasm": "zxing-wasm/dist/reader/zxing_reader.wasm",
+    "zxing-wasm.LICENSE": "zxing-wasm/LICENSE",
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    stale = []
+    for name, source in FILES.items():
+        src, dst = MODULES / source, VENDOR / name
+        if not src.exists():
+            print(f"vendor_web: {src} is missing; run npm ci in web/", file=sys.stderr)
+            return 2
+        if args.check:
+            if not dst.exists() or dst.read_bytes() != src.read_bytes():
+                stale.append(name)
+        else:
+            VENDOR.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    if stale:
+        print(f"vendor_web: stale vendored files: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
