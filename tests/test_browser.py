@@ -179,7 +179,7 @@ def test_page_shows_status_on_a_phone(world: World, browser: Any, key: str) -> N
             codes = notice.locator("li").evaluate_all("els => els.map(e => e.dataset.code)")
             assert codes == ["custody_seal_missing", "custody_witness_missing",
                              "custody_receipt_missing", "test_record_uncited"]
-            assert "缺少收样验封记录" in notice.inner_text()
+            assert "没有收样验封记录" in notice.inner_text()
             # right under the status box, and the uncited record is marked in the chain
             status_box, notice_box = box.bounding_box(), notice.bounding_box()
             assert status_box is not None and notice_box is not None

@@ -109,6 +109,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "image_not_in_parents": 422,
     "image_required": 422,
     "image_unreadable": 422,
+    "invalid_algorithm": 422,
+    "invalid_expiry": 422,
     "invalid_idempotency_key": 422,
     "invalid_name": 422,
     "invalid_parent": 422,
