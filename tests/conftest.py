@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.db",
     "tests.fixtures.signer",
+    "tests.fixtures.statuses",
 ]

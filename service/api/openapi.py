@@ -9,8 +9,10 @@ wrapper around FastAPI's own generator; `customise_openapi` then, on a copy:
 - documents the request bodies routes read themselves (sealing PDF, upload chunks,
   time-stamp queries) and adds examples to the multipart ones;
 - gives every 2xx answer an example (`RESPONSE_EXAMPLES`), documents the non-JSON answers
-  (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle ZIP, metrics, upload headers), and
-  replaces FastAPI's generic 422 body with the problem+json the service really sends;
+  (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle ZIP, metrics, upload headers);
+- gives every operation one entry per error status it can answer, each listing the problem
+  codes of that status with an example (service/api/answers.py), in place of FastAPI's
+  generic 422 body; tests/test_zz_documented_answers.py checks every answer the suite saw;
 - moves `$defs` of inline schemas into `components/schemas`, so every `$ref` resolves.
 
 The JSON examples are real answers captured from one run of the whole flow (lab records,
@@ -26,12 +28,14 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 
+from service.api import answers
 from service.api.offline_examples import OFFLINE_EXAMPLES, OFFLINE_OVERRIDES
-from service.api.problems import PROBLEM_JSON
+from service.api.problems import PROBLEM_JSON, STATUS_BY_CODE
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 log = logging.getLogger(__name__)
@@ -1369,101 +1373,6 @@ MULTIPART_ENCODINGS: dict[tuple[str, str], dict[str, Any]] = {
     },
 }
 
-# --------------------------------------------------------------------------- shared responses
-
-SHARED_RESPONSES: dict[str, dict[str, Any]] = {
-    "SignatureRefused": {
-        "description": "The request is not signed correctly (`auth_missing`, "
-        "`auth_expired`, `auth_unknown_key`, `auth_bad_signature`, `auth_replayed`); "
-        "see docs/signing.md.",
-        "content": {
-            PROBLEM_JSON: {
-                "schema": _PROBLEM_REF,
-                "examples": {
-                    "bad_signature": _named(
-                        "The signature does not match",
-                        {
-                            "type": "about:blank",
-                            "title": "Unauthorized",
-                            "status": 401,
-                            "code": "auth_bad_signature",
-                            "detail": "the signature does not match the request",
-                        },
-                    ),
-                    "missing": _named(
-                        "Unsigned request",
-                        {
-                            "type": "about:blank",
-                            "title": "Unauthorized",
-                            "status": 401,
-                            "code": "auth_missing",
-                            "detail": "missing header(s): X-JZ-Key, X-JZ-Timestamp, "
-                            "X-JZ-Nonce, X-JZ-Signature",
-                        },
-                    ),
-                },
-            }
-        },
-    },
-    "ValidationProblem": {
-        "description": "The request is not valid (`validation_error`, `malformed_json`, "
-        "`unknown_field`, …; on a signed POST/PUT also `invalid_idempotency_key`, "
-        "`idempotency_mismatch`).",
-        "content": {
-            PROBLEM_JSON: {
-                "schema": _PROBLEM_REF,
-                "examples": {
-                    "validation_error": _named(
-                        "A field is invalid",
-                        {
-                            "type": "about:blank",
-                            "title": "Unprocessable Entity",
-                            "status": 422,
-                            "code": "validation_error",
-                            "detail": "body.report_no: String should have at least 1 character",
-                            "errors": [
-                                {
-                                    "loc": ["body", "report_no"],
-                                    "msg": "String should have at least 1 character",
-                                    "type": "string_too_short",
-                                }
-                            ],
-                        },
-                    ),
-                    "idempotency_mismatch": _named(
-                        "An Idempotency-Key reused with another request",
-                        {
-                            "type": "about:blank",
-                            "title": "Unprocessable Entity",
-                            "status": 422,
-                            "code": "idempotency_mismatch",
-                            "detail": "this Idempotency-Key was used with a different request",
-                        },
-                    ),
-                },
-            }
-        },
-    },
-}
-
-#: Problem examples for problem+json answers a route declared without one.
-PROBLEM_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("get", "/api/v1/public/reports/{code}", "404"): {
-        "type": "about:blank",
-        "title": "Not Found",
-        "status": 404,
-        "code": "unknown_code",
-        "detail": "the platform never issued the code 440300267K3QF9XA2M0",
-    },
-    ("get", "/api/v1/public/reports/{code}", "429"): {
-        "type": "about:blank",
-        "title": "Too Many Requests",
-        "status": 429,
-        "code": "rate_limited",
-        "detail": "too many requests from this address; try again later",
-    },
-}
-
 # --------------------------------------------------------------------------- building
 
 
@@ -1507,7 +1416,6 @@ def customise_openapi(doc: dict[str, Any], *, max_pdf_bytes: int | None = None) 
         # The model's own example predates the real format (check character, leaf hash).
         schemas["CodeIssued"]["examples"] = [copy.deepcopy(_CODE_ISSUED)]
     components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
-    components.setdefault("responses", {}).update(copy.deepcopy(SHARED_RESPONSES))
 
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
@@ -1525,7 +1433,6 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
 
     if signed:
         op["security"] = copy.deepcopy(SIGNED_SECURITY)
-        responses.setdefault("401", {"$ref": "#/components/responses/SignatureRefused"})
         if method in ("post", "put") and not any(
             p.get("in") == "header" and p.get("name", "").lower() == IDEMPOTENCY_HEADER.lower()
             for p in params
@@ -1553,11 +1460,7 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
         content["multipart/form-data"]["encoding"] = copy.deepcopy(encoding)
 
     # Answers.
-    for status, response in list(responses.items()):
-        if status == "422" and _is_fastapi_validation(response):
-            responses[status] = {"$ref": "#/components/responses/ValidationProblem"}
-    if "422" not in responses and "requestBody" in op:
-        responses["422"] = {"$ref": "#/components/responses/ValidationProblem"}
+    _problem_answers(path, method, op, responses)
     for (m, p, status), override in RESPONSE_OVERRIDES.items():
         if (m, p) == (method, path):
             _override(responses.setdefault(status, {}), override)
@@ -1571,16 +1474,68 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
         if key in RESPONSE_EXAMPLES:
             media = response.setdefault("content", {}).setdefault(JSON, {"schema": {}})
             media.update(copy.deepcopy(RESPONSE_EXAMPLES[key]))
-        problem = response.get("content", {}).get(PROBLEM_JSON)
-        if problem is not None:
-            problem.setdefault("schema", copy.deepcopy(_PROBLEM_REF))
-            if key in PROBLEM_EXAMPLES:
-                problem.setdefault("example", copy.deepcopy(PROBLEM_EXAMPLES[key]))
         if signed and method in ("post", "put") and status.startswith("2"):
             response.setdefault("headers", {}).setdefault(
                 REPLAYED_HEADER, copy.deepcopy(_REPLAYED_RESPONSE_HEADER)
             )
     op["responses"] = dict(sorted(responses.items()))
+
+
+def _problem_answers(
+    path: str, method: str, op: dict[str, Any], responses: dict[str, Any]
+) -> None:
+    """One entry per error status the operation can give, listing each problem code it can
+    answer with that status (service/api/answers.py) with an example of each."""
+    validated = False  # FastAPI lists its 422 for every route with parameters or a body
+    for status, response in list(responses.items()):
+        if status == "422" and _is_fastapi_validation(response):
+            del responses[status]
+            validated = True
+    body = op.get("requestBody", {}).get("content", {})
+    codes = answers.problem_codes(
+        method,
+        path,
+        signed=is_signed_path(path),
+        public=path.startswith(PUBLIC_PREFIX) or path.startswith("/v/"),
+        validated=validated or bool(body),
+        json_body=JSON in body,
+    )
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
+    for answer, group in by_status.items():
+        entry = responses.setdefault(str(answer), {})
+        entry["description"] = "; ".join(f"`{c}`: {answers.MEANING[c]}" for c in group)
+        content = entry.setdefault("content", {})
+        content[PROBLEM_JSON] = {
+            "schema": copy.deepcopy(_PROBLEM_REF),
+            "examples": {c: _named(answers.MEANING[c], _problem(answer, c)) for c in group},
+        }
+        if answer in (429, 503):
+            entry.setdefault("headers", {})["Retry-After"] = {
+                "description": "seconds to wait before trying again",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+
+
+def _problem(status: int, code: str) -> dict[str, Any]:
+    problem: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": answers.MEANING[code],
+    }
+    if code == "validation_error":
+        problem["detail"] = "body.report_no: String should have at least 1 character"
+        problem["errors"] = [
+            {
+                "loc": ["body", "report_no"],
+                "msg": "String should have at least 1 character",
+                "type": "string_too_short",
+            }
+        ]
+    return problem
 
 
 def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
