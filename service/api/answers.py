@@ -191,7 +191,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/reports/{code}/certificate": ("unknown_code", "pdf_not_found",
                                                "evidence_unavailable", *_STORED),
     # records (INTERFACE §1)
-    "POST /api/v1/projects": ("not_canonicalizable",),
+    "POST /api/v1/projects": _PARENTS,
     "POST /api/v1/contracts": (*_PARENTS, *_FILE, "date_in_future"),
     "POST /api/v1/commissions": _PARENTS,
     "POST /api/v1/samples": (*_PARENTS, "duplicate_sample_code"),
@@ -228,7 +228,9 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         *_UPLOAD, "upload_closed", "upload_incomplete", "upload_hash_mismatch",
         "sha256_invalid", "upload_lost",
     ),
+    "GET /api/v1/warnings": ("unknown_code",),
     # audit
+    "GET /api/v1/audit/warnings": ("unknown_code", "invalid_region"),
     "GET /api/v1/audit/reports/{code}/bundle": ("unknown_code", "bundle_too_large",
                                                 "evidence_unavailable", *_STORED),
     # public (INTERFACE §4)

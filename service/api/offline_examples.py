@@ -75,6 +75,11 @@ OFFLINE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
                     "<section class=\"card\" id=\"qr-check\" data-signature=\"ok\" "
                     "data-facts=\"match\">…"}},
     },
+    ("get", "/v/{code}/{payload}", "404"): {
+        "description": "A code the platform never issued: the page of `/v/{code}` saying "
+        "未找到 (`data-status=\"unknown\"`), with the payload's own check beside it.",
+        "content": {"text/html": {"schema": _HTML}},
+    },
     ("get", "/offline/", "200"): {
         "description": "The offline verifier (web app; service worker at /offline/sw.js).",
         "content": {"text/html": {"schema": _HTML, "example": "<!doctype html>…离线验真…"}},
