@@ -8,15 +8,21 @@
    100 ms; what is due in one commit if the database held it up) while the worker runs
    with its default settings; per leaf, the time from its commit to its batch being
    confirmed; p50/p99/max;
-4. gas per leaf over the throughput run.
+4. gas per leaf over the throughput run;
+5. the ceiling (issue 17): the pure-Python hashing limit on one core for the same leaves
+   (`hashing_limit`: leaf hash of each record's canonical bytes + the RFC 6962 root, with
+   verifier.merkle; also shown with the canonical JSON produced first, by json.dumps and
+   by verifier.canonical).
 
 The outbox is filled with bulk inserts of records + outbox rows (the same rows
 `append_record` writes), because the API path, not the worker, would be the limit.
 
-    .venv/bin/python bench/anchor.py [--leaves N] [--db-url URL]
+    .venv/bin/python bench/anchor.py [--leaves N] [--db-url URL] [--baseline-records N]
+                                     [--ingest-seconds S]
 
-The last line is `anchor: leaves_per_s=N baseline_tx_per_s=N ratio=X p99_commit_to_anchor_s=S
-gas_per_leaf=G`.
+The last line is `anchor: leaves_per_s=N baseline_tx_per_s=N vs_baseline=X
+p99_commit_to_anchor_s=S gas_per_leaf=G hash_limit_per_s=N ratio=R` (one line; vs_baseline
+was called `ratio` before issue 17; ratio = leaves_per_s / hash_limit_per_s, goal >= 0.33).
 """
 
 from __future__ import annotations
@@ -62,6 +68,54 @@ BASELINE_RECORDS = 500
 INGEST_RATE = 10_000  # leaves per second
 INGEST_SECONDS = 10.0
 INGEST_TX_SIZE = 1000
+#: Issue 17: outbox -> confirmed anchor leaves/s as a fraction of the hashing limit.
+TARGET_RATIO = 0.33
+
+
+def _record_obj(prefix: str, i: int, stamp: str) -> dict[str, Any]:
+    """The evidence record behind leaf `i` (what its canonical bytes serialise)."""
+    return {
+        "body": {"n": i, "value": "12.5 MPa"},
+        "created_at": stamp,
+        "files": [],
+        "id": f"{prefix}{i:0{26 - len(prefix)}d}",
+        "institution": INSTITUTION,
+        "parents": [],
+        "type": "test_record",
+        "v": 1,
+    }
+
+
+def hashing_limit(prefix: str, n: int, stamp: str) -> dict[str, float]:
+    """The pure-Python hashing limit on one core (this thread) for the same n records, in
+    leaves/s, with the verifier's own functions: `hash` = leaf hash (H(0x00||canonical))
+    of each record's canonical bytes + the RFC 6962 root over all of them (best of 3);
+    `json` = canonical bytes by json.dumps(sort_keys, compact; equal to RFC 8785 for these
+    ASCII records) + the same; `rfc8785` = canonical bytes by verifier.canonical (pure
+    Python RFC 8785) + the same. The worker gets leaf hashes from the outbox, so `hash` is
+    the one its rate is a fraction of (`ratio`); the others say what producing leaves costs."""
+    from verifier.canonical import canonicalize
+    from verifier.merkle import leaf_hash, merkle_root
+
+    objs = [_record_obj(prefix, i, stamp) for i in range(n)]
+
+    def dumps(o: dict[str, Any]) -> bytes:
+        return json.dumps(o, sort_keys=True, separators=(",", ":")).encode()
+
+    canon = [dumps(o) for o in objs]
+    assert canon[0] == canonicalize(objs[0])
+    out: dict[str, float] = {}
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        merkle_root([leaf_hash(c) for c in canon])
+        best = min(best, time.perf_counter() - t0)
+    out["hash"] = n / best
+    for name, fn in (("json", dumps), ("rfc8785", canonicalize)):
+        t0 = time.perf_counter()
+        merkle_root([leaf_hash(fn(o)) for o in objs])
+        out[name] = n / (time.perf_counter() - t0)
+    return out
 
 
 def _record_rows(
@@ -74,17 +128,8 @@ def _record_rows(
     stamp = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     records, outbox = [], []
     for i in range(start, start + count):
-        rid = f"{prefix}{i:0{26 - len(prefix)}d}"
-        obj = {
-            "body": {"n": i, "value": "12.5 MPa"},
-            "created_at": stamp,
-            "files": [],
-            "id": rid,
-            "institution": INSTITUTION,
-            "parents": [],
-            "type": "test_record",
-            "v": 1,
-        }
+        obj = _record_obj(prefix, i, stamp)
+        rid = obj["id"]
         canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
         leaf = hashlib.sha256(b"\x00" + canonical).hexdigest()
         records.append(
@@ -135,11 +180,11 @@ def _insert_rows(conn: Any, records: list[dict[str, Any]], outbox: list[dict[str
     )
 
 
-def fill_outbox(engine: Engine, prefix: str, n: int) -> None:
+def fill_outbox(engine: Engine, prefix: str, n: int, now: float) -> None:
     done = 0
     while done < n:
         count = min(CHUNK, n - done)
-        records, outbox = _record_rows(prefix, done, count, time.time())
+        records, outbox = _record_rows(prefix, done, count, now)
         with engine.begin() as conn:
             conn.execute(insert(Record), records)
             conn.execute(insert(Outbox), outbox)
@@ -211,6 +256,9 @@ def main() -> int:
     parser.add_argument("--leaves", type=int, default=200_000)
     parser.add_argument("--db-url", default="", help="default: a SQLite file in a temp dir")
     parser.add_argument("--batch-max-leaves", type=int, default=Settings().anchor.batch_max_leaves)
+    parser.add_argument("--baseline-records", type=int, default=BASELINE_RECORDS)
+    parser.add_argument("--ingest-seconds", type=float, default=INGEST_SECONDS,
+                        help="latency run: seconds of 10,000 leaves/s")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="jz-bench-anchor-"))
@@ -234,7 +282,8 @@ def main() -> int:
             chain,
         )
         t0 = time.perf_counter()
-        fill_outbox(state.engine, "T", args.leaves)
+        filled_at = time.time()
+        fill_outbox(state.engine, "T", args.leaves, filled_at)
         fill_s = time.perf_counter() - t0
         worker = AnchorWorker(state.settings, state.engine, chain)
         t0 = time.perf_counter()
@@ -256,14 +305,28 @@ def main() -> int:
         ]
         state.engine.dispose()
 
+        # the ceiling: hashing the same leaves on one core
+        from datetime import UTC, datetime
+
+        stamp = datetime.fromtimestamp(int(filled_at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        limit = hashing_limit("T", args.leaves, stamp)
+        hash_ratio = leaves_per_s / limit["hash"]
+        rows += [
+            ("ceiling: leaf hash + RFC 6962 root", f"{limit['hash']:,.0f} leaves/s (one core)"),
+            ("ceiling + json.dumps canonical", f"{limit['json']:,.0f} leaves/s"),
+            ("ceiling + verifier RFC 8785", f"{limit['rfc8785']:,.0f} leaves/s"),
+            ("ratio: ours / hashing limit", f"{hash_ratio:.3f} (goal >= {TARGET_RATIO})"),
+            ("ours / (json canonical + hash)", f"{leaves_per_s / limit['json']:.3f}"),
+        ]
+
         # 2. baseline: one tx per record on the same node
         base_registry = deploy_registry(node.rpc_url, DEPLOYER.private_key, SERVICE_ACCOUNT.address)
-        baseline_tx_per_s = baseline(node.rpc_url, base_registry, BASELINE_RECORDS)
+        baseline_tx_per_s = baseline(node.rpc_url, base_registry, args.baseline_records)
         ratio = leaves_per_s / baseline_tx_per_s
         rows += [
-            ("baseline: 1 anchor tx per record", f"{BASELINE_RECORDS} records"),
+            ("baseline: 1 anchor tx per record", f"{args.baseline_records} records"),
             ("baseline tx/s", f"{baseline_tx_per_s:,.1f}"),
-            ("ratio", f"{ratio:,.0f}x"),
+            ("ours / baseline", f"{ratio:,.0f}x"),
         ]
 
         # 3. latency under a steady 10,000 leaves/s
@@ -282,10 +345,10 @@ def main() -> int:
         queue: Any = mp.get_context("spawn").Queue()
         ingester = mp.get_context("spawn").Process(
             target=_ingest_process,
-            args=(lat_url, "L", INGEST_RATE, INGEST_SECONDS, INGEST_TX_SIZE, queue),
+            args=(lat_url, "L", INGEST_RATE, args.ingest_seconds, INGEST_TX_SIZE, queue),
         )
         ingester.start()
-        commits = queue.get(timeout=INGEST_SECONDS + 120)
+        commits = queue.get(timeout=args.ingest_seconds + 120)
         ingester.join()
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -335,7 +398,8 @@ def main() -> int:
         print(f"{key:<{width}}  {value}")
     print(
         f"anchor: leaves_per_s={leaves_per_s:.0f} baseline_tx_per_s={baseline_tx_per_s:.1f} "
-        f"ratio={ratio:.1f} p99_commit_to_anchor_s={p99:.3f} gas_per_leaf={gas_per_leaf:.3f}"
+        f"vs_baseline={ratio:.1f} p99_commit_to_anchor_s={p99:.3f} gas_per_leaf={gas_per_leaf:.3f} "
+        f"hash_limit_per_s={limit['hash']:.0f} ratio={hash_ratio:.3f}"
     )
     return 0
 
