@@ -1,7 +1,8 @@
 """Public verification speed: `GET /api/v1/public/reports/{code}` of a genuine report.
 
-One run: a Hardhat node, a registry, a report with its whole traceable chain (project ...
-test record, code issuance, metadata, sealed PDF: 11 records) built through the lab API
+One run: a Hardhat node, a registry, the larger view of issue 12 (a report on 3 samples,
+each sealed, witnessed and received, with 6 test records and a retest, its whole history)
+built through the lab API
 (the sealing route stores the sealed PDF's signature verdict, see
 service.domain.public.SignatureVerdicts) and anchored by the real worker. Then, in this
 process, with the same code paths the service runs:
@@ -109,7 +110,6 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
     from service.anchoring.worker import AnchorWorker, anchor_until_drained
     from service.state import build_state
     from tests.labkit import add_lab, client_for, make_app
-    from tests.public_kit import issue_report
 
     node = start_hardhat()
     assert node.chain_id is not None
@@ -133,11 +133,62 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
     app = make_app(state)
     lab = add_lab(state, 1)
     assert lab.institution is not None
-    built = issue_report(state, client_for(app, lab), lab.institution, "B1")
+    code = larger_report(client_for(app, lab))
     anchor_until_drained(AnchorWorker(settings, state.engine, chain))
     if state.verdict_primer.built:
         state.verdict_primer.get().shutdown(wait=True)  # the sealing step's verdict is stored
-    return env, built.code, state, node
+    return env, code, state, node
+
+
+def larger_report(client: Any) -> str:
+    """The view issue 12 measures: a report on 3 samples (each sealed, witnessed and
+    received) with 6 test records (two test items per sample) and a retest of one of them,
+    so its history holds every version."""
+    import dataclasses
+
+    from tests.public_kit import make_pdf
+    from tests.recordkit import (
+        ago,
+        build_chain,
+        created,
+        data_body,
+        receipt_body,
+        sample_body,
+        seal_body,
+        today_cst,
+        witness_body,
+    )
+
+    first = build_chain(client, sample_code="YP2026112210001")
+    chains = [first]
+    for n in (2, 3):
+        sample_code = f"YP202611221000{n}"
+        sample = created(client.post("/api/v1/samples",
+                                     json_body=sample_body(first.commission, sample_code)))
+        chain = dataclasses.replace(first, sample=sample, sample_code=sample_code)
+        chain.seal = created(client.post("/api/v1/seals", json_body=seal_body(chain)))
+        chain.witness = created(client.post("/api/v1/witnesses", json_body=witness_body(chain)))
+        chain.receipt = created(client.post("/api/v1/receipts", json_body=receipt_body(chain)))
+        chains.append(chain)
+    cited = []
+    for chain in chains:
+        cited.append(chain.sample)
+        for item, strength in (("混凝土抗压强度", 36.1), ("混凝土劈裂抗拉强度", 3.4)):
+            cited.append(created(client.post("/api/v1/test-records", json_body=data_body(
+                chain, ago(600), test_item=item, results={"strength_MPa": strength}))))
+    retest = created(client.post("/api/v1/test-records", json_body=data_body(
+        first, ago(300), results={"strength_MPa": 37.0}, retest_reason="复检：首组试块缺角")))
+    cited[1] = retest  # the report cites the retest; the first test stays in its history
+    r = client.issue_code("BG-2026-B1", first.project)
+    assert r.status_code == 201, r.text
+    code: str = r.json()["code"]
+    r = client.put(f"/api/v1/reports/{code}", json_body={
+        "conclusion": "pass", "issued_on": today_cst(), "approver": "王五", "parents": cited})
+    assert r.status_code in (200, 201), r.text
+    r = client.put(f"/api/v1/reports/{code}/pdf", content=make_pdf(2, "检测报告 B1"),
+                   content_type="application/pdf")
+    assert r.status_code == 200, r.text
+    return code
 
 
 def _median_ms(fn: Any, runs: int) -> float:
