@@ -198,7 +198,7 @@ class WitnessKey(Base):
 
     key_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     institution: Mapped[str] = mapped_column(String(18), index=True)
-    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256"
+    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256" | "sm2"
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # SubjectPublicKeyInfo DER
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER
     witness_name: Mapped[str] = mapped_column(String(100))

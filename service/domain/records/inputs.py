@@ -555,7 +555,7 @@ class WitnessKeyIn(BaseModel):
         unit: Name | None = Field(default=None, description="见证单位")
 
     witness: Witness
-    algorithm: Literal["ed25519", "ecdsa-p256"]
+    algorithm: Literal["ed25519", "ecdsa-p256", "sm2"]
     public_key: Annotated[str, StringConstraints(min_length=40, max_length=4096)] = Field(
         description="PEM or base64 DER SubjectPublicKeyInfo"
     )
