@@ -12,7 +12,9 @@ message (RFC 9052, tag 18):
   lab uploaded (32 bytes), 7 sealing time (Unix seconds); keys above 7 are kept as
   ``extra`` (the platform adds none today);
 - signature: ``r‖s`` (64 bytes) over the ``Signature1`` structure of RFC 9052 §4.4 with
-  an empty external AAD.
+  an empty external AAD: ES256, or for alg -70001 SM2 with SM3 under the default
+  distinguishing ID ``1234567812345678`` (§7.7, verifier/sm2.py); the trust list names
+  each key's ``alg``, and a key's certificate is read with asn1crypto (an SM2 key's too).
 
 The trust list (``jianzheng-trust/1``) names the QR-signing keys with their validity
 windows. The platform's root signs it like a CRL: ``signature.value`` is the ES256
@@ -42,12 +44,14 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import cbor2
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from verifier import sm2
 from verifier.canonical import canonicalize, loads_strict
 from verifier.errors import CanonicalizationError, InvalidQr, InvalidTrustList
 from verifier.models import Check
@@ -340,6 +344,17 @@ def raw_to_der(signature: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
+def certificate_spki(der: bytes) -> bytes | None:
+    """The SubjectPublicKeyInfo DER of a certificate, read with asn1crypto (which, unlike
+    the `cryptography` package, reads a certificate of an SM2 key); None if unreadable."""
+    try:
+        cert = asn1_x509.Certificate.load(der, strict=True)
+        spki: bytes = cert["tbs_certificate"]["subject_public_key_info"].dump()
+    except (ValueError, TypeError, KeyError):
+        return None
+    return spki
+
+
 def es256_verify(public_key: Any, signature: bytes, data: bytes) -> bool:
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
@@ -467,8 +482,12 @@ def verify_signed_qr(signed: SignedQr, trust: TrustList) -> QrVerification:
         return QrVerification(signed, tuple(checks), key)
     checks.append(Check("qr_key", True, f"key {key.kid} ({alg}) is in the trust list"))
     # 3. the signature
-    if alg != "ES256":
-        checks.append(Check("qr_signature", False, f"{alg} signatures are not checked here"))
+    if alg == "SM2":
+        spki = certificate_spki(key.certificate)
+        good = spki is not None and sm2.verify(spki, signed.to_be_signed(), signed.signature)
+        checks.append(Check("qr_signature", good, "SM2 signature verifies" if good else
+                            "the signature does not verify: the payload was changed or not "
+                            "signed by this key"))
     else:
         try:
             public_key = x509.load_der_x509_certificate(key.certificate).public_key()
