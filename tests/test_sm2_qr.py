@@ -16,7 +16,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from service.cli import main as jianzheng
 from signer.ca import DevCA
+from signer.errors import CaError
+from signer.qrkeys import QrKeyStore
 from signer.sm2qr import issue_sm2_certificate, sign_sm2
 from tests.qr_kit import cose_of
 from tests.test_verify_qr_cli import run_offline
@@ -154,3 +157,47 @@ def test_openssl_reads_the_certificate_and_verifies_the_cose_signature(
                         str(tbs), "-sigfile", str(sig), "-rawin", "-digest", "sm3", "-pkeyopt",
                         "distid:1234567812345678"], capture_output=True, text=True)
     assert r.returncode == 0 and "Verified Successfully" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_key_store_rotates_to_sm2_and_back(tmp_path: Path) -> None:
+    ca = DevCA(tmp_path / "ca")
+    store = QrKeyStore(ca)
+    now = store.active().not_before + 10
+    es256 = store.sign(_facts(now))[0]
+    sm2_kid = store.rotate(algorithm="SM2", grace_s=0, now=now)
+    cose, kid = store.sign(_facts(now))
+    assert kid.hex() == sm2_kid and decode_payload(payload_text(cose)).alg == -70001
+    trust = parse_trust_list(store.trust_list_bytes())
+    assert [k.alg for k in trust.keys] == ["ES256", "SM2"]
+    roots = [ca.root_certificate.public_bytes(serialization.Encoding.DER)]
+    assert check_trust_list(trust, roots).ok
+    assert verify_qr_text(payload_text(cose), trust).bottom_line
+    assert verify_qr_text(payload_text(es256), trust).bottom_line  # the old key's payload
+    key_file = tmp_path / "ca" / "qr" / "keys" / f"{sm2_kid}.sm2.key"
+    active = store.active().private_key
+    assert isinstance(active, sm2.SM2PrivateKey)
+    assert key_file.exists() and active.scalar not in key_file.read_bytes()  # sealed
+    # another process (a second store) signs with the SM2 key too
+    again = QrKeyStore(DevCA(tmp_path / "ca"))
+    assert again.active().kid.hex() == sm2_kid
+    assert verify_qr_text(payload_text(again.sign(_facts(now))[0]), trust).bottom_line
+    # a wrong passphrase cannot open it
+    with pytest.raises(CaError):
+        QrKeyStore(DevCA(tmp_path / "ca", passphrase=b"wrong")).active()
+    # back to ES256; the SM2 key can then be removed (what it signed no longer verifies)
+    store.rotate(grace_s=0, now=now)
+    store.remove(sm2_kid, now=now)
+    assert not key_file.exists()
+    assert not verify_qr_text(payload_text(cose), parse_trust_list(store.trust_list_bytes())
+                              ).bottom_line
+
+
+def test_the_command_line_rotates_to_sm2(cli_data_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert jianzheng(["ca", "qr-keys", "rotate", "--algorithm", "sm2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [k["alg"] for k in out["keys"]][-1] == "SM2"
+    assert out["signing_kid"] == out["keys"][-1]["kid"]
+    assert jianzheng(["ca", "trust-list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["keys"][-1]["alg"] == "SM2"

@@ -22,22 +22,27 @@ from service.anchoring.contract import RegistryClient
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
 from service.client import JianzhengClient
 from service.domain import accounts
-from service.domain.trust import trust_roots_pem
+from service.domain.trust import platform_ca, trust_roots_pem
 from service.errors import IntegrityFault
 from service.state import ServiceState, build_state
 from service.storage import loghash
 from service.storage.db import make_engine, session_scope
 from service.storage.models import Batch, BatchLeaf, KeyValue, Record
+from signer.qrkeys import QrKeyStore
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import make_settings, state_with_chain
 from tests.labkit import add_auditor, add_lab, client_for, make_app, seed_record
 from tests.public_kit import make_pdf
+from tests.qr_kit import qr_texts
 from tests.recordkit import TINY_PDF, ago, build_chain, created, data_body
+from tests.test_offline_qr_api import _render
+from tests.test_verify_qr_cli import run_offline
 from verifier.bundle import open_bundle, verify_bundle
 from verifier.chain import RpcClient
 from verifier.cli import main as verify_main
 from verifier.merkle import hasher, leaf_hash, merkle_root
 from verifier.proof import Pins
+from verifier.qr import decode_payload, parse_trust_list, verify_qr_text
 
 pytestmark = pytest.mark.chain
 
@@ -57,6 +62,7 @@ class World:
     pdf: bytes
     roots: Path
     contract: str
+    qr_kid: str
 
     def bundle(self, tmp: Path, name: str = "b.zip") -> Path:
         r = self.auditor.get(f"/api/v1/audit/reports/{self.code}/bundle")
@@ -104,6 +110,8 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "conclusion": "pass", "issued_on": "2026-11-22", "approver": "王五",
         "parents": [c.sample, test]})
     assert r.status_code == 200, r.text
+    # the platform's QR payloads are signed with SM2 from now on (§7.7)
+    qr_kid = QrKeyStore(platform_ca(state.settings)).rotate(algorithm="SM2", grace_s=0)
     pdf = make_pdf(2, "检测报告 SM3")
     r = lab.put(f"/api/v1/reports/{code}/pdf", content=pdf, content_type="application/pdf")
     assert r.status_code == 200, r.text
@@ -111,7 +119,7 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     anchor_until_drained(worker)
     roots = tmp / "roots.pem"
     roots.write_bytes(trust_roots_pem(state.settings))
-    yield World(state, chain, worker, lab, auditor, code, pdf, roots, c.contract)
+    yield World(state, chain, worker, lab, auditor, code, pdf, roots, c.contract, qr_kid)
     state.close()
 
 
@@ -221,6 +229,30 @@ def test_the_public_page_checks_sm3_records(world: World) -> None:
     data = r.json()
     assert data["status"] == "genuine", data  # every record re-hashed with SM3 and proven
     assert data["anchor"] is not None and data["anchor"]["tx_hash"]
+
+
+def test_the_sealed_qr_is_signed_with_sm2(world: World, tmp_path: Path) -> None:
+    with world.state.sessions() as s:
+        sealed = [json.loads(r.canonical) for r in s.scalars(
+            select(Record).where(Record.code == world.code, Record.type == "report"))]
+    (record,) = [r for r in sealed if r["body"].get("stage") == "sealed"]
+    assert record["body"]["qr"]["kid"] == world.qr_kid
+    signed_sha = next(f["sha256"] for f in record["files"] if f["role"] == "signed_pdf")
+    (url,) = qr_texts(_render(world.state.blobs.get(signed_sha), 0, 150))
+    signed = decode_payload(url)
+    assert signed.alg == -70001 and signed.kid_hex == world.qr_kid
+    r = world.lab.http.get("/ca/trust-list.json")
+    assert r.status_code == 200
+    assert [k["alg"] for k in r.json()["keys"]][-1] == "SM2"
+    result = verify_qr_text(url, parse_trust_list(r.content))
+    assert result.bottom_line, result.checks
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    page = world.lab.http.get("/" + path)
+    assert page.status_code == 200 and 'data-signature="ok"' in page.text
+    trust = tmp_path / "trust.json"
+    trust.write_bytes(r.content)
+    out = run_offline("qr", url, "--trust-list", str(trust))
+    assert out.returncode == 0 and "SM2" in out.stdout, out.stdout + out.stderr
 
 
 def test_revocation_on_an_sm3_log(world: World, tmp_path: Path) -> None:
