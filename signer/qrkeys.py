@@ -232,6 +232,18 @@ class QrKeyStore:
             "root_id": root_fingerprint(root_der),
             "value": base64.b64encode(signature).decode("ascii"),
         }
+        if any(k.get("alg") == "SM2" for k in keys):
+            # a deployment that signs with SM2 co-signs its list with SM2 too (§7.7)
+            from .sm2qr import sm2_list_key
+
+            sm2_key, sm2_cert = sm2_list_key(self.ca)
+            doc["signature_sm2"] = {
+                "alg": "SM2",
+                "certificate": base64.b64encode(sm2_cert).decode("ascii"),
+                "value": base64.b64encode(
+                    sm2_key.sign_raw(trust_list_signed_bytes(doc))
+                ).decode("ascii"),
+            }
         data = (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
         _atomic_write(self.list_path, data, private=False)
 

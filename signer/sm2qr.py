@@ -26,9 +26,11 @@ from verifier.qr import ALG_SM2, QrFacts, encode_sign1, protected_header, sig_st
 VALIDITY = dt.timedelta(days=365)
 
 
-def issue_sm2_certificate(ca: DevCA, point: bytes, label: str) -> bytes:
+def issue_sm2_certificate(
+    ca: DevCA, point: bytes, label: str, purpose: str = "QR signing"
+) -> bytes:
     """DER of a certificate for the SM2 public `point`, issued and ES256-signed by the root
-    of `ca` (subject CN "Jianzheng QR signing SM2 {label}")."""
+    of `ca` (subject CN "Jianzheng {purpose} SM2 {label}")."""
     root = ca.root_certificate
     root_der = root.public_bytes(serialization.Encoding.DER)
     issuer = x509.Certificate.load(root_der)["tbs_certificate"]["subject"]
@@ -51,7 +53,7 @@ def issue_sm2_certificate(ca: DevCA, point: bytes, label: str) -> bytes:
                 {
                     "country_name": "CN",
                     "organization_name": "Jianzheng",
-                    "common_name": f"Jianzheng QR signing SM2 {label}"[:64],
+                    "common_name": f"Jianzheng {purpose} SM2 {label}"[:64],
                 }
             ),
             "subject_public_key_info": keys.PublicKeyInfo.load(sm2.spki_der(point)),
@@ -77,6 +79,26 @@ def issue_sm2_certificate(ca: DevCA, point: bytes, label: str) -> bytes:
     )
     der: bytes = cert.dump()
     return der
+
+
+def sm2_list_key(ca: DevCA) -> tuple[sm2.SM2PrivateKey, bytes]:
+    """The platform's SM2 key that co-signs the QR trust list (§7.7), and its certificate
+    (DER, issued by the root): `qr/list-sm2.key` (sealed with the CA passphrase) and
+    `qr/list-sm2.der` under the CA directory, made on first use."""
+    from signer.ca import _atomic_write
+
+    key_path = ca.directory / "qr" / "list-sm2.key"
+    cert_path = ca.directory / "qr" / "list-sm2.der"
+    if key_path.exists() and cert_path.exists():
+        return sm2.SM2PrivateKey.from_scalar(ca.open_secret(key_path.read_bytes())), (
+            cert_path.read_bytes()
+        )
+    key = sm2.SM2PrivateKey.generate()
+    cert = issue_sm2_certificate(ca, key.point, "list", purpose="trust list")
+    key_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(key_path, ca.seal_secret(key.scalar), private=True)
+    _atomic_write(cert_path, cert, private=False)
+    return key, cert
 
 
 def sign_sm2(facts: QrFacts, key: sm2.SM2PrivateKey, kid: bytes) -> bytes:

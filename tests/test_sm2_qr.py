@@ -28,6 +28,7 @@ from verifier.qr import (
     QrFacts,
     certificate_spki,
     check_trust_list,
+    check_trust_list_sm2,
     decode_payload,
     kid_of_certificate,
     parse_trust_list,
@@ -201,3 +202,57 @@ def test_the_command_line_rotates_to_sm2(cli_data_dir: Path,
     assert jianzheng(["ca", "trust-list"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert listed["keys"][-1]["alg"] == "SM2"
+
+
+def test_a_deployment_with_sm2_keys_co_signs_its_trust_list(tmp_path: Path) -> None:
+    ca = DevCA(tmp_path / "ca")
+    store = QrKeyStore(ca)
+    assert "signature_sm2" not in store.document()  # an ES256-only list is as before
+    store.rotate(algorithm="SM2")
+    doc = store.document()
+    co = doc["signature_sm2"]
+    assert co["alg"] == "SM2"
+    roots = [ca.root_certificate.public_bytes(serialization.Encoding.DER)]
+    check = check_trust_list(parse_trust_list(store.trust_list_bytes()), roots)
+    assert check.ok and "co-signed with SM2" in check.detail, check
+    sm2_check = check_trust_list_sm2(doc, roots)
+    assert sm2_check is not None and sm2_check.ok
+    # a changed SM2 value, or a certificate another CA issued, fails the list
+    value = bytearray(base64.b64decode(co["value"]))
+    value[-1] ^= 1
+    bad = {**doc, "signature_sm2": {**co, "value": base64.b64encode(bytes(value)).decode()}}
+    assert not check_trust_list(parse_trust_list(json.dumps(bad).encode()), roots).ok
+    other = DevCA(tmp_path / "other")
+    foreign_key = sm2.SM2PrivateKey.generate()
+    foreign = {**doc, "signature_sm2": {
+        "alg": "SM2",
+        "certificate": base64.b64encode(issue_sm2_certificate(other, foreign_key.point, "x"))
+        .decode(),
+        "value": base64.b64encode(foreign_key.sign_raw(trust_list_signed_bytes(doc))).decode()}}
+    result = check_trust_list_sm2(foreign, roots)
+    assert result is not None and not result.ok and "not issued by a trusted root" in result.detail
+    # jianzheng-verify qr --trust-roots checks both signatures
+    (tmp_path / "trust.json").write_bytes(store.trust_list_bytes())
+    (tmp_path / "roots.pem").write_bytes(ca.roots_pem())
+    cose = store.sign(_facts(store.active().not_before + 1))[0]
+    out = run_offline("qr", payload_text(cose), "--trust-list", str(tmp_path / "trust.json"),
+                      "--trust-roots", str(tmp_path / "roots.pem"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    out = run_offline("qr", payload_text(cose), "--trust-list", str(tmp_path / "bad.json"),
+                      "--trust-roots", str(tmp_path / "roots.pem"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    if OPENSSL is not None:  # openssl checks the co-signature with the list certificate
+        spki = certificate_spki(base64.b64decode(co["certificate"]))
+        assert spki is not None
+        (tmp_path / "pub.pem").write_text(sm2.spki_pem(sm2.public_point(spki)))
+        (tmp_path / "tbs").write_bytes(trust_list_signed_bytes(doc))
+        raw = base64.b64decode(co["value"])
+        (tmp_path / "sig").write_bytes(sm2.der_signature(int.from_bytes(raw[:32], "big"),
+                                                         int.from_bytes(raw[32:], "big")))
+        r = subprocess.run([OPENSSL, "pkeyutl", "-verify", "-pubin", "-inkey",
+                            str(tmp_path / "pub.pem"), "-in", str(tmp_path / "tbs"),
+                            "-sigfile", str(tmp_path / "sig"), "-rawin", "-digest", "sm3",
+                            "-pkeyopt", "distid:1234567812345678"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr

@@ -416,9 +416,66 @@ def parse_trust_list(data: bytes) -> TrustList:
     return TrustList(issued_at, tuple(keys), doc, root, value)
 
 
+#: The members a trust list's signatures do not cover (themselves).
+SIGNATURE_MEMBERS = ("signature", "signature_sm2")
+
+
 def trust_list_signed_bytes(document: Mapping[str, Any]) -> bytes:
-    """What the list's signature covers: RFC 8785 JSON of the document minus `signature`."""
-    return canonicalize({k: v for k, v in document.items() if k != "signature"})
+    """What the list's signatures cover: RFC 8785 JSON of the document minus `signature`
+    and `signature_sm2` (a list without the SM2 one is signed exactly as before)."""
+    return canonicalize({k: v for k, v in document.items() if k not in SIGNATURE_MEMBERS})
+
+
+def check_trust_list_sm2(document: Mapping[str, Any], roots_der: Sequence[bytes]) -> Check | None:
+    """The list's SM2 co-signature (§7.7), when it has one: ``signature_sm2`` = ``{"alg":
+    "SM2", "certificate": base64 DER of the SM2 key's certificate, issued by a platform root
+    (ES256), "value": base64 r‖s}`` over the same bytes as ``signature``. None when absent."""
+    sig = document.get("signature_sm2")
+    if sig is None:
+        return None
+    if not isinstance(sig, Mapping) or sig.get("alg") != "SM2":
+        return Check("trust_list_sm2", False, "signature_sm2 must be {alg: SM2, certificate, "
+                     "value}")
+    try:
+        cert = base64.b64decode(str(sig.get("certificate")), validate=True)
+        value = base64.b64decode(str(sig.get("value")), validate=True)
+    except (binascii.Error, ValueError):
+        return Check("trust_list_sm2", False, "signature_sm2 is not base64")
+    issuer = _issuing_root(cert, roots_der)
+    if issuer is None:
+        return Check("trust_list_sm2", False,
+                     "the SM2 signing certificate is not issued by a trusted root")
+    spki = certificate_spki(cert)
+    if spki is None or not sm2.verify(spki, trust_list_signed_bytes(document), value):
+        return Check("trust_list_sm2", False, "the trust list's SM2 signature does not verify")
+    return Check("trust_list_sm2", True, f"SM2 co-signature verifies (certificate issued by "
+                 f"the platform root {issuer})")
+
+
+def _issuing_root(cert_der: bytes, roots_der: Sequence[bytes]) -> str | None:
+    """The fingerprint of the root (ES256) whose signature the certificate carries, or None.
+    Read with asn1crypto: `cryptography` cannot load a certificate of an SM2 key."""
+    try:
+        cert = asn1_x509.Certificate.load(cert_der, strict=True)
+        tbs = cert["tbs_certificate"].dump()
+        signature = cert["signature_value"].native
+        if cert["signature_algorithm"]["algorithm"].native != "sha256_ecdsa":
+            return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    for der in roots_der:
+        try:
+            root = x509.load_der_x509_certificate(der)
+            public_key = root.public_key()
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                continue
+            if root.subject.public_bytes() != cert["tbs_certificate"]["issuer"].dump():
+                continue
+            public_key.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        return root_fingerprint(der)
+    return None
 
 
 def root_fingerprint(der: bytes) -> str:
@@ -438,8 +495,12 @@ def check_trust_list(trust: TrustList, roots_der: Sequence[bytes]) -> Check:
             continue
         if es256_verify(root.public_key(), trust.signature_value,
                         trust_list_signed_bytes(trust.document)):
+            co = check_trust_list_sm2(trust.document, roots_der)
+            if co is not None and not co.ok:
+                return Check("trust_list", False, co.detail)
             return Check("trust_list", True,
-                         f"signed by the platform root {trust.signature_root}, "
+                         f"signed by the platform root {trust.signature_root}"
+                         f"{', co-signed with SM2' if co is not None else ''}, "
                          f"issued at {trust.issued_at}")
         return Check("trust_list", False, "the trust list's signature does not verify")
     return Check("trust_list", False,
