@@ -93,6 +93,9 @@ class SigningSettings(BaseModel):
     allow_builtin_tsa: bool = False
     #: Answer `POST /tsa` (the built-in TSA) to anyone; default: only in development.
     serve_tsa: bool | None = None
+    #: Co-sign each evidence certificate with the platform's SM2 key beside its PAdES
+    #: signature (INTERFACE §7.7; docs/national-crypto.md).
+    certificate_sm2: bool = False
 
 
 class RulesSettings(BaseModel):

@@ -234,9 +234,9 @@ class QrKeyStore:
         }
         if any(k.get("alg") == "SM2" for k in keys):
             # a deployment that signs with SM2 co-signs its list with SM2 too (§7.7)
-            from .sm2qr import sm2_list_key
+            from .sm2qr import platform_sm2_key
 
-            sm2_key, sm2_cert = sm2_list_key(self.ca)
+            sm2_key, sm2_cert = platform_sm2_key(self.ca)
             doc["signature_sm2"] = {
                 "alg": "SM2",
                 "certificate": base64.b64encode(sm2_cert).decode("ascii"),

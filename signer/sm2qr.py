@@ -81,10 +81,10 @@ def issue_sm2_certificate(
     return der
 
 
-def sm2_list_key(ca: DevCA) -> tuple[sm2.SM2PrivateKey, bytes]:
-    """The platform's SM2 key that co-signs the QR trust list (§7.7), and its certificate
-    (DER, issued by the root): `qr/list-sm2.key` (sealed with the CA passphrase) and
-    `qr/list-sm2.der` under the CA directory, made on first use."""
+def platform_sm2_key(ca: DevCA) -> tuple[sm2.SM2PrivateKey, bytes]:
+    """The platform's SM2 key that co-signs the QR trust list and the evidence certificates
+    (§7.7), and its certificate (DER, issued by the root): `qr/list-sm2.key` (sealed with
+    the CA passphrase) and `qr/list-sm2.der` under the CA directory, made on first use."""
     from signer.ca import _atomic_write
 
     key_path = ca.directory / "qr" / "list-sm2.key"
@@ -94,7 +94,7 @@ def sm2_list_key(ca: DevCA) -> tuple[sm2.SM2PrivateKey, bytes]:
             cert_path.read_bytes()
         )
     key = sm2.SM2PrivateKey.generate()
-    cert = issue_sm2_certificate(ca, key.point, "list", purpose="trust list")
+    cert = issue_sm2_certificate(ca, key.point, "co-signing", purpose="platform")
     key_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(key_path, ca.seal_secret(key.scalar), private=True)
     _atomic_write(cert_path, cert, private=False)

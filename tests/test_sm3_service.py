@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 
 from service.anchoring.chaininfo import ChainInfo
@@ -28,9 +35,11 @@ from service.state import ServiceState, build_state
 from service.storage import loghash
 from service.storage.db import make_engine, session_scope
 from service.storage.models import Batch, BatchLeaf, KeyValue, Record
+from signer.keys import load_certificates
 from signer.qrkeys import QrKeyStore
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import make_settings, state_with_chain
+from tests.fixtures.signer import pdfsig
 from tests.labkit import add_auditor, add_lab, client_for, make_app, seed_record
 from tests.public_kit import make_pdf
 from tests.qr_kit import qr_texts
@@ -38,6 +47,7 @@ from tests.recordkit import TINY_PDF, ago, build_chain, created, data_body
 from tests.test_offline_qr_api import _render
 from tests.test_verify_qr_cli import run_offline
 from verifier.bundle import open_bundle, verify_bundle
+from verifier.certificate_sm2 import check_certificate_sm2, check_statement, read_attachment
 from verifier.chain import RpcClient
 from verifier.cli import main as verify_main
 from verifier.merkle import hasher, leaf_hash, merkle_root
@@ -96,7 +106,8 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tmp = tmp_path_factory.mktemp("sm3")
     chain = new_chain(hardhat)
     state = state_with_chain(tmp, f"sqlite:///{tmp / 'jz.db'}", chain,
-                             public={"rate_limit_per_minute": 0}, signing={"level": "B-B"},
+                             public={"rate_limit_per_minute": 0},
+                             signing={"level": "B-B", "certificate_sm2": True},
                              evidence={"hash": "sm3"})
     app = make_app(state)
     lab = _sm3_lab(state, app)
@@ -253,6 +264,44 @@ def test_the_sealed_qr_is_signed_with_sm2(world: World, tmp_path: Path) -> None:
     trust.write_bytes(r.content)
     out = run_offline("qr", url, "--trust-list", str(trust))
     assert out.returncode == 0 and "SM2" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_evidence_certificate_is_co_signed_with_sm2(world: World, tmp_path: Path) -> None:
+    r = world.lab.get(f"/api/v1/reports/{world.code}/certificate")
+    assert r.status_code == 200, r.text
+    pdf = r.content
+    roots = [c.public_bytes(serialization.Encoding.DER) for c in
+             x509.load_pem_x509_certificates(world.roots.read_bytes())]
+    check = check_certificate_sm2(pdf, roots)
+    assert check is not None and check.ok, check
+    doc = read_attachment(pdf)
+    assert doc is not None
+    statement = doc["statement"]
+    assert statement["code"] == world.code
+    bundle_leaves = {p["leaf_hash"] for p in _manifest(world.bundle(world.roots.parent))["proofs"]}
+    assert {r["leaf_hash"] for r in statement["records"]} == bundle_leaves
+    # the PAdES signature still covers the whole file, the attachment included
+    (sig,) = PdfFileReader(io.BytesIO(pdf)).embedded_signatures
+    vc = ValidationContext(trust_roots=load_certificates(world.roots.read_bytes()),
+                           allow_fetching=False)
+    status = validate_pdf_signature(sig, vc, ts_validation_context=vc)
+    assert status.bottom_line and status.coverage == SignatureCoverageLevel.ENTIRE_FILE
+    nss = tmp_path / "nss"
+    nss.mkdir()
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nss}", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nss}", "-n", "root", "-t", "C,C,C",
+                    "-i", str(world.roots)], check=True)
+    out = pdfsig(pdf, f"sql:{nss}", tmp_path)
+    assert "Signature Validation: Signature is Valid." in out, out
+    assert "Total document signed" in out, out
+    # the public verify still recognises it as a genuine certificate
+    r = world.lab.http.post("/api/v1/public/verify", files={"file": ("c.pdf", pdf,
+                                                                       "application/pdf")})
+    assert r.status_code == 200 and r.json()["verdict"] == "genuine", r.text
+    # a changed statement under the same signature fails
+    changed = {**doc, "statement": {**statement, "status": "revoked"}}
+    assert not check_statement(changed, roots).ok
+    assert not check_statement(doc, []).ok  # no trusted root
 
 
 def test_revocation_on_an_sm3_log(world: World, tmp_path: Path) -> None:

@@ -441,7 +441,7 @@ def check_trust_list_sm2(document: Mapping[str, Any], roots_der: Sequence[bytes]
         value = base64.b64decode(str(sig.get("value")), validate=True)
     except (binascii.Error, ValueError):
         return Check("trust_list_sm2", False, "signature_sm2 is not base64")
-    issuer = _issuing_root(cert, roots_der)
+    issuer = issuing_root(cert, roots_der)
     if issuer is None:
         return Check("trust_list_sm2", False,
                      "the SM2 signing certificate is not issued by a trusted root")
@@ -452,7 +452,7 @@ def check_trust_list_sm2(document: Mapping[str, Any], roots_der: Sequence[bytes]
                  f"the platform root {issuer})")
 
 
-def _issuing_root(cert_der: bytes, roots_der: Sequence[bytes]) -> str | None:
+def issuing_root(cert_der: bytes, roots_der: Sequence[bytes]) -> str | None:
     """The fingerprint of the root (ES256) whose signature the certificate carries, or None.
     Read with asn1crypto: `cryptography` cannot load a certificate of an SM2 key."""
     try:
