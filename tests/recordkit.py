@@ -52,6 +52,8 @@ class WitnessSigner:
     algorithm: str
     private: Any
     key_id: str = ""
+    #: An SM2 key's distinguishing ID (None: the default, 1234567812345678).
+    distid: str | None = None
 
     @classmethod
     def new(cls, algorithm: str = "ed25519") -> WitnessSigner:
@@ -82,7 +84,7 @@ class WitnessSigner:
         if self.algorithm == "ed25519":
             sig = self.private.sign(message)
         elif self.algorithm == "sm2":
-            sig = self.private.sign_der(message)
+            sig = self.private.sign_der(message, (self.distid or "1234567812345678").encode())
         else:
             sig = self.private.sign(message, ec.ECDSA(hashes.SHA256()))
         return base64.b64encode(sig).decode()
@@ -95,6 +97,7 @@ class WitnessSigner:
                 "algorithm": self.algorithm,
                 "public_key": self.public_pem() if self.algorithm == "ed25519" else
                 self.public_b64(),
+                **({"distinguishing_id": self.distid} if self.distid else {}),
             },
         )
         assert resp.status_code == 201, resp.text

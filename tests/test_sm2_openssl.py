@@ -7,15 +7,22 @@ ours; keys travel as PKCS#8 / SubjectPublicKeyInfo both ways; SM3 digests agree 
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from service.client import JianzhengClient
 from service.domain import seals
 from service.errors import Invalid
+from service.state import ServiceState
 from service.storage.blobs import sm3_file
+from service.storage.models import Record
+from tests.labkit import add_lab, client_for, make_app
+from tests.recordkit import VALID_ID_NUMBER, Chain, WitnessSigner, build_chain, created, seal_body
 from verifier import sm2
 from verifier.merkle import hasher
 from verifier.witness import body_signature_problem
@@ -168,3 +175,42 @@ def test_witness_keys_may_be_sm2(tmp_path: Path) -> None:
     with pytest.raises(Invalid) as err:  # an SM2 key registered as P-256: refused, not a 500
         seals.parse_public_key(pub_pem.read_text(), "ecdsa-p256")
     assert err.value.code == "witness_key_invalid"
+
+
+def test_an_sm2_witness_key_with_its_own_distinguishing_id(app_state: ServiceState) -> None:
+    """Through the API: a key registered with a distinguishing ID signs under it (intake and
+    the record both say so); the default ID's signature by it is refused; only SM2 keys
+    take one."""
+    app = make_app(app_state)
+    lab = client_for(app, add_lab(app_state, 1609))
+    chain = build_chain(lab, sample_code="YP-SM2-ID", algorithm="sm2")
+    signer = WitnessSigner.new("sm2")
+    signer.distid = "ALICE123@YAHOO.COM"
+    signer.register(lab, name="李四")
+    own = replace(chain, witness_key=signer)
+    record_id = created(lab.post("/api/v1/seals", json_body=seal_body(own)))
+    with app_state.sessions() as s:
+        rec = s.get(Record, record_id)
+        assert rec is not None
+        body = json.loads(rec.canonical)["body"]
+    assert body["witness_key"]["distinguishing_id"] == "ALICE123@YAHOO.COM"
+    assert body_signature_problem(body) is None  # the verifier re-checks under that ID
+    assert "distinguishing_id" not in json.loads(
+        _seal_record(app_state, chain, lab))["body"]["witness_key"]  # default: as before
+    default_signed = replace(own, witness_key=replace(signer, distid=None))
+    r = lab.post("/api/v1/seals", json_body={
+        **seal_body(default_signed), "witness_key_id": signer.key_id})
+    assert r.status_code == 422 and r.json()["code"] == "seal_signature_invalid", r.text
+    ed = WitnessSigner.new("ed25519")
+    r = lab.post("/api/v1/witness-keys", json_body={
+        "witness": {"name": "王五", "id_number": VALID_ID_NUMBER, "unit": "鹏城监理"},
+        "algorithm": "ed25519", "public_key": ed.public_pem(), "distinguishing_id": "X"})
+    assert r.status_code == 422 and r.json()["code"] == "witness_key_invalid", r.text
+
+
+def _seal_record(state: ServiceState, chain: Chain, lab: JianzhengClient) -> bytes:
+    record_id = created(lab.post("/api/v1/seals", json_body=seal_body(chain)))
+    with state.sessions() as s:
+        rec = s.get(Record, record_id)
+        assert rec is not None
+        return rec.canonical

@@ -105,10 +105,17 @@ def decode_signature(text: str) -> bytes | None:
     return b64(text, MAX_SIGNATURE_CHARS)
 
 
-def verify_signature(algorithm: str, public_key_der: bytes, message: bytes, sig: bytes) -> bool:
-    """True when `sig` is a valid signature of `message` by the key; never raises. The
-    verifier's implementation, so intake and an auditor's re-check cannot disagree."""
-    return verify_witness_signature(algorithm, public_key_der, message, sig)
+def verify_signature(
+    algorithm: str,
+    public_key_der: bytes,
+    message: bytes,
+    sig: bytes,
+    distid: bytes = sm2.DEFAULT_ID,
+) -> bool:
+    """True when `sig` is a valid signature of `message` by the key (an SM2 key under
+    `distid`); never raises. The verifier's implementation, so intake and an auditor's
+    re-check cannot disagree."""
+    return verify_witness_signature(algorithm, public_key_der, message, sig, distid)
 
 
 def seal_payload(

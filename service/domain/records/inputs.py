@@ -559,6 +559,13 @@ class WitnessKeyIn(BaseModel):
     public_key: Annotated[str, StringConstraints(min_length=40, max_length=4096)] = Field(
         description="PEM or base64 DER SubjectPublicKeyInfo"
     )
+    distinguishing_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    ] | None = Field(
+        default=None,
+        description="SM2 keys only: the distinguishing ID the key signs with (default "
+        "1234567812345678, GM/T 0009)",
+    )
 
 
 @dataclass(frozen=True)
