@@ -12,7 +12,9 @@
 5. the ceiling (issue 17): the pure-Python hashing limit on one core for the same leaves
    (`hashing_limit`: leaf hash of each record's canonical bytes + the RFC 6962 root, with
    verifier.merkle; also shown with the canonical JSON produced first, by json.dumps and
-   by verifier.canonical).
+   by verifier.canonical);
+6. the throughput run again on a deployment with an SM3 log (`JZ_EVIDENCE__HASH=sm3`: SM3
+   leaves and Merkle nodes, its own registry), so the table shows both leaves/s figures.
 
 The outbox is filled with bulk inserts of records + outbox rows (the same rows
 `append_record` writes), because the API path, not the worker, would be the limit.
@@ -22,7 +24,8 @@ The outbox is filled with bulk inserts of records + outbox rows (the same rows
 
 The last line is `anchor: leaves_per_s=N baseline_tx_per_s=N vs_baseline=X
 p99_commit_to_anchor_s=S gas_per_leaf=G hash_limit_per_s=N ratio=R` (one line; vs_baseline
-was called `ratio` before issue 17; ratio = leaves_per_s / hash_limit_per_s, goal >= 0.33).
+was called `ratio` before issue 17; ratio = leaves_per_s / hash_limit_per_s, goal >= 0.33;
+leaves_per_s is that of the default SHA-256 log).
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ from service.settings import (  # noqa: E402
     AnchorSettings,
     ChainSettings,
     DatabaseSettings,
+    EvidenceSettings,
     Settings,
 )
 from service.state import build_state  # noqa: E402
+from service.storage import loghash  # noqa: E402
 from service.storage.db import make_engine  # noqa: E402
-from service.storage.models import Batch, BatchLeaf, Outbox, Record  # noqa: E402
+from service.storage.models import Batch, BatchLeaf, KeyValue, Outbox, Record  # noqa: E402
+from verifier.merkle import hasher  # noqa: E402
 
 INSTITUTION = "91440300MA5EXXXXXX"
 CHUNK = 10_000
@@ -119,7 +125,7 @@ def hashing_limit(prefix: str, n: int, stamp: str) -> dict[str, float]:
 
 
 def _record_rows(
-    prefix: str, start: int, count: int, now: float
+    prefix: str, start: int, count: int, now: float, alg: str = "sha256"
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Records + outbox rows. Canonical bytes: sorted keys, no spaces, ASCII (== RFC 8785)."""
     from datetime import UTC, datetime
@@ -131,7 +137,7 @@ def _record_rows(
         obj = _record_obj(prefix, i, stamp)
         rid = obj["id"]
         canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-        leaf = hashlib.sha256(b"\x00" + canonical).hexdigest()
+        leaf = hasher(alg)(b"\x00" + canonical).hex()  # type: ignore[arg-type]
         records.append(
             {
                 "id": rid,
@@ -180,11 +186,11 @@ def _insert_rows(conn: Any, records: list[dict[str, Any]], outbox: list[dict[str
     )
 
 
-def fill_outbox(engine: Engine, prefix: str, n: int, now: float) -> None:
+def fill_outbox(engine: Engine, prefix: str, n: int, now: float, alg: str = "sha256") -> None:
     done = 0
     while done < n:
         count = min(CHUNK, n - done)
-        records, outbox = _record_rows(prefix, done, count, now)
+        records, outbox = _record_rows(prefix, done, count, now, alg)
         with engine.begin() as conn:
             conn.execute(insert(Record), records)
             conn.execute(insert(Outbox), outbox)
@@ -220,7 +226,9 @@ def _ingest_process(
     out.put(commits)
 
 
-def _settings(data_dir: Path, db_url: str, chain: ChainInfo, **anchor: Any) -> Settings:
+def _settings(
+    data_dir: Path, db_url: str, chain: ChainInfo, log_hash: str = "sha256", **anchor: Any
+) -> Settings:
     return Settings(
         data_dir=data_dir,
         database=DatabaseSettings(url=db_url),
@@ -228,7 +236,42 @@ def _settings(data_dir: Path, db_url: str, chain: ChainInfo, **anchor: Any) -> S
             rpc_url=chain.rpc_url, chain_id=chain.chain_id, registry=chain.registry
         ),
         anchor=AnchorSettings(**anchor),
+        evidence=EvidenceSettings(hash=log_hash),  # type: ignore[arg-type]
     )
+
+
+def _clear(db_url: str) -> None:
+    """Empty a reused database of the evidence tables and its pinned log hash."""
+    with make_engine(db_url).begin() as conn:
+        for model in (BatchLeaf, Batch, Outbox, Record):
+            conn.execute(delete(model))
+        conn.execute(delete(KeyValue).where(KeyValue.key == loghash.STATE_KEY))
+
+
+def throughput(
+    node: Any, data_dir: Path, db_url: str, leaves: int, batch_max_leaves: int, alg: str
+) -> tuple[float, float, float, int, int, float]:
+    """Fill the outbox, time the worker to confirmed anchors on a fresh registry:
+    (leaves/s, fill seconds, elapsed seconds, batches, total gas, fill time)."""
+    registry = deploy_registry(node.rpc_url, DEPLOYER.private_key, SERVICE_ACCOUNT.address)
+    chain = ChainInfo(node.rpc_url, node.chain_id, registry)
+    state = build_state(
+        _settings(data_dir, db_url, chain, alg, batch_max_leaves=batch_max_leaves,
+                  batch_max_age_s=0.5),
+        chain,
+    )
+    t0 = time.perf_counter()
+    filled_at = time.time()
+    fill_outbox(state.engine, "T", leaves, filled_at, alg)
+    fill_s = time.perf_counter() - t0
+    worker = AnchorWorker(state.settings, state.engine, chain)
+    t0 = time.perf_counter()
+    batches = anchor_until_drained(worker, timeout=600)
+    elapsed = time.perf_counter() - t0
+    with state.engine.connect() as conn:
+        gas = conn.execute(select(func.sum(Batch.gas_used))).scalar()
+    state.engine.dispose()
+    return leaves / elapsed, fill_s, elapsed, batches, int(gas or 0), filled_at
 
 
 def baseline(rpc_url: str, registry: str, n: int) -> float:
@@ -268,42 +311,35 @@ def main() -> int:
         rows: list[tuple[str, str]] = []
 
         # 1. throughput
-        registry = deploy_registry(node.rpc_url, DEPLOYER.private_key, SERVICE_ACCOUNT.address)
-        chain = ChainInfo(node.rpc_url, node.chain_id, registry)
         db_url = args.db_url or f"sqlite:///{tmp / 'throughput.db'}"
-        state = build_state(
-            _settings(
-                tmp / "t",
-                db_url,
-                chain,
-                batch_max_leaves=args.batch_max_leaves,
-                batch_max_age_s=0.5,
-            ),
-            chain,
+        if args.db_url:
+            _clear(args.db_url)
+        leaves_per_s, fill_s, elapsed, batches, gas, filled_at = throughput(
+            node, tmp / "t", db_url, args.leaves, args.batch_max_leaves, "sha256"
         )
-        t0 = time.perf_counter()
-        filled_at = time.time()
-        fill_outbox(state.engine, "T", args.leaves, filled_at)
-        fill_s = time.perf_counter() - t0
-        worker = AnchorWorker(state.settings, state.engine, chain)
-        t0 = time.perf_counter()
-        batches = anchor_until_drained(worker, timeout=600)
-        elapsed = time.perf_counter() - t0
-        leaves_per_s = args.leaves / elapsed
-        with state.engine.connect() as conn:
-            gas, leaves = conn.execute(select(func.sum(Batch.gas_used), func.sum(Batch.size))).one()
-        gas_per_leaf = (gas or 0) / (leaves or 1)
+        gas_per_leaf = gas / args.leaves
         rows += [
-            ("database", state.engine.dialect.name),
+            ("database", make_engine(db_url).dialect.name),
             ("outbox filled (not timed)", f"{args.leaves:,} leaves in {fill_s:.1f} s"),
             ("batch_max_leaves", f"{args.batch_max_leaves:,}"),
             ("batches anchored", f"{batches}"),
             ("outbox -> confirmed anchor", f"{elapsed:.2f} s"),
             ("leaves/s", f"{leaves_per_s:,.0f}"),
-            ("gas per batch (mean)", f"{(gas or 0) / max(batches, 1):,.0f}"),
+            ("gas per batch (mean)", f"{gas / max(batches, 1):,.0f}"),
             ("gas per leaf", f"{gas_per_leaf:.3f}"),
         ]
-        state.engine.dispose()
+
+        # 6. the same on an SM3 log (its own database and registry)
+        sm3_url = args.db_url or f"sqlite:///{tmp / 'throughput-sm3.db'}"
+        if args.db_url:
+            _clear(args.db_url)
+        sm3_per_s, _, sm3_elapsed, _, _, _ = throughput(
+            node, tmp / "s", sm3_url, args.leaves, args.batch_max_leaves, "sm3"
+        )
+        rows += [
+            ("SM3 log: outbox -> confirmed anchor", f"{sm3_elapsed:.2f} s"),
+            ("SM3 log: leaves/s", f"{sm3_per_s:,.0f} (SHA-256: {leaves_per_s:,.0f})"),
+        ]
 
         # the ceiling: hashing the same leaves on one core
         from datetime import UTC, datetime
@@ -334,9 +370,7 @@ def main() -> int:
         lat_chain = ChainInfo(node.rpc_url, node.chain_id, lat_registry)
         lat_url = f"sqlite:///{tmp / 'latency.db'}" if not args.db_url else args.db_url
         if args.db_url:  # reuse the database: clear it
-            with make_engine(args.db_url).begin() as conn:
-                for model in (BatchLeaf, Batch, Outbox, Record):
-                    conn.execute(delete(model))
+            _clear(args.db_url)
         lat_state = build_state(_settings(tmp / "l", lat_url, lat_chain), lat_chain)
         lat_worker = AnchorWorker(lat_state.settings, lat_state.engine, lat_chain)
         stop = threading.Event()

@@ -85,7 +85,7 @@ def _put_pdf(
         lambda: (
             200,
             signing.record_signed_report(
-                session, state.settings, job, signed, len(pdf), original_sha
+                session, state.settings, job, signed, len(pdf), original_sha, state.blobs
             ),
         ),
     )

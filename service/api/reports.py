@@ -376,6 +376,7 @@ async def _fast_issue(request: Request) -> Response | None:
             project=project,
             region=region,
             base_url=state.settings.public.base_url,
+            alg=state.settings.evidence.hash,
         )
         if not (stored and answer is not None and not _purge_due(state, now)):
             answer = await run_in_threadpool(
