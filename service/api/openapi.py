@@ -36,7 +36,6 @@ from fastapi import FastAPI
 from service.api import answers
 from service.api.offline_examples import OFFLINE_EXAMPLES, OFFLINE_OVERRIDES
 from service.api.problems import PROBLEM_JSON, STATUS_BY_CODE
-from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 
 log = logging.getLogger(__name__)
 
@@ -53,58 +52,7 @@ def is_signed_path(path: str) -> bool:
     return path.startswith(SIGNED_PREFIX) and not path.startswith(PUBLIC_PREFIX)
 
 
-# --------------------------------------------------------------------------- security
-
-_SEE_SIGNING = "See docs/signing.md (INTERFACE.md §5.1)."
-
-#: Scheme name -> apiKey scheme. An operation requires all four together.
-SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
-    "JZKey": {
-        "type": "apiKey",
-        "in": "header",
-        "name": HEADER_KEY,
-        "description": "The key id the platform issued (`jzl_…` for labs, `jza_…` for "
-        f"auditors). {_SEE_SIGNING}",
-    },
-    "JZTimestamp": {
-        "type": "apiKey",
-        "in": "header",
-        "name": HEADER_TIMESTAMP,
-        "description": "Unix seconds, decimal; refused (401 `auth_expired`) when more than "
-        f"300 s from the server clock. {_SEE_SIGNING}",
-    },
-    "JZNonce": {
-        "type": "apiKey",
-        "in": "header",
-        "name": HEADER_NONCE,
-        "description": "16–64 characters of `[A-Za-z0-9_-]`, new for every request "
-        f"(a nonce seen again is 401 `auth_replayed`). {_SEE_SIGNING}",
-    },
-    "JZSignature": {
-        "type": "apiKey",
-        "in": "header",
-        "name": HEADER_SIGNATURE,
-        "description": "Lowercase hex HMAC-SHA256, keyed with the UTF-8 bytes of the "
-        "secret, of seven lines joined by `\\n`: `JZ1-HMAC-SHA256`, the method in upper "
-        "case, the path as sent (no query), the canonical query (empty line if none), the "
-        "X-JZ-Timestamp value, the X-JZ-Nonce value, and the lowercase hex SHA-256 of the "
-        "body bytes as sent. The page cannot compute it for you: sign with "
-        "`service.client.JianzhengClient` or per docs/signing.md (test vectors included).",
-    },
-}
-SIGNED_SECURITY: list[dict[str, list[str]]] = [{name: [] for name in SECURITY_SCHEMES}]
-
-IDEMPOTENCY_PARAMETER: dict[str, Any] = {
-    "name": IDEMPOTENCY_HEADER,
-    "in": "header",
-    "required": False,
-    "description": "Optional retry key (INTERFACE.md §5.2), 1–255 visible ASCII characters, "
-    "scoped to your institution: the same key with the same request returns the first "
-    f"answer again (with `{REPLAYED_HEADER}: true`); with another request, 422 "
-    "`idempotency_mismatch`. Only successful answers are kept (24 h). Not signed.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-    "example": "bg-2026-000123-issue",
-}
+# --------------------------------------------------------------------------- headers
 
 _REPLAYED_RESPONSE_HEADER: dict[str, Any] = {
     "description": "`true` when this is the stored answer to an earlier request with the "
@@ -282,6 +230,7 @@ PARAMETER_EXAMPLES: dict[str, Any] = {
     "upload_id": UPLOAD_ID,
     "key_id": WITNESS_KEY_ID,
     "institution": INSTITUTION,
+    IDEMPOTENCY_HEADER: "bg-2026-000123-issue",
 }
 
 
@@ -1415,7 +1364,6 @@ def customise_openapi(doc: dict[str, Any], *, max_pdf_bytes: int | None = None) 
     if "CodeIssued" in schemas:
         # The model's own example predates the real format (check character, leaf hash).
         schemas["CodeIssued"]["examples"] = [copy.deepcopy(_CODE_ISSUED)]
-    components["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
 
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
@@ -1431,15 +1379,10 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
     responses: dict[str, Any] = op.setdefault("responses", {})
     params: list[dict[str, Any]] = op.setdefault("parameters", [])
 
-    if signed:
-        op["security"] = copy.deepcopy(SIGNED_SECURITY)
-        if method in ("post", "put") and not any(
-            p.get("in") == "header" and p.get("name", "").lower() == IDEMPOTENCY_HEADER.lower()
-            for p in params
-        ):
-            params.append(copy.deepcopy(IDEMPOTENCY_PARAMETER))
-    else:
-        op.pop("security", None)
+    if op.get("security"):
+        # FastAPI lists each scheme of the dependencies (service/api/auth.py) as an
+        # alternative; the four signing headers are required together: one requirement.
+        op["security"] = [{name: [] for req in op["security"] for name in req}]
     if not params:
         del op["parameters"]
     _parameters(path, method, params)
@@ -1541,7 +1484,7 @@ def _problem(status: int, code: str) -> dict[str, Any]:
 def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
     for param in params:
         name = param.get("name", "")
-        if param.get("in") in ("path", "query") and name in PARAMETER_EXAMPLES:
+        if param.get("in") in ("path", "query", "header") and name in PARAMETER_EXAMPLES:
             example = PARAMETER_EXAMPLES[name]
             param["example"] = example
             schema = param.get("schema", {})

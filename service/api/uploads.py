@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from service.api.auth import (
     LabDep,
     SignedRoute,
+    SigningHeaders,
     check_headers,
     check_query,
     lab_institution,
@@ -244,6 +245,7 @@ def _commit(
     "`Upload-Offset` header). A chunk counts only when it arrived whole: after a dropped "
     "connection, HEAD tells where to resume. Signed like every call (§5.1).",
     responses={204: {"headers": {UPLOAD_OFFSET: {"schema": {"type": "integer"}}}}},
+    dependencies=[SigningHeaders],
     openapi_extra={
         "requestBody": {
             "required": True,
