@@ -42,8 +42,10 @@ def _schema_facts(
             value = node[key]
             if key == "type" and isinstance(value, list):  # ["object", "null"] = anyOf
                 for v in value:
-                    out.add(f"{where} type={v}")
+                    out.add(f"{where} type={json.dumps(v)}")
                 continue
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # pydantic writes `ge=1` as 1.0
             out.add(f"{where} {key}={json.dumps(value, sort_keys=True)}")
     for alt in node.get("anyOf", []) + node.get("oneOf", []):
         _schema_facts(doc, alt, where, out, depth + 1)

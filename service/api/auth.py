@@ -35,12 +35,12 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response, Security
-from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.api.routing import DocumentedRoute
 from service.client import (
     DEFAULT_ALGORITHM,
     HEADER_KEY,
@@ -353,7 +353,7 @@ def purge_if_due(state: ServiceState, now: float) -> None:
         nonces.purge_if_due(state.purge, conn, int(now), state.settings.security.replay_window_s)
 
 
-class SignedRoute(APIRoute):
+class SignedRoute(DocumentedRoute):
     """An APIRoute that authenticates before FastAPI reads and validates the body."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -25,13 +25,14 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import public
 from service.api.problems import PROBLEM_JSON
+from service.api.routing import DocumentedRoute
 from service.domain.codes import canonical_or_none
 from service.domain.public import display_code, page
 from service.domain.qrcheck import PayloadCheck, check_payload
 from service.errors import NotFound
 from service.state import ServiceState
 
-router = APIRouter(tags=["offline"])
+router = APIRouter(route_class=DocumentedRoute, tags=["offline"])
 
 OFFLINE_DIR = Path(__file__).resolve().parent.parent / "pages" / "offline"
 #: The app's files and their media types (nothing else under /offline/ is served).

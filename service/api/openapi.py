@@ -28,14 +28,12 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 
-from service.api import answers
 from service.api.offline_examples import OFFLINE_EXAMPLES, OFFLINE_OVERRIDES
-from service.api.problems import PROBLEM_JSON, STATUS_BY_CODE
+from service.api.schemas import Problem
 
 log = logging.getLogger(__name__)
 
@@ -64,138 +62,6 @@ _REPLAYED_RESPONSE_HEADER: dict[str, Any] = {
 
 _HEX64: dict[str, Any] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _ULID: dict[str, Any] = {"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$"}
-
-#: Schemas this module adds to components/schemas.
-EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Problem": {
-        "title": "Problem",
-        "description": "RFC 9457 problem details with a stable `code` (INTERFACE.md §5).",
-        "type": "object",
-        "required": ["type", "title", "status", "code", "detail"],
-        "properties": {
-            "type": {"type": "string", "description": "always `about:blank`"},
-            "title": {"type": "string", "description": "the HTTP reason phrase"},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "code": {"type": "string", "description": "stable machine-readable code"},
-            "detail": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "description": "validation errors (422 `validation_error`, …)",
-                "items": {
-                    "type": "object",
-                    "required": ["loc", "msg", "type"],
-                    "properties": {
-                        "loc": {"type": "array", "items": {"type": "string"}},
-                        "msg": {"type": "string"},
-                        "type": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "Proof": {
-        "title": "Proof",
-        "description": "Inclusion proof of one record, `jianzheng-proof/1` (INTERFACE.md §3): "
-        "the record, its leaf hash, the RFC 6962 audit path (leaf side first) to the batch "
-        "root, and the transaction that anchored the root.",
-        "type": "object",
-        "required": ["format", "record", "leaf_hash", "batch", "anchor"],
-        "properties": {
-            "format": {"type": "string", "const": "jianzheng-proof/1"},
-            "record": {
-                "type": "object",
-                "description": "the evidence record (INTERFACE.md §1)",
-                "required": ["type", "v", "id", "institution", "created_at", "parents", "body"],
-            },
-            "leaf_hash": _HEX64,
-            "batch": {
-                "type": "object",
-                "required": ["seq", "tree_size", "leaf_index", "root", "path"],
-                "properties": {
-                    "seq": {"type": "integer", "minimum": 1},
-                    "tree_size": {"type": "integer", "minimum": 1},
-                    "leaf_index": {"type": "integer", "minimum": 0},
-                    "root": _HEX64,
-                    "path": {"type": "array", "items": _HEX64},
-                },
-            },
-            "anchor": {
-                "type": "object",
-                "required": ["chain_id", "registry", "tx_hash", "block_number", "block_timestamp"],
-                "properties": {
-                    "chain_id": {"type": "integer"},
-                    "registry": {"type": "string", "description": "0x-prefixed address"},
-                    "tx_hash": {"type": "string", "pattern": "^0x[0-9a-f]{64}$"},
-                    "block_number": {"type": "integer"},
-                    "block_timestamp": {"type": "integer", "description": "Unix seconds"},
-                },
-            },
-        },
-    },
-    "PublicReport": {
-        "title": "PublicReport",
-        "description": "What the verification page shows, as JSON: status, the report "
-        "summary with personal data masked, the signature check, the anchor, revocation "
-        "and the traceable chain with a check per record.",
-        "type": "object",
-        "required": ["code", "code_display", "verify_url", "status", "report", "chain"],
-        "properties": {
-            "code": {"type": "string"},
-            "code_display": {"type": "string"},
-            "verify_url": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["genuine", "revoked", "superseded", "pending_anchor", "tampered"],
-            },
-            "status_text": {"type": "object"},
-            "report": {"type": ["object", "null"]},
-            "signature": {"type": ["object", "null"]},
-            "sealed_pdf": {"type": ["object", "null"]},
-            "anchor": {"type": ["object", "null"]},
-            "revocation": {"type": ["object", "null"]},
-            "superseded_by": {"type": ["object", "null"]},
-            "problem": {"type": ["object", "null"]},
-            "chain": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["record_id", "type", "leaf_hash", "check"],
-                    "properties": {
-                        "record_id": _ULID,
-                        "type": {"type": "string"},
-                        "leaf_hash": _HEX64,
-                        "check": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "BundlePending": {
-        "title": "BundlePending",
-        "description": "Parts of the report are not anchored yet (or its revocation is not "
-        "on the chain yet); ask again after `Retry-After` seconds.",
-        "type": "object",
-        "required": ["status", "code", "pending", "retry_after_s"],
-        "properties": {
-            "status": {"type": "string", "const": "pending"},
-            "code": {"type": "string"},
-            "detail": {"type": "string"},
-            "pending": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["record_id", "type", "reason"],
-                    "properties": {
-                        "record_id": _ULID,
-                        "type": {"type": "string"},
-                        "reason": {"type": "string"},
-                    },
-                },
-            },
-            "retry_after_s": {"type": "integer", "minimum": 1},
-        },
-    },
-}
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -941,15 +807,6 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
 # The signed-QR and certificate routes (issue 15): service/api/offline_examples.py
 RESPONSE_EXAMPLES.update(OFFLINE_EXAMPLES)
 
-#: Response schemas to use instead of FastAPI's (which has none for these answers).
-RESPONSE_SCHEMAS: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("get", "/api/v1/public/reports/{code}", "200"): {"$ref": "#/components/schemas/PublicReport"},
-    ("get", "/api/v1/records/{record_id}/proof", "200"): {"$ref": "#/components/schemas/Proof"},
-    ("get", "/api/v1/audit/reports/{code}/bundle", "202"): {
-        "$ref": "#/components/schemas/BundlePending"
-    },
-}
-
 # --------------------------------------------------------------------------- non-JSON answers
 
 _BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -1227,47 +1084,21 @@ RESPONSE_OVERRIDES.update(OFFLINE_OVERRIDES)
 
 # --------------------------------------------------------------------------- request bodies
 
-#: (method, path) -> requestBody to set where the route declares none.
-REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("put", "/api/v1/reports/{code}/pdf"): {
-        "required": True,
-        "description": "The report PDF exactly as the lab produced it (`Content-Type: "
-        "application/pdf`); the platform stamps the QR code and seal, signs it and stores "
-        "both files. Sending the same PDF again answers the first result; another PDF is "
-        "409 `already_sealed`.",
-        "content": {
-            "application/pdf": {
-                "schema": _BINARY,
-                "examples": {
-                    "report": _named(
-                        "The lab's report PDF (binary, abbreviated)",
-                        "%PDF-1.7\n… the report's pages …\n%%EOF",
-                    )
-                },
-            }
-        },
-    },
-    ("post", "/tsa"): {
-        "required": True,
-        "description": "An RFC 3161 TimeStampReq (DER, at most 16 KiB), e.g. from "
-        "`openssl ts -query -data report.pdf -sha256 -cert -out query.tsq`.",
-        "content": {
-            "application/timestamp-query": {
-                "schema": _BINARY,
-                "examples": {
-                    "sha256": _named(
-                        "A query for a SHA-256 hash with a nonce (binary, shown base64)",
-                        _TSA_QUERY_B64,
-                        "Send the DER bytes, not the base64 text.",
-                    )
-                },
-            }
-        },
-    },
-}
-
 #: (method, path, media type) -> examples to add to a request body the route declared.
 REQUEST_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("put", "/api/v1/reports/{code}/pdf", "application/pdf"): {
+        "report": _named(
+            "The lab's report PDF (binary, abbreviated)",
+            "%PDF-1.7\n… the report's pages …\n%%EOF",
+        )
+    },
+    ("post", "/tsa", "application/timestamp-query"): {
+        "sha256": _named(
+            "A query for a SHA-256 hash with a nonce (binary, shown base64)",
+            _TSA_QUERY_B64,
+            "Send the DER bytes, not the base64 text.",
+        )
+    },
     ("patch", "/api/v1/uploads/{upload_id}", "application/offset+octet-stream"): {
         "chunk": _named(
             "Bytes 0–599 of the file (binary)",
@@ -1359,8 +1190,10 @@ def customise_openapi(doc: dict[str, Any], *, max_pdf_bytes: int | None = None) 
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     _hoist_defs(doc, schemas)
-    for name, schema in EXTRA_SCHEMAS.items():
-        schemas.setdefault(name, copy.deepcopy(schema))
+    # Problem answers name their schema by $ref (service/api/answers.py): add the model's.
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas.setdefault("Problem", problem)
     if "CodeIssued" in schemas:
         # The model's own example predates the real format (check character, leaf hash).
         schemas["CodeIssued"]["examples"] = [copy.deepcopy(_CODE_ISSUED)]
@@ -1388,12 +1221,9 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
     _parameters(path, method, params)
 
     # Request bodies.
-    body = REQUEST_BODIES.get((method, path))
-    if body is not None and "requestBody" not in op:
-        op["requestBody"] = copy.deepcopy(body)
-        if max_pdf_bytes and "application/pdf" in body["content"]:
-            op["requestBody"]["description"] += f" At most {max_pdf_bytes} bytes."
     content = op.get("requestBody", {}).get("content", {})
+    if max_pdf_bytes and "application/pdf" in content:
+        op["requestBody"]["description"] += f" At most {max_pdf_bytes} bytes."
     for media_type, media in content.items():
         examples = REQUEST_EXAMPLES.get((method, path, media_type))
         if examples is not None:
@@ -1402,8 +1232,7 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
     if encoding is not None and "multipart/form-data" in content:
         content["multipart/form-data"]["encoding"] = copy.deepcopy(encoding)
 
-    # Answers.
-    _problem_answers(path, method, op, responses)
+    # Answers (the error answers are the routes' own: service/api/routing.py).
     for (m, p, status), override in RESPONSE_OVERRIDES.items():
         if (m, p) == (method, path):
             _override(responses.setdefault(status, {}), override)
@@ -1411,9 +1240,6 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
         if "$ref" in response:
             continue
         key = (method, path, status)
-        if key in RESPONSE_SCHEMAS:
-            media = response.setdefault("content", {}).setdefault(JSON, {})
-            media["schema"] = copy.deepcopy(RESPONSE_SCHEMAS[key])
         if key in RESPONSE_EXAMPLES:
             media = response.setdefault("content", {}).setdefault(JSON, {"schema": {}})
             media.update(copy.deepcopy(RESPONSE_EXAMPLES[key]))
@@ -1422,63 +1248,6 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
                 REPLAYED_HEADER, copy.deepcopy(_REPLAYED_RESPONSE_HEADER)
             )
     op["responses"] = dict(sorted(responses.items()))
-
-
-def _problem_answers(
-    path: str, method: str, op: dict[str, Any], responses: dict[str, Any]
-) -> None:
-    """One entry per error status the operation can give, listing each problem code it can
-    answer with that status (service/api/answers.py) with an example of each."""
-    validated = False  # FastAPI lists its 422 for every route with parameters or a body
-    for status, response in list(responses.items()):
-        if status == "422" and _is_fastapi_validation(response):
-            del responses[status]
-            validated = True
-    body = op.get("requestBody", {}).get("content", {})
-    codes = answers.problem_codes(
-        method,
-        path,
-        signed=is_signed_path(path),
-        public=path.startswith(PUBLIC_PREFIX) or path.startswith("/v/"),
-        validated=validated or bool(body),
-        json_body=JSON in body,
-    )
-    by_status: dict[int, list[str]] = {}
-    for code in codes:
-        by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
-    for answer, group in by_status.items():
-        entry = responses.setdefault(str(answer), {})
-        entry["description"] = "; ".join(f"`{c}`: {answers.MEANING[c]}" for c in group)
-        content = entry.setdefault("content", {})
-        content[PROBLEM_JSON] = {
-            "schema": copy.deepcopy(_PROBLEM_REF),
-            "examples": {c: _named(answers.MEANING[c], _problem(answer, c)) for c in group},
-        }
-        if answer in (429, 503):
-            entry.setdefault("headers", {})["Retry-After"] = {
-                "description": "seconds to wait before trying again",
-                "schema": {"type": "integer", "minimum": 1},
-            }
-
-
-def _problem(status: int, code: str) -> dict[str, Any]:
-    problem: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "code": code,
-        "detail": answers.MEANING[code],
-    }
-    if code == "validation_error":
-        problem["detail"] = "body.report_no: String should have at least 1 character"
-        problem["errors"] = [
-            {
-                "loc": ["body", "report_no"],
-                "msg": "String should have at least 1 character",
-                "type": "string_too_short",
-            }
-        ]
-    return problem
 
 
 def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
@@ -1512,11 +1281,6 @@ def _override(response: dict[str, Any], override: dict[str, Any]) -> None:
             response["content"] = copy.deepcopy(value)
         else:
             response[field] = copy.deepcopy(value)
-
-
-def _is_fastapi_validation(response: dict[str, Any]) -> bool:
-    schema = response.get("content", {}).get(JSON, {}).get("schema", {})
-    return bool(schema.get("$ref", "").endswith("/HTTPValidationError"))
 
 
 def _hoist_defs(doc: dict[str, Any], schemas: dict[str, Any]) -> None:

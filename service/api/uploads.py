@@ -32,6 +32,7 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
+from service.api.routing import DocumentedRoute
 from service.client import (
     DEFAULT_ALGORITHM,
     HEADER_KEY,
@@ -54,7 +55,7 @@ from service.errors import (
 from service.state import ServiceState
 
 signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
-streaming = APIRouter(tags=["uploads"])
+streaming = APIRouter(route_class=DocumentedRoute, tags=["uploads"])
 
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
