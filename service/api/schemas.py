@@ -126,3 +126,56 @@ class BundlePending(BaseModel):
     detail: str
     pending: list[PendingPart]
     retry_after_s: int = Field(ge=1)
+
+
+# --------------------------------------------------------------------------- signed QR (§7.5)
+
+
+class TrustKey(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kid: str
+    alg: str
+    certificate: str = Field(description="DER, base64")
+    not_before: int = Field(description="Unix seconds")
+    not_after: int = Field(description="Unix seconds")
+
+
+class TrustSignature(BaseModel):
+    alg: str
+    root_id: str
+    value: str = Field(description="ES256 r‖s, base64")
+
+
+class TrustList(BaseModel):
+    """jianzheng-trust/1: the QR-signing keys, signed by the platform root."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["jianzheng-trust/1"]
+    issued_at: int = Field(description="Unix seconds")
+    issuer: str
+    keys: list[TrustKey]
+    signature: TrustSignature
+
+
+class QrCheckStep(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class QrCheck(BaseModel):
+    """A signed QR payload checked against the trust list and the platform's record."""
+
+    parsed: bool
+    signature_ok: bool
+    facts_match: bool
+    kid: str | None
+    facts: dict[str, Any] | None
+    matches: dict[str, bool | None] = Field(
+        description="per fact: true matches the platform's record, false differs, "
+        "null not on record"
+    )
+    checks: list[QrCheckStep]
+    problem: str | None
