@@ -371,7 +371,7 @@ class SignedRoute(DocumentedRoute):
 _SEE_SIGNING = "See docs/signing.md (INTERFACE.md §5.1)."
 
 #: The four signing headers as apiKey schemes, so the OpenAPI document declares them (the
-#: operations that depend on `signed_caller` require all four together). They only declare:
+#: operations that depend on `signing_headers` require all four together). They only declare:
 #: `auto_error=False` and the values unused, since `authenticate` reads and checks the
 #: headers itself, in the order of the module doc, before the body is parsed.
 SIGNING_SCHEMES = (
