@@ -28,11 +28,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.api.problems import PROBLEM_JSON
+from service.api.routing import DocumentedRoute
+from service.api.schemas import PublicReport
 from service.domain import public as public_views
 from service.domain.codes import canonical_or_none
 from service.domain.public import ReportView, render_page
@@ -86,7 +87,7 @@ def _rate_limited(cost: float) -> Any:
     return Depends(dependency)
 
 
-router = APIRouter(tags=["public"])
+router = APIRouter(route_class=DocumentedRoute, tags=["public"])
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ async def public_report(code: str, request: Request) -> Response:
     return Response(body, media_type="application/json", headers=_NO_STORE)
 
 
-class _PublicReportRoute(APIRoute):
+class _PublicReportRoute(DocumentedRoute):
     """`public_report` called straight with the path's `code`: its only parameters are
     the path segment (a plain string, checked by the view itself) and the request, so
     FastAPI's parameter solving, a third of the cached answer's CPU, is skipped. The
@@ -163,7 +164,11 @@ router.add_api_route(
     public_report,
     methods=["GET"],
     summary="A report's status, masked summary, signature, anchor and checked chain",
-    responses={404: {"content": {PROBLEM_JSON: {}}}, 429: {"content": {PROBLEM_JSON: {}}}},
+    responses={
+        200: {"model": PublicReport},
+        404: {"content": {PROBLEM_JSON: {}}},
+        429: {"content": {PROBLEM_JSON: {}}},
+    },
     route_class_override=_PublicReportRoute,
 )
 
