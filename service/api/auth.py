@@ -404,7 +404,9 @@ SIGNING_SCHEMES = (
         "secret, of seven lines joined by `\\n`: `JZ1-HMAC-SHA256`, the method in upper "
         "case, the path as sent (no query), the canonical query (empty line if none), the "
         "X-JZ-Timestamp value, the X-JZ-Nonce value, and the lowercase hex SHA-256 of the "
-        "body bytes as sent. The page cannot compute it for you: sign with "
+        "body bytes as sent. A key issued for `hmac-sm3` (§7.7) signs the same lines with "
+        "`JZ1-HMAC-SM3` first and SM3 in place of SHA-256 for both the body hash and the "
+        "HMAC. The page cannot compute it for you: sign with "
         "`service.client.JianzhengClient` or per docs/signing.md (test vectors included).",
     ),
 )

@@ -457,6 +457,8 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
 def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
     for param in params:
         name = param.get("name", "")
+        if name == "code" and param.get("in") == "query":
+            continue  # the warnings routes' `code` is a warning code (its own example)
         if param.get("in") in ("path", "query", "header") and name in EXAMPLES["parameters"]:
             example = EXAMPLES["parameters"][name]
             param["example"] = example

@@ -37,7 +37,8 @@ class Problem(BaseModel):
 
 
 class ProofRecord(BaseModel):
-    """The evidence record (INTERFACE.md §1)."""
+    """The evidence record (INTERFACE.md §1). Its `files` entries name each file by
+    `sha256`, and on an SM3 log (§7.7) by `sm3` too."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -72,6 +73,10 @@ class Proof(BaseModel):
     transaction that anchored the root."""
 
     format: Literal["jianzheng-proof/1"]
+    hash: Literal["sha256", "sm3"] | None = Field(
+        default=None,
+        description="the log hash (§7.7): present as `sm3` on an SM3 log; absent means SHA-256",
+    )
     record: ProofRecord
     leaf_hash: Hex64
     batch: ProofBatch
@@ -86,6 +91,12 @@ class ChainStep(BaseModel):
     type: str
     leaf_hash: Hex64
     check: str
+
+
+class PublicWarning(BaseModel):
+    code: str = Field(description="a §7.2 warning code, e.g. custody_receipt_missing")
+    record_id: str | None = Field(description="the record the warning is about")
+    detail: str = Field(description="the warning in plain Chinese")
 
 
 class PublicReport(BaseModel):
@@ -105,6 +116,13 @@ class PublicReport(BaseModel):
     revocation: dict[str, Any] | None = None
     superseded_by: dict[str, Any] | None = None
     problem: dict[str, Any] | None = None
+    evidence_complete: bool = Field(
+        description="false while a custody gap is open (§7.2: every sample sealed, witnessed "
+        "and received, no check failed)"
+    )
+    warnings: list[PublicWarning] = Field(
+        description="§7.2 warnings of the report's evidence (custody gaps, uncited tests, …)"
+    )
     chain: list[ChainStep]
 
 
