@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -55,6 +55,9 @@ ANCHOR_GAS_LIMIT = 150_000
 REVOKE_GAS_LIMIT = 150_000
 #: Contract creation measured at 649.7k gas.
 DEPLOY_GAS_LIMIT = 1_500_000
+#: Most blocks one ``eth_getLogs`` may span: Besu refuses longer ranges
+#: (``--rpc-max-logs-range``, 1,000 by default), other nodes cap the answer size.
+MAX_LOG_RANGE = 1_000
 #: Default HTTP timeout for one JSON-RPC request, seconds.
 DEFAULT_RPC_TIMEOUT = 10.0
 #: Attempts per read-only JSON-RPC call when the connection fails (web3's retry, 0.1 s backoff
@@ -691,64 +694,93 @@ class RegistryClient:
 
     # ----------------------------------------------------------- logs
 
-    def find_anchor_tx(
-        self, seq: int, root: bytes | str, from_block: int = 0
-    ) -> AnchorTx | None:
-        """The transaction whose ``Anchored`` event has this indexed seq and root (eth_getLogs
-        filtered on both topics), or None."""
-        root32 = _as_bytes32(root, "root")
+    def _logs(
+        self, topics: Sequence[str], from_block: int, to_block: int
+    ) -> list[Mapping[str, Any]]:
+        """One ``eth_getLogs`` of the registry over blocks ``from_block..to_block``."""
         logs = self.rpc("eth_getLogs", [{
             "address": self.address,
             "fromBlock": hex(from_block),
-            "toBlock": "latest",
-            "topics": [self.anchored_topic, _hex(seq.to_bytes(32, "big")), _hex(root32)],
+            "toBlock": hex(to_block),
+            "topics": list(topics),
         }])
         if not isinstance(logs, list):
             raise ChainBadResponse("eth_getLogs: result is not a list")
-        for log in logs:
-            if not isinstance(log, Mapping) or log.get("removed"):
-                continue
-            try:
-                leaf_count, timestamp = abi_decode(["uint64", "uint64"], _to_bytes(log["data"]),
-                                                   strict=True)
-            except (DecodingError, ValueError, KeyError):
-                continue
-            return AnchorTx(
-                tx_hash=str(log["transactionHash"]).lower(),
-                block_number=int(log["blockNumber"], 16),
-                seq=seq,
-                root=root32,
-                leaf_count=int(leaf_count),
-                timestamp=int(timestamp),
-            )
+        return [log for log in logs if isinstance(log, Mapping) and not log.get("removed")]
+
+    def _windows(
+        self, from_block: int, to_block: int | None, newest_first: bool, window: int
+    ) -> Iterator[tuple[int, int]]:
+        """Block ranges of at most ``window`` blocks covering ``from_block..to_block`` (head
+        when None), oldest or newest first."""
+        head = self.block_number() if to_block is None else to_block
+        if from_block > head:
+            return
+        if newest_first:
+            hi = head
+            while hi >= from_block:
+                lo = max(from_block, hi - window + 1)
+                yield lo, hi
+                hi = lo - 1
+        else:
+            lo = from_block
+            while lo <= head:
+                hi = min(head, lo + window - 1)
+                yield lo, hi
+                lo = hi + 1
+
+    def find_anchor_tx(
+        self, seq: int, root: bytes | str, from_block: int = 0, to_block: int | None = None,
+        *, window: int = MAX_LOG_RANGE,
+    ) -> AnchorTx | None:
+        """The transaction whose ``Anchored`` event has this indexed seq and root, or None.
+        Searches ``from_block..to_block`` (head when None) oldest first, in ``eth_getLogs``
+        windows of at most ``window`` blocks (Besu refuses longer ranges). Pass the block
+        ``anchorOf`` answers as ``from_block``: the log is then in the first window."""
+        root32 = _as_bytes32(root, "root")
+        topics = [self.anchored_topic, _hex(seq.to_bytes(32, "big")), _hex(root32)]
+        for lo, hi in self._windows(from_block, to_block, False, window):
+            for log in self._logs(topics, lo, hi):
+                try:
+                    leaf_count, timestamp = abi_decode(
+                        ["uint64", "uint64"], _to_bytes(log["data"]), strict=True
+                    )
+                except (DecodingError, ValueError, KeyError):
+                    continue
+                return AnchorTx(
+                    tx_hash=str(log["transactionHash"]).lower(),
+                    block_number=int(log["blockNumber"], 16),
+                    seq=seq,
+                    root=root32,
+                    leaf_count=int(leaf_count),
+                    timestamp=int(timestamp),
+                )
         return None
 
-    def find_revoke_tx(self, subject: bytes | str, from_block: int = 0) -> RevokeTx | None:
-        """The transaction whose ``Revoked`` event has this indexed subject, or None."""
+    def find_revoke_tx(
+        self, subject: bytes | str, from_block: int = 0, to_block: int | None = None,
+        *, window: int = MAX_LOG_RANGE,
+    ) -> RevokeTx | None:
+        """The transaction whose ``Revoked`` event has this indexed subject, or None.
+        Searches newest first (a revocation being recovered is recent), in windows of at
+        most ``window`` blocks."""
         subject32 = _as_bytes32(subject, "subject")
-        logs = self.rpc("eth_getLogs", [{
-            "address": self.address,
-            "fromBlock": hex(from_block),
-            "toBlock": "latest",
-            "topics": [self.revoked_topic, _hex(subject32)],
-        }])
-        if not isinstance(logs, list):
-            raise ChainBadResponse("eth_getLogs: result is not a list")
-        for log in logs:
-            if not isinstance(log, Mapping) or log.get("removed"):
-                continue
-            try:
-                reason, timestamp = abi_decode(["bytes32", "uint64"], _to_bytes(log["data"]),
-                                               strict=True)
-            except (DecodingError, ValueError, KeyError):
-                continue
-            return RevokeTx(
-                tx_hash=str(log["transactionHash"]).lower(),
-                block_number=int(log["blockNumber"], 16),
-                subject=subject32,
-                reason=bytes(reason),
-                timestamp=int(timestamp),
-            )
+        topics = [self.revoked_topic, _hex(subject32)]
+        for lo, hi in self._windows(from_block, to_block, True, window):
+            for log in self._logs(topics, lo, hi):
+                try:
+                    reason, timestamp = abi_decode(
+                        ["bytes32", "uint64"], _to_bytes(log["data"]), strict=True
+                    )
+                except (DecodingError, ValueError, KeyError):
+                    continue
+                return RevokeTx(
+                    tx_hash=str(log["transactionHash"]).lower(),
+                    block_number=int(log["blockNumber"], 16),
+                    subject=subject32,
+                    reason=bytes(reason),
+                    timestamp=int(timestamp),
+                )
         return None
 
     def decode_revert(self, data: bytes | str | None) -> RegistryRevert | None:

@@ -51,6 +51,7 @@ from service.anchoring import batches
 from service.anchoring.batches import BatchRow
 from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import (
+    AnchorTx,
     ChainError,
     ChainRejected,
     ChainReverted,
@@ -482,12 +483,11 @@ class AnchorWorker:
                     f"root of batch {batch.seq} is anchored on chain as seq {info.seq} with "
                     f"{info.leaf_count} leaves (database: {batch.size})"
                 )
-            found = c.find_anchor_tx(batch.seq, batch.root)
-            if found is None:
-                raise ChainError(f"batch {batch.seq} is anchored but its Anchored log is missing")
+            found, receipt = self._locate_anchor(batch, info.block_number)
             if not c.confirmed(found.block_number, self.settings.chain.confirmations):
                 return False
-            receipt = c.get_receipt(found.tx_hash)
+            if receipt is None:
+                receipt = c.get_receipt(found.tx_hash)
             log.info(
                 "batch %d was already anchored by tx %s; recording it", batch.seq, found.tx_hash
             )
@@ -543,6 +543,36 @@ class AnchorWorker:
             raise ChainError(f"re-broadcast anchor tx {tx_hash} reverted: {exc}") from exc
         self._finish(batch, tx_hash)
         return True
+
+    def _locate_anchor(
+        self, batch: Any, anchor_block: int
+    ) -> tuple[AnchorTx, TxReceipt | None]:
+        """The transaction that anchored `batch` (the registry has its root, `anchorOf` says
+        in block `anchor_block`). The stored transaction's receipt first (the usual case: a
+        crash after broadcasting it); else the `Anchored` log, searched from the anchor's
+        own block in bounded windows (never from block 0: Besu refuses long log ranges)."""
+        c = self.client
+        if batch.tx_hash:
+            receipt = c.get_receipt(batch.tx_hash)
+            if receipt is not None and receipt.status == 1:
+                timestamp = self._anchored_event(receipt, batch)
+                if timestamp is not None:
+                    found = AnchorTx(
+                        tx_hash=receipt.tx_hash,
+                        block_number=receipt.block_number,
+                        seq=batch.seq,
+                        root=bytes.fromhex(batch.root),
+                        leaf_count=batch.size,
+                        timestamp=timestamp,
+                    )
+                    return found, receipt
+        located = c.find_anchor_tx(batch.seq, batch.root, from_block=anchor_block)
+        if located is None:
+            raise ChainError(
+                f"batch {batch.seq} is anchored (block {anchor_block}) but its Anchored log "
+                "is missing"
+            )
+        return located, None
 
     def _process_revocations(self) -> None:
         """Send queued report revocations (same account, so between anchors)."""
