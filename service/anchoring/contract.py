@@ -23,14 +23,17 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import requests
+import rlp
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError, EncodingError
 from eth_account import Account
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ABIError, ABIFunction
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.providers import HTTPProvider
@@ -224,6 +227,49 @@ class AnchorTx:
     root: bytes
     leaf_count: int
     timestamp: int
+
+
+def signed_tx_fees(raw: bytes) -> tuple[int, Fees]:
+    """The nonce and fee fields of a signed raw transaction (EIP-1559 or legacy)."""
+    if raw and raw[0] >= 0xC0:  # legacy: rlp [nonce, gasPrice, gas, to, value, data, v, r, s]
+        fields = rlp.decode(raw)
+        return int.from_bytes(fields[0], "big"), Fees(gas_price=int.from_bytes(fields[1], "big"))
+    tx = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    if "gasPrice" in tx:
+        return int(tx["nonce"]), Fees(gas_price=int(tx["gasPrice"]))
+    return int(tx["nonce"]), Fees(
+        max_fee_per_gas=int(tx["maxFeePerGas"]),
+        max_priority_fee_per_gas=int(tx["maxPriorityFeePerGas"]),
+    )
+
+
+def bumped_fees(old: Fees, current: Fees, percent: int, cap: int = 0) -> Fees | None:
+    """Fees for a replacement of a transaction signed with ``old`` (same nonce): each field
+    raised by ``percent`` (nodes want at least 10 %) and at least what the node asks now
+    (``current``); at most ``cap`` wei per gas when ``cap`` > 0. None when nothing can be
+    raised: a network without gas charges (all zero), or the cap reached."""
+
+    def up(value: int) -> int:
+        return value + max(1, -(-value * percent // 100))
+
+    if old.gas_price is not None:
+        if old.gas_price == 0:
+            return None
+        price = max(up(old.gas_price), current.gas_price or current.max_fee_per_gas or 0)
+        if cap and price > cap:
+            price = cap
+        return Fees(gas_price=price) if price > old.gas_price else None
+    assert old.max_fee_per_gas is not None and old.max_priority_fee_per_gas is not None
+    if old.max_fee_per_gas == 0:
+        return None
+    tip = max(up(old.max_priority_fee_per_gas), current.max_priority_fee_per_gas or 0)
+    fee = max(up(old.max_fee_per_gas), current.max_fee_per_gas or current.gas_price or 0, tip)
+    if cap and fee > cap:
+        fee = cap
+        tip = min(tip, cap)
+    if fee <= old.max_fee_per_gas or tip <= old.max_priority_fee_per_gas:
+        return None
+    return Fees(max_fee_per_gas=fee, max_priority_fee_per_gas=tip)
 
 
 def is_confirmed(block_number: int, head: int, confirmations: int) -> bool:

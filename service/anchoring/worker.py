@@ -33,6 +33,7 @@ time it reaches `point` (one of CRASH_POINTS).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -55,16 +56,21 @@ from service.anchoring.contract import (
     ChainError,
     ChainRejected,
     ChainReverted,
+    ChainTimeout,
     Fees,
     RegistryClient,
     TxReceipt,
+    bumped_fees,
+    signed_tx_fees,
 )
 from service.anchoring.leader import LeaderLock, make_leader_lock
 from service.anchoring.revocations import process_pending_revocations
 from service.anchoring.status import (
+    STATE_CHAIN_ROLES,
     STATE_HALTED,
     STATE_LAST_ERROR,
     STATE_LEADER,
+    STATE_ROLE_MISSING,
     STATE_WORKER_HEARTBEAT,
     record_failure,
     write_state,
@@ -98,6 +104,10 @@ MAX_ERROR_TEXT = 500
 
 class ChainMismatch(Exception):
     """The database and the chain disagree; sending anything could make it worse."""
+
+
+class RoleMissing(Exception):
+    """The anchoring key does not hold ANCHORER_ROLE (revoked, or never granted)."""
 
 
 # --------------------------------------------------------------------------- crash injection
@@ -153,16 +163,12 @@ class AnchorWorker:
         self.settings = settings
         self.engine = engine
         self.chain = chain
-        self.client = client or RegistryClient(
-            chain.rpc_url,
-            chain.registry,
-            settings.chain.private_key.get_secret_value(),
-            rpc_timeout=min(10.0, settings.chain.receipt_timeout_s),
-        )
-        if client is None:
-            # This loop has its own backoff; web3's silent per-call retries would only hide
-            # an outage for several seconds per request.
-            self.client.w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+        cfg = settings.chain
+        self.client = client or self._registry_client(cfg.anchorer_secret())
+        #: The REVOKER_ROLE account; the same client when one key does both.
+        self.revoker = self.client
+        if client is None and cfg.revoker_secret() != cfg.anchorer_secret():
+            self.revoker = self._registry_client(cfg.revoker_secret())
         self.lock = lock or make_leader_lock(settings, engine)
         self.now = now
         self._sessions = make_sessionmaker(engine)
@@ -172,6 +178,9 @@ class AnchorWorker:
         self._verified = False
         self._last_check = 0.0
         self._halted: str | None = None
+        self._role_missing: str | None = None
+        self._roles_warned: set[str] = set()
+        self._revoker_ok = True
         self._nonce: int | None = None
         #: batchCount as of our own last anchor (None: unknown, ask the chain).
         self._chain_count: int | None = None
@@ -179,6 +188,18 @@ class AnchorWorker:
         self._last_heartbeat = 0.0
         self._last_lock_check = 0.0
         self.anchored_batches = 0
+
+    def _registry_client(self, key: str) -> RegistryClient:
+        client = RegistryClient(
+            self.chain.rpc_url,
+            self.chain.registry,
+            key,
+            rpc_timeout=min(10.0, self.settings.chain.receipt_timeout_s),
+        )
+        # This loop has its own backoff; web3's silent per-call retries would only hide
+        # an outage for several seconds per request.
+        client.w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+        return client
 
     # ----------------------------------------------------------- loop
 
@@ -195,6 +216,10 @@ class AnchorWorker:
                     worked = self.step()
                 except ChainMismatch as exc:
                     self._halt(str(exc))
+                    stop.wait(HALT_RECHECK_S)
+                    continue
+                except RoleMissing as exc:
+                    self._role_alert(str(exc))
                     stop.wait(HALT_RECHECK_S)
                     continue
                 except (ChainError, SQLAlchemyError, OSError) as exc:
@@ -290,6 +315,47 @@ class AnchorWorker:
         with contextlib.suppress(SQLAlchemyError):
             self._set_state({STATE_HALTED: reason, STATE_LAST_ERROR: reason[:MAX_ERROR_TEXT]})
 
+    def _role_alert(self, reason: str) -> None:
+        if self._role_missing != reason:
+            log.critical("ANCHORING STOPPED: %s", reason)
+        self._role_missing = reason
+        self._verified = False  # check the roles again on the next pass
+        with contextlib.suppress(SQLAlchemyError):
+            self._set_state({STATE_ROLE_MISSING: reason})
+
+    def check_roles(self) -> None:
+        """Which roles the configured keys hold (service_state `chain_roles`, /metrics,
+        `jianzheng chain info --roles`); alert on a key holding the admin role, and raise
+        RoleMissing when the anchoring key lacks ANCHORER_ROLE (nothing is sent then)."""
+        roles = {
+            "anchorer": key_roles(self.client),
+            "revoker": key_roles(self.revoker),
+        }
+        self._set_state({STATE_CHAIN_ROLES: json.dumps(roles, sort_keys=True)})
+        for name, held in roles.items():
+            if held["DEFAULT_ADMIN_ROLE"] and name not in self._roles_warned:
+                self._roles_warned.add(name)
+                log.error(
+                    "the %s key %s holds the registry's admin role: keep the admin key off "
+                    "the service (docs/operations.md)", name, held["address"],
+                )
+        revoker_ok = bool(roles["revoker"]["REVOKER_ROLE"])
+        if not revoker_ok and self._revoker_ok:
+            log.critical(
+                "REVOCATIONS STOPPED: the revoker key %s does not hold REVOKER_ROLE on %s",
+                roles["revoker"]["address"], self.client.address,
+            )
+        self._revoker_ok = revoker_ok
+        if not roles["anchorer"]["ANCHORER_ROLE"]:
+            raise RoleMissing(
+                f"the anchoring key {self.client.sender} does not hold ANCHORER_ROLE on "
+                f"registry {self.client.address}; nothing is anchored until it is granted again"
+            )
+        if self._role_missing is not None:
+            log.warning("anchoring resumed: the anchoring key holds ANCHORER_ROLE again")
+            self._role_missing = None
+            self._set_state({STATE_ROLE_MISSING: ""})
+
     def _clear_halt(self) -> None:
         if self._halted is not None:
             log.warning("anchoring resumed: database and chain agree again")
@@ -335,10 +401,11 @@ class AnchorWorker:
                 f"registry {c.address} holds {count} batches but the database knows only {top} "
                 "(another writer uses this registry, or the database lost batches)"
             )
-        self._verified = True
-        self._last_check = time.monotonic()
         if self._halted is not None:
             self._clear_halt()
+        self.check_roles()
+        self._verified = True
+        self._last_check = time.monotonic()
 
     # ----------------------------------------------------------- batches
 
@@ -407,9 +474,18 @@ class AnchorWorker:
         self._crash("sent")
 
     def _finish(self, batch: Any, tx_hash: str) -> AnchorResult:
-        receipt = self._wait_receipt(tx_hash)
+        while True:
+            try:
+                receipt = self._wait_receipt(tx_hash)
+                break
+            except ChainTimeout:
+                replaced = self._replace_stuck(batch.seq, tx_hash)
+                if replaced is None:
+                    raise
+                tx_hash = replaced
         if receipt.status != 1:
             self._nonce = None
+            self._verified = False  # e.g. the role was revoked: check before sending again
             reason = "no revert data"
             try:
                 self.client.preflight_anchor(batch.seq, batch.root, batch.size)
@@ -421,6 +497,33 @@ class AnchorWorker:
         if event is None:
             raise ChainError(f"anchor tx {tx_hash} emitted no Anchored({batch.seq}, {batch.root})")
         return self._mark_anchored(batch, tx_hash, receipt.block_number, event, receipt.gas_used)
+
+    def _replace_stuck(self, seq: int, tx_hash: str) -> str | None:
+        """The anchor tx `tx_hash` of batch `seq` was not mined in time: sign it again with
+        the same nonce and fees raised by `chain.fee_bump_percent` (at least what the node
+        asks now, at most `chain.max_fee_per_gas`), store it, broadcast it; returns its
+        hash. None when the fees cannot be raised (a network without gas charges, or the
+        cap reached): then the same transaction is simply waited for again. Should the
+        original still be mined first, reconciliation finds it by its Anchored log."""
+        row = next((b for b in batches.unanchored_batches(self.engine) if b.seq == seq), None)
+        if row is None or row.raw_tx is None or row.tx_hash != tx_hash:
+            return None
+        nonce, old = signed_tx_fees(row.raw_tx)
+        cfg = self.settings.chain
+        self._fees = None
+        fees = bumped_fees(old, self._fees_now(), cfg.fee_bump_percent, cfg.max_fee_per_gas)
+        if fees is None:
+            log.warning("anchor tx %s of batch %d is not mined yet; its fees cannot be raised "
+                        "(free gas or chain.max_fee_per_gas reached), waiting", tx_hash, seq)
+            return None
+        signed = self.client.build_anchor_tx(row.seq, row.root, row.size, nonce, fees=fees)
+        batches.store_signed(self.engine, row.seq, signed.raw, signed.hash, nonce)
+        log.warning(
+            "replacing stuck anchor tx %s of batch %d (nonce %d) by %s with fees %s -> %s",
+            tx_hash, seq, nonce, signed.hash, old.as_tx_fields(), fees.as_tx_fields(),
+        )
+        self.client.send_raw(signed.raw)
+        return signed.hash
 
     def _wait_receipt(self, tx_hash: str) -> TxReceipt:
         cfg = self.settings.chain
@@ -577,14 +680,24 @@ class AnchorWorker:
     def _process_revocations(self) -> None:
         """Send queued report revocations (same account, so between anchors)."""
         cfg = self.settings.chain
+        if not self._revoker_ok:
+            return  # alerted by check_roles; the queue waits for the role
         done = process_pending_revocations(
             self._sessions,
-            self.client,
+            self.revoker,
             confirmations=cfg.confirmations,
             receipt_timeout_s=cfg.receipt_timeout_s,
         )
-        if done:
+        if done and self.revoker is self.client:
             self._nonce = None  # the revocations used nonces of the same account
+
+
+def key_roles(client: RegistryClient) -> dict[str, Any]:
+    """The address of `client`'s key and whether it holds each registry role."""
+    held: dict[str, Any] = {"address": client.sender}
+    for role in ("DEFAULT_ADMIN_ROLE", "ANCHORER_ROLE", "REVOKER_ROLE"):
+        held[role] = client.has_role(role, client.sender)
+    return held
 
 
 # --------------------------------------------------------------------------- thread handle
