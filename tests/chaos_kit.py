@@ -104,6 +104,8 @@ class Ledger:
 
     acknowledged: dict[str, str] = field(default_factory=dict)  # record id -> project name
     statuses: Counter[int] = field(default_factory=Counter)
+    #: Problem codes of the answers that were not 201.
+    codes: Counter[str] = field(default_factory=Counter)
     connection_errors: int = 0
     sent: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -155,6 +157,8 @@ class WriteLoad:
                 self.ledger.statuses[r.status_code] += 1
                 if r.status_code == 201:
                     self.ledger.acknowledged[r.json()["record_id"]] = name
+                else:
+                    self.ledger.codes[_problem_code(r)] += 1
             if r.status_code >= 500:
                 time.sleep(0.1)
         client.close()
@@ -164,6 +168,13 @@ class WriteLoad:
         for t in self._threads:
             t.join(30)
         return self.ledger
+
+
+def _problem_code(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("code"))
+    except ValueError:
+        return f"HTTP {r.status_code} without a problem body"
 
 
 def check_after_faults(
