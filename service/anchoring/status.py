@@ -26,6 +26,8 @@ STATE_LEADER = "worker_leader"
 STATE_CHAIN_ROLES = "chain_roles"
 #: Set (non-empty) while the anchoring key lacks ANCHORER_ROLE (nothing is anchored).
 STATE_ROLE_MISSING = "anchor_role_missing"
+#: How many times the worker found anchors dropped or moved by a chain reorganisation.
+STATE_REORGS = "anchor_reorgs"
 
 
 def anchoring_status(session: Session) -> dict[str, Any]:
@@ -47,6 +49,7 @@ def anchoring_status(session: Session) -> dict[str, Any]:
         "last_error": public_error(state.get(STATE_LAST_ERROR) or ""),
         "halted": state.get(STATE_HALTED) or None,
         "role_missing": state.get(STATE_ROLE_MISSING) or None,
+        "reorgs": int(state.get(STATE_REORGS, "0") or 0),
         "worker_heartbeat_age_s": (
             round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
             if STATE_WORKER_HEARTBEAT in state
@@ -102,11 +105,18 @@ def write_state(engine: Engine, values: dict[str, str]) -> None:
                 conn.execute(insert(KeyValue).values(key=key, value=value))
 
 
+def _incremented(engine: Engine, key: str) -> str:
+    with engine.begin() as conn:
+        current = conn.execute(select(KeyValue.value).where(KeyValue.key == key)).scalar()
+    return str(int(current or 0) + 1)
+
+
+def count_event(engine: Engine, key: str) -> None:
+    """Add one to the counter kept in `service_state` key `key` (e.g. STATE_REORGS)."""
+    write_state(engine, {key: _incremented(engine, key)})
+
+
 def record_failure(engine: Engine, message: str) -> None:
     """Count one failed anchoring attempt and keep `message` as the last error."""
-    with engine.begin() as conn:
-        current = conn.execute(
-            select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
-        ).scalar()
-        count = int(current or 0) + 1
-    write_state(engine, {STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})
+    write_state(engine, {STATE_ANCHOR_FAILURES: _incremented(engine, STATE_ANCHOR_FAILURES),
+                         STATE_LAST_ERROR: message})

@@ -70,8 +70,10 @@ from service.anchoring.status import (
     STATE_HALTED,
     STATE_LAST_ERROR,
     STATE_LEADER,
+    STATE_REORGS,
     STATE_ROLE_MISSING,
     STATE_WORKER_HEARTBEAT,
+    count_event,
     record_failure,
     write_state,
 )
@@ -98,6 +100,12 @@ IDLE_CHECK_S = 5.0
 HALT_RECHECK_S = 5.0
 #: Fee fields fetched from the node are reused for this long.
 FEES_TTL_S = 30.0
+#: How many of the newest anchored batches each consistency check compares with the
+#: chain (block number included), to notice a reorganisation that moved an anchor.
+REORG_CHECK_BATCHES = 8
+#: At most this many anchored batches lost count as a reorganisation (re-anchored); more,
+#: or all of them, halt (the chain lost its state, or it is another chain).
+MAX_REORG_BATCHES = 64
 #: Longest error text kept in service_state.
 MAX_ERROR_TEXT = 500
 
@@ -386,16 +394,9 @@ class AnchorWorker:
                     f"not the configured {c.address}"
                 )
             if count < last.seq:
-                raise ChainMismatch(
-                    f"registry {c.address} holds {count} batches but the database has batch "
-                    f"{last.seq} anchored (the chain lost state, or this is another chain)"
-                )
-            info = c.anchor_of(last.root)
-            if info is None or info.seq != last.seq or info.leaf_count != last.size:
-                raise ChainMismatch(
-                    f"batch {last.seq} (root {last.root}) is anchored in the database but the "
-                    f"registry says {info}"
-                )
+                self._recover_dropped(count, last.seq)
+                last, top = batches.anchored_tip(self.engine)
+            self._check_recent_anchors()
         if count > top:
             raise ChainMismatch(
                 f"registry {c.address} holds {count} batches but the database knows only {top} "
@@ -406,6 +407,77 @@ class AnchorWorker:
         self.check_roles()
         self._verified = True
         self._last_check = time.monotonic()
+
+    def _recover_dropped(self, count: int, db_last: int) -> None:
+        """The registry holds `count` batches, fewer than the `db_last` the database has
+        anchored. If the chain still holds batches 1..count (at least one) as the database
+        has them, none of the later roots, and at most MAX_REORG_BATCHES were lost, a
+        reorganisation (or a node restored from a slightly older state) dropped the later
+        anchors: set those batches back to `prepared` so they are anchored again (and no
+        proof of them is served meanwhile). Anything else halts."""
+        c = self.client
+        if count == 0 or db_last - count > MAX_REORG_BATCHES:
+            # Nothing of ours left, or too much lost for a reorganisation: a node that lost
+            # its state, or another chain. An operator decides.
+            raise ChainMismatch(
+                f"registry {c.address} holds {count} batches but the database has batch "
+                f"{db_last} anchored (the chain lost state, or this is another chain)"
+            )
+        mine = batches.batch_root(self.engine, count)
+        info = c.anchor_of(mine[0]) if mine else None
+        if mine is None or info is None or (info.seq, info.leaf_count) != (count, mine[1]):
+            raise ChainMismatch(
+                f"registry {c.address} holds {count} batches but the database has batch "
+                f"{db_last} anchored, and batch {count} differs (another chain?)"
+            )
+        for seq, root in batches.roots_after(self.engine, count):
+            if c.anchor_of(root) is not None:
+                raise ChainMismatch(
+                    f"registry {c.address} holds {count} batches but the root of batch {seq} "
+                    "is anchored on it"
+                )
+        dropped = batches.unanchor_after(self.engine, count)
+        log.critical(
+            "CHAIN REORGANISATION: the registry holds %d batches, the database had %d "
+            "anchored; batches %d..%d are anchored again (%d reset)",
+            count, db_last, count + 1, db_last, dropped,
+        )
+        self._nonce = None
+        self._chain_count = count
+        self._count_reorg()
+
+    def _count_reorg(self) -> None:
+        count_event(self.engine, STATE_REORGS)
+
+    def _check_recent_anchors(self) -> None:
+        """The newest anchored batches are where the database says: same seq and size, and
+        the same block (a reorganisation may have mined an anchor again elsewhere: then
+        the database follows the chain, so that proofs name the block the chain has)."""
+        c = self.client
+        for row in batches.recent_anchored(self.engine, REORG_CHECK_BATCHES):
+            info = c.anchor_of(row.root)
+            if info is None or info.seq != row.seq or info.leaf_count != row.size:
+                raise ChainMismatch(
+                    f"batch {row.seq} (root {row.root}) is anchored in the database but the "
+                    f"registry says {info}"
+                )
+            if row.block_number is not None and info.block_number != row.block_number:
+                found = c.find_anchor_tx(row.seq, row.root, from_block=info.block_number)
+                if found is None:
+                    raise ChainError(f"batch {row.seq} moved to block {info.block_number} "
+                                     "but its Anchored log is missing")
+                receipt = c.get_receipt(found.tx_hash)
+                log.critical(
+                    "CHAIN REORGANISATION: batch %d moved from block %d to block %d (tx %s)",
+                    row.seq, row.block_number, found.block_number, found.tx_hash,
+                )
+                batches.mark_anchored(
+                    self.engine, row.seq, tx_hash=found.tx_hash,
+                    block_number=found.block_number, block_timestamp=found.timestamp,
+                    gas_used=receipt.gas_used if receipt is not None else None,
+                    anchored_at=self.now(),
+                )
+                self._count_reorg()
 
     # ----------------------------------------------------------- batches
 
@@ -474,15 +546,13 @@ class AnchorWorker:
         self._crash("sent")
 
     def _finish(self, batch: Any, tx_hash: str) -> AnchorResult:
-        while True:
-            try:
-                receipt = self._wait_receipt(tx_hash)
-                break
-            except ChainTimeout:
-                replaced = self._replace_stuck(batch.seq, tx_hash)
-                if replaced is None:
-                    raise
-                tx_hash = replaced
+        try:
+            receipt = self._wait_receipt(tx_hash)
+        except ChainTimeout:
+            # Replace it with higher fees, then back to the loop, which checks the chain
+            # again and waits for whichever of the two is mined (reconciliation).
+            self._replace_stuck(batch.seq, tx_hash)
+            raise
         if receipt.status != 1:
             self._nonce = None
             self._verified = False  # e.g. the role was revoked: check before sending again
@@ -502,13 +572,21 @@ class AnchorWorker:
         """The anchor tx `tx_hash` of batch `seq` was not mined in time: sign it again with
         the same nonce and fees raised by `chain.fee_bump_percent` (at least what the node
         asks now, at most `chain.max_fee_per_gas`), store it, broadcast it; returns its
-        hash. None when the fees cannot be raised (a network without gas charges, or the
-        cap reached): then the same transaction is simply waited for again. Should the
-        original still be mined first, reconciliation finds it by its Anchored log."""
+        hash. None when it is not the account's next transaction, or the fees cannot be
+        raised (a network without gas charges, or the cap reached): then the same
+        transaction is simply waited for again. Should the original still be mined first,
+        reconciliation finds it by its Anchored log."""
         row = next((b for b in batches.unanchored_batches(self.engine) if b.seq == seq), None)
         if row is None or row.raw_tx is None or row.tx_hash != tx_hash:
             return None
         nonce, old = signed_tx_fees(row.raw_tx)
+        latest = self._latest_nonce()
+        if latest != nonce:
+            # Not waiting for fees: its nonce was used (reconciliation finds by what), or
+            # earlier nonces are missing (the chain lost state: the consistency check halts).
+            log.warning("anchor tx %s of batch %d is not mined; account nonce %d, its nonce %d",
+                        tx_hash, seq, latest, nonce)
+            return None
         cfg = self.settings.chain
         self._fees = None
         fees = bumped_fees(old, self._fees_now(), cfg.fee_bump_percent, cfg.max_fee_per_gas)

@@ -74,6 +74,11 @@ def metrics(session: SessionDep, state: StateDep) -> Response:
             "last_anchored_seq",
         ),
         ("jianzheng_anchor_failures_total", "Failed anchoring attempts", "anchor_failures"),
+        (
+            "jianzheng_anchor_reorgs_total",
+            "Times anchors were found dropped or moved by a chain reorganisation",
+            "reorgs",
+        ),
     ):
         Gauge(name, doc, registry=registry).set(status[key])
     Gauge(
