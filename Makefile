@@ -42,7 +42,9 @@ bench-soak:
 	scripts/bootstrap.sh bench
 	$(BIN)/python bench/soak.py
 
-# Long fuzzing (not part of `make test`): schemathesis with many examples per operation.
+# Long fuzzing (not part of `make test`): schemathesis with many examples per operation,
+# and the SIGKILL storm of tests/test_kill_chaos.py for 120 s per database.
 fuzz:
 	scripts/bootstrap.sh test
 	JZ_FUZZ_EXAMPLES=$${JZ_FUZZ_EXAMPLES:-300} $(BIN)/pytest -q tests/test_fuzz_api.py
+	JZ_CHAOS_SECONDS=$${JZ_CHAOS_SECONDS:-120} $(BIN)/pytest -q tests/test_kill_chaos.py

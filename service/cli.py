@@ -49,9 +49,13 @@ def _cmd_chain_hardhat(args: argparse.Namespace) -> int:
 
 
 def _cmd_chain_info(args: argparse.Namespace) -> int:
-    from service.runtime import chain_info
+    from service.runtime import chain_info, chain_key_roles
 
-    _print_json(chain_info().as_json())
+    info = chain_info()
+    out = info.as_json()
+    if args.roles:
+        out["keys"] = chain_key_roles(info)
+    _print_json(out)
     return 0
 
 
@@ -182,9 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_parser("up", help="run the local dev chain in the foreground").set_defaults(
         func=_cmd_chain_up
     )
-    chain.add_parser("info", help="print {rpc_url, chain_id, registry}").set_defaults(
-        func=_cmd_chain_info
+    p = chain.add_parser("info", help="print {rpc_url, chain_id, registry}")
+    p.add_argument(
+        "--roles", action="store_true",
+        help="also ask the registry which roles the configured anchorer and revoker keys hold",
     )
+    p.set_defaults(func=_cmd_chain_info)
     p = chain.add_parser(
         "hardhat", help="a throwaway Hardhat node with the registry deployed (foreground)"
     )

@@ -46,7 +46,12 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _service_address(settings: Settings) -> str:
-    return str(Account.from_key(settings.chain.private_key.get_secret_value()).address)
+    """The anchoring account (ANCHORER_ROLE)."""
+    return str(Account.from_key(settings.chain.anchorer_secret()).address)
+
+
+def _revoker_address(settings: Settings) -> str:
+    return str(Account.from_key(settings.chain.revoker_secret()).address)
 
 
 def _deployment_path(settings: Settings) -> Path:
@@ -105,7 +110,10 @@ def dev_chain(settings: Settings, *, start: bool) -> tuple[ChainInfo, Any | None
                 registry,
                 settings.chain_dir / STATE_FILE,
             )
-        registry = deploy_registry(rpc_url, DEPLOYER.private_key, _service_address(settings))
+        registry = deploy_registry(
+            rpc_url, DEPLOYER.private_key, _service_address(settings),
+            revoker_address=_revoker_address(settings),
+        )
         settings.chain_dir.mkdir(parents=True, exist_ok=True)
         _deployment_path(settings).write_text(
             json.dumps(
@@ -383,6 +391,21 @@ def chain_info() -> ChainInfo:
     return ChainInfo(
         str(deployment["rpc_url"]), int(deployment["chain_id"]), str(deployment["registry"])
     )
+
+
+def chain_key_roles(info: ChainInfo) -> dict[str, Any]:
+    """`jianzheng chain info --roles`: for the anchorer and the revoker key, its address
+    and whether it holds DEFAULT_ADMIN_ROLE, ANCHORER_ROLE, REVOKER_ROLE on the registry
+    (read from the chain now; the worker's last reading is on /metrics)."""
+    from service.anchoring.contract import RegistryClient
+    from service.anchoring.worker import key_roles
+
+    cfg = get_settings().chain
+    return {
+        name: key_roles(RegistryClient(info.rpc_url, info.registry, secret))
+        for name, secret in (("anchorer", cfg.anchorer_secret()),
+                             ("revoker", cfg.revoker_secret()))
+    }
 
 
 def ca_roots_pem() -> str:

@@ -39,6 +39,16 @@ class ChainSettings(BaseModel):
     chain_id: int | None = None
     registry: str = ""
     private_key: SecretStr = SecretStr(DEV_SERVICE_KEY)
+    #: Separate keys for the two roles (docs/operations.md): the account that sends
+    #: `anchor` (ANCHORER_ROLE) and the one that sends `revoke` (REVOKER_ROLE). Empty:
+    #: `private_key` for both. Neither should hold the registry's admin role.
+    anchorer_key: SecretStr = SecretStr("")
+    revoker_key: SecretStr = SecretStr("")
+    #: A transaction not mined within `receipt_timeout_s` is replaced (same nonce) with
+    #: its fees raised by this percentage (nodes refuse replacements under +10 %) ...
+    fee_bump_percent: int = Field(default=25, ge=10, le=1000)
+    #: ... up to this many wei per gas (0: no limit).
+    max_fee_per_gas: int = Field(default=0, ge=0)
     #: Blocks to wait after a transaction's own block before a batch counts as anchored
     #: or a revocation as written (0: mined is enough).
     confirmations: int = Field(default=0, ge=0)
@@ -46,6 +56,12 @@ class ChainSettings(BaseModel):
     receipt_timeout_s: float = Field(default=60.0, gt=0)
     #: Port of the dev chain `jianzheng serve` / `jianzheng chain up` starts.
     dev_port: int = 8545
+
+    def anchorer_secret(self) -> str:
+        return (self.anchorer_key.get_secret_value() or self.private_key.get_secret_value())
+
+    def revoker_secret(self) -> str:
+        return (self.revoker_key.get_secret_value() or self.private_key.get_secret_value())
 
 
 class AnchorSettings(BaseModel):
