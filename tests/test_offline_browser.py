@@ -296,14 +296,20 @@ JCS_CASES = [
 
 def test_offline_app_canonical_json_matches_python(tmp_path: Path) -> None:
     """The app's RFC 8785 (trust.js) gives the Python canonicaliser's bytes, in Chromium;
-    and it checks the served trust list's signature the way verifier.qr does."""
+    it checks the served trust list's signature the way verifier.qr does; and a first visit
+    that gets a tampered list caches and uses none (it verifies nothing)."""
     from playwright.sync_api import sync_playwright
 
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}",
                              public={"rate_limit_per_minute": 0})
     state = build_state(settings, chain=None)
-    app = make_app(state)
+    swap = TrustListSwap(make_app(state))
     genuine = state.qr_keys.get().trust_list_bytes()
+    kid = bytes.fromhex(json.loads(genuine)["keys"][0]["kid"])
+    facts = {1: "44030026K7QZ3M9XB2T", 2: "BG-1", 3: "91440300MA0000001L", 4: 0,
+             5: "2026-11-22", 6: bytes(32), 7: json.loads(genuine)["issued_at"]}
+    payload = cbor2.dumps(facts, canonical=True)
+    payload_only = payload_text(encode_sign1(protected_header(-7, kid), payload, bytes(64)))
     expected = [canonicalize(loads_strict(t.encode("utf-8"))).hex() for t in JCS_CASES]
     # the cases really are tricky: code-point order and Python's own number text differ
     first = loads_strict(JCS_CASES[0].encode())
@@ -317,7 +323,7 @@ def test_offline_app_canonical_json_matches_python(tmp_path: Path) -> None:
         context = _context(browser)
         page = context.new_page()
         try:
-            with served(app) as base:
+            with served(swap) as base:
                 page.goto(f"{base}/offline/", wait_until="load")
                 page.wait_for_selector("#trust[data-ready='1']", timeout=20_000)
                 got = page.evaluate(
@@ -343,6 +349,30 @@ def test_offline_app_canonical_json_matches_python(tmp_path: Path) -> None:
                     "out.push((await JZTrust.checkTrustList(t, roots)).ok); return out; }",
                     [[genuine.decode(), altered], roots])
                 assert verdicts == [True, False]
+
+                # a first visit that gets a tampered list: nothing is cached or used
+                tampered = json.loads(genuine)
+                tampered["keys"][0]["not_before"] -= 86400
+                swap.body = json.dumps(tampered).encode()
+                fresh = _context(browser)
+                try:
+                    first = fresh.new_page()
+                    first.goto(f"{base}/offline/", wait_until="load")
+                    first.wait_for_selector("#trust-warning[data-refused='1']", timeout=20_000)
+                    assert "信任列表的平台根签名验证失败" in first.inner_text("#trust-warning")
+                    assert "信任列表不可用" in first.inner_text("#trust")
+                    first.wait_for_function(
+                        f"caches.open('{CACHE}').then(c => c.match('root.json'))"
+                        ".then(r => r !== undefined)", timeout=20_000, polling=200)
+                    first.wait_for_function("navigator.serviceWorker.ready.then(() => true)",
+                                            timeout=20_000)
+                    assert _cached_list(first) is None
+                    outcome = first.evaluate("(t) => jzVerifyText(t)", payload_only)
+                    assert outcome["result"] == "invalid" and "没有信任列表" in outcome["why"]
+                    first.screenshot(path=str(ARTIFACTS / "offline-first-visit-refused.png"),
+                                     full_page=True)
+                finally:
+                    fresh.close()
         finally:
             context.close()
             browser.close()
