@@ -72,6 +72,13 @@ class PublicSettings(BaseModel):
     #: Base of the URL printed in every QR code: `{base_url}/v/{CODE}`.
     base_url: str = "http://127.0.0.1:8000"
     rate_limit_per_minute: int = 120
+    #: `POST /api/v1/public/verify` checks each file in a child process with at most this
+    #: much address space (MiB) ...
+    verify_memory_mb: int = Field(default=1024, ge=64)
+    #: ... and this much time (seconds); a file beyond either is answered `unreadable`.
+    verify_timeout_s: float = Field(default=4.0, gt=0)
+    #: Files checked at once per API process; more answer 503 `verify_busy` + Retry-After.
+    verify_concurrency: int = Field(default=2, ge=1)
 
 
 class SigningSettings(BaseModel):

@@ -27,6 +27,7 @@ from service.anchoring.chaininfo import ChainInfo
 from service.clock import SYSTEM_CLOCK, Clock
 from service.domain.accounts import KeyInfo
 from service.domain.public import ReportViews, build_report_views
+from service.domain.public.untrusted import UntrustedWork, untrusted_work
 from service.domain.reports import IssuanceCache
 from service.domain.signing import ReportSigner
 from service.domain.trust import load_extra_roots, platform_ca
@@ -93,6 +94,8 @@ class ServiceState:
     qr_keys: Once[QrKeyStore] = field(init=False)
     #: The public page's checked views and their caches.
     views: Once[ReportViews] = field(init=False)
+    #: Capped child processes for the checks of files sent to the public verify route.
+    untrusted: Once[UntrustedWork] = field(init=False)
     #: One thread that validates freshly signed PDFs for the public view's verdict store.
     verdict_primer: Once[ThreadPoolExecutor] = field(init=False)
     #: Async PostgreSQL connections for the report-code fast path (set by the app's
@@ -113,6 +116,7 @@ class ServiceState:
         self.verdict_primer = Once(
             lambda: ThreadPoolExecutor(1, thread_name_prefix="jz-verdict-prime")
         )
+        self.untrusted = Once(lambda: untrusted_work(self.settings, self.signer.get()))
 
     @property
     def on_postgresql(self) -> bool:
