@@ -79,6 +79,9 @@ class PublicSettings(BaseModel):
     verify_timeout_s: float = Field(default=4.0, gt=0)
     #: Files checked at once per API process; more answer 503 `verify_busy` + Retry-After.
     verify_concurrency: int = Field(default=2, ge=1)
+    #: Images with more pixels are refused before they are decoded (public verify, key
+    #: images, media uploads of kind `image`).
+    max_image_pixels: int = Field(default=40_000_000, ge=1_000_000)
 
 
 class SigningSettings(BaseModel):

@@ -158,18 +158,21 @@ def truncated_jpeg() -> bytes:
 
 
 def tiff_bad_exif() -> bytes:
-    """A small TIFF whose Orientation tag is a string: Pillow's exif_transpose trips on
-    it (TypeError) where it would be read."""
+    """A small TIFF whose tag directory (the structure EXIF shares) is wrong: an
+    Orientation tag, and StripOffsets typed FLOAT, on which Pillow's decoder raises
+    TypeError (not OSError) when the pixels are read."""
     from PIL import Image
 
     out = io.BytesIO()
     Image.new("L", (64, 64), 200).save(out, format="TIFF")
     data = bytearray(out.getvalue())
-    # Append an IFD entry by rewriting the first IFD: Orientation (0x0112) as ASCII "x".
     (ifd,) = struct.unpack_from("<I", data, 4)
     (count,) = struct.unpack_from("<H", data, ifd)
-    entries = [bytes(data[ifd + 2 + 12 * i: ifd + 14 + 12 * i]) for i in range(count)]
-    entries.append(struct.pack("<HHI4s", 0x0112, 2, 2, b"x\x00\x00\x00"))
+    entries = [bytearray(data[ifd + 2 + 12 * i: ifd + 14 + 12 * i]) for i in range(count)]
+    for entry in entries:
+        if struct.unpack_from("<H", entry)[0] == 0x0111:  # StripOffsets: LONG -> FLOAT
+            struct.pack_into("<H", entry, 2, 11)
+    entries.append(bytearray(struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0)))  # Orientation 6
     entries.sort(key=lambda e: struct.unpack_from("<H", e)[0])
     new_ifd = len(data)
     data += struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)

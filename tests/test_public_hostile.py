@@ -5,6 +5,7 @@ sandbox answers 503 `verify_busy` with Retry-After."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from service.domain.public.images import QR_MAX_SIDE, ImageUnreadable, key_image_jpeg, open_image
 from service.domain.public.untrusted import pdf_facts
 from service.state import ServiceState, build_state
 from tests import hostile_kit, sandbox_work
@@ -91,3 +93,75 @@ def test_a_full_sandbox_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert int(r.headers["Retry-After"]) >= 1
     finally:
         state.close()
+
+
+# --- images (finding 2) --------------------------------------------------------------------
+
+
+def _qr_png(side: int, url: str = "https://evil.example.com/v/4403002612345ABCDE1") -> bytes:
+    import segno
+    from PIL import Image
+
+    qr = io.BytesIO()
+    segno.make_qr(url).save(qr, kind="png", scale=10)
+    page = Image.new("L", (side, side), 255)
+    page.paste(Image.open(io.BytesIO(qr.getvalue())).convert("L"), (20, 20))
+    out = io.BytesIO()
+    page.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_image_above_the_pixel_cap_is_refused_before_decoding(tmp_path: Path) -> None:
+    photo = _qr_png(1100)  # 1.21 megapixels with a QR code on it
+    for cap, verdict in ((40_000_000, "not_ours"), (1_000_000, "unreadable")):
+        state = _state(tmp_path / str(cap), max_image_pixels=cap)
+        try:
+            r = TestClient(make_app(state)).post(
+                "/api/v1/public/verify", files={"file": ("p.png", photo, "image/png")})
+            assert r.status_code == 200, r.text
+            assert r.json()["verdict"] == verdict, (cap, r.json())
+        finally:
+            state.close()
+    # a 900-megapixel PNG of a few MB: refused from its header, nothing decoded
+    before = _peak_rss_mb()
+    with pytest.raises(ImageUnreadable, match="more than"):
+        open_image(hostile_kit.pixel_bomb_png(), 40_000_000)
+    assert _peak_rss_mb() - before < 100
+
+
+def test_every_decoder_failure_and_other_formats_are_unreadable(
+    capped: tuple[ServiceState, TestClient],
+) -> None:
+    _, http = capped
+    for name in ("bad-exif.tiff", "truncated.jpg", "drawing.eps", "pixel-bomb.png"):
+        build, media_type = hostile_kit.CORPUS[name]
+        data = build()
+        with pytest.raises(ImageUnreadable):
+            open_image(data, 40_000_000)
+        r = http.post("/api/v1/public/verify", files={"file": (name, data, media_type)})
+        assert r.status_code == 200, (name, r.text)
+        assert r.json()["verdict"] == "unreadable", (name, r.json())
+
+
+def test_images_are_downscaled_before_decoding_for_qr() -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (6000, 4000), (200, 200, 200)).save(out, format="JPEG")
+    image = open_image(out.getvalue(), 40_000_000, QR_MAX_SIDE)
+    assert max(image.size) <= QR_MAX_SIDE
+    with pytest.raises(ImageUnreadable):  # a TIFF the decoder trips on (TypeError)
+        open_image(hostile_kit.tiff_bad_exif(), 40_000_000)
+
+
+def test_the_key_image_route_answers_422_for_a_stored_file_that_trips_the_decoder(
+    tmp_path: Path,
+) -> None:
+    from service.errors import Invalid
+    from service.storage.blobs import BlobStore
+
+    blobs = BlobStore(tmp_path / "blobs")
+    sha = blobs.put(hostile_kit.tiff_bad_exif())
+    with pytest.raises(Invalid) as refused:
+        key_image_jpeg(blobs, tmp_path / "cache", sha)
+    assert refused.value.code == "image_unreadable"

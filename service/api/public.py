@@ -196,7 +196,9 @@ async def public_image(code: str, sha256: str, state: PublicStateDep) -> Respons
     if not any((step.get("image") or {}).get("sha256") == sha for step in data["chain"]):
         raise NotFound("image_not_found", "no such image in this report's chain")
     cache_dir = state.settings.data_dir / "public-images"
-    jpeg = await run_in_threadpool(key_image_jpeg, state.blobs, cache_dir, sha)
+    jpeg = await run_in_threadpool(
+        key_image_jpeg, state.blobs, cache_dir, sha, state.settings.public.max_image_pixels
+    )
     return Response(
         jpeg,
         media_type="image/jpeg",

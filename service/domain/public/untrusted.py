@@ -39,6 +39,7 @@ PRELOAD = (
     "pyhanko.sign.validation",
     "service.domain.certificate",
     "service.domain.public.verdicts",
+    "service.domain.public.images",
     "service.domain.public.untrusted",
 )
 
@@ -87,6 +88,24 @@ def pdf_facts(
     )
 
 
+def image_qr_texts(data: bytes, max_pixels: int) -> tuple[tuple[str, ...], str | None]:
+    """The sandboxed work on an image: (QR texts, None), or ((), why it is unreadable)."""
+    from service.domain.public.images import (
+        QR_MAX_SIDE,
+        ImageUnreadable,
+        decode_qr_texts,
+        open_image,
+    )
+
+    try:
+        image = open_image(data, max_pixels, QR_MAX_SIDE)
+        return tuple(decode_qr_texts(image)), None
+    except ImageUnreadable:
+        return (), "not a readable PDF or image (JPEG, PNG, WebP, TIFF, BMP, GIF)"
+    except MemoryError:
+        return (), failure_reason(SandboxFailed("memory", ""))
+
+
 def failure_reason(failed: SandboxFailed) -> str:
     """The public detail of a child that ran out of memory or time, or died."""
     if failed.reason == "memory":
@@ -105,8 +124,10 @@ class UntrustedWork:
         roots_der: list[bytes],
         platform_cert_sha256: bytes,
         require_timestamp: bool,
+        max_image_pixels: int,
     ) -> None:
         self.sandbox = sandbox
+        self.max_image_pixels = max_image_pixels
         self.roots_der = roots_der
         self.platform_cert_sha256 = platform_cert_sha256
         self.require_timestamp = require_timestamp
@@ -121,6 +142,15 @@ class UntrustedWork:
             )
         except SandboxFailed as failed:
             return PdfFacts(unreadable=failure_reason(failed))
+        except SandboxBusy:
+            raise busy() from None
+
+    def image(self, data: bytes) -> tuple[tuple[str, ...], str | None]:
+        """`image_qr_texts` in a capped child (Unavailable `verify_busy` when full)."""
+        try:
+            return self.sandbox.run(image_qr_texts, data, self.max_image_pixels)
+        except SandboxFailed as failed:
+            return (), failure_reason(failed)
         except SandboxBusy:
             raise busy() from None
 
@@ -151,4 +181,5 @@ def untrusted_work(settings: Settings, signer: ReportSigner) -> UntrustedWork:
         trust_roots_der(settings, signer.ca),
         cert.sha256 if cert is not None else b"",
         require_timestamp=settings.signing.level != "B-B",
+        max_image_pixels=public.max_image_pixels,
     )

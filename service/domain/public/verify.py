@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from typing import Any, Literal, cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.codes import canonical_or_none
-from service.domain.public.images import MAX_IMAGE_PIXELS
 from service.domain.public.untrusted import UntrustedWork
 from service.domain.public.views import ReportViews, report_view
 from service.domain.signing import code_of_signed_pdf
@@ -40,33 +38,6 @@ class Verification:
         return dataclasses.asdict(self)
 
 
-def decode_qr_texts(image: Any) -> list[str]:
-    """Texts of the QR codes zxing-cpp finds, trying degraded-photo variants in turn."""
-    import zxingcpp
-    from PIL import Image, ImageOps
-
-    qr_only = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
-    gray = ImageOps.exif_transpose(image).convert("L")
-    variants = [gray]
-    largest = max(gray.size)
-    for side in (2000, 1200, 800):
-        if largest > side * 1.2:
-            scaled = gray.copy()
-            scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
-            variants.append(scaled)
-    for angle in (5, -5):
-        variants.append(
-            gray.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
-        )
-    variants.append(ImageOps.autocontrast(gray))
-    for variant in variants:
-        found = zxingcpp.read_barcodes(variant, formats=qr_only)
-        texts = [b.text for b in found if b.text]
-        if texts:
-            return texts
-    return []
-
-
 def code_from_url(text: str, base_url: str) -> str | None:
     """The canonical code in `{base}/v/{CODE}` or `{BASE}/V/{CODE}/JZ1…`, or None when the
     URL is not ours."""
@@ -82,18 +53,13 @@ def code_from_url(text: str, base_url: str) -> str | None:
     return canonical_or_none(rest)
 
 
-def verify_image(data: bytes, status_of: StatusOf, base_url: str) -> Verification:
-    """An image's verdict: its QR codes decoded, then `verdict_from_qr`."""
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            texts = decode_qr_texts(img)
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        return Verification("unreadable", detail="not a readable PDF or image")
-    return verdict_from_qr(texts, status_of, base_url)
+def verify_image(data: bytes, untrusted: UntrustedWork, status_of: StatusOf,
+                 base_url: str) -> Verification:
+    """An image's verdict: its QR codes decoded (in the sandbox), then `verdict_from_qr`."""
+    texts, unreadable = untrusted.image(data)
+    if unreadable is not None:
+        return Verification("unreadable", detail=unreadable)
+    return verdict_from_qr(list(texts), status_of, base_url)
 
 
 def verdict_from_qr(texts: list[str], status_of: StatusOf, base_url: str) -> Verification:
@@ -197,4 +163,4 @@ def verify_upload(
 
     if b"%PDF-" in data[:1024]:
         return verify_pdf(data, sessions, untrusted, status_of)
-    return verify_image(data, status_of, base_url)
+    return verify_image(data, untrusted, status_of, base_url)
