@@ -178,7 +178,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     try:
         state = build_state(settings, chain)
         app = create_app(settings, state=state, start_worker=settings.anchor.run_in_serve)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+        # forwarded headers are read by service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
+                    proxy_headers=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -227,6 +229,7 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         backlog=2048,
+        proxy_headers=False,  # forwarded headers: service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -36,7 +36,7 @@ from service.settings import Settings
 from service.storage.blobs import BlobStore
 from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, reader, upgrade
 from service.storage.nonces import PurgeSchedule
-from service.storage.ratelimit import RateLimiter
+from service.storage.ratelimit import SharedRateLimiter
 from signer.qrkeys import QrKeyStore
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class ServiceState:
     issuance_cache: IssuanceCache = field(default_factory=IssuanceCache)
     #: When this process last purged expired nonces and idempotency answers.
     purge: PurgeSchedule = field(default_factory=PurgeSchedule)
-    #: Public rate limit (token buckets per client address).
-    rate_limiter: RateLimiter = field(init=False)
+    #: Public rate limit (token buckets per client, in the database: every process shares
+    #: them).
+    rate_limiter: SharedRateLimiter = field(init=False)
     #: Keys, TSA and stamp material for signing report PDFs.
     signer: Once[ReportSigner] = field(init=False)
     #: The QR-payload signing keys and their signed trust list (INTERFACE §7.5); the
@@ -103,7 +104,9 @@ class ServiceState:
     async_pool: AsyncPgPool | None = None
 
     def __post_init__(self) -> None:
-        self.rate_limiter = RateLimiter(float(self.settings.public.rate_limit_per_minute))
+        self.rate_limiter = SharedRateLimiter(
+            self.engine, float(self.settings.public.rate_limit_per_minute)
+        )
         self.qr_keys = Once(lambda: QrKeyStore(platform_ca(self.settings)))
         self.signer = Once(
             lambda: ReportSigner.from_settings(self.settings, qr_keys=self.qr_keys.get())
