@@ -128,6 +128,7 @@ class ServiceState:
     def close(self) -> None:
         if self.verdict_primer.built:
             self.verdict_primer.get().shutdown(wait=False)
+        self.rate_limiter.close()
         self.engine.dispose()
 
 

@@ -80,6 +80,7 @@ class SharedRateLimiter:
         self._next_sweep = 0.0
         postgres = engine.dialect.name == "postgresql"
         self.engine: Engine
+        self._own_engine = not postgres
         if postgres:
             self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
@@ -103,7 +104,12 @@ class SharedRateLimiter:
 
     @property
     def enabled(self) -> bool:
-        return self.rate > 0
+        return self.local.enabled
+
+    def close(self) -> None:
+        """Close the limiter's own connections (SQLite)."""
+        if self._own_engine:
+            self.engine.dispose()
 
     def take(self, client: str, cost: float = 1.0) -> float:
         """Take `cost` tokens; 0.0 when granted, else the seconds until it would be."""
