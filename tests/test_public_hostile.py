@@ -165,3 +165,18 @@ def test_the_key_image_route_answers_422_for_a_stored_file_that_trips_the_decode
     with pytest.raises(Invalid) as refused:
         key_image_jpeg(blobs, tmp_path / "cache", sha)
     assert refused.value.code == "image_unreadable"
+
+
+def test_whatever_a_parser_trips_on_makes_the_file_unreadable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fault injection: an exception of a kind the PDF checks do not expect (a parser bug,
+    an assertion) is not re-raised into the API process as a 500."""
+    import verifier.pdf
+
+    def trips(*_args: object, **_kw: object) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'get_object'")
+
+    monkeypatch.setattr(verifier.pdf, "verify_sealed_pdf", trips)
+    facts = pdf_facts(hostile_kit.many_pages(1), [], b"", True)
+    assert facts.unreadable == "the PDF could not be read"

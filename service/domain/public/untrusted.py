@@ -15,6 +15,7 @@ within verifier.pdf's pixel budget.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.domain.signing import ReportSigner
+
+log = logging.getLogger(__name__)
 
 #: Seconds a client is asked to wait when every checking slot is taken.
 BUSY_RETRY_AFTER_S = 2.0
@@ -79,6 +82,9 @@ def pdf_facts(
         return PdfFacts(unreadable="the PDF could not be read")
     except (RecursionError, MemoryError):
         return PdfFacts(unreadable="the PDF is too complex to read within the limits")
+    except Exception as exc:  # noqa: BLE001 - whatever a parser trips on: unreadable
+        log.warning("a sent PDF tripped the checks: %s", type(exc).__name__)
+        return PdfFacts(unreadable="the PDF could not be read")
     return PdfFacts(
         signed=result.signed,
         trusted=result.trusted,
@@ -104,6 +110,9 @@ def image_qr_texts(data: bytes, max_pixels: int) -> tuple[tuple[str, ...], str |
         return (), "not a readable PDF or image (JPEG, PNG, WebP, TIFF, BMP, GIF)"
     except MemoryError:
         return (), failure_reason(SandboxFailed("memory", ""))
+    except Exception as exc:  # noqa: BLE001 - the QR decoder tripped: unreadable
+        log.warning("a sent image tripped the QR search: %s", type(exc).__name__)
+        return (), "the image could not be read"
 
 
 def failure_reason(failed: SandboxFailed) -> str:
