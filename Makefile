@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck layers unit bench fuzz
+.PHONY: serve test lint typecheck layers unit bench bench-scale bench-soak fuzz
 
 serve:
 	scripts/bootstrap.sh run
@@ -32,6 +32,15 @@ bench:
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/public.py
 	$(BIN)/python bench/durability.py
+
+# Cost curves to 10^7 records (up to ~30 min) and the 5-minute sustained run (issue 17).
+bench-scale:
+	scripts/bootstrap.sh bench
+	$(BIN)/python bench/scale.py
+
+bench-soak:
+	scripts/bootstrap.sh bench
+	$(BIN)/python bench/soak.py
 
 # Long fuzzing (not part of `make test`): schemathesis with many examples per operation.
 fuzz:

@@ -127,7 +127,12 @@ def _cmd_qr_keys(args: argparse.Namespace) -> int:
 
     action = getattr(args, "qr_action", None) or "list"
     try:
-        out = qr_keys_command(action, getattr(args, "kid", None), getattr(args, "grace", None))
+        out = qr_keys_command(
+            action,
+            getattr(args, "kid", None),
+            getattr(args, "grace", None),
+            algorithm=getattr(args, "qr_algorithm", "es256").upper(),
+        )
     except CaError as exc:
         print(f"jianzheng: {exc.message}", file=sys.stderr)
         return 1
@@ -265,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=int, default=None, metavar="SECONDS",
                    help="how long the old key may still sign (default 300)")
+    p.add_argument("--algorithm", dest="qr_algorithm", choices=["es256", "sm2"],
+                   default="es256",
+                   help="ES256 (default) or SM2 with SM3 (§7.7; docs/national-crypto.md)")
     p = qr_sub.add_parser(
         "remove", help="drop a key from the trust list: what it signed no longer verifies"
     )

@@ -415,7 +415,9 @@ def ca_roots_pem() -> str:
     return trust_roots_pem(get_settings()).decode("ascii")
 
 
-def qr_keys_command(action: str, kid: str | None = None, grace_s: int | None = None) -> object:
+def qr_keys_command(
+    action: str, kid: str | None = None, grace_s: int | None = None, *, algorithm: str = "ES256"
+) -> object:
     """`jianzheng ca qr-keys list | rotate | remove KID` and `jianzheng ca trust-list`: the
     QR-signing keys of INTERFACE §7.5 (signer.qrkeys; docs/offline-qr.md). Running service
     processes notice the re-signed list by its file stamp and sign with the new key."""
@@ -426,7 +428,9 @@ def qr_keys_command(action: str, kid: str | None = None, grace_s: int | None = N
     if action == "trust-list":
         return store.trust_list_bytes().decode("utf-8")
     if action == "rotate":
-        new = store.rotate(grace_s=ROTATION_GRACE_S if grace_s is None else grace_s)
+        new = store.rotate(
+            grace_s=ROTATION_GRACE_S if grace_s is None else grace_s, algorithm=algorithm
+        )
         return {"signing_kid": new, "keys": store.keys()}
     if action == "remove":
         assert kid is not None

@@ -113,6 +113,9 @@ class SigningSettings(BaseModel):
     allow_builtin_tsa: bool = False
     #: Answer `POST /tsa` (the built-in TSA) to anyone; default: only in development.
     serve_tsa: bool | None = None
+    #: Co-sign each evidence certificate with the platform's SM2 key beside its PAdES
+    #: signature (INTERFACE §7.7; docs/national-crypto.md).
+    certificate_sm2: bool = False
 
 
 class RulesSettings(BaseModel):
@@ -174,6 +177,15 @@ class UploadSettings(BaseModel):
     orphan_sweep_interval_s: float = Field(default=6 * 3600.0, ge=0)
 
 
+class EvidenceSettings(BaseModel):
+    """The evidence log (INTERFACE §1, §7.7)."""
+
+    #: Hash of leaves and Merkle nodes: "sha256" (§1) or "sm3" (GB/T 32905, §7.7). Pinned
+    #: in the database at first start: a deployment keeps one log hash (one kind per
+    #: registry), and a service started with the other refuses to run.
+    hash: Literal["sha256", "sm3"] = "sha256"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -191,6 +203,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     notify: NotifySettings = NotifySettings()
     uploads: UploadSettings = UploadSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -33,6 +33,7 @@ from service.domain.signing import ReportSigner
 from service.domain.trust import load_extra_roots, platform_ca
 from service.errors import IntegrityFault
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, reader, upgrade
 from service.storage.nonces import PurgeSchedule
@@ -160,6 +161,7 @@ def build_state(
     engine = make_engine(
         settings.database_url, pool_size=settings.database.pool_size, echo=settings.database.echo
     )
+    loghash.pin(engine, settings.evidence.hash)
     return ServiceState(
         settings=settings,
         engine=engine,

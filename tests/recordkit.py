@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from service.client import JianzhengClient
 from service.clock import CHINA_TZ
 from service.domain import seals
+from verifier import sm2
 
 VALID_ID_NUMBER = "11010519491231002X"
 CST = CHINA_TZ
@@ -51,20 +52,28 @@ class WitnessSigner:
     algorithm: str
     private: Any
     key_id: str = ""
+    #: An SM2 key's distinguishing ID (None: the default, 1234567812345678).
+    distid: str | None = None
 
     @classmethod
     def new(cls, algorithm: str = "ed25519") -> WitnessSigner:
         if algorithm == "ed25519":
             return cls(algorithm, ed25519.Ed25519PrivateKey.generate())
+        if algorithm == "sm2":
+            return cls(algorithm, sm2.SM2PrivateKey.generate())
         return cls(algorithm, ec.generate_private_key(ec.SECP256R1()))
 
     def public_b64(self) -> str:
+        if self.algorithm == "sm2":
+            return base64.b64encode(self.private.public_der()).decode()
         der = self.private.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return base64.b64encode(der).decode()
 
     def public_pem(self) -> str:
+        if self.algorithm == "sm2":
+            return sm2.spki_pem(self.private.point)
         pem: bytes = self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -74,6 +83,8 @@ class WitnessSigner:
         message = seals.signed_bytes(payload)
         if self.algorithm == "ed25519":
             sig = self.private.sign(message)
+        elif self.algorithm == "sm2":
+            sig = self.private.sign_der(message, (self.distid or "1234567812345678").encode())
         else:
             sig = self.private.sign(message, ec.ECDSA(hashes.SHA256()))
         return base64.b64encode(sig).decode()
@@ -86,6 +97,7 @@ class WitnessSigner:
                 "algorithm": self.algorithm,
                 "public_key": self.public_pem() if self.algorithm == "ed25519" else
                 self.public_b64(),
+                **({"distinguishing_id": self.distid} if self.distid else {}),
             },
         )
         assert resp.status_code == 201, resp.text

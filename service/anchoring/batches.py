@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from service.anchoring.status import STATE_LAST_ERROR
+from service.storage import loghash
 from service.storage.models import Batch, KeyValue, Outbox
 from verifier.merkle import merkle_root
 
@@ -100,7 +101,7 @@ def prepare_batch(
         if not rows:
             return None
         leaves = [bytes.fromhex(r[1]) for r in rows]
-        root = merkle_root(leaves).hex()
+        root = merkle_root(leaves, loghash.of(engine)).hex()
         max_seq = rows[-1][0]
         seq = last_seq + 1
         try:

@@ -69,6 +69,7 @@ from service.anchoring.status import (
     write_state,
 )
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.db import make_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ class AnchorWorker:
         self.lock = lock or make_leader_lock(settings, engine)
         self.now = now
         self._sessions = make_sessionmaker(engine)
+        # The roots it anchors are of the deployment's log hash (§7.7; refuses the other).
+        self.log_hash = loghash.pin(engine, settings.evidence.hash)
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._crash = _CrashInjector(os.environ.get(CRASH_ENV))
         self._leader = False

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.auth import AuditorDep, SignedRoute, check_institution_access
 from service.api.deps import SessionDep, StateDep
+from service.api.schemas import BundlePending as BundlePendingOut
 from service.domain.bundle import PENDING_RETRY_AFTER_S, BundlePending, bundle_stream, plan_bundle
 from service.domain.reports import code_institution
 
@@ -32,7 +33,7 @@ router = APIRouter(route_class=SignedRoute, tags=["audit"])
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}, "description": "the evidence bundle"},
-        202: {"description": "parts still pending anchor"},
+        202: {"model": BundlePendingOut, "description": "parts still pending anchor"},
     },
     summary="A report's evidence bundle (jianzheng-bundle/1)",
 )

@@ -25,13 +25,15 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import public
 from service.api.problems import PROBLEM_JSON
+from service.api.routing import DocumentedRoute
+from service.api.schemas import QrCheck, TrustList
 from service.domain.codes import canonical_or_none
 from service.domain.public import display_code, page
 from service.domain.qrcheck import PayloadCheck, check_payload
 from service.errors import NotFound
 from service.state import ServiceState
 
-router = APIRouter(tags=["offline"])
+router = APIRouter(route_class=DocumentedRoute, tags=["offline"])
 
 OFFLINE_DIR = Path(__file__).resolve().parent.parent / "pages" / "offline"
 #: The app's files and their media types (nothing else under /offline/ is served).
@@ -66,7 +68,7 @@ MAX_PAYLOAD_CHARS = 1024
         "description": "jianzheng-trust/1: `signature.value` is ES256 (r‖s, base64) by the "
         "root `signature.root_id` over the RFC 8785 JSON of the document without `signature` "
         "(docs/offline-qr.md).",
-        "content": {"application/json": {}},
+        "model": TrustList,
     }},
 )
 async def trust_list(request: Request) -> Response:
@@ -174,7 +176,11 @@ async def page_upper(code: str) -> Response:
 @router.get(
     "/api/v1/public/reports/{code}/qr/{payload}",
     summary="A signed QR payload checked against the trust list and the platform's record",
-    responses={404: {"content": {PROBLEM_JSON: {}}}, 429: {"content": {PROBLEM_JSON: {}}}},
+    responses={
+        200: {"model": QrCheck},
+        404: {"content": {PROBLEM_JSON: {}}},
+        429: {"content": {PROBLEM_JSON: {}}},
+    },
 )
 async def signed_check(code: str, payload: str, request: Request) -> Response:
     state: ServiceState = request.app.state.jz

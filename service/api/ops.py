@@ -14,9 +14,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from service.anchoring.status import anchoring_status
 from service.api.deps import SessionDep, StateDep
+from service.api.routing import DocumentedRoute
 from service.domain.operations import housekeeping_status
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(route_class=DocumentedRoute, tags=["ops"])
 
 
 @router.get("/healthz", summary="Liveness and anchoring lag")

@@ -157,6 +157,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "file_corrupt": 500,
     "file_missing": 500,
     "internal_error": 500,
+    "log_hash_mismatch": 500,
+    "log_hash_unknown": 500,
     "record_corrupt": 500,
     "record_missing": 500,
     "unsafe_settings": 500,

@@ -275,6 +275,8 @@ def issue_certificate(
     from signer.pades import sign_writer, signature_metadata
 
     pdf = render_certificate(facts, f"{base_url.rstrip('/')}/v/{facts.code}", issued_at)
+    if signer.settings.signing.certificate_sm2:
+        pdf = _with_sm2_cosignature(signer, pdf, facts, issued_at)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     level = signer.settings.signing.level
     meta = signature_metadata(
@@ -283,6 +285,55 @@ def issue_certificate(
     )
     return sign_writer(writer, signer.platform_key(), meta, level=level,
                        timestamper=signer.timestamper)
+
+
+def sm2_statement(facts: CertificateFacts, issued_at: dt.datetime) -> dict[str, Any]:
+    """What the SM2 co-signature states (verifier/certificate_sm2.py)."""
+    return {
+        "code": facts.code,
+        "report_no": facts.report_no,
+        "institution": facts.institution,
+        "status": facts.status,
+        "issued_at": int(issued_at.timestamp()),
+        "records": [
+            {
+                "record_id": r.record_id, "type": r.type, "leaf_hash": r.leaf_hash,
+                "files": [{"role": role, "sha256": sha} for role, sha in r.files],
+                "seq": r.seq, "root": r.root, "chain_id": r.chain_id, "registry": r.registry,
+                "tx_hash": r.tx_hash, "block_number": r.block_number,
+            }
+            for r in facts.records
+        ],
+    }
+
+
+def _with_sm2_cosignature(
+    signer: ReportSigner, pdf: bytes, facts: CertificateFacts, issued_at: dt.datetime
+) -> bytes:
+    """`pdf` with the SM2 co-signature attached (before PAdES, which then covers it)."""
+    import base64
+
+    from pypdf import PdfReader, PdfWriter
+
+    from signer.sm2qr import platform_sm2_key
+    from verifier.certificate_sm2 import ATTACHMENT, FORMAT, statement_bytes
+
+    key, cert = platform_sm2_key(signer.ca)
+    statement = sm2_statement(facts, issued_at)
+    doc = {
+        "format": FORMAT,
+        "statement": statement,
+        "signature": {
+            "alg": "SM2",
+            "certificate": base64.b64encode(cert).decode("ascii"),
+            "value": base64.b64encode(key.sign_raw(statement_bytes(statement))).decode("ascii"),
+        },
+    }
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
+    writer.add_attachment(ATTACHMENT, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def certificate_verdict(

@@ -198,9 +198,11 @@ class WitnessKey(Base):
 
     key_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     institution: Mapped[str] = mapped_column(String(18), index=True)
-    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256"
+    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256" | "sm2"
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # SubjectPublicKeyInfo DER
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER
+    #: An SM2 key's distinguishing ID (migration 0013); None: `1234567812345678` (§7.7).
+    distinguishing_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     witness_name: Mapped[str] = mapped_column(String(100))
     witness_id_number: Mapped[str] = mapped_column(String(18))
     witness_unit: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -4,7 +4,7 @@ UNLOGGED on PostgreSQL: the buckets are not evidence, a crash that loses them on
 refills them, and no WAL is written for a public page view.
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
