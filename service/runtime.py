@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 
@@ -27,6 +27,9 @@ from service.anchoring.chaininfo import ChainInfo
 from service.errors import BadRequest, IntegrityFault, NotFound, Unavailable
 from service.settings import Settings, get_settings
 from service.storage.db import upgrade
+
+if TYPE_CHECKING:
+    from service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +189,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     try:
         state = build_state(settings, chain)
         app = create_app(settings, state=state, start_worker=settings.anchor.run_in_serve)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+        _warm_sandbox(state)
+        # forwarded headers are read by service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
+                    proxy_headers=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -194,6 +200,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         if node is not None:
             node.stop()
     return 0
+
+
+def _warm_sandbox(state: ServiceState) -> None:
+    """Start the public verify route's sandbox (its fork server, the signer it needs) in
+    the background, so that the first file someone sends is not the one that waits."""
+
+    def warm() -> None:
+        try:
+            state.untrusted.get().sandbox.warm()
+            log.info("verify sandbox ready")
+        except Exception:  # noqa: BLE001 - the first request will say what is wrong
+            log.exception("the verify sandbox could not be started ahead")
+
+    threading.Thread(target=warm, name="jz-sandbox-warm", daemon=True).start()
 
 
 def _api_chain(settings: Settings) -> ChainInfo | None:
@@ -227,7 +247,9 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    app = create_app(settings, state=build_state(settings, chain, migrate=False))
+    state = build_state(settings, chain, migrate=False)
+    app = create_app(settings, state=state)
+    _warm_sandbox(state)
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -235,6 +257,7 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         backlog=2048,
+        proxy_headers=False,  # forwarded headers: service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -87,7 +87,27 @@ class SecuritySettings(BaseModel):
 class PublicSettings(BaseModel):
     #: Base of the URL printed in every QR code: `{base_url}/v/{CODE}`.
     base_url: str = "http://127.0.0.1:8000"
+    #: Tokens per minute of each client's bucket (burst: a quarter of it); 0 turns the
+    #: limit off. Shared by every API process through the database.
     rate_limit_per_minute: int = 120
+    #: Reverse proxies (addresses or CIDR networks) whose forwarded header names the
+    #: client; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: The header a trusted proxy names the client in (rightmost untrusted hop wins).
+    forwarded_header: str = "X-Forwarded-For"
+    #: Largest file `POST /api/v1/public/verify` takes; its body limit is this plus the
+    #: multipart framing (64 KiB).
+    max_verify_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: `POST /api/v1/public/verify` checks each file in a child process with at most this
+    #: much address space (MiB) ...
+    verify_memory_mb: int = Field(default=1024, ge=64)
+    #: ... and this much time (seconds); a file beyond either is answered `unreadable`.
+    verify_timeout_s: float = Field(default=4.0, gt=0)
+    #: Files checked at once per API process; more answer 503 `verify_busy` + Retry-After.
+    verify_concurrency: int = Field(default=2, ge=1)
+    #: Images with more pixels are refused before they are decoded (public verify, key
+    #: images, media uploads of kind `image`).
+    max_image_pixels: int = Field(default=40_000_000, ge=1_000_000)
 
 
 class SigningSettings(BaseModel):

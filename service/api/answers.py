@@ -124,6 +124,7 @@ MEANING: dict[str, str] = {
     "upload_offset_mismatch": "Upload-Offset is not the current offset (in the header)",
     "upload_offset_missing": "the Upload-Offset header is required",
     "validation_error": "a field is invalid (`errors` lists them)",
+    "verify_busy": "every slot that checks sent files is busy; retry after Retry-After",
     "witness_key_exists": "the witness key is registered already",
     "witness_key_invalid": "not a usable public key of the algorithm",
     "witness_key_not_found": "no such witness key",
@@ -245,7 +246,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
                                               "file_corrupt"),
     "GET /api/v1/public/reports/{code}/qr/{payload}": ("unknown_code",),
     "POST /api/v1/public/verify": ("body_too_large", "unsupported_media_type",
-                                   "malformed_multipart", "file_empty"),
+                                   "malformed_multipart", "file_empty", "verify_busy"),
     # platform
     "POST /tsa": ("not_found", "unsupported_media_type", "body_too_large"),
     "GET /healthz": ("database_unavailable",),

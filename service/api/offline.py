@@ -145,7 +145,6 @@ def _page(state: ServiceState, code: str, payload: str, en: bool) -> tuple[str, 
 
 async def _signed_page(request: Request, code: str, payload: str, lang: str | None) -> Response:
     state: ServiceState = request.app.state.jz
-    public.take_rate(request, state, 1.0)
     en = lang == "en"
     html, known = await run_in_threadpool(_page, state, code, payload, en)
     return HTMLResponse(
@@ -190,7 +189,6 @@ async def page_upper(code: str) -> Response:
 )
 async def signed_check(code: str, payload: str, request: Request) -> Response:
     state: ServiceState = request.app.state.jz
-    public.take_rate(request, state, 1.0)
     canonical = canonical_or_none(code)
     known = canonical is not None and (
         await run_in_threadpool(public.report_data, state, canonical)

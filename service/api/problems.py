@@ -173,6 +173,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "sealing_failed": 503,
     "signer_error": 503,
     "timestamp_unavailable": 503,
+    "verify_busy": 503,
 }
 
 #: The status of an error kind (service.errors), used only for a code missing from the

@@ -341,6 +341,17 @@ def certificate_verdict(
 ) -> tuple[Verdict, str | None, str] | None:
     """(verdict, code, detail) when `data` is one of our evidence certificates (or claims to
     be), None when it is not a certificate at all."""
+    ours = signer.platform_key().signer.signing_cert
+    if ours is None:  # pragma: no cover - a PKCS#12 key always has its certificate
+        return None
+    return certificate_verdict_of(data, ours.sha256, _roots(signer))
+
+
+def certificate_verdict_of(
+    data: bytes, platform_cert_sha256: bytes, roots_der: list[bytes]
+) -> tuple[Verdict, str | None, str] | None:
+    """`certificate_verdict` from plain facts (the platform certificate's SHA-256 and the
+    trusted roots), so that it can run in a sandbox child on a file someone sent."""
     marked = CERTIFICATE_FORMAT.encode("ascii") in data
     from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -348,9 +359,6 @@ def certificate_verdict(
     from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
 
-    ours = signer.platform_key().signer.signing_cert
-    if ours is None:  # pragma: no cover - a PKCS#12 key always has its certificate
-        return None
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         signatures = list(reader.embedded_signatures)
@@ -361,13 +369,13 @@ def certificate_verdict(
             else None
     code = next((w[5:] for w in keywords.split() if w.startswith("code=")), None)
     by_us = [s for s in signatures if s.signer_cert is not None
-             and s.signer_cert.sha256 == ours.sha256]
+             and s.signer_cert.sha256 == platform_cert_sha256]
     if not by_us and not marked:
         return None
     if not by_us or len(signatures) != 1:
         return "modified", code, "carries the marks of an evidence certificate but not " \
             "the platform's signature alone"
-    roots = [asn1_x509.Certificate.load(der) for der in _roots(signer)]
+    roots = [asn1_x509.Certificate.load(der) for der in roots_der]
     vc = ValidationContext(trust_roots=roots, allow_fetching=False)
     try:
         status = validate_pdf_signature(by_us[0], vc, ts_validation_context=vc)

@@ -443,3 +443,18 @@ class SignatureCheck(Base):
     verdict: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[float] = mapped_column()
     mac: Mapped[str] = mapped_column(String(64))
+
+
+class RateBucket(Base):
+    """The public rate limit's token bucket of one client (an IPv4 address or an IPv6
+    /64), shared by every API process (service.storage.ratelimit.SharedRateLimiter).
+    Unlogged on PostgreSQL (migration 0014): losing it in a crash only refills buckets."""
+
+    __tablename__ = "rate_buckets"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column()
+    #: Unix seconds of the last take; buckets idle long enough to be full are deleted.
+    updated: Mapped[float] = mapped_column(index=True)
+    #: Whether the last take was granted (the UPSERT returns it).
+    granted: Mapped[bool] = mapped_column()

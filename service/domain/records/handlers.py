@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -27,8 +28,9 @@ from sqlalchemy.orm import Session
 from service.clock import rfc3339
 from service.domain import rules, seals
 from service.domain.evidence import FileRef, file_ref
-from service.domain.imagefacts import image_facts
+from service.domain.imagefacts import ImageUnreadable, image_facts, open_image
 from service.domain.nonconforming import notify_seal_check_failed
+from service.domain.public.images import KEY_IMAGE_MAX_SIDE
 from service.domain.records.corrections import (
     check_correction,
     check_not_replacing,
@@ -375,8 +377,23 @@ class TestPlanHandler(Handler[TestPlanIn]):
         return Derived(dump(payload), flags=flags)
 
 
+def check_key_image(path: Path, max_pixels: int) -> None:
+    """A media record of kind `image` is a key image the public page shows: its file must
+    decode (JPEG, PNG, WebP, TIFF, BMP or GIF within `max_pixels`), else 422
+    `image_unreadable`; bytes that merely claim to be an image are refused at upload."""
+    try:
+        open_image(path.read_bytes(), max_pixels, KEY_IMAGE_MAX_SIDE)
+    except ImageUnreadable as exc:
+        raise Invalid(
+            "image_unreadable",
+            f"a media record of kind image needs a readable image file ({exc}); "
+            "upload other files with kind document or data",
+        ) from None
+
+
 class MediaHandler(FileHandler[MediaIn]):
-    """R9: key images are flagged (never refused) when edited, mistimed or late."""
+    """R9: key images are flagged (never refused) when edited, mistimed or late; their
+    file must be a readable image (`check_key_image`)."""
 
     def upload_id(self, payload: MediaIn) -> str | None:
         return payload.upload_id
@@ -387,6 +404,7 @@ class MediaHandler(FileHandler[MediaIn]):
         flags: list[rules.Flag] | None = None
         if payload.kind == "image":
             settings = intake.settings
+            check_key_image(intake.blobs.path(file.sha256), settings.public.max_image_pixels)
             facts = image_facts(
                 intake.blobs.path(file.sha256), file.media_type, settings.rules.timezone
             )
