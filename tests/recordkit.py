@@ -256,7 +256,10 @@ def build_chain(
     algorithm: str = "ed25519",
     finished_at: str | None = None,
     project_fields: dict[str, Any] | None = None,
+    agency: JianzhengClient | None = None,
 ) -> Chain:
+    """A full chain; with `agency`, the agency verifies the witness key before it signs (no
+    `witness_unverified` warning)."""
     project = created(
         client.post("/api/v1/projects", json_body=project_body(**(project_fields or {})))
     )
@@ -269,6 +272,11 @@ def build_chain(
     image = post_media(client, image_bytes)
     signer = WitnessSigner.new(algorithm)
     signer.register(client)
+    if agency is not None:
+        verified = agency.post(
+            f"/api/v1/agency/witness-keys/{signer.key_id}/verification", json_body={}
+        )
+        assert verified.status_code == 201, verified.text
     chain = Chain(
         project, contract, commission, sample, sample_code, image, sha256(image_bytes), signer
     )
@@ -280,3 +288,16 @@ def build_chain(
             client.post("/api/v1/test-records", json_body=data_body(chain, finished_at))
         )
     return chain
+
+
+def stored_record(state: Any, record_id: str) -> dict[str, Any]:
+    """The record as stored (its canonical JSON), with its leaf hash as `_leaf`."""
+    from service.storage.db import session_scope
+    from service.storage.models import Record
+
+    with session_scope(state.sessions) as s:
+        row = s.get(Record, record_id)
+        assert row is not None
+        obj: dict[str, Any] = json.loads(row.canonical)
+        obj["_leaf"] = row.leaf_hash
+        return obj

@@ -68,6 +68,7 @@ MEANING: dict[str, str] = {
     "not_acceptable": "the answer cannot be given in the requested type",
     "not_canonicalizable": "the body has no RFC 8785 canonical form (e.g. a huge number)",
     "not_found": "no such resource",
+    "out_of_region": "the agency writes only for labs registered in its region",
     "parent_count_invalid": "too many parents of a type",
     "parent_duplicate": "a parent is listed twice",
     "parent_not_found": "a parent id names no record",
@@ -86,6 +87,7 @@ MEANING: dict[str, str] = {
     "record_corrupt": "a stored record no longer parses (reported to the operator)",
     "record_missing": "a record of the report is missing (reported to the operator)",
     "record_not_found": "no such record (or not one of yours)",
+    "replacement_incomplete": "a replacement names both `replaces` and `effective_on`",
     "report_closed": "the report is revoked, voided or superseded",
     "report_metadata_missing": "PUT the report's metadata first",
     "report_revoked": "the report is revoked",
@@ -128,6 +130,7 @@ MEANING: dict[str, str] = {
     "witness_key_invalid": "not a usable public key of the algorithm",
     "witness_key_not_found": "no such witness key",
     "witness_key_revoked": "the witness key is revoked",
+    "witness_key_verified": "a supervision agency verified this witness key already",
     "witness_signature_invalid": "the witness record's signature does not verify",
 }
 
@@ -215,6 +218,16 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
                                   "witness_key_invalid", "invalid_name", "invalid_algorithm"),
     "GET /api/v1/witness-keys/{key_id}": ("witness_key_not_found",),
     "POST /api/v1/witness-keys/{key_id}/revocation": ("witness_key_not_found",),
+    # the supervision agency's register (issue 13, docs/registry.md)
+    "POST /api/v1/agency/witnesses": (
+        "out_of_region", "unknown_institution", "id_number_invalid", "witness_key_exists",
+        "witness_key_invalid", "witness_key_not_found", "replacement_incomplete",
+    ),
+    "POST /api/v1/agency/witness-keys/{key_id}/verification": (
+        "out_of_region", "unknown_institution", "witness_key_not_found", "witness_key_revoked",
+        "witness_key_verified", "replacement_incomplete",
+    ),
+    "GET /api/v1/audit/registry": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),
     "HEAD /api/v1/uploads/{upload_id}": _UPLOAD,

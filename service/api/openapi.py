@@ -416,6 +416,89 @@ _WITNESS_KEY = {
     "created_at": "2026-11-22T20:21:50Z",
     "revoked": False,
 }
+_VOUCHED = {
+    "record_id": "01M8TE3RC3DNB43KYD7GNK4FJS",
+    "leaf_hash": "505e49c12f15ac84a299e4f4623ae1c0a2fef7338869a9a3201cf250205bdb3f",
+    "witness_key": {
+        "key_id": "01M8TE3RBA2S4J9ATDD1R3SXEY",
+        "algorithm": "ed25519",
+        "public_key": "MCowBQYDK2VwAyEAdgt6LyO82QmPHNFRV2yRB6ZU7/P00LDJarvuoymk2Yo=",
+        "fingerprint": "9d518c5d92f515101fba1b071dd206472b997171484937db07923c6fbe07777f",
+        "witness": {
+            "name": "张三",
+            "id_number": "110***********002X",
+            "unit": "鹏城监理有限公司"
+        },
+        "created_at": "2026-12-02T03:52:28Z",
+        "revoked": False,
+        "role": "witness",
+        "verified": True,
+        "verified_at": "2026-12-02T03:52:28Z",
+        "registry_record_id": "01M8TE3RC3DNB43KYD7GNK4FJS",
+        "certificate": (
+            "MIICOjCCAeCgAwIBAgIUYfCpZyrpi7HgbhLeEvqW8t4t7VUwCgYIKoZIzj0EAwIwSTELMAkGA1UEBhMCQ04xE"
+            "jAQBgNVBAoMCUppYW56aGVuZzEmMCQGA1UEAwwdSmlhbnpoZW5nIERldmVsb3BtZW50IFJvb3QgQ0EwHhcNMj"
+            "YxMjAyMDI1MjI4WhcNMzExMjAxMDM1MjI4WjBnMQswCQYDVQQGEwJDTjESMBAGA1UECgwJSmlhbnpoZW5nMRA"
+            "wDgYDVQQLDAd3aXRuZXNzMQ0wCwYDVQQDDATlvKAqMSMwIQYDVQQFExowMU04VEUzUkJBMlM0SjlBVEREMVIz"
+            "U1hFWTAqMAUGAytlcAMhAHYLei8jvNkJjxzRUVdskQemVO/z9NCwyWq77qMppNmKo4G2MIGzMAwGA1UdEwEB/"
+            "wQCMAAwDgYDVR0PAQH/BAQDAgbAMB0GA1UdDgQWBBQSYMswo4BqqLlQY/LDNvw1wSZ9fTAfBgNVHSMEGDAWgB"
+            "QkDOjdIxkl8+oUDPIAAFpzbbnJ7TAyBgNVHR8EKzApMCegJaAjhiFodHRwOi8vMTI3LjAuMC4xOjgwMDAvY2E"
+            "vcm9vdC5jcmwwHwYDVR0lBBgwFgYUaYPG1bnnyKCUsvCWmPKPu9KWv28wCgYIKoZIzj0EAwIDSAAwRQIhANBG"
+            "Hq4GJM5XjlZbsOy8AI7Td+QnmH+2KE2hvhepIT+RAiAYpwQMkzJh8Z1AGXgrjKE2NZttSf87GUr8GBBrqGUe4"
+            "A=="
+        )
+    }
+}
+_REGISTRY_ENTRY = {
+    "record": {
+        "body": {
+            "action": "register",
+            "agency": {
+                "account": "01M8TE3QWHR2HRW5M8MYAZKSCC",
+                "name": "监督站 440300",
+                "region": "440300"
+            },
+            "certificate": {
+                "issuer": "CN=Jianzheng Development Root CA,O=Jianzheng,C=CN",
+                "not_after": "2031-12-01T03:52:28Z",
+                "not_before": "2026-12-02T02:52:28Z",
+                "serial": "61f0a9672ae98bb1e06e12de12fa96f2de2ded55",
+                "sha256": "10a291fa84da8485266c24ac8073c9405ec6f1ad5373ec5af982f244cc929ca8"
+            },
+            "kind": "witness",
+            "person": {
+                "id_number": "110***********002X",
+                "name": "张三",
+                "role": "witness",
+                "unit": "鹏城监理有限公司"
+            },
+            "projects": [
+                "深圳湾科技园3号楼"
+            ],
+            "witness_key": {
+                "algorithm": "ed25519",
+                "fingerprint": "9d518c5d92f515101fba1b071dd206472b997171484937db07923c6fbe07777f",
+                "key_id": "01M8TE3RBA2S4J9ATDD1R3SXEY",
+                "public_key": "MCowBQYDK2VwAyEAdgt6LyO82QmPHNFRV2yRB6ZU7/P00LDJarvuoymk2Yo="
+            }
+        },
+        "created_at": "2026-12-02T03:52:28Z",
+        "files": [
+            {
+                "media_type": "application/pkix-cert",
+                "role": "witness_certificate",
+                "sha256": "10a291fa84da8485266c24ac8073c9405ec6f1ad5373ec5af982f244cc929ca8",
+                "size": 574
+            }
+        ],
+        "id": "01M8TE3RC3DNB43KYD7GNK4FJS",
+        "institution": "91440300MA00000077",
+        "parents": [],
+        "type": "registry",
+        "v": 1
+    },
+    "leaf_hash": "505e49c12f15ac84a299e4f4623ae1c0a2fef7338869a9a3201cf250205bdb3f"
+}
 _WITNESS_KEY_REVOKED = {
     "key_id": "01M82ER5K2FTT3HX7YEK9XZ11W",
     "algorithm": "ecdsa-p256",
@@ -960,6 +1043,14 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
     ("post", "/api/v1/witness-keys", "201"): {"example": _WITNESS_KEY},
     ("get", "/api/v1/witness-keys/{key_id}", "200"): {"example": _WITNESS_KEY},
     ("post", "/api/v1/witness-keys/{key_id}/revocation", "200"): {"example": _WITNESS_KEY_REVOKED},
+    ("post", "/api/v1/agency/witnesses", "201"): {"example": _VOUCHED},
+    ("post", "/api/v1/agency/witness-keys/{key_id}/verification", "201"): {
+        "example": {
+            **_VOUCHED,
+            "witness_key": {**_VOUCHED["witness_key"], "role": "sampler"},  # type: ignore[dict-item]
+        }
+    },
+    ("get", "/api/v1/audit/registry", "200"): {"example": [_REGISTRY_ENTRY]},
     ("get", "/api/v1/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/audit/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/warnings", "200"): {"example": [_WARNING]},

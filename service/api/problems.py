@@ -45,6 +45,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
     # 403
     "forbidden": 403,
+    "out_of_region": 403,
     # 404
     "dev_chain_not_deployed": 404,
     "image_not_found": 404,
@@ -85,6 +86,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upload_not_complete": 409,
     "upload_offset_mismatch": 409,
     "witness_key_exists": 409,
+    "witness_key_verified": 409,
     # 410
     "upload_expired": 410,
     # 413
@@ -108,6 +110,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_mismatch": 422,
     "image_not_in_parents": 422,
     "image_required": 422,
+    "replacement_incomplete": 422,
     "image_unreadable": 422,
     "invalid_algorithm": 422,
     "invalid_expiry": 422,

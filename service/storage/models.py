@@ -206,6 +206,16 @@ class WitnessKey(Base):
     witness_unit: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # --- what a supervision agency vouched for (migration 0011) ---
+    #: "witness" (见证人员) or "sampler" (取样人员).
+    role: Mapped[str] = mapped_column(String(16), server_default="witness")
+    #: The agency account that verified the key; None: only the lab registered it.
+    verified_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The `registry` record of the verification; seals and witness records name it.
+    registry_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    #: The platform CA's X.509 certificate for the key (DER).
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class SampleCode(Base):

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339
-from service.domain import rules, seals
+from service.domain import registry, rules, seals
 from service.domain.evidence import FileRef
 from service.domain.imagefacts import image_facts
 from service.domain.nonconforming import notify_seal_check_failed
@@ -62,7 +62,7 @@ from service.domain.uploads import take_upload
 from service.errors import Conflict, Invalid
 from service.settings import Settings
 from service.storage.blobs import BlobStore
-from service.storage.models import Record, SampleCode, Upload
+from service.storage.models import Record, SampleCode, Upload, WitnessKey
 from verifier.merkle import leaf_hash
 
 #: A timestamp further than this in the future is refused (clock skew allowance).
@@ -93,6 +93,8 @@ class Derived:
     files: list[FileRef] = field(default_factory=list)
     #: None: the record type raises no flags (the body then has no `flags`).
     flags: list[rules.Flag] | None = None
+    #: Parents the platform adds after the request's (a seal's witness registry record).
+    extra_parents: list[Record] = field(default_factory=list)
 
 
 class Handler(Generic[M]):
@@ -200,14 +202,16 @@ class SealHandler(Handler[SealIn]):
         )
         check_witness_signature(key, signed, payload.signature, "seal_signature_invalid")
         _not_in_future(parse_rfc3339(payload.sealed_at), intake.now, "sealed_at")
-        return Derived(
+        return _vouched(
+            intake,
+            key,
             {
                 "sample_code": payload.sample_code,
                 "signed": signed,
                 "signature": payload.signature,
                 "witness_key": key_json(key),
                 "witness": witness_identity(key),
-            }
+            },
         )
 
 
@@ -231,14 +235,25 @@ class WitnessHandler(Handler[WitnessIn]):
         )
         check_witness_signature(key, signed, payload.signature, "witness_signature_invalid")
         _not_in_future(parse_rfc3339(payload.witnessed_at), intake.now, "witnessed_at")
-        return Derived(
+        return _vouched(
+            intake,
+            key,
             {
                 "witness": witness_identity(key),
                 "signed": signed,
                 "signature": payload.signature,
                 "witness_key": key_json(key),
-            }
+            },
         )
+
+
+def _vouched(intake: Intake, key: WitnessKey, body: dict[str, Any]) -> Derived:
+    """A seal or witness record: it names the agency's registry record of its key among its
+    parents (so a bundle carries the key's certificate), or carries `witness_unverified`."""
+    parent = registry.verification_parent(intake.session, key)
+    if parent is None:
+        return Derived(body, flags=registry.unverified_flags(key) or None)
+    return Derived(body, extra_parents=[parent])
 
 
 class ReceiptHandler(Handler[ReceiptIn]):

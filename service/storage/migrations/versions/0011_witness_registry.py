@@ -1,0 +1,40 @@
+"""Agency-verified witnesses and samplers (issue 13, INTERFACE §7.2 `witness_unverified`).
+
+`witness_keys` gains what a supervision agency vouched for: the person's role (`witness`
+见证人员 or `sampler` 取样人员), who verified the key and when, the `registry` evidence
+record of that verification (a seal or witness record the key signs names it as a parent)
+and the X.509 certificate the platform CA issued for the key (DER).
+
+Revision ID: 0011
+Revises: 0010
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("witness_keys") as batch:
+        batch.add_column(
+            sa.Column("role", sa.String(16), nullable=False, server_default="witness")
+        )
+        batch.add_column(sa.Column("verified_by", sa.String(26), nullable=True))
+        batch.add_column(sa.Column("verified_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("registry_record_id", sa.String(26), nullable=True))
+        batch.add_column(sa.Column("certificate", sa.LargeBinary(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("witness_keys") as batch:
+        batch.drop_column("certificate")
+        batch.drop_column("registry_record_id")
+        batch.drop_column("verified_at")
+        batch.drop_column("verified_by")
+        batch.drop_column("role")

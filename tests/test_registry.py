@@ -1,0 +1,308 @@
+"""The supervision agency's register of witnesses and samplers (issue 13), through the API.
+
+- an agency of 440300 registers and verifies witnesses of labs registered in 440300 and is
+  refused (403 `out_of_region`) for a lab of 110000; a lab and an auditor cannot write;
+- every write is a `registry` evidence record whose certificate chains to the platform
+  root; seals and witness records signed with a verified key name it and carry no warning,
+  a lab-registered key gives `witness_unverified` (record flags, report warnings, audit
+  list);
+- a replacement registered 1 working day before the change is flagged, 3 are not, and a
+  holiday in between counts as no working day.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from service.clock import utc_now
+from service.domain import accounts, rules
+from service.domain.trust import platform_ca
+from service.state import ServiceState
+from service.storage.db import session_scope
+from signer.ca import WITNESS_SIGNING_EKU
+from tests.labkit import (
+    Account,
+    add_agency,
+    add_auditor,
+    add_lab,
+    client_for,
+    make_app,
+    make_uscc,
+)
+from tests.recordkit import (
+    VALID_ID_NUMBER,
+    Chain,
+    WitnessSigner,
+    ago,
+    build_chain,
+    created,
+    data_body,
+    post_media,
+    receipt_body,
+    sample_body,
+    seal_body,
+    sha256,
+    stored_record,
+    witness_body,
+)
+
+META = {"conclusion": "pass", "approver": "王五"}
+
+
+def registration(institution: str, signer: WitnessSigner, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "institution": institution,
+        "person": {"name": "李四", "id_number": VALID_ID_NUMBER, "unit": "鹏城监理有限公司"},
+        "role": "witness",
+        "projects": ["深圳湾科技园3号楼"],
+        "algorithm": signer.algorithm,
+        "public_key": signer.public_b64(),
+    }
+    body.update(over)
+    return body
+
+
+_record = stored_record
+
+
+def test_agency_writes_in_its_region_only(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 131)
+    far_lab = add_lab(app_state, 132, region="110000")
+    agency = add_agency(app_state)
+    auditor = add_auditor(app_state)
+    with client_for(app, agency) as a, client_for(app, lab) as c, client_for(
+        app, auditor
+    ) as r:
+        signer = WitnessSigner.new()
+        answer = a.post("/api/v1/agency/witnesses", json_body=registration(
+            lab.institution or "", signer))
+        assert answer.status_code == 201, answer.text
+        out = answer.json()
+        key = out["witness_key"]
+        assert key["verified"] is True and key["role"] == "witness"
+        assert key["witness"]["id_number"] != VALID_ID_NUMBER  # masked
+        record = _record(app_state, out["record_id"])
+        assert record["type"] == "registry" and record["institution"] == lab.institution
+        body = record["body"]
+        assert body["kind"] == "witness" and body["action"] == "register"
+        assert body["agency"]["region"] == "440300"
+        assert body["person"]["id_number"] == "110***********002X"
+        assert body["witness_key"]["fingerprint"] == key["fingerprint"]
+        assert [f["role"] for f in record["files"]] == ["witness_certificate"]
+        # the certificate certifies that key and chains to the platform root
+        der = base64.b64decode(key["certificate"])
+        cert = x509.load_der_x509_certificate(der)
+        assert record["files"][0]["sha256"] == body["certificate"]["sha256"]
+        assert app_state.blobs.get(body["certificate"]["sha256"]) == der
+        root = platform_ca(app_state.settings).root_certificate
+        cert.verify_directly_issued_by(root)
+        assert WITNESS_SIGNING_EKU in cert.extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage).value
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert base64.b64encode(spki).decode() == key["public_key"]
+        # the lab sees its key as verified
+        mine = c.get(f"/api/v1/witness-keys/{key['key_id']}").json()
+        assert mine["verified"] is True and mine["registry_record_id"] == out["record_id"]
+
+        # another region's lab: refused, nothing written
+        far = a.post("/api/v1/agency/witnesses", json_body=registration(
+            far_lab.institution or "", WitnessSigner.new()))
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        unknown = a.post("/api/v1/agency/witnesses", json_body=registration(
+            "91440300MA5F000000", WitnessSigner.new()))
+        assert unknown.status_code in (404, 422)
+        bad_id = a.post("/api/v1/agency/witnesses", json_body=registration(
+            lab.institution or "", WitnessSigner.new(),
+            person={"name": "李四", "id_number": VALID_ID_NUMBER[:-1] + "1"}))
+        assert bad_id.status_code == 422 and bad_id.json()["code"] == "id_number_invalid"
+
+        # a lab and an auditor cannot write agency facts
+        for other in (c, r):
+            refused = other.post("/api/v1/agency/witnesses", json_body=registration(
+                lab.institution or "", WitnessSigner.new()))
+            assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+
+        # a key the lab proposed: verified by the agency of its region only
+        proposed = WitnessSigner.new("ecdsa-p256")
+        proposed.register(c)
+        far_agency = add_agency(app_state, "110000")
+        with client_for(app, far_agency) as fa:
+            no = fa.post(f"/api/v1/agency/witness-keys/{proposed.key_id}/verification",
+                         json_body={"role": "sampler"})
+            assert no.status_code == 403 and no.json()["code"] == "out_of_region"
+        path = f"/api/v1/agency/witness-keys/{proposed.key_id}/verification"
+        yes = a.post(path, json_body={"role": "sampler", "projects": ["深圳湾科技园3号楼"]})
+        assert yes.status_code == 201, yes.text
+        assert yes.json()["witness_key"]["role"] == "sampler"
+        assert _record(app_state, yes.json()["record_id"])["body"]["action"] == "verify"
+        again = a.post(path, json_body={})
+        assert again.status_code == 409 and again.json()["code"] == "witness_key_verified"
+        assert c.post(path, json_body={}).status_code == 403
+
+        # the audit list: the agency and a national auditor see both; the far agency none
+        listed = a.get("/api/v1/audit/registry").json()
+        assert [e["record"]["id"] for e in listed] == [out["record_id"], yes.json()["record_id"]]
+        assert len(r.get("/api/v1/audit/registry").json()) == 2
+        with client_for(app, far_agency) as fa:
+            assert fa.get("/api/v1/audit/registry").json() == []
+            assert fa.get("/api/v1/audit/registry",
+                          query={"institution": lab.institution}).status_code == 403
+
+
+def _verified_chain(c: Any, a: Any, app_state: ServiceState, sample_code: str) -> Chain:
+    """A chain whose witness key the agency verified before the seal was signed."""
+    chain = build_chain(c, sample_code=sample_code + "-0")  # makes project, contract, …
+    signer = WitnessSigner.new()
+    signer.register(c)
+    verified = a.post(f"/api/v1/agency/witness-keys/{signer.key_id}/verification",
+                      json_body={"projects": [chain.project]})
+    assert verified.status_code == 201, verified.text
+    sample = created(c.post("/api/v1/samples", json_body=sample_body(chain.commission,
+                                                                   sample_code)))
+    image_bytes = b"\xff\xd8\xff\xe0 verified photo " + sample_code.encode()
+    image = post_media(c, image_bytes)
+    out = Chain(chain.project, chain.contract, chain.commission, sample, sample_code, image,
+                sha256(image_bytes), signer)
+    out.extra["registry"] = verified.json()["record_id"]
+    out.seal = created(c.post("/api/v1/seals", json_body=seal_body(out)))
+    out.witness = created(c.post("/api/v1/witnesses", json_body=witness_body(out)))
+    out.receipt = created(c.post("/api/v1/receipts", json_body=receipt_body(out)))
+    return out
+
+
+def test_seals_of_verified_keys_name_the_registry_record(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 133)
+    agency = add_agency(app_state)
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        chain = _verified_chain(c, a, app_state, "YP-REG-V")
+        registry_leaf = _record(app_state, chain.extra["registry"])["_leaf"]
+        for record_id in (chain.seal, chain.witness):
+            rec = _record(app_state, record_id)
+            assert registry_leaf in rec["parents"]
+            assert "flags" not in rec["body"]
+        # a lab-registered key: accepted, flagged witness_unverified
+        plain = build_chain(c, sample_code="YP-REG-U")
+        for record_id in (plain.seal, plain.witness):
+            rec = _record(app_state, record_id)
+            assert [f["rule"] for f in rec["body"]["flags"]] == ["witness_unverified"]
+            assert registry_leaf not in rec["parents"]
+
+        def report(ch: Chain, no: str) -> dict[str, Any]:
+            test = created(c.post("/api/v1/test-records", json_body=data_body(ch, ago(300))))
+            code = c.issue_code(no, ch.project).json()["code"]
+            meta = {**META, "issued_on": utc_now().date().isoformat(),
+                    "parents": [ch.sample, test]}
+            answer = c.put(f"/api/v1/reports/{code}", json_body=meta)
+            assert answer.status_code == 200, answer.text
+            out: dict[str, Any] = answer.json()
+            out["code"] = code
+            return out
+
+        good = report(chain, "BG-REG-V")
+        assert good["warnings"] == [] and good["evidence_complete"] is True
+        bad = report(plain, "BG-REG-U")
+        assert [(w["code"], w["record_id"]) for w in bad["warnings"]] == [
+            ("witness_unverified", plain.seal), ("witness_unverified", plain.witness)]
+        assert bad["evidence_complete"] is True  # a warning, not a custody gap
+        listed = a.get("/api/v1/audit/warnings", query={"code": "witness_unverified"}).json()
+        assert {w["record_id"] for w in listed} == {plain.seal, plain.witness}
+        assert {w["report_code"] for w in listed} == {bad["code"]}
+        public = c.get(f"/api/v1/public/reports/{bad['code']}").json()
+        assert [w["code"] for w in public["warnings"]] == ["witness_unverified"] * 2
+        assert c.get(f"/api/v1/public/reports/{good['code']}").json()["warnings"] == []
+
+
+def test_late_replacement_is_flagged(app_state: ServiceState) -> None:
+    settings = app_state.settings
+    today = rules.local_date(utc_now(), settings.rules.timezone)
+    calendar = rules.WorkingCalendar.from_settings(settings.rules)
+    holiday = calendar.add_working_days(today, 1)
+    settings.rules.holidays = (holiday,)  # the next working day is a holiday now
+    calendar = rules.WorkingCalendar.from_settings(settings.rules)
+    app = make_app(app_state)
+    lab = add_lab(app_state, 134)
+    agency = add_agency(app_state)
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        first = a.post("/api/v1/agency/witnesses", json_body=registration(
+            lab.institution or "", WitnessSigner.new()))
+        old_key = first.json()["witness_key"]["key_id"]
+
+        def replace(effective_on: str) -> dict[str, Any]:
+            answer = a.post("/api/v1/agency/witnesses", json_body=registration(
+                lab.institution or "", WitnessSigner.new(), replaces=old_key,
+                effective_on=effective_on))
+            assert answer.status_code == 201, answer.text
+            return _record(app_state, answer.json()["record_id"])
+
+        one_day = calendar.add_working_days(today, 1)
+        late = replace(one_day.isoformat())
+        flags = late["body"]["flags"]
+        assert [f["rule"] for f in flags] == ["witness_replacement_late"]
+        assert flags[0]["notice_working_days"] == 1 and flags[0]["replaces"] == old_key
+        three = calendar.add_working_days(today, 3)
+        # three calendar working days, counting the holiday, would be one day short
+        assert (three - today).days >= 4
+        on_time = replace(three.isoformat())
+        assert "flags" not in on_time["body"]
+        just_short = replace((three - timedelta(days=1)).isoformat())
+        assert [f["rule"] for f in just_short["body"]["flags"]] == ["witness_replacement_late"]
+        half = a.post("/api/v1/agency/witnesses", json_body=registration(
+            lab.institution or "", WitnessSigner.new(), replaces=old_key))
+        assert half.status_code == 422 and half.json()["code"] == "replacement_incomplete"
+        flagged = c.get(f"/api/v1/records/{late['id']}").json()["flags"]
+        assert [f["rule"] for f in flagged] == ["witness_replacement_late"]
+
+
+def _doc_examples() -> dict[str, dict[str, Any]]:
+    """The request bodies docs/registry.md shows, by the label above each."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "registry.md").read_text()
+    found = re.findall(r"<!-- example: (.+?) -->\n```json\n(.*?)```", text, re.S)
+    return {label: json.loads(body) for label, body in found}
+
+
+def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
+    examples = _doc_examples()
+    assert set(examples) == {
+        "POST /api/v1/agency/witnesses",
+        "POST /api/v1/agency/witness-keys/{key_id}/verification",
+        "replacement",
+    }
+    with session_scope(app_state.sessions) as s:
+        accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
+                                 region="440300", name="鹏城检测")
+        accounts.add_institution(s, app_state.settings, uscc=make_uscc(1302),
+                                 region="440300", name="Other")
+    app = make_app(app_state)
+    agency = add_agency(app_state)
+    with client_for(app, agency) as a:
+        first = a.post("/api/v1/agency/witnesses",
+                       json_body=examples["POST /api/v1/agency/witnesses"])
+        assert first.status_code == 201, first.text
+        key_id = first.json()["witness_key"]["key_id"]
+        replacement = {**examples["replacement"], "replaces": key_id}
+        second = a.post("/api/v1/agency/witnesses", json_body=replacement)
+        assert second.status_code == 201, second.text
+        with session_scope(app_state.sessions) as s:
+            lab_key = accounts.issue_key(s, app_state.settings,
+                                         institution="91440300MA0001301W").as_json()
+        lab = Account(lab_key["key_id"], lab_key["secret"], institution="91440300MA0001301W")
+        with client_for(app, lab) as c:
+            proposed = WitnessSigner.new()
+            proposed.register(c)
+        verified = a.post(f"/api/v1/agency/witness-keys/{proposed.key_id}/verification",
+                          json_body=examples[
+                              "POST /api/v1/agency/witness-keys/{key_id}/verification"])
+        assert verified.status_code == 201, verified.text
+        assert verified.json()["witness_key"]["role"] == "sampler"
