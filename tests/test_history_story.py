@@ -368,3 +368,35 @@ def test_a_witness_key_no_agency_verified_is_warned_everywhere(
         assert "0 of 2" in checks[0].detail
         _, found = witness_certificate_warnings(opened, [story.roots.read_bytes()])
         assert found == []
+
+
+def test_an_edited_registry_row_makes_the_page_name_the_step(story: Story) -> None:
+    """The agency's verification is evidence like the rest: editing its row in the database
+    makes the page of a report whose seal names it say tampered, naming that step."""
+    from sqlalchemy import text
+
+    code = story.cases["no_receipt"]
+    assert story.public(code)["status"] == "genuine"
+    steps = [s for s in story.public(code)["chain"] if s["type"] == "registry"]
+    assert len(steps) == 1 and steps[0]["check"] == "verified"
+    assert steps[0]["details"]["registry_kind"] == "witness"
+    entry = steps[0]["record_id"]
+    with story.state.engine.begin() as conn:
+        original = conn.execute(
+            text("SELECT canonical FROM records WHERE id = :id"), {"id": entry}
+        ).scalar_one()
+        edited = bytes(original).replace("鹏城监理".encode(), "某某监理".encode())
+        assert edited != bytes(original)
+        conn.execute(text("UPDATE records SET canonical = :c WHERE id = :id"),
+                     {"c": edited, "id": entry})
+    try:
+        data = story.public(code)
+        assert data["status"] == "tampered"
+        assert data["problem"]["record_id"] == entry
+        assert data["problem"]["step"]["zh"] == "监督机构登记"
+        assert 'data-step="registry"' in story.page(code)
+    finally:
+        with story.state.engine.begin() as conn:
+            conn.execute(text("UPDATE records SET canonical = :c WHERE id = :id"),
+                         {"c": original, "id": entry})
+    assert story.public(code)["status"] == "genuine"

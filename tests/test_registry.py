@@ -278,6 +278,7 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/witnesses",
         "POST /api/v1/agency/witness-keys/{key_id}/verification",
         "replacement",
+        "POST /api/v1/agency/projects",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -306,3 +307,88 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
                               "POST /api/v1/agency/witness-keys/{key_id}/verification"])
         assert verified.status_code == 201, verified.text
         assert verified.json()["witness_key"]["role"] == "sampler"
+        project = a.post("/api/v1/agency/projects",
+                         json_body=examples["POST /api/v1/agency/projects"])
+        assert project.status_code == 201, project.text
+
+
+AGENCY_PROJECT = {
+    "name": "深圳湾科技园3号楼",
+    "project_no": "440305202611220101",
+    "location": "深圳市南山区科苑南路",
+    "region": "440305",
+    "construction_unit": {"name": "深圳湾建设有限公司"},
+    "supervision_unit": {"name": "鹏城监理有限公司"},
+}
+
+
+def test_projects_entered_by_the_agency_and_what_the_page_says(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 135)
+    other_lab = add_lab(app_state, 136)
+    far_lab = add_lab(app_state, 137, region="110000")
+    agency = add_agency(app_state)
+    with client_for(app, agency) as a, client_for(app, lab) as c, client_for(
+        app, other_lab
+    ) as o:
+        entered = a.post("/api/v1/agency/projects", json_body={
+            "institution": lab.institution, "project": AGENCY_PROJECT})
+        assert entered.status_code == 201, entered.text
+        entry_id = entered.json()["record_id"]
+        entry = _record(app_state, entry_id)
+        assert entry["type"] == "registry" and entry["body"]["kind"] == "project"
+        assert entry["body"]["project"]["name"] == AGENCY_PROJECT["name"]
+        assert entry["body"]["agency"]["region"] == "440300"
+        far = a.post("/api/v1/agency/projects", json_body={
+            "institution": far_lab.institution, "project": AGENCY_PROJECT})
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        assert c.post("/api/v1/agency/projects", json_body={
+            "institution": lab.institution, "project": AGENCY_PROJECT}).status_code == 403
+        with_parents = a.post("/api/v1/agency/projects", json_body={
+            "institution": lab.institution, "project": {**AGENCY_PROJECT, "parents": [entry_id]}})
+        assert with_parents.status_code == 422
+        assert with_parents.json()["code"] == "project_fields_invalid"
+
+        # the lab's project names the registration: it becomes a parent
+        chain = build_chain(c, sample_code="YP-REG-P", agency=a,
+                            project_fields={"registered_project": entry_id})
+        project = _record(app_state, chain.project)
+        assert project["parents"] == [entry["_leaf"]]
+        assert project["body"]["registered_project"] == entry_id
+        # another lab cannot claim it; a witness registration is not a project
+        stolen = o.post("/api/v1/projects", json_body={**AGENCY_PROJECT,
+                                                       "construction_unit": {"name": "x"},
+                                                       "registered_project": entry_id})
+        assert stolen.status_code == 403 and stolen.json()["code"] == "forbidden"
+        key_entry = a.post("/api/v1/agency/witnesses", json_body=registration(
+            lab.institution or "", WitnessSigner.new())).json()["record_id"]
+        wrong = c.post("/api/v1/projects", json_body={**AGENCY_PROJECT,
+                                                      "registered_project": key_entry})
+        assert wrong.status_code == 404 and wrong.json()["code"] == "registered_project_not_found"
+
+        lab_only = build_chain(c, sample_code="YP-REG-L")
+
+        def report(ch: Chain, no: str) -> str:
+            test = created(c.post("/api/v1/test-records", json_body=data_body(ch, ago(300))))
+            code = str(c.issue_code(no, ch.project).json()["code"])
+            meta = {**META, "issued_on": utc_now().date().isoformat(),
+                    "parents": [ch.sample, test]}
+            assert c.put(f"/api/v1/reports/{code}", json_body=meta).status_code == 200
+            return code
+
+        vouched, unvouched = report(chain, "BG-REG-P"), report(lab_only, "BG-REG-L")
+        steps = {s["type"]: s for s in c.get(f"/api/v1/public/reports/{vouched}").json()["chain"]}
+        assert steps["project"]["details"]["project_registration"] == "agency"
+        assert steps["seal"]["details"]["witness_check"] == "agency_verified"
+        assert steps["seal"]["details"]["witness_verified_by"] == "监督站 440300"
+        assert steps["witness"]["details"]["witness_check"] == "agency_verified"
+        page = c.http.get(f"/v/{vouched}").text
+        assert "监督机构已登记" in page and "监督机构已核验" in page
+        assert "仅检测机构自行登记" not in page and "未经监督机构核验" not in page
+        steps = {s["type"]: s for s in c.get(f"/api/v1/public/reports/{unvouched}").json()["chain"]}
+        assert steps["project"]["details"]["project_registration"] == "lab_only"
+        assert steps["seal"]["details"]["witness_check"] == "unverified"
+        page = c.http.get(f"/v/{unvouched}").text
+        assert "仅检测机构自行登记" in page and "未经监督机构核验" in page
+        english = c.http.get(f"/v/{unvouched}", params={"lang": "en"}).text
+        assert "the lab only" in english and "not verified by a supervision agency" in english

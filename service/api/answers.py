@@ -81,12 +81,14 @@ MEANING: dict[str, str] = {
     "pdf_not_found": "the report has no signed PDF yet",
     "pdf_too_complex": "the PDF has too many objects",
     "pdf_too_large": "the PDF exceeds the size limit",
+    "project_fields_invalid": "an agency's project names no parents and no registered_project",
     "project_mismatch": "a record does not derive from the code's project",
     "query_ambiguous": "the query repeats a name or holds a raw '+'",
     "rate_limited": "too many requests from this address; retry after Retry-After",
     "record_corrupt": "a stored record no longer parses (reported to the operator)",
     "record_missing": "a record of the report is missing (reported to the operator)",
     "record_not_found": "no such record (or not one of yours)",
+    "registered_project_not_found": "no project the agency registered for this lab has that id",
     "replacement_incomplete": "a replacement names both `replaces` and `effective_on`",
     "report_closed": "the report is revoked, voided or superseded",
     "report_metadata_missing": "PUT the report's metadata first",
@@ -194,7 +196,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/reports/{code}/certificate": ("unknown_code", "pdf_not_found",
                                                "evidence_unavailable", *_STORED),
     # records (INTERFACE §1)
-    "POST /api/v1/projects": ("not_canonicalizable",),
+    "POST /api/v1/projects": ("not_canonicalizable", "registered_project_not_found"),
     "POST /api/v1/contracts": (*_PARENTS, *_FILE, "date_in_future"),
     "POST /api/v1/commissions": _PARENTS,
     "POST /api/v1/samples": (*_PARENTS, "duplicate_sample_code"),
@@ -226,6 +228,9 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "POST /api/v1/agency/witness-keys/{key_id}/verification": (
         "out_of_region", "unknown_institution", "witness_key_not_found", "witness_key_revoked",
         "witness_key_verified", "replacement_incomplete",
+    ),
+    "POST /api/v1/agency/projects": (
+        "out_of_region", "unknown_institution", "project_fields_invalid",
     ),
     "GET /api/v1/audit/registry": (),
     # uploads (INTERFACE §5.3)

@@ -1051,6 +1051,12 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
         }
     },
     ("get", "/api/v1/audit/registry", "200"): {"example": [_REGISTRY_ENTRY]},
+    ("post", "/api/v1/agency/projects", "201"): {
+        "example": {
+            "record_id": "01M8TE9K4W3F7Q2B1D6X0Y5Z8N",
+            "leaf_hash": "3f0c5e1b9a7d2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6",
+        }
+    },
     ("get", "/api/v1/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/audit/flags", "200"): {"example": [_FLAG]},
     ("get", "/api/v1/warnings", "200"): {"example": [_WARNING]},

@@ -104,6 +104,33 @@ def verify_witness_key(
     return idem.run(session, work)
 
 
+class RecordOut(BaseModel):
+    record_id: str = Field(description="the `registry` evidence record of this write")
+    leaf_hash: str
+
+
+@router.post(
+    "/api/v1/agency/projects",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Enter a project and its responsible units for a lab of the agency's region",
+    description="Agency keys only. The lab's project record may then name it "
+    "(`registered_project`); the public page says whether the agency entered the project.",
+)
+def register_project(
+    body: registry.ProjectRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        record = registry.register_project(_write(session, state, caller), body)
+        return 201, {"record_id": record.id, "leaf_hash": record.leaf_hash}
+
+    return idem.run(session, work)
+
+
 @router.get(
     "/api/v1/audit/registry",
     response_model=list[RegistryEntry],

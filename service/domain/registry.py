@@ -43,7 +43,7 @@ from service.domain.accounts import ROLE_AGENCY, AuditScope
 from service.domain.evidence import FileRef, append_record, new_record_id
 from service.domain.masking import mask_id_number, mask_name
 from service.domain.records.flags import store_flags
-from service.domain.records.inputs import WitnessKeyIn
+from service.domain.records.inputs import ProjectIn, WitnessKeyIn
 from service.domain.records.witness_keys import key_json, register_witness_key, witness_key_json
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.settings import Settings
@@ -52,6 +52,7 @@ from service.storage.models import Auditor, Institution, Record, WitnessKey
 from signer.ca import DevCA
 
 KIND_WITNESS = "witness"
+KIND_PROJECT = "project"
 RULE_REPLACEMENT_LATE = "witness_replacement_late"
 RULE_WITNESS_UNVERIFIED = "witness_unverified"
 CERTIFICATE_ROLE = "witness_certificate"
@@ -226,7 +227,7 @@ def _vouch(w: AgencyWrite, key: WitnessKey, data: Appointment, *, action: str) -
     body: dict[str, Any] = {
         "kind": KIND_WITNESS,
         "action": action,
-        "agency": {"account": agency.id, "name": agency.name, "region": agency.region_scope},
+        "agency": _agency_json(agency),
         "person": {
             "name": key.witness_name,
             "id_number": mask_id_number(key.witness_id_number),
@@ -300,11 +301,85 @@ def certificate_facts(cert: x509.Certificate, sha256: str) -> dict[str, Any]:
     }
 
 
+class ProjectRegistrationIn(BaseModel):
+    """A project (工程项目) and its responsible units, entered by the agency for a lab of its
+    region; the lab's project record then names it (`registered_project`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "institution": "91440300MA0001301W",
+                    "project": {
+                        "name": "深圳湾科技园3号楼",
+                        "project_no": "440305202611220101",
+                        "location": "深圳市南山区科苑南路",
+                        "region": "440305",
+                        "construction_unit": {"name": "深圳湾建设有限公司"},
+                        "supervision_unit": {"name": "鹏城监理有限公司"},
+                        "contractor": {"name": "中建某局"},
+                    },
+                }
+            ]
+        },
+    )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+    project: ProjectIn = Field(description="the project as a lab would send it, without parents")
+
+
+def register_project(w: AgencyWrite, data: ProjectRegistrationIn) -> Record:
+    """The agency enters a project for a lab of its region (caller commits)."""
+    check_agency_region(w.session, w.agency, data.institution)
+    if data.project.parents or data.project.registered_project:
+        raise Invalid("project_fields_invalid", "an agency's project names no parents")
+    project = data.project.model_dump(
+        mode="json", exclude={"parents", "registered_project"}, exclude_none=True
+    )
+    return append_record(
+        w.session,
+        type="registry",
+        institution=data.institution,
+        body={
+            "kind": KIND_PROJECT,
+            "action": "register",
+            "agency": _agency_json(w.agency),
+            "project": project,
+        },
+    )
+
+
+def registered_project(session: Session, record_id: str, institution: str) -> Record:
+    """The agency's registration a lab's project names: 404 `registered_project_not_found`
+    unless it is a `registry` record of kind `project` for this lab."""
+    row = session.get(Record, record_id) if len(record_id) <= 26 else None
+    kind = json.loads(row.canonical).get("body", {}).get("kind") if row is not None else None
+    if row is None or row.type != "registry" or kind != KIND_PROJECT:
+        raise NotFound(
+            "registered_project_not_found", f"no project the agency registered as {record_id}"
+        )
+    if row.institution != institution:
+        raise Forbidden("forbidden", f"project {record_id} was registered for another lab")
+    return row
+
+
+def _agency_json(agency: Auditor) -> dict[str, Any]:
+    return {"account": agency.id, "name": agency.name, "region": agency.region_scope}
+
+
 def verification_parent(session: Session, key: WitnessKey) -> Record | None:
     """The registry record a seal or witness record signed by `key` names as a parent."""
     if key.registry_record_id is None:
         return None
     return session.get(Record, key.registry_record_id)
+
+
+def verified_by(entry: Record) -> dict[str, Any]:
+    """What a seal or witness record says of its key's verification: the registry record
+    and the agency that wrote it."""
+    agency = json.loads(entry.canonical).get("body", {}).get("agency", {})
+    return {"registry_record_id": entry.id, "agency": agency.get("name")}
 
 
 def unverified_flags(key: WitnessKey) -> list[rules.Flag]:

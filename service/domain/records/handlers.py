@@ -253,7 +253,21 @@ def _vouched(intake: Intake, key: WitnessKey, body: dict[str, Any]) -> Derived:
     parent = registry.verification_parent(intake.session, key)
     if parent is None:
         return Derived(body, flags=registry.unverified_flags(key) or None)
+    body["witness_verified_by"] = registry.verified_by(parent)
     return Derived(body, extra_parents=[parent])
+
+
+class ProjectHandler(Handler[ProjectIn]):
+    """A project may name the supervision agency's registration of it (`registered_project`),
+    which becomes a parent; without one the project is the lab's word alone."""
+
+    def derive(self, intake: Intake, payload: ProjectIn, file: StoredFile | None) -> Derived:
+        if payload.registered_project is None:
+            return Derived(dump(payload))
+        entry = registry.registered_project(
+            intake.session, payload.registered_project, intake.institution
+        )
+        return Derived(dump(payload), extra_parents=[entry])
 
 
 class ReceiptHandler(Handler[ReceiptIn]):
@@ -409,7 +423,7 @@ class MediaHandler(FileHandler[MediaIn]):
 
 #: Collection (the URL's last segment) -> its handler, record type and request model.
 HANDLERS: dict[str, Handler[Any]] = {
-    "projects": Handler("project", ProjectIn),
+    "projects": ProjectHandler("project", ProjectIn),
     "contracts": ContractHandler("contract", ContractIn),
     "commissions": Handler("commission", CommissionIn),
     "samples": SampleHandler("sample", SampleIn),
