@@ -43,8 +43,11 @@ from tests.recordkit import (
     build_chain,
     created,
     data_body,
+    lab_of,
     post_media,
     receipt_body,
+    register_device,
+    register_staff,
     sample_body,
     seal_body,
     sha256,
@@ -165,6 +168,8 @@ def _verified_chain(c: Any, a: Any, app_state: ServiceState, sample_code: str) -
     verified = a.post(f"/api/v1/agency/witness-keys/{signer.key_id}/verification",
                       json_body={"projects": [chain.project]})
     assert verified.status_code == 201, verified.text
+    register_device(a, lab_of(a, verified.json()["record_id"]))
+    register_staff(a, lab_of(a, verified.json()["record_id"]))
     sample = created(c.post("/api/v1/samples", json_body=sample_body(chain.commission,
                                                                    sample_code)))
     image_bytes = b"\xff\xd8\xff\xe0 verified photo " + sample_code.encode()
@@ -279,6 +284,8 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/witness-keys/{key_id}/verification",
         "replacement",
         "POST /api/v1/agency/projects",
+        "POST /api/v1/agency/devices",
+        "POST /api/v1/agency/staff",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -310,6 +317,11 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         project = a.post("/api/v1/agency/projects",
                          json_body=examples["POST /api/v1/agency/projects"])
         assert project.status_code == 201, project.text
+        device = a.post("/api/v1/agency/devices",
+                        json_body=examples["POST /api/v1/agency/devices"])
+        assert device.status_code == 201, device.text
+        staff = a.post("/api/v1/agency/staff", json_body=examples["POST /api/v1/agency/staff"])
+        assert staff.status_code == 201, staff.text
 
 
 AGENCY_PROJECT = {
@@ -392,3 +404,130 @@ def test_projects_entered_by_the_agency_and_what_the_page_says(app_state: Servic
         assert "仅检测机构自行登记" in page and "未经监督机构核验" in page
         english = c.http.get(f"/v/{unvouched}", params={"lang": "en"}).text
         assert "the lab only" in english and "not verified by a supervision agency" in english
+
+
+
+def test_devices_and_their_calibration(app_state: ServiceState) -> None:
+    """An unregistered device and an expired calibration: accepted with the warning, in the
+    record, the report's warnings, the page and the audit list; a registered, valid device:
+    no warning, and the test record names the device's registry record."""
+    app = make_app(app_state)
+    lab = add_lab(app_state, 139)
+    far_lab = add_lab(app_state, 140, region="110000")
+    agency = add_agency(app_state)
+    yesterday = (rules.local_date(utc_now(), "Asia/Shanghai") - timedelta(days=1)).isoformat()
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        far = a.post("/api/v1/agency/devices", json_body={
+            "institution": far_lab.institution, "device": {"id": "X-1", "name": "x"},
+            "calibration": {"kind": "calibration", "certificate_no": "1",
+                            "valid_until": "2099-01-01"}})
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        backwards = a.post("/api/v1/agency/devices", json_body={
+            "institution": lab.institution, "device": {"id": "X-1", "name": "x"},
+            "calibration": {"kind": "calibration", "certificate_no": "1",
+                            "valid_from": "2026-02-01", "valid_until": "2026-01-01"}})
+        assert backwards.status_code == 422
+        assert backwards.json()["code"] == "calibration_dates_invalid"
+        assert c.post("/api/v1/agency/devices", json_body={}).status_code == 403
+
+        chain = build_chain(c, sample_code="YP-DEV-1", agency=a)  # registers YJ-2000-07
+        good = created(c.post("/api/v1/test-records", json_body=data_body(chain, ago(300))))
+        entries = [e for e in a.get("/api/v1/audit/registry").json()
+                   if e["record"]["body"]["kind"] == "device"]
+        assert len(entries) == 1
+        assert entries[0]["leaf_hash"] in _record(app_state, good)["parents"]
+        assert "flags" not in _record(app_state, good)["body"] or \
+            _record(app_state, good)["body"]["flags"] == []
+
+        unknown = c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(200), test_item="混凝土劈裂抗拉强度",
+            device={"id": "WN-0001", "name": "万能试验机"}))
+        assert unknown.status_code == 201, unknown.text
+        assert [f["rule"] for f in unknown.json()["flags"]] == ["device_unregistered"]
+        register_device(a, lab.institution or "", valid_until=yesterday,
+                        device={"id": "KZ-0002", "name": "抗折试验机"})
+        expired = c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(100), test_item="水泥胶砂抗折强度",
+            device={"id": "KZ-0002", "name": "抗折试验机"}))
+        assert expired.status_code == 201, expired.text
+        flags = expired.json()["flags"]
+        assert [f["rule"] for f in flags] == ["calibration_expired"]
+        assert flags[0]["valid_until"] == yesterday
+
+        code = str(c.issue_code("BG-DEV-1", chain.project).json()["code"])
+        meta = {**META, "issued_on": utc_now().date().isoformat(),
+                "parents": [chain.sample, good, unknown.json()["record_id"],
+                            expired.json()["record_id"]]}
+        answer = c.put(f"/api/v1/reports/{code}", json_body=meta)
+        assert answer.status_code == 200, answer.text
+        assert [(w["code"], w["record_id"]) for w in answer.json()["warnings"]] == [
+            ("device_unregistered", unknown.json()["record_id"]),
+            ("calibration_expired", expired.json()["record_id"]),
+        ]
+        listed = a.get("/api/v1/audit/warnings", query={"report_code": code}).json()
+        assert sorted(w["code"] for w in listed) == ["calibration_expired", "device_unregistered"]
+        page = c.http.get(f"/v/{code}").text
+        assert 'data-code="device_unregistered"' in page
+        assert 'data-code="calibration_expired"' in page
+        assert "检测设备的检定/校准已过有效期" in page
+        # a new certificate: the device is valid again for later tests
+        register_device(a, lab.institution or "", device={"id": "KZ-0002", "name": "抗折试验机"})
+        again = c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(50), test_item="水泥胶砂抗折强度", retest_reason="复检",
+            device={"id": "KZ-0002", "name": "抗折试验机"}))
+        assert again.json()["flags"] == []
+
+
+def test_testers_and_approver_signing_scope(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 141)
+    far_lab = add_lab(app_state, 142, region="110000")
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        far = a.post("/api/v1/agency/staff", json_body={
+            "institution": far_lab.institution,
+            "person": {"name": "王五", "id_number": VALID_ID_NUMBER}, "roles": ["tester"]})
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        scoped_tester = a.post("/api/v1/agency/staff", json_body={
+            "institution": inst, "person": {"name": "王五", "id_number": VALID_ID_NUMBER},
+            "roles": ["tester"], "signing_scope": ["混凝土抗压强度"]})
+        assert scoped_tester.status_code == 422
+        assert scoped_tester.json()["code"] == "signing_scope_invalid"
+
+        chain = build_chain(c, sample_code="YP-STAFF-1", agency=a)  # 王五: a tester
+        entry = _record(app_state, a.get("/api/v1/audit/registry").json()[-1]["record"]["id"])
+        assert entry["body"]["kind"] == "staff" and entry["body"]["roles"] == ["tester"]
+        assert entry["body"]["person"]["id_number"] == "110***********002X"
+        known = created(c.post("/api/v1/test-records", json_body=data_body(chain, ago(300))))
+        assert entry["_leaf"] in _record(app_state, known)["parents"]
+        stranger = c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(200), test_item="混凝土劈裂抗拉强度", tester="赵六"))
+        assert [f["rule"] for f in stranger.json()["flags"]] == ["tester_unregistered"]
+        stranger_id = stranger.json()["record_id"]
+
+        issued: list[str] = []
+
+        def put(approver: str) -> Any:
+            issued.append(approver)
+            code = str(c.issue_code(f"BG-STAFF-{len(issued)}", chain.project).json()["code"])
+            meta = {**META, "approver": approver, "issued_on": utc_now().date().isoformat(),
+                    "parents": [chain.sample, known, stranger_id]}
+            return c.put(f"/api/v1/reports/{code}", json_body=meta)
+
+        # no approver registered yet: any approver signs, the tester warning shows
+        open_answer = put("王五")
+        assert open_answer.status_code == 200, open_answer.text
+        assert [(w["code"], w["record_id"]) for w in open_answer.json()["warnings"]] == [
+            ("tester_unregistered", stranger_id)]
+        register_staff(a, inst, "李娜", roles=("approver",), signing_scope=("混凝土抗压强度",))
+        unregistered = put("钱七")
+        assert unregistered.status_code == 422
+        assert unregistered.json()["code"] == "approver_unregistered"
+        outside = put("李娜")  # the report cites 混凝土劈裂抗拉强度 too
+        assert outside.status_code == 422 and outside.json()["code"] == "approver_out_of_scope"
+        assert outside.json()["outside"] == ["混凝土劈裂抗拉强度"]
+        register_staff(a, inst, "李娜", roles=("approver",),
+                       signing_scope=("混凝土抗压强度", "混凝土劈裂抗拉强度"))
+        inside = put("李娜")
+        assert inside.status_code == 200, inside.text

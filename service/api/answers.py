@@ -14,6 +14,8 @@ MEANING: dict[str, str] = {
     "already_corrected": "the test record was corrected already; correct the latest version",
     "already_sealed": "the code already has a signed PDF (a different PDF was sent)",
     "already_voided": "the report number is voided already",
+    "approver_out_of_scope": "a cited test item lies outside the approver's signing scope",
+    "approver_unregistered": "the approver is not one the agency registered for the lab",
     "auth_bad_signature": "the signature does not match the request",
     "auth_expired": "the timestamp is more than 300 s from the server clock",
     "auth_missing": "a signing header is missing or malformed",
@@ -22,6 +24,7 @@ MEANING: dict[str, str] = {
     "body_too_large": "the request body exceeds the route's limit",
     "bundle_too_large": "the report's evidence exceeds the bundle limits",
     "ca_error": "the platform CA could not be used; try again",
+    "calibration_dates_invalid": "a calibration's valid_from is after its valid_until",
     "chain_unreachable": "the chain could not be reached; try again",
     "conflict": "the request conflicts with the current state",
     "content_length_invalid": "Content-Length is not a non-negative integer",
@@ -100,6 +103,7 @@ MEANING: dict[str, str] = {
     "sealing_failed": "the report could not be signed; try again",
     "sha256_invalid": "not 64 hex characters",
     "signer_error": "the report could not be signed; try again",
+    "signing_scope_invalid": "only an approver has a signing scope",
     "test_record_corrected": "a cited test record was corrected; cite the latest version",
     "test_record_exists": "the sample was tested for this item: correct it or give a retest_reason",
     "test_record_required": "a report cites at least one test record",
@@ -175,7 +179,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         "unknown_code", "report_revoked", "report_sealed", "report_closed", "report_voided",
         "history_not_allowed", "invalid_parent", "project_mismatch", "duplicate_parent",
         "unknown_parent", "test_record_corrected", "test_record_required",
-        "not_canonicalizable",
+        "not_canonicalizable", "approver_unregistered", "approver_out_of_scope",
     ),
     "POST /api/v1/reports/{code}/revocation": (
         "unknown_code", "report_revoked", "invalid_superseded_by", "invalid_reason",
@@ -231,6 +235,12 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     ),
     "POST /api/v1/agency/projects": (
         "out_of_region", "unknown_institution", "project_fields_invalid",
+    ),
+    "POST /api/v1/agency/devices": (
+        "out_of_region", "unknown_institution", "calibration_dates_invalid",
+    ),
+    "POST /api/v1/agency/staff": (
+        "out_of_region", "unknown_institution", "id_number_invalid", "signing_scope_invalid",
     ),
     "GET /api/v1/audit/registry": (),
     # uploads (INTERFACE §5.3)

@@ -1051,6 +1051,18 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
         }
     },
     ("get", "/api/v1/audit/registry", "200"): {"example": [_REGISTRY_ENTRY]},
+    ("post", "/api/v1/agency/devices", "201"): {
+        "example": {
+            "record_id": "01M8TEB2Q6V1N4S7D9F3H5J8K0",
+            "leaf_hash": "8d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c0e2b4d6f8a1c3e5b7d9f0a2c4e6b8d1f",
+        }
+    },
+    ("post", "/api/v1/agency/staff", "201"): {
+        "example": {
+            "record_id": "01M8TEC7R2W5P8T1G4J6M9N3Q5",
+            "leaf_hash": "c4e6a8b0d2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a4c6",
+        }
+    },
     ("post", "/api/v1/agency/projects", "201"): {
         "example": {
             "record_id": "01M8TE9K4W3F7Q2B1D6X0Y5Z8N",

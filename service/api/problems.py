@@ -98,7 +98,10 @@ STATUS_BY_CODE: dict[str, int] = {
     # 422: well formed, but breaks a rule
     "backup_inside_data_dir": 422,
     "backup_unsupported": 422,
+    "approver_out_of_scope": 422,
+    "approver_unregistered": 422,
     "bundle_too_large": 422,
+    "calibration_dates_invalid": 422,
     "correction_sample_mismatch": 422,
     "date_in_future": 422,
     "duplicate_parent": 422,
@@ -113,6 +116,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "image_required": 422,
     "project_fields_invalid": 422,
     "replacement_incomplete": 422,
+    "signing_scope_invalid": 422,
     "image_unreadable": 422,
     "invalid_algorithm": 422,
     "invalid_expiry": 422,

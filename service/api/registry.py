@@ -11,6 +11,7 @@ agency writes only in its region (403 `out_of_region`). See docs/registry.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -25,7 +26,7 @@ from service.api.auth import (
     check_institution_access,
 )
 from service.api.deps import SessionDep, StateDep
-from service.api.idempotency import IdempotencyDep
+from service.api.idempotency import Idempotency, IdempotencyDep
 from service.domain import registry
 from service.domain.accounts import audit_scope
 from service.domain.trust import platform_ca
@@ -55,6 +56,23 @@ def _write(session: Session, state: ServiceState, caller: Caller) -> registry.Ag
     return registry.AgencyWrite(
         session, state.settings, state.blobs, platform_ca(state.settings), agency
     )
+
+
+def _append(
+    session: Session,
+    state: ServiceState,
+    caller: Caller,
+    idem: Idempotency,
+    write: Callable[[registry.AgencyWrite], Any],
+) -> Response:
+    """An agency write that appends one registry record (`write` returns it): 201 with its
+    id and leaf hash."""
+
+    def work() -> tuple[int, Any]:
+        record = write(_write(session, state, caller))
+        return 201, {"record_id": record.id, "leaf_hash": record.leaf_hash}
+
+    return idem.run(session, work)
 
 
 @router.post(
@@ -124,11 +142,47 @@ def register_project(
     state: StateDep,
     idem: IdempotencyDep,
 ) -> Response:
-    def work() -> tuple[int, Any]:
-        record = registry.register_project(_write(session, state, caller), body)
-        return 201, {"record_id": record.id, "leaf_hash": record.leaf_hash}
+    return _append(session, state, caller, idem, lambda w: registry.register_project(w, body))
 
-    return idem.run(session, work)
+
+@router.post(
+    "/api/v1/agency/devices",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's device and its calibration (检定/校准) validity",
+    description="Agency keys only. A test record naming a device the agency did not "
+    "register carries `device_unregistered`; one tested after the calibration's "
+    "`valid_until` carries `calibration_expired` (INTERFACE §7.2). Registering the device "
+    "again replaces its entry.",
+)
+def register_device(
+    body: registry.DeviceRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(session, state, caller, idem, lambda w: registry.register_device(w, body))
+
+
+@router.post(
+    "/api/v1/agency/staff",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's tester or report approver (with their signing scope)",
+    description="Agency keys only. A test record whose `tester` the agency did not register "
+    "as a tester carries `tester_unregistered`; once any approver of the lab is registered, a "
+    "report's `approver` must be one (422 `approver_unregistered`) whose `signing_scope` "
+    "holds every cited test item (422 `approver_out_of_scope`).",
+)
+def register_staff(
+    body: registry.StaffRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(session, state, caller, idem, lambda w: registry.register_staff(w, body))
 
 
 @router.get(

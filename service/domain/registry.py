@@ -48,11 +48,23 @@ from service.domain.records.witness_keys import key_json, register_witness_key, 
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.settings import Settings
 from service.storage.blobs import BlobStore
-from service.storage.models import Auditor, Institution, Record, WitnessKey
+from service.storage.models import (
+    Auditor,
+    Institution,
+    Record,
+    RegistryDevice,
+    RegistryStaff,
+    WitnessKey,
+)
 from signer.ca import DevCA
 
 KIND_WITNESS = "witness"
 KIND_PROJECT = "project"
+KIND_DEVICE = "device"
+KIND_STAFF = "staff"
+RULE_TESTER_UNREGISTERED = "tester_unregistered"
+RULE_DEVICE_UNREGISTERED = "device_unregistered"
+RULE_CALIBRATION_EXPIRED = "calibration_expired"
 RULE_REPLACEMENT_LATE = "witness_replacement_late"
 RULE_WITNESS_UNVERIFIED = "witness_unverified"
 CERTIFICATE_ROLE = "witness_certificate"
@@ -366,6 +378,195 @@ def registered_project(session: Session, record_id: str, institution: str) -> Re
 
 def _agency_json(agency: Auditor) -> dict[str, Any]:
     return {"account": agency.id, "name": agency.name, "region": agency.region_scope}
+
+
+class DeviceRegistrationIn(BaseModel):
+    """A lab's device (检测设备) and its calibration or verification (检定/校准), entered by
+    the agency; registering the same device again (a new certificate) replaces the entry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "institution": "91440300MA0001301W",
+                    "device": {"id": "YJ-2000-07", "name": "压力试验机", "model": "YAW-2000"},
+                    "calibration": {
+                        "kind": "verification",
+                        "certificate_no": "JD2026-0815",
+                        "valid_from": "2026-08-15",
+                        "valid_until": "2027-08-14",
+                    },
+                }
+            ]
+        },
+    )
+
+    class Device(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")]
+        name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+        model: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+    class Calibration(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        kind: Literal["verification", "calibration"] = Field(description="检定 / 校准")
+        certificate_no: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+        valid_from: date | None = None
+        valid_until: date = Field(description="the last day the certificate is valid")
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+    device: Device
+    calibration: Calibration
+
+
+def register_device(w: AgencyWrite, data: DeviceRegistrationIn) -> Record:
+    """The agency registers (or re-registers) a device of a lab of its region."""
+    check_agency_region(w.session, w.agency, data.institution)
+    cal = data.calibration
+    if cal.valid_from is not None and cal.valid_from > cal.valid_until:
+        raise Invalid("calibration_dates_invalid", "valid_from is after valid_until")
+    record = append_record(
+        w.session,
+        type="registry",
+        institution=data.institution,
+        body={
+            "kind": KIND_DEVICE,
+            "action": "register",
+            "agency": _agency_json(w.agency),
+            "device": data.device.model_dump(mode="json", exclude_none=True),
+            "calibration": cal.model_dump(mode="json", exclude_none=True),
+        },
+    )
+    row = w.session.get(RegistryDevice, (data.institution, data.device.id))
+    if row is None:
+        row = RegistryDevice(institution=data.institution, device_id=data.device.id)
+        w.session.add(row)
+    row.name, row.record_id, row.valid_until = data.device.name, record.id, cal.valid_until
+    w.session.flush()
+    return record
+
+
+def device_check(
+    session: Session, institution: str, device_id: str, tested_on: date
+) -> tuple[list[rules.Flag], Record | None]:
+    """§7.2 for a test record's device: `device_unregistered` when the agency registered no
+    such device for the lab, `calibration_expired` when its calibration ended before the
+    test day; else no flag and the device's registry record (the test record's parent)."""
+    row = session.get(RegistryDevice, (institution, device_id))
+    if row is None:
+        return [rules.Flag(RULE_DEVICE_UNREGISTERED, {"device_id": device_id})], None
+    entry = session.get(Record, row.record_id)
+    if row.valid_until < tested_on:
+        detail = {"device_id": device_id, "valid_until": row.valid_until.isoformat(),
+                  "tested_on": tested_on.isoformat()}
+        return [rules.Flag(RULE_CALIBRATION_EXPIRED, detail)], entry
+    return [], entry
+
+
+class StaffRegistrationIn(BaseModel):
+    """A lab's tester (检测人员) or report approver (授权签字人) with their signing scope."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "institution": "91440300MA0001301W",
+                    "person": {"name": "王五", "id_number": "11010519491231002X"},
+                    "roles": ["tester", "approver"],
+                    "signing_scope": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
+                }
+            ]
+        },
+    )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+    person: WitnessKeyIn.Witness
+    roles: list[Literal["tester", "approver"]] = Field(min_length=1, max_length=2)
+    signing_scope: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = (
+        Field(default_factory=list, max_length=200,
+              description="the test items (检测项目/参数) an approver may sign reports for")
+    )
+
+
+def register_staff(w: AgencyWrite, data: StaffRegistrationIn) -> Record:
+    """The agency registers (or re-registers) a tester or approver of a lab of its region."""
+    check_agency_region(w.session, w.agency, data.institution)
+    if not ric.is_valid(data.person.id_number):
+        raise Invalid("id_number_invalid", "person.id_number is not a valid resident ID number")
+    roles = sorted(set(data.roles))
+    scope = sorted(set(data.signing_scope))
+    if scope and "approver" not in roles:
+        raise Invalid("signing_scope_invalid", "only an approver has a signing scope")
+    record = append_record(
+        w.session,
+        type="registry",
+        institution=data.institution,
+        body={
+            "kind": KIND_STAFF,
+            "action": "register",
+            "agency": _agency_json(w.agency),
+            "person": {
+                "name": data.person.name,
+                "id_number": mask_id_number(data.person.id_number.upper()),
+                **({"unit": data.person.unit} if data.person.unit else {}),
+            },
+            "roles": roles,
+            "signing_scope": scope,
+        },
+    )
+    row = w.session.get(RegistryStaff, (data.institution, data.person.name))
+    if row is None:
+        row = RegistryStaff(institution=data.institution, name=data.person.name)
+        w.session.add(row)
+    row.record_id, row.roles = record.id, ",".join(roles)
+    row.signing_scope = json.dumps(scope, ensure_ascii=False)
+    w.session.flush()
+    return record
+
+
+def tester_check(
+    session: Session, institution: str, tester: str | None
+) -> tuple[list[rules.Flag], Record | None]:
+    """§7.2 `tester_unregistered` unless the agency registered the test record's tester as a
+    tester of the lab; else no flag and the tester's registry record (a parent)."""
+    row = session.get(RegistryStaff, (institution, tester)) if tester else None
+    if row is None or "tester" not in row.roles.split(","):
+        return [rules.Flag(RULE_TESTER_UNREGISTERED, {"tester": tester})], None
+    return [], session.get(Record, row.record_id)
+
+
+def check_approver(
+    session: Session, institution: str, approver: str, test_items: list[str]
+) -> Record | None:
+    """Std 4.1.1 item 7: once the agency registered any approver of the lab, a report's
+    approver must be one (422 `approver_unregistered`) whose signing scope holds every test
+    item the report cites (422 `approver_out_of_scope`). Returns the approver's entry."""
+    approvers = session.scalars(
+        select(RegistryStaff).where(
+            RegistryStaff.institution == institution, RegistryStaff.roles.contains("approver")
+        )
+    ).all()
+    if not approvers:
+        return None  # the lab's approvers are not registered yet: nothing to hold it to
+    row = next((r for r in approvers if r.name == approver), None)
+    if row is None:
+        raise Invalid(
+            "approver_unregistered",
+            f"{approver} is not an approver the supervision agency registered for this lab",
+        )
+    scope = set(json.loads(row.signing_scope))
+    outside = sorted(set(test_items) - scope)
+    if outside:
+        raise Invalid(
+            "approver_out_of_scope",
+            f"{approver} may not sign for: {', '.join(outside)}",
+            outside=outside,
+        )
+    return session.get(Record, row.record_id)
 
 
 def verification_parent(session: Session, key: WitnessKey) -> Record | None:

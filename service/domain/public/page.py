@@ -93,6 +93,7 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "witness_verified_by": ("核验机构", "verified by"),
     "project_registration": ("项目登记", "project entered by"),
     "registry_kind": ("登记类型", "entry"),
+    "calibration_valid_until": ("检定/校准有效期至", "calibrated until"),
     "agency": ("监督机构", "agency"),
 }
 
@@ -129,6 +130,8 @@ VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "registry_kind": {
         "witness": ("见证/取样人员核验", "witness or sampler verified"),
         "project": ("工程项目登记", "project entered"),
+        "device": ("检测设备登记", "device registered"),
+        "staff": ("检测人员登记", "staff registered"),
     },
     "project_registration": {
         "agency": ("监督机构已登记", "the supervision agency"),

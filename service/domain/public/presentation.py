@@ -216,6 +216,9 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "name": _g(b, "project", "name") if b.get("kind") == "project" else None,
             "witness": _person(person) if b.get("kind") == "witness" else None,
             "witness_unit": _g(person, "unit"),
+            "device": _g(b, "device", "name") if b.get("kind") == "device" else None,
+            "device_id": _g(b, "device", "id") if b.get("kind") == "device" else None,
+            "calibration_valid_until": _g(b, "calibration", "valid_until"),
         }
     if type_ == "media":
         return {

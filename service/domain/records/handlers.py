@@ -369,10 +369,20 @@ class TestRecordHandler(Handler[TestRecordIn]):
                     {"site": payload.site.description, "started_at": rfc3339(payload.started_at)},
                 )
             )
+        tested_on = rules.local_date(payload.started_at, intake.settings.rules.timezone)
+        device_flags, device_entry = registry.device_check(
+            intake.session, intake.institution, payload.device.id, tested_on
+        )
+        flags += device_flags
+        tester_flags, tester_entry = registry.tester_check(
+            intake.session, intake.institution, payload.tester
+        )
+        flags += tester_flags
         body = dump(payload, "raw_data")
         if payload.raw_data is not None:
             body["raw_data"] = payload.raw_data
-        return Derived(body, flags=flags)
+        extra = [e for e in (device_entry, tester_entry) if e is not None]
+        return Derived(body, flags=flags, extra_parents=extra)
 
     def after_insert(self, intake: Intake, payload: TestRecordIn, record: Record) -> None:
         if payload.corrects is not None:
