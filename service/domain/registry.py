@@ -349,17 +349,7 @@ def register_project(w: AgencyWrite, data: ProjectRegistrationIn) -> Record:
     project = data.project.model_dump(
         mode="json", exclude={"parents", "registered_project"}, exclude_none=True
     )
-    return append_record(
-        w.session,
-        type="registry",
-        institution=data.institution,
-        body={
-            "kind": KIND_PROJECT,
-            "action": "register",
-            "agency": _agency_json(w.agency),
-            "project": project,
-        },
-    )
+    return _entry(w, data.institution, KIND_PROJECT, project=project)
 
 
 def registered_project(session: Session, record_id: str, institution: str) -> Record:
@@ -374,6 +364,12 @@ def registered_project(session: Session, record_id: str, institution: str) -> Re
     if row.institution != institution:
         raise Forbidden("forbidden", f"project {record_id} was registered for another lab")
     return row
+
+
+def _entry(w: AgencyWrite, institution: str, kind: str, **fields: Any) -> Record:
+    """Append the agency's `registry` record of `kind` about a lab (caller commits)."""
+    body = {"kind": kind, "action": "register", "agency": _agency_json(w.agency), **fields}
+    return append_record(w.session, type="registry", institution=institution, body=body)
 
 
 def _agency_json(agency: Auditor) -> dict[str, Any]:
@@ -428,17 +424,12 @@ def register_device(w: AgencyWrite, data: DeviceRegistrationIn) -> Record:
     cal = data.calibration
     if cal.valid_from is not None and cal.valid_from > cal.valid_until:
         raise Invalid("calibration_dates_invalid", "valid_from is after valid_until")
-    record = append_record(
-        w.session,
-        type="registry",
-        institution=data.institution,
-        body={
-            "kind": KIND_DEVICE,
-            "action": "register",
-            "agency": _agency_json(w.agency),
-            "device": data.device.model_dump(mode="json", exclude_none=True),
-            "calibration": cal.model_dump(mode="json", exclude_none=True),
-        },
+    record = _entry(
+        w,
+        data.institution,
+        KIND_DEVICE,
+        device=data.device.model_dump(mode="json", exclude_none=True),
+        calibration=cal.model_dump(mode="json", exclude_none=True),
     )
     row = w.session.get(RegistryDevice, (data.institution, data.device.id))
     if row is None:
@@ -501,22 +492,13 @@ def register_staff(w: AgencyWrite, data: StaffRegistrationIn) -> Record:
     scope = sorted(set(data.signing_scope))
     if scope and "approver" not in roles:
         raise Invalid("signing_scope_invalid", "only an approver has a signing scope")
-    record = append_record(
-        w.session,
-        type="registry",
-        institution=data.institution,
-        body={
-            "kind": KIND_STAFF,
-            "action": "register",
-            "agency": _agency_json(w.agency),
-            "person": {
-                "name": data.person.name,
-                "id_number": mask_id_number(data.person.id_number.upper()),
-                **({"unit": data.person.unit} if data.person.unit else {}),
-            },
-            "roles": roles,
-            "signing_scope": scope,
-        },
+    person = {
+        "name": data.person.name,
+        "id_number": mask_id_number(data.person.id_number.upper()),
+        **({"unit": data.person.unit} if data.person.unit else {}),
+    }
+    record = _entry(
+        w, data.institution, KIND_STAFF, person=person, roles=roles, signing_scope=scope
     )
     row = w.session.get(RegistryStaff, (data.institution, data.person.name))
     if row is None:
