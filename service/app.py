@@ -19,6 +19,7 @@ from service.api import (
     pki,
     public,
     records,
+    registry,
     report_pdf,
     reports,
     uploads,
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     warnings.router,
     offline.router,
     certificate.router,
+    registry.router,
 )
 
 

@@ -149,6 +149,9 @@ class RulesSettings(BaseModel):
     contract_upload_working_days: int = Field(default=5, ge=0)
     #: A test plan is due this many working days before on-site testing starts (R11, R26).
     test_plan_lead_working_days: int = Field(default=3, ge=0)
+    #: A witness's or sampler's replacement is registered this many working days before it
+    #: takes over (R24, Jiujiang §四(三)); later registrations are flagged.
+    witness_replacement_notice_working_days: int = Field(default=3, ge=0)
     #: Automatically acquired test data is due this long after the test finished (R10, R13).
     auto_data_max_delay_s: int = Field(default=600, ge=0)
     #: Manually entered test data is due this long after the test finished (R4, R13).

@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -50,6 +50,12 @@ TSA_COMMON_NAME = "Jianzheng Development TSA"
 QR_SIGNING_EKU = x509.ObjectIdentifier("2.25.86313743563536777953511747124764565796")
 #: Extended key usage of the certificate that signs evidence certificates (存证证书, §7.6).
 EVIDENCE_CERTIFICATE_EKU = x509.ObjectIdentifier("2.25.155887656485600831688211456921977656983")
+#: Extended key usage of an agency-verified witness or sampler key (a UUID-based OID, X.667).
+#: The verifier (verifier/witness_certs.py) holds the same value.
+WITNESS_SIGNING_EKU = x509.ObjectIdentifier("2.25.302178445291734553720409183468961243119")
+#: The key types a witness certificate may certify (INTERFACE §7.7 names SM2 as well; the
+#: platform accepts Ed25519 and ECDSA P-256 witness keys).
+WitnessPublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 _USCC = re.compile(r"^[0-9A-Z]{18}$")
 _MAX_NAME = 128
@@ -213,6 +219,24 @@ class DevCA:
         )
         with self._locked():
             return self._issue_cert(subject, public_key, tsa=False, eku=QR_SIGNING_EKU)
+
+    def issue_witness_certificate(
+        self, public_key: WitnessPublicKey, *, name: str, role: str, serial_label: str
+    ) -> x509.Certificate:
+        """A certificate for a witness's (见证人员) or sampler's key that a supervision agency
+        verified (EKU :data:`WITNESS_SIGNING_EKU`); `name` is the person's masked name,
+        `serial_label` the platform's key id (the certificate's serialNumber attribute)."""
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Jianzheng"),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{role}"[:64]),
+                x509.NameAttribute(NameOID.COMMON_NAME, _check_name(name)[:64]),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, serial_label[:64]),
+            ]
+        )
+        with self._locked():
+            return self._issue_cert(subject, public_key, tsa=False, eku=WITNESS_SIGNING_EKU)
 
     @property
     def platform_path(self) -> Path:
@@ -385,7 +409,7 @@ class DevCA:
     def _issue_cert(
         self,
         subject: x509.Name,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey,
         *,
         tsa: bool,
         eku: x509.ObjectIdentifier | None = None,

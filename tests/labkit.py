@@ -48,6 +48,13 @@ def add_auditor(state: ServiceState, name: str = "Auditor") -> Account:
     return Account(out["key_id"], out["secret"], auditor_id=out["auditor"])
 
 
+def add_agency(state: ServiceState, region: str = "440300") -> Account:
+    """A supervision-agency account (监督机构) for `region`."""
+    with session_scope(state.sessions) as s:
+        out = accounts.add_agency(s, state.settings, name=f"监督站 {region}", region=region)
+    return Account(out["key_id"], out["secret"], auditor_id=out["account"])
+
+
 def make_app(state: ServiceState) -> FastAPI:
     return create_app(state.settings, state=state)
 

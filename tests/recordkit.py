@@ -309,7 +309,11 @@ def build_chain(
     algorithm: str = "ed25519",
     finished_at: str | None = None,
     project_fields: dict[str, Any] | None = None,
+    agency: JianzhengClient | None = None,
 ) -> Chain:
+    """A full chain; with `agency`, the agency verifies the witness key before it signs (no
+    `witness_unverified` warning) and registers the test records' device and tester (no
+    `device_unregistered`, `tester_unregistered`)."""
     project = created(
         client.post("/api/v1/projects", json_body=project_body(**(project_fields or {})))
     )
@@ -322,6 +326,14 @@ def build_chain(
     image = post_media(client, image_bytes)
     signer = WitnessSigner.new(algorithm)
     signer.register(client)
+    if agency is not None:
+        verified = agency.post(
+            f"/api/v1/agency/witness-keys/{signer.key_id}/verification", json_body={}
+        )
+        assert verified.status_code == 201, verified.text
+        lab = lab_of(agency, verified.json()["record_id"])
+        register_device(agency, lab)
+        register_staff(agency, lab)
     chain = Chain(
         project, contract, commission, sample, sample_code, image, sha256(image_bytes), signer
     )
@@ -333,3 +345,56 @@ def build_chain(
             client.post("/api/v1/test-records", json_body=data_body(chain, finished_at))
         )
     return chain
+
+
+def stored_record(state: Any, record_id: str) -> dict[str, Any]:
+    """The record as stored (its canonical JSON), with its leaf hash as `_leaf`."""
+    from service.storage.db import session_scope
+    from service.storage.models import Record
+
+    with session_scope(state.sessions) as s:
+        row = s.get(Record, record_id)
+        assert row is not None
+        obj: dict[str, Any] = json.loads(row.canonical)
+        obj["_leaf"] = row.leaf_hash
+        return obj
+
+
+#: The device `data_body` names.
+DEVICE = {"id": "YJ-2000-07", "name": "压力试验机"}
+
+
+def lab_of(agency: JianzhengClient, record_id: str) -> str:
+    """The institution of a record the agency may read."""
+    r = agency.get(f"/api/v1/records/{record_id}")
+    assert r.status_code == 200, r.text
+    institution: str = r.json()["record"]["institution"]
+    return institution
+
+
+def register_device(
+    agency: JianzhengClient, institution: str, *, valid_until: str = "2099-12-31",
+    device: dict[str, Any] | None = None,
+) -> str:
+    """The agency registers a device of the lab (by default the one `data_body` names)."""
+    resp = agency.post("/api/v1/agency/devices", json_body={
+        "institution": institution,
+        "device": device or DEVICE,
+        "calibration": {"kind": "verification", "certificate_no": "JD2026-0815",
+                        "valid_until": valid_until},
+    })
+    return created(resp)
+
+
+def register_staff(
+    agency: JianzhengClient, institution: str, name: str = "王五", *,
+    roles: tuple[str, ...] = ("tester",), signing_scope: tuple[str, ...] = (),
+) -> str:
+    """The agency registers a person of the lab (by default `data_body`'s tester)."""
+    resp = agency.post("/api/v1/agency/staff", json_body={
+        "institution": institution,
+        "person": {"name": name, "id_number": VALID_ID_NUMBER},
+        "roles": list(roles),
+        "signing_scope": list(signing_scope),
+    })
+    return created(resp)

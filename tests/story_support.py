@@ -36,7 +36,7 @@ from service.settings import DatabaseSettings, EvidenceSettings, PublicSettings,
 from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from tests.anchoring_support import REPO_ROOT, start_worker, stop_worker, wait_for
-from tests.labkit import Account, add_auditor, add_lab
+from tests.labkit import Account, add_agency, add_auditor, add_lab
 from tests.public_kit import make_pdf
 from tests.recordkit import Chain, build_chain, today_cst
 
@@ -177,6 +177,9 @@ class ServiceProcess:
     def add_auditor(self, name: str = "审计员") -> Account:
         return add_auditor(self.prepare(), name)
 
+    def add_agency(self, region: str = "440300") -> Account:
+        return add_agency(self.prepare(), region)
+
     def client(self, account: Account) -> JianzhengClient:
         return JianzhengClient(self.base_url, account.key_id, account.secret, timeout=60,
                                algorithm=account.algorithm)
@@ -212,14 +215,16 @@ class Story:
 
 
 def build_story(
-    client: JianzhengClient, tag: str, *, seal: bool = True, witness_algorithm: str = "ed25519"
+    client: JianzhengClient, tag: str, *, seal: bool = True, witness_algorithm: str = "ed25519",
+    agency: JianzhengClient | None = None,
 ) -> Story:
-    """The traceable chain, a report code, its metadata and (optionally) its sealed PDF."""
+    """The traceable chain, a report code, its metadata and (optionally) its sealed PDF;
+    with `agency`, the agency verifies the witness key (docs/registry.md)."""
     from tests.recordkit import ago
 
     sample_code = f"YP20261122{zlib.crc32(tag.encode()) % 10**5:05d}"
     chain = build_chain(client, sample_code=sample_code, finished_at=ago(60),
-                        algorithm=witness_algorithm)
+                        algorithm=witness_algorithm, agency=agency)
     ids = {
         "project": chain.project, "contract": chain.contract, "commission": chain.commission,
         "sample": chain.sample, "media": chain.image, "seal": chain.seal,

@@ -74,9 +74,11 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         lab_account = service.add_lab(64)
         auditor = service.client(service.add_auditor())
+        agency = service.client(service.add_agency())
         service.start()
         lab = service.client(lab_account)
-        stories = {key: build_story(lab, f"BR{i}") for i, key in
+        # the supervision agency verified the witness: no witness_unverified on these pages
+        stories = {key: build_story(lab, f"BR{i}", agency=agency) for i, key in
                    enumerate(("genuine", "revoked", "superseded", "new", "tampered"))}
         stories["warned"] = _warned_story(lab, stories["genuine"])
         r = lab.post(f"/api/v1/reports/{stories['revoked'].code}/revocation",
@@ -89,7 +91,8 @@ def world(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for story in stories.values():
             fetch_bundle(auditor, story.code)  # anchored, revocations on chain
         service.stop_worker()
-        stories["pending"] = build_story(lab, "BR9")  # the worker is gone: stays pending
+        # the worker is gone: stays pending
+        stories["pending"] = build_story(lab, "BR9", agency=agency)
         tampered = stories["tampered"].ids["receipt"]
         assert service.state is not None
         with service.state.engine.begin() as conn:

@@ -24,7 +24,7 @@ from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import NonconformingEntry, Notification, Record
 from tests.fixtures.db import make_settings
-from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
 from tests.recordkit import (
     TINY_PDF,
     ago,
@@ -41,8 +41,9 @@ from tests.recordkit import (
 def test_late_contract_and_test_data_are_flagged(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab_a, lab_b, aud = add_lab(app_state, 11), add_lab(app_state, 12), add_auditor(app_state)
-    with client_for(app, lab_a) as a, client_for(app, lab_b) as b, client_for(app, aud) as au:
-        chain = build_chain(a)  # contract signed today: on time
+    with client_for(app, lab_a) as a, client_for(app, lab_b) as b, client_for(app, aud) as au, \
+            client_for(app, add_agency(app_state)) as ag:
+        chain = build_chain(a, agency=ag)  # contract signed today: on time
         # signed 30 days ago: far more than 5 working days
         body, ctype = multipart(
             contract_meta(chain.project, today_cst(30), contract_no="HT-LATE"), TINY_PDF,

@@ -27,9 +27,10 @@ from service.domain.trust import trust_roots_pem
 from service.state import ServiceState
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
-from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
 from tests.public_kit import make_pdf
 from tests.recordkit import (
+    WitnessSigner,
     ago,
     build_chain,
     created,
@@ -58,6 +59,9 @@ class Story:
     roots: Path
     #: custody case -> report code (a sample missing exactly those steps)
     cases: dict[str, str]
+    #: a report whose seal and witness record a key no agency verified signed
+    unverified: str = ""
+    unverified_records: tuple[str, str] = ("", "")
 
     def public(self, code: str) -> dict[str, Any]:
         r = self.lab.http.get(f"/api/v1/public/reports/{code}")
@@ -121,6 +125,25 @@ def _custody_case(lab: JianzhengClient, base: Any, name: str) -> str:
     return str(report)
 
 
+def _unverified_case(lab: JianzhengClient, base: Any) -> tuple[str, tuple[str, str]]:
+    """A fully sealed, witnessed and received sample whose witness key only the lab
+    registered, its test record, and a report on it."""
+    code = "YP-CASE-LAB-KEY"
+    signer = WitnessSigner.new()
+    signer.register(lab, name="赵六")
+    sample = created(lab.post("/api/v1/samples", json_body=sample_body(base.commission, code)))
+    chain = replace(base, sample=sample, sample_code=code, witness_key=signer)
+    chain.seal = created(lab.post("/api/v1/seals", json_body=seal_body(chain)))
+    witness = created(lab.post("/api/v1/witnesses", json_body=witness_body(chain)))
+    created(lab.post("/api/v1/receipts", json_body=receipt_body(chain)))
+    test = created(lab.post("/api/v1/test-records", json_body=data_body(
+        chain, ago(60), parents=[sample])))
+    report = lab.issue_code(f"BG-{code}", base.project).json()["code"]
+    r = lab.put(f"/api/v1/reports/{report}", json_body=_meta(sample, test))
+    assert r.status_code == 200, r.text
+    return str(report), (chain.seal, witness)
+
+
 @pytest.fixture(scope="module")
 def story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     tmp = tmp_path_factory.mktemp("history")
@@ -131,7 +154,8 @@ def story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     lab_account = add_lab(state, 131)
     lab = client_for(app, lab_account)
     auditor = client_for(app, add_auditor(state))
-    c = build_chain(lab, sample_code="YP-STORY-1")
+    agency = client_for(app, add_agency(state))
+    c = build_chain(lab, sample_code="YP-STORY-1", agency=agency)
     failing = created(lab.post("/api/v1/test-records", json_body=data_body(
         c, ago(300), results={"strength_MPa": 18.2})))
     passing = created(lab.post("/api/v1/test-records", json_body=data_body(
@@ -145,14 +169,16 @@ def story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     gap = lab.issue_code("BG-STORY-2", c.project).json()["code"]
     assert lab.put(f"/api/v1/reports/{gap}", json_body=_meta(bare, bare_test)).status_code == 200
     cases = {name: _custody_case(lab, c, name) for name in CASES}
-    for code in (picked, gap, *cases.values()):
+    unverified, unverified_records = _unverified_case(lab, c)
+    for code in (picked, gap, *cases.values(), unverified):
         r = lab.put(f"/api/v1/reports/{code}/pdf", content=make_pdf(),
                     content_type="application/pdf")
         assert r.status_code == 200, r.text
     anchor_until_drained(AnchorWorker(state.settings, state.engine, chain))
     roots = tmp / "roots.pem"
     roots.write_bytes(trust_roots_pem(state.settings))
-    yield Story(state, chain, lab, auditor, picked, gap, failing, passing, bare, roots, cases)
+    yield Story(state, chain, lab, auditor, picked, gap, failing, passing, bare, roots, cases,
+                unverified, unverified_records)
     state.close()
 
 
@@ -292,3 +318,87 @@ def test_a_history_record_deleted_from_the_database_is_named(story: Story) -> No
                     conn.execute(text(f"INSERT INTO {table} ({cols}) VALUES ({vals})"), dict(row))
     after = story.public(story.picked)
     assert after["status"] == "genuine", after["problem"]
+
+
+def test_a_witness_key_no_agency_verified_is_warned_everywhere(
+    story: Story, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The other reports' keys were verified by the agency: their bundles carry the key's
+    certificate, which jianzheng-verify chains to the platform roots (no warning above);
+    this one's key only the lab registered."""
+    expected = [("witness_unverified", rid) for rid in story.unverified_records]
+    data = story.public(story.unverified)
+    assert data["status"] == "genuine" and data["evidence_complete"] is True
+    assert [(w["code"], w["record_id"]) for w in data["warnings"]] == expected
+    page = story.page(story.unverified)
+    assert 'data-code="witness_unverified"' in page and "未经监督机构核验" in page
+    listed = story.auditor.get("/api/v1/audit/warnings",
+                               query={"report_code": story.unverified}).json()
+    assert sorted((w["code"], w["record_id"]) for w in listed) == sorted(expected)
+    bundle = story.bundle(story.unverified, tmp_path)
+    report = tmp_path / "unverified.json"
+    capsys.readouterr()
+    assert story.verify(bundle, report=report) == 0
+    out = capsys.readouterr().out
+    assert "WARN  witness_unverified" in out
+    warnings = json.loads(report.read_text())["results"][0]["warnings"]
+    assert [(w["code"], w["record_id"]) for w in warnings] == expected
+    assert story.verify(bundle, "--strict") == 4
+    # a verified report's bundle: the certificate is in it and chains to the roots
+    good = story.bundle(story.cases["no_receipt"], tmp_path)
+    with zipfile.ZipFile(good) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        registry = [p["record"] for p in manifest["proofs"] if p["record"]["type"] == "registry"]
+        assert registry and registry[0]["body"]["kind"] == "witness"
+        cert_sha = registry[0]["files"][0]["sha256"]
+        assert f"files/{cert_sha}" in z.namelist()
+    capsys.readouterr()
+    assert story.verify(good) == 0
+    out = capsys.readouterr().out
+    assert "witness_unverified" not in out
+    assert "2 of 2 seal and witness records signed by a key certified" in out
+    # the same bundle checked against another CA's root: its witnesses are unverified
+    from signer.ca import DevCA
+    from verifier.bundle import open_bundle, witness_certificate_warnings
+
+    other = DevCA(tmp_path / "other-ca", passphrase=b"x" * 16, crl_url="http://x/crl")
+    with open_bundle(good) as opened:
+        checks, found = witness_certificate_warnings(opened, [other.roots_pem()])
+        assert [w.code for w in found] == ["witness_unverified"] * 2
+        assert "0 of 2" in checks[0].detail
+        _, found = witness_certificate_warnings(opened, [story.roots.read_bytes()])
+        assert found == []
+
+
+def test_an_edited_registry_row_makes_the_page_name_the_step(story: Story) -> None:
+    """The agency's verification is evidence like the rest: editing its row in the database
+    makes the page of a report whose seal names it say tampered, naming that step."""
+    from sqlalchemy import text
+
+    code = story.cases["no_receipt"]
+    assert story.public(code)["status"] == "genuine"
+    steps = [s for s in story.public(code)["chain"] if s["type"] == "registry"]
+    # the witness key's verification, the device's and the tester's registrations
+    assert sorted(s["details"]["registry_kind"] for s in steps) == ["device", "staff", "witness"]
+    steps = [s for s in steps if s["details"]["registry_kind"] == "witness"]
+    assert steps[0]["check"] == "verified"
+    entry = steps[0]["record_id"]
+    with story.state.engine.begin() as conn:
+        original = conn.execute(
+            text("SELECT canonical FROM records WHERE id = :id"), {"id": entry}
+        ).scalar_one()
+        edited = bytes(original).replace("鹏城监理".encode(), "某某监理".encode())
+        assert edited != bytes(original)
+        conn.execute(text("UPDATE records SET canonical = :c WHERE id = :id"),
+                     {"c": edited, "id": entry})
+    try:
+        data = story.public(code)
+        assert data["status"] == "tampered"
+        assert data["problem"]["record_id"] == entry
+        assert data["problem"]["step"]["zh"] == "监督机构登记"
+        assert 'data-step="registry"' in story.page(code)
+    finally:
+        with story.state.engine.begin() as conn:
+            conn.execute(text("UPDATE records SET canonical = :c WHERE id = :id"),
+                         {"c": original, "id": entry})
+    assert story.public(code)["status"] == "genuine"

@@ -10,7 +10,7 @@ import re
 import httpx
 
 from service.state import ServiceState
-from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
 from tests.recordkit import WitnessSigner
 from tests.test_uploads import _patch, _start
 
@@ -22,7 +22,8 @@ def test_every_signed_post_and_put_takes_an_idempotency_key(app_state: ServiceSt
     lab, auditor = add_lab(app_state, 52), add_auditor(app_state)
     ignored = []
     checked = 0
-    with client_for(app, lab) as c, client_for(app, auditor) as a:
+    agency = add_agency(app_state)
+    with client_for(app, lab) as c, client_for(app, auditor) as a, client_for(app, agency) as g:
         for path, ops in app.openapi()["paths"].items():
             if not path.startswith("/api/v1/") or path.startswith("/api/v1/public/"):
                 continue  # public routes are anonymous: no caller to scope a key to
@@ -31,6 +32,7 @@ def test_every_signed_post_and_put_takes_an_idempotency_key(app_state: ServiceSt
                     continue
                 checked += 1
                 client = a if path.startswith("/api/v1/audit/") else c
+                client = g if path.startswith("/api/v1/agency/") else client
                 url = re.sub(r"\{[^}]+\}", "01TESTID0000000000000000AA", path)
                 resp = client.request(
                     method.upper(), url, json_body={}, headers={"Idempotency-Key": "not valid"}

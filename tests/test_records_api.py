@@ -122,7 +122,10 @@ def test_every_collection_writes_a_verifiable_record(env: Env) -> None:
     assert seal["witness_key"]["public_key"] == chain.witness_key.public_b64()
     assert records["witness"]["body"]["witness"]["id_number"] == "11010519491231002X"
     assert records["receipt"]["body"]["seal_check"]["result"] == "pass"
-    assert records["test_record"]["body"]["flags"] == []
+    # no agency registered the lab's device here (docs/registry.md)
+    assert records["test_record"]["body"]["flags"] == [
+        {"rule": "device_unregistered", "device_id": "YJ-2000-07"},
+        {"rule": "tester_unregistered", "tester": "王五"}]
     assert records["contract"]["body"]["flags"] == []
 
 

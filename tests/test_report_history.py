@@ -21,7 +21,7 @@ from service.clock import CHINA_TZ, utc_now
 from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Notification, Record
-from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
 from tests.recordkit import (
     Chain,
     ago,
@@ -33,6 +33,7 @@ from tests.recordkit import (
     receipt_body,
     sample_body,
     specimen_photo,
+    stored_record,
 )
 
 META = {"conclusion": "pass", "approver": "王五"}
@@ -42,13 +43,7 @@ def _meta(*parents: str) -> dict[str, Any]:
     return {**META, "issued_on": utc_now().date().isoformat(), "parents": list(parents)}
 
 
-def _record(state: ServiceState, record_id: str) -> dict[str, Any]:
-    with session_scope(state.sessions) as s:
-        row = s.get(Record, record_id)
-        assert row is not None
-        obj: dict[str, Any] = json.loads(row.canonical)
-        obj["_leaf"] = row.leaf_hash
-        return obj
+_record = stored_record
 
 
 def _codes(answer: dict[str, Any]) -> list[str]:
@@ -58,8 +53,8 @@ def _codes(answer: dict[str, Any]) -> list[str]:
 def test_the_cherry_pick_is_refused_or_shown(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 121)
-    with client_for(app, lab) as c:
-        chain = build_chain(c, sample_code="YP-PICK-1")
+    with client_for(app, lab) as c, client_for(app, add_agency(app_state)) as ag:
+        chain = build_chain(c, agency=ag, sample_code="YP-PICK-1")
         failing = created(c.post("/api/v1/test-records", json_body=data_body(
             chain, ago(400), results={"strength_MPa": 18.2})))
         # a second, passing record without corrects or a reason would replace the first
@@ -102,10 +97,10 @@ def _other_item(state: ServiceState, chain: Chain, *known: str) -> str:
 def test_history_holds_every_record_of_every_cited_sample(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 122)
-    with client_for(app, lab) as c:
-        a = build_chain(c, sample_code="YP-HIST-A")
-        b = build_chain(c, sample_code="YP-HIST-B")
-        unrelated = build_chain(c, sample_code="YP-HIST-C")
+    with client_for(app, lab) as c, client_for(app, add_agency(app_state)) as ag:
+        a = build_chain(c, agency=ag, sample_code="YP-HIST-A")
+        b = build_chain(c, agency=ag, sample_code="YP-HIST-B")
+        unrelated = build_chain(c, agency=ag, sample_code="YP-HIST-C")
         a1 = created(c.post("/api/v1/test-records", json_body=data_body(a, ago(500))))
         a2 = created(c.post("/api/v1/test-records", json_body=data_body(
             a, ago(450), corrects=a1, correction_reason="录入错误", parents=[a.sample, a1])))
@@ -150,8 +145,8 @@ def test_custody_gaps_and_failed_seal_checks_are_warnings(app_state: ServiceStat
     app = make_app(app_state)
     lab = add_lab(app_state, 123)
     auditor = add_auditor(app_state, "市质监站")
-    with client_for(app, lab) as c:
-        chain = build_chain(c, sample_code="YP-CUST-1")
+    with client_for(app, lab) as c, client_for(app, add_agency(app_state)) as ag:
+        chain = build_chain(c, agency=ag, sample_code="YP-CUST-1")
         bare = _bare_sample(c, chain, "YP-CUST-2")
         bare_test = created(c.post("/api/v1/test-records", json_body=data_body(
             chain, ago(300), parents=[bare])))
@@ -246,8 +241,10 @@ def test_test_plans_on_time_and_late_with_the_holiday_calendar(
     )
     lab = add_lab(state, 124)
     try:
-        with client_for(make_app(state), lab) as c:
-            chain = build_chain(c, sample_code="YP-PLAN-1")
+        with client_for(make_app(state), lab) as c, client_for(
+            make_app(state), add_agency(state)
+        ) as ag:
+            chain = build_chain(c, agency=ag, sample_code="YP-PLAN-1")
             # 3 working days' notice once the holiday is skipped: on time
             on_day = _start(_next_working_day(today, 3, skip=(holiday,)))
             on_time = c.post("/api/v1/test-plans", json_body=_plan(chain.contract, on_day))
@@ -280,8 +277,8 @@ def _start(day: date) -> datetime:
 def test_onsite_tests_with_and_without_a_plan(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 125)
-    with client_for(app, lab) as c:
-        chain = build_chain(c, sample_code="YP-SITE-1")
+    with client_for(app, lab) as c, client_for(app, add_agency(app_state)) as ag:
+        chain = build_chain(c, agency=ag, sample_code="YP-SITE-1")
         plan = created(c.post("/api/v1/test-plans", json_body=_plan(
             chain.contract, datetime.now(CHINA_TZ) + timedelta(days=20))))
         photo = post_media(c, specimen_photo("P17"))
@@ -320,8 +317,8 @@ def test_onsite_tests_with_and_without_a_plan(app_state: ServiceState) -> None:
 def test_commission_not_under_witness(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 126)
-    with client_for(app, lab) as c:
-        chain = build_chain(c, sample_code="YP-COMM-1")
+    with client_for(app, lab) as c, client_for(app, add_agency(app_state)) as ag:
+        chain = build_chain(c, agency=ag, sample_code="YP-COMM-1")
         commission = created(c.post("/api/v1/commissions", json_body={
             **commission_body(chain.contract), "under_witness": False}))
         sample = created(c.post("/api/v1/samples", json_body=sample_body(commission, "YP-COMM-2")))

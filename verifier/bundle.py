@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from verifier import custody
+from verifier import custody, witness_certs
 from verifier.canonical import loads_strict
 from verifier.chain import BundleChainSource, ChainSource, canonical_code, report_subject
 from verifier.errors import (
@@ -601,6 +601,33 @@ def evidence_warnings(code: str, proofs: Sequence[Proof]) -> list[custody.Eviden
     return custody.evidence_warnings(report_records(code, proofs), records)
 
 
+def witness_certificate_warnings(
+    bundle: Bundle, trust_roots: Sequence[bytes] | None
+) -> tuple[list[Check], list[custody.EvidenceWarning]]:
+    """§7.2 `witness_unverified` from the bundle's witness certificates
+    (verifier.witness_certs), checked against ``trust_roots``; without roots, a warning
+    that the witnesses' keys were not checked."""
+    records = [p.record for p in bundle.proofs]
+    if not any(r.get("type") in ("seal", "witness") for r in records):
+        return [], []
+    if trust_roots is None:
+        return [_rcheck("witness_certificates", True, "witness keys NOT checked against the "
+                        "platform roots (no pinned roots)", warning=True)], []
+    try:
+        roots = witness_certs.parse_roots(trust_roots)
+    except ValueError as exc:
+        return [_rcheck("witness_certificates", False, f"unusable trust roots: {exc}")], []
+    certificates = {
+        sha: bundle.read_file(sha)
+        for sha in witness_certs.certificate_files(records)
+        if bundle.file_digests.get(sha) == sha  # a swapped file fails record_files
+    }
+    found = witness_certs.witness_warnings(records, certificates, roots)
+    signed = sum(r.get("type") in ("seal", "witness") for r in records)
+    return [_rcheck("witness_certificates", True, f"{signed - len(found)} of {signed} seal and "
+                    "witness records signed by a key certified to the platform roots")], found
+
+
 def check_revocation(
     code: str, revocation: RevocationInfo | None, revocation_proof: Proof | None
 ) -> tuple[list[Check], ReportStatus]:
@@ -701,6 +728,9 @@ def verify_bundle(
     checks += check_report(bundle.report_record_id, bundle.code, bundle.proofs)
     checks += check_history(bundle.code, bundle.proofs)
     warnings = tuple(evidence_warnings(bundle.code, bundle.proofs))
+    witness_check, witness_found = witness_certificate_warnings(bundle, trust_roots)
+    checks += witness_check
+    warnings += tuple(witness_found)
     by_id = {p.record_id: p for p in bundle.proofs}
     checks += [
         _rcheck(w.code, True, w.detail, by_id.get(w.record_id or ""), warning=True)

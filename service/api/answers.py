@@ -14,6 +14,8 @@ MEANING: dict[str, str] = {
     "already_corrected": "the test record was corrected already; correct the latest version",
     "already_sealed": "the code already has a signed PDF (a different PDF was sent)",
     "already_voided": "the report number is voided already",
+    "approver_out_of_scope": "a cited test item lies outside the approver's signing scope",
+    "approver_unregistered": "the approver is not one the agency registered for the lab",
     "auth_bad_signature": "the signature does not match the request",
     "auth_expired": "the timestamp is more than 300 s from the server clock",
     "auth_missing": "a signing header is missing or malformed",
@@ -22,6 +24,7 @@ MEANING: dict[str, str] = {
     "body_too_large": "the request body exceeds the route's limit",
     "bundle_too_large": "the report's evidence exceeds the bundle limits",
     "ca_error": "the platform CA could not be used; try again",
+    "calibration_dates_invalid": "a calibration's valid_from is after its valid_until",
     "chain_unreachable": "the chain could not be reached; try again",
     "conflict": "the request conflicts with the current state",
     "content_length_invalid": "Content-Length is not a non-negative integer",
@@ -68,6 +71,7 @@ MEANING: dict[str, str] = {
     "not_acceptable": "the answer cannot be given in the requested type",
     "not_canonicalizable": "the body has no RFC 8785 canonical form (e.g. a huge number)",
     "not_found": "no such resource",
+    "out_of_region": "the agency writes only for labs registered in its region",
     "parent_count_invalid": "too many parents of a type",
     "parent_duplicate": "a parent is listed twice",
     "parent_not_found": "a parent id names no record",
@@ -80,12 +84,15 @@ MEANING: dict[str, str] = {
     "pdf_not_found": "the report has no signed PDF yet",
     "pdf_too_complex": "the PDF has too many objects",
     "pdf_too_large": "the PDF exceeds the size limit",
+    "project_fields_invalid": "an agency's project names no parents and no registered_project",
     "project_mismatch": "a record does not derive from the code's project",
     "query_ambiguous": "the query repeats a name or holds a raw '+'",
     "rate_limited": "too many requests from this address; retry after Retry-After",
     "record_corrupt": "a stored record no longer parses (reported to the operator)",
     "record_missing": "a record of the report is missing (reported to the operator)",
     "record_not_found": "no such record (or not one of yours)",
+    "registered_project_not_found": "no project the agency registered for this lab has that id",
+    "replacement_incomplete": "a replacement names both `replaces` and `effective_on`",
     "report_closed": "the report is revoked, voided or superseded",
     "report_metadata_missing": "PUT the report's metadata first",
     "report_revoked": "the report is revoked",
@@ -96,6 +103,7 @@ MEANING: dict[str, str] = {
     "sealing_failed": "the report could not be signed; try again",
     "sha256_invalid": "not 64 hex characters",
     "signer_error": "the report could not be signed; try again",
+    "signing_scope_invalid": "only an approver has a signing scope",
     "test_record_corrected": "a cited test record was corrected; cite the latest version",
     "test_record_exists": "the sample was tested for this item: correct it or give a retest_reason",
     "test_record_required": "a report cites at least one test record",
@@ -129,6 +137,7 @@ MEANING: dict[str, str] = {
     "witness_key_invalid": "not a usable public key of the algorithm",
     "witness_key_not_found": "no such witness key",
     "witness_key_revoked": "the witness key is revoked",
+    "witness_key_verified": "a supervision agency verified this witness key already",
     "witness_signature_invalid": "the witness record's signature does not verify",
 }
 
@@ -171,7 +180,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         "unknown_code", "report_revoked", "report_sealed", "report_closed", "report_voided",
         "history_not_allowed", "invalid_parent", "project_mismatch", "duplicate_parent",
         "unknown_parent", "test_record_corrected", "test_record_required",
-        "not_canonicalizable",
+        "not_canonicalizable", "approver_unregistered", "approver_out_of_scope",
     ),
     "POST /api/v1/reports/{code}/revocation": (
         "unknown_code", "report_revoked", "invalid_superseded_by", "invalid_reason",
@@ -192,7 +201,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/reports/{code}/certificate": ("unknown_code", "pdf_not_found",
                                                "evidence_unavailable", *_STORED),
     # records (INTERFACE §1)
-    "POST /api/v1/projects": _PARENTS,
+    "POST /api/v1/projects": (*_PARENTS, "registered_project_not_found"),
     "POST /api/v1/contracts": (*_PARENTS, *_FILE, "date_in_future"),
     "POST /api/v1/commissions": _PARENTS,
     "POST /api/v1/samples": (*_PARENTS, "duplicate_sample_code"),
@@ -216,6 +225,25 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
                                   "witness_key_invalid", "invalid_name", "invalid_algorithm"),
     "GET /api/v1/witness-keys/{key_id}": ("witness_key_not_found",),
     "POST /api/v1/witness-keys/{key_id}/revocation": ("witness_key_not_found",),
+    # the supervision agency's register (issue 13, docs/registry.md)
+    "POST /api/v1/agency/witnesses": (
+        "out_of_region", "unknown_institution", "id_number_invalid", "witness_key_exists",
+        "witness_key_invalid", "witness_key_not_found", "replacement_incomplete",
+    ),
+    "POST /api/v1/agency/witness-keys/{key_id}/verification": (
+        "out_of_region", "unknown_institution", "witness_key_not_found", "witness_key_revoked",
+        "witness_key_verified", "witness_key_invalid", "replacement_incomplete",
+    ),
+    "POST /api/v1/agency/projects": (
+        "out_of_region", "unknown_institution", "project_fields_invalid",
+    ),
+    "POST /api/v1/agency/devices": (
+        "out_of_region", "unknown_institution", "calibration_dates_invalid",
+    ),
+    "POST /api/v1/agency/staff": (
+        "out_of_region", "unknown_institution", "id_number_invalid", "signing_scope_invalid",
+    ),
+    "GET /api/v1/audit/registry": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),
     "HEAD /api/v1/uploads/{upload_id}": _UPLOAD,

@@ -45,6 +45,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
     # 403
     "forbidden": 403,
+    "out_of_region": 403,
     # 404
     "dev_chain_not_deployed": 404,
     "image_not_found": 404,
@@ -52,6 +53,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "parent_not_found": 404,
     "pdf_not_found": 404,
     "record_not_found": 404,
+    "registered_project_not_found": 404,
     "unknown_auditor": 404,
     "unknown_code": 404,
     "unknown_institution": 404,
@@ -85,6 +87,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "upload_not_complete": 409,
     "upload_offset_mismatch": 409,
     "witness_key_exists": 409,
+    "witness_key_verified": 409,
     # 410
     "upload_expired": 410,
     # 413
@@ -95,7 +98,10 @@ STATUS_BY_CODE: dict[str, int] = {
     # 422: well formed, but breaks a rule
     "backup_inside_data_dir": 422,
     "backup_unsupported": 422,
+    "approver_out_of_scope": 422,
+    "approver_unregistered": 422,
     "bundle_too_large": 422,
+    "calibration_dates_invalid": 422,
     "correction_sample_mismatch": 422,
     "date_in_future": 422,
     "duplicate_parent": 422,
@@ -108,6 +114,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_mismatch": 422,
     "image_not_in_parents": 422,
     "image_required": 422,
+    "project_fields_invalid": 422,
+    "replacement_incomplete": 422,
+    "signing_scope_invalid": 422,
     "image_unreadable": 422,
     "invalid_algorithm": 422,
     "invalid_expiry": 422,

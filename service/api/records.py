@@ -326,6 +326,15 @@ class WitnessKeyOut(BaseModel):
     witness: dict[str, Any] = Field(description="name, masked ID number, unit")
     created_at: str
     revoked: bool
+    role: str = Field(default="witness", description="witness 见证人员 / sampler 取样人员")
+    verified: bool = Field(default=False, description="a supervision agency verified the key")
+    verified_at: str | None = None
+    registry_record_id: str | None = Field(
+        default=None, description="the agency's `registry` record of the verification"
+    )
+    certificate: str | None = Field(
+        default=None, description="base64 DER X.509 certificate the platform CA issued"
+    )
 
 
 @signed.post(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -208,6 +209,45 @@ class WitnessKey(Base):
     witness_unit: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # --- what a supervision agency vouched for (migration 0011) ---
+    #: "witness" (见证人员) or "sampler" (取样人员).
+    role: Mapped[str] = mapped_column(String(16), server_default="witness")
+    #: The agency account that verified the key; None: only the lab registered it.
+    verified_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: The `registry` record of the verification; seals and witness records name it.
+    registry_record_id: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    #: The platform CA's X.509 certificate for the key (DER).
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class RegistryDevice(Base):
+    """A device (检测设备) the supervision agency registered for a lab, as its latest
+    `registry` record of kind `device` states it (migration 0011)."""
+
+    __tablename__ = "registry_devices"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    #: The last day the calibration/verification (检定/校准) is valid.
+    valid_until: Mapped[date] = mapped_column(Date)
+
+
+class RegistryStaff(Base):
+    """A lab's tester or report approver as the supervision agency registered them
+    (migration 0011); matched by name, as test records and reports name people."""
+
+    __tablename__ = "registry_staff"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    #: Comma-separated: "tester", "approver".
+    roles: Mapped[str] = mapped_column(String(64))
+    #: JSON list of the test items (检测项目/参数) an approver may sign for (签字范围).
+    signing_scope: Mapped[str] = mapped_column(Text)
 
 
 class SampleCode(Base):

@@ -89,6 +89,12 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "reason": ("原因", "reason"),
     "superseded_by": ("更正为", "superseded by"),
     "activities": ("见证内容", "witnessed"),
+    "witness_check": ("见证人核验", "witness check"),
+    "witness_verified_by": ("核验机构", "verified by"),
+    "project_registration": ("项目登记", "project entered by"),
+    "registry_kind": ("登记类型", "entry"),
+    "calibration_valid_until": ("检定/校准有效期至", "calibrated until"),
+    "agency": ("监督机构", "agency"),
 }
 
 #: Enumerated values of a step's details as a person reads them: (zh, en).
@@ -115,6 +121,21 @@ VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
     "plan_kind": {
         "onsite": ("现场检测", "on-site testing"),
         "pile_test": ("桩基检测", "pile test"),
+    },
+    # docs/registry.md
+    "witness_check": {
+        "agency_verified": ("监督机构已核验", "verified by the supervision agency"),
+        "unverified": ("未经监督机构核验", "not verified by a supervision agency"),
+    },
+    "registry_kind": {
+        "witness": ("见证/取样人员核验", "witness or sampler verified"),
+        "project": ("工程项目登记", "project entered"),
+        "device": ("检测设备登记", "device registered"),
+        "staff": ("检测人员登记", "staff registered"),
+    },
+    "project_registration": {
+        "agency": ("监督机构已登记", "the supervision agency"),
+        "lab_only": ("仅检测机构自行登记", "the lab only"),
     },
 }
 

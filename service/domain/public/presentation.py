@@ -24,6 +24,7 @@ Status = Literal["genuine", "revoked", "superseded", "pending_anchor", "tampered
 
 #: Timeline order (project -> ... -> report) and the labels a person sees.
 STEP_ORDER: dict[str, float] = {
+    "registry": -1,
     "project": 0,
     "contract": 1,
     "commission": 2,
@@ -39,6 +40,7 @@ STEP_ORDER: dict[str, float] = {
     "revocation": 11,
 }
 STEP_LABELS: dict[str, tuple[str, str]] = {
+    "registry": ("监督机构登记", "Supervision agency register"),
     "project": ("工程项目", "Project"),
     "contract": ("检测合同", "Contract"),
     "commission": ("委托单", "Commission"),
@@ -130,11 +132,26 @@ def _person(value: Any) -> str | None:
     return mask_name(str(name)) if name else None
 
 
+def _witness_check(b: Mapping[str, Any]) -> dict[str, Any]:
+    """Who vouched for the witness of a seal or witness record (docs/registry.md): the agency
+    whose registry record the platform wrote into the body, or nobody (`witness_unverified`);
+    records from before the register say neither."""
+    verified = b.get("witness_verified_by")
+    if isinstance(verified, Mapping):
+        return {"witness_check": "agency_verified", "witness_verified_by": verified.get("agency")}
+    flags = b.get("flags")
+    rules = [f.get("rule") for f in flags if isinstance(f, Mapping)] if isinstance(
+        flags, list) else []
+    return {"witness_check": "unverified"} if "witness_unverified" in rules else {}
+
+
 def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
     """The facts of each record type a person checking a report wants to see."""
     signed = b.get("signed") if isinstance(b.get("signed"), Mapping) else {}
     if type_ == "project":
         return {
+            # docs/registry.md: entered by the supervision agency, or the lab's word alone
+            "project_registration": "agency" if b.get("registered_project") else "lab_only",
             "name": b.get("name"),
             "project_no": b.get("project_no"),
             "location": b.get("location"),
@@ -179,6 +196,7 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "sealed_at": _g(signed, "sealed_at"),
             "place": _g(signed, "place"),
             "witness": _person(b.get("witness")),
+            **_witness_check(b),
         }
     if type_ == "witness":
         activities = _g(signed, "activities")
@@ -188,6 +206,19 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "witnessed_at": _g(signed, "witnessed_at"),
             "place": _g(signed, "location"),
             "activities": [str(a) for a in activities] if isinstance(activities, list) else None,
+            **_witness_check(b),
+        }
+    if type_ == "registry":
+        person = b.get("person") if isinstance(b.get("person"), Mapping) else {}
+        return {
+            "registry_kind": b.get("kind"),
+            "agency": _g(b, "agency", "name"),
+            "name": _g(b, "project", "name") if b.get("kind") == "project" else None,
+            "witness": _person(person) if b.get("kind") == "witness" else None,
+            "witness_unit": _g(person, "unit"),
+            "device": _g(b, "device", "name") if b.get("kind") == "device" else None,
+            "device_id": _g(b, "device", "id") if b.get("kind") == "device" else None,
+            "calibration_valid_until": _g(b, "calibration", "valid_until"),
         }
     if type_ == "media":
         return {

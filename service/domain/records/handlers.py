@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339
-from service.domain import rules, seals
+from service.domain import registry, rules, seals
 from service.domain.evidence import FileRef, file_ref
 from service.domain.imagefacts import ImageUnreadable, image_facts, open_image
 from service.domain.nonconforming import notify_seal_check_failed
@@ -65,7 +65,7 @@ from service.errors import Conflict, Invalid
 from service.settings import Settings
 from service.storage import loghash
 from service.storage.blobs import BlobStore
-from service.storage.models import Record, SampleCode, Upload
+from service.storage.models import Record, SampleCode, Upload, WitnessKey
 from verifier.merkle import leaf_hash
 
 #: A timestamp further than this in the future is refused (clock skew allowance).
@@ -96,6 +96,8 @@ class Derived:
     files: list[FileRef] = field(default_factory=list)
     #: None: the record type raises no flags (the body then has no `flags`).
     flags: list[rules.Flag] | None = None
+    #: Parents the platform adds after the request's (a seal's witness registry record).
+    extra_parents: list[Record] = field(default_factory=list)
 
 
 class Handler(Generic[M]):
@@ -203,14 +205,16 @@ class SealHandler(Handler[SealIn]):
         )
         check_witness_signature(key, signed, payload.signature, "seal_signature_invalid")
         _not_in_future(parse_rfc3339(payload.sealed_at), intake.now, "sealed_at")
-        return Derived(
+        return _vouched(
+            intake,
+            key,
             {
                 "sample_code": payload.sample_code,
                 "signed": signed,
                 "signature": payload.signature,
                 "witness_key": key_json(key),
                 "witness": witness_identity(key),
-            }
+            },
         )
 
 
@@ -234,14 +238,39 @@ class WitnessHandler(Handler[WitnessIn]):
         )
         check_witness_signature(key, signed, payload.signature, "witness_signature_invalid")
         _not_in_future(parse_rfc3339(payload.witnessed_at), intake.now, "witnessed_at")
-        return Derived(
+        return _vouched(
+            intake,
+            key,
             {
                 "witness": witness_identity(key),
                 "signed": signed,
                 "signature": payload.signature,
                 "witness_key": key_json(key),
-            }
+            },
         )
+
+
+def _vouched(intake: Intake, key: WitnessKey, body: dict[str, Any]) -> Derived:
+    """A seal or witness record: it names the agency's registry record of its key among its
+    parents (so a bundle carries the key's certificate), or carries `witness_unverified`."""
+    parent = registry.verification_parent(intake.session, key)
+    if parent is None:
+        return Derived(body, flags=registry.unverified_flags(key) or None)
+    body["witness_verified_by"] = registry.verified_by(parent)
+    return Derived(body, extra_parents=[parent])
+
+
+class ProjectHandler(Handler[ProjectIn]):
+    """A project may name the supervision agency's registration of it (`registered_project`),
+    which becomes a parent; without one the project is the lab's word alone."""
+
+    def derive(self, intake: Intake, payload: ProjectIn, file: StoredFile | None) -> Derived:
+        if payload.registered_project is None:
+            return Derived(dump(payload))
+        entry = registry.registered_project(
+            intake.session, payload.registered_project, intake.institution
+        )
+        return Derived(dump(payload), extra_parents=[entry])
 
 
 class ReceiptHandler(Handler[ReceiptIn]):
@@ -344,10 +373,20 @@ class TestRecordHandler(Handler[TestRecordIn]):
                     {"site": payload.site.description, "started_at": rfc3339(payload.started_at)},
                 )
             )
+        tested_on = rules.local_date(payload.started_at, intake.settings.rules.timezone)
+        device_flags, device_entry = registry.device_check(
+            intake.session, intake.institution, payload.device.id, tested_on
+        )
+        flags += device_flags
+        tester_flags, tester_entry = registry.tester_check(
+            intake.session, intake.institution, payload.tester
+        )
+        flags += tester_flags
         body = dump(payload, "raw_data")
         if payload.raw_data is not None:
             body["raw_data"] = payload.raw_data
-        return Derived(body, flags=flags)
+        extra = [e for e in (device_entry, tester_entry) if e is not None]
+        return Derived(body, flags=flags, extra_parents=extra)
 
     def after_insert(self, intake: Intake, payload: TestRecordIn, record: Record) -> None:
         if payload.corrects is not None:
@@ -414,7 +453,7 @@ class MediaHandler(FileHandler[MediaIn]):
 
 #: Collection (the URL's last segment) -> its handler, record type and request model.
 HANDLERS: dict[str, Handler[Any]] = {
-    "projects": Handler("project", ProjectIn),
+    "projects": ProjectHandler("project", ProjectIn),
     "contracts": ContractHandler("contract", ContractIn),
     "commissions": Handler("commission", CommissionIn),
     "samples": SampleHandler("sample", SampleIn),

@@ -127,6 +127,11 @@ class ProjectIn(RecordIn):
     supervision_unit: Party | None = Field(default=None, description="监理单位")
     contractor: Party | None = Field(default=None, description="施工单位")
     supervision_agency: Name | None = Field(default=None, description="属地质量监督机构")
+    registered_project: RecordId | None = Field(
+        default=None,
+        description="the supervision agency's `registry` record of this project (kind "
+        "`project`, docs/registry.md); the record then names it as a parent",
+    )
 
 
 class ContractParty(Party):

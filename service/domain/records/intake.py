@@ -56,7 +56,7 @@ def create_record(
             type=handler.record_type,
             institution=institution,
             body=body,
-            parents=parents,
+            parents=[*parents, *derived.extra_parents],
             files=derived.files,
             record_id=new_record_id(),
             created_at=now,

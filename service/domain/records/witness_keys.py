@@ -4,6 +4,7 @@ the witness's identity as registered, never as the request claims."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ def register_witness_key(session: Session, institution: str, data: WitnessKeyIn)
         witness_id_number=data.witness.id_number.upper(),
         witness_unit=data.witness.unit,
         created_at=utc_now(),
+        role="witness",
     )
     session.add(key)
     try:
@@ -123,6 +125,13 @@ def witness_key_json(key: WitnessKey, *, mask: bool = True) -> dict[str, Any]:
         },
         "created_at": rfc3339(key.created_at),
         "revoked": key.revoked_at is not None,
+        "role": key.role,
+        "verified": key.verified_at is not None,
+        "verified_at": rfc3339(key.verified_at) if key.verified_at else None,
+        "registry_record_id": key.registry_record_id,
+        "certificate": base64.b64encode(key.certificate).decode("ascii")
+        if key.certificate
+        else None,
     }
 
 

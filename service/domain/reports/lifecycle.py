@@ -14,6 +14,7 @@ A code is `issued`, then `reported` (metadata recorded), and ends `revoked`,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
+from service.domain import registry
 from service.domain import warnings as report_warnings
 from service.domain.ancestry import derived_from
 from service.domain.codes import canonical_code, parse_code, revocation_subject
@@ -177,6 +179,12 @@ def put_metadata(
             "test_record_required",
             "a report derives from test data: name at least one test record in parents",
         )
+    items = [
+        str(json.loads(p.canonical).get("body", {}).get("test_item"))
+        for p in parents
+        if p.type == "test_record"
+    ]
+    registry.check_approver(session, institution, meta.approver, items)
     previous = session.get(Record, latest_report_record_id(row))
     assert previous is not None
     body = {

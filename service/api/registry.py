@@ -1,0 +1,210 @@
+"""The supervision agency's register (issue 13): witnesses and samplers it vouches for.
+
+- `POST /api/v1/agency/witnesses`: register a person and their key for a lab of the
+  agency's region;
+- `POST /api/v1/agency/witness-keys/{key_id}/verification`: verify a key the lab proposed;
+- `GET /api/v1/audit/registry`: the registry records (auditors and agencies, their region).
+
+Every write is a `registry` evidence record (INTERFACE §7.4), anchored like the rest; an
+agency writes only in its region (403 `out_of_region`). See docs/registry.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from service.api.auth import (
+    AgencyDep,
+    AuditorDep,
+    Caller,
+    SignedRoute,
+    check_institution_access,
+)
+from service.api.deps import SessionDep, StateDep
+from service.api.idempotency import Idempotency, IdempotencyDep
+from service.domain import registry
+from service.domain.accounts import audit_scope
+from service.domain.trust import platform_ca
+from service.state import ServiceState
+
+router = APIRouter(route_class=SignedRoute, tags=["registry"])
+
+MAX_LIST = 500
+
+
+class VouchedOut(BaseModel):
+    record_id: str = Field(description="the `registry` evidence record of this write")
+    leaf_hash: str
+    witness_key: dict[str, Any] = Field(
+        description="the key as `GET /api/v1/witness-keys/{key_id}` answers it, now verified, "
+        "with its certificate (base64 DER)"
+    )
+
+
+class RegistryEntry(BaseModel):
+    record: dict[str, Any] = Field(description="the `registry` evidence record (INTERFACE §1)")
+    leaf_hash: str
+
+
+def _write(session: Session, state: ServiceState, caller: Caller) -> registry.AgencyWrite:
+    agency = registry.agency_account(session, caller.auditor_id)
+    return registry.AgencyWrite(
+        session, state.settings, state.blobs, platform_ca(state.settings), agency
+    )
+
+
+def _append(
+    session: Session,
+    state: ServiceState,
+    caller: Caller,
+    idem: Idempotency,
+    write: Callable[[registry.AgencyWrite], Any],
+) -> Response:
+    """An agency write that appends one registry record (`write` returns it): 201 with its
+    id and leaf hash."""
+
+    def work() -> tuple[int, Any]:
+        record = write(_write(session, state, caller))
+        return 201, {"record_id": record.id, "leaf_hash": record.leaf_hash}
+
+    return idem.run(session, work)
+
+
+@router.post(
+    "/api/v1/agency/witnesses",
+    status_code=201,
+    response_model=VouchedOut,
+    summary="Register a witness or sampler and their key for a lab of the agency's region",
+    description="Agency keys only. The ID number is checked (GB 11643, 422 "
+    "`id_number_invalid`) and masked in the record; the platform CA certifies the key. "
+    "A replacement (`replaces` + `effective_on`) registered fewer than "
+    "`rules.witness_replacement_notice_working_days` working days before it takes over is "
+    "flagged `witness_replacement_late`.",
+)
+def register_witness(
+    body: registry.WitnessRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        return 201, registry.register_witness(_write(session, state, caller), body).as_json()
+
+    return idem.run(session, work)
+
+
+@router.post(
+    "/api/v1/agency/witness-keys/{key_id}/verification",
+    status_code=201,
+    response_model=VouchedOut,
+    summary="Verify a witness key a lab of the agency's region proposed",
+    description="Agency keys only. Seals and witness records the key signs from now on "
+    "name this registry record and carry no `witness_unverified` warning.",
+)
+def verify_witness_key(
+    key_id: str,
+    body: registry.WitnessVerificationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        write = _write(session, state, caller)
+        return 201, registry.verify_witness_key(write, key_id, body).as_json()
+
+    return idem.run(session, work)
+
+
+class RecordOut(BaseModel):
+    record_id: str = Field(description="the `registry` evidence record of this write")
+    leaf_hash: str
+
+
+@router.post(
+    "/api/v1/agency/projects",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Enter a project and its responsible units for a lab of the agency's region",
+    description="Agency keys only. The lab's project record may then name it "
+    "(`registered_project`); the public page says whether the agency entered the project.",
+)
+def register_project(
+    body: registry.ProjectRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(session, state, caller, idem, lambda w: registry.register_project(w, body))
+
+
+@router.post(
+    "/api/v1/agency/devices",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's device and its calibration (检定/校准) validity",
+    description="Agency keys only. A test record naming a device the agency did not "
+    "register carries `device_unregistered`; one tested after the calibration's "
+    "`valid_until` carries `calibration_expired` (INTERFACE §7.2). Registering the device "
+    "again replaces its entry.",
+)
+def register_device(
+    body: registry.DeviceRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(session, state, caller, idem, lambda w: registry.register_device(w, body))
+
+
+@router.post(
+    "/api/v1/agency/staff",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's tester or report approver (with their signing scope)",
+    description="Agency keys only. A test record whose `tester` the agency did not register "
+    "as a tester carries `tester_unregistered`; once any approver of the lab is registered, a "
+    "report's `approver` must be one (422 `approver_unregistered`) whose `signing_scope` "
+    "holds every cited test item (422 `approver_out_of_scope`).",
+)
+def register_staff(
+    body: registry.StaffRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(session, state, caller, idem, lambda w: registry.register_staff(w, body))
+
+
+@router.get(
+    "/api/v1/audit/registry",
+    response_model=list[RegistryEntry],
+    tags=["audit"],
+    summary="Registry records (the agencies' writes), oldest first",
+)
+def audit_registry(
+    caller: AuditorDep,
+    session: SessionDep,
+    institution: Annotated[str | None, Query(max_length=18)] = None,
+    after: Annotated[str, Query(max_length=26, description="page after this record id")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+) -> Any:
+    if institution is not None:
+        check_institution_access(session, caller, institution)
+    scope = audit_scope(session, caller.auditor_id)
+    return registry.list_entries(
+        session,
+        institutions=scope.institutions(session),
+        institution=institution,
+        after=after,
+        limit=limit,
+    )

@@ -1,0 +1,86 @@
+"""The public page's registry statements in Chromium at a 375×812 phone viewport: a report
+whose project the agency entered and whose witness it verified, and one resting on the lab's
+word alone. Screenshots go to test-artifacts/registry-*.png."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from service.clock import utc_now
+from service.state import ServiceState
+from tests.anchoring_support import REPO_ROOT
+from tests.labkit import add_agency, add_lab, client_for, make_app
+from tests.recordkit import Chain, ago, build_chain, created, data_body
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 375, "height": 812}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_who_vouched_shows_on_a_phone(app_state: ServiceState, browser: Any) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 138)
+    agency = add_agency(app_state)
+    pages: dict[str, str] = {}
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        entry = a.post("/api/v1/agency/projects", json_body={
+            "institution": lab.institution,
+            "project": {"name": "深圳湾科技园3号楼", "location": "深圳市南山区科苑南路",
+                        "construction_unit": {"name": "深圳湾建设有限公司"}},
+        }).json()["record_id"]
+        vouched = build_chain(c, sample_code="YP-BRW-V", agency=a,
+                              project_fields={"registered_project": entry})
+        plain = build_chain(c, sample_code="YP-BRW-L")
+
+        def report(ch: Chain, no: str) -> str:
+            test = created(c.post("/api/v1/test-records", json_body=data_body(ch, ago(300))))
+            code = str(c.issue_code(no, ch.project).json()["code"])
+            meta = {"conclusion": "pass", "approver": "王五",
+                    "issued_on": utc_now().date().isoformat(), "parents": [ch.sample, test]}
+            assert c.put(f"/api/v1/reports/{code}", json_body=meta).status_code == 200
+            return code
+
+        for key, chain in (("verified", vouched), ("lab-only", plain)):
+            code = report(chain, f"BG-BRW-{key}")
+            r = c.http.get(f"/v/{code}")
+            assert r.status_code == 200
+            pages[key] = r.text
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
+    try:
+        for key, html in pages.items():
+            page = context.new_page()
+            page.set_content(html)
+            body = page.locator("body").inner_text()
+            if key == "verified":
+                assert "监督机构已登记" in body and "监督机构已核验" in body
+                assert "未经监督机构核验" not in body and "仅检测机构自行登记" not in body
+                assert page.locator('[data-type="registry"]').count() >= 1
+                assert "监督机构登记" in body
+            else:
+                assert "仅检测机构自行登记" in body and "未经监督机构核验" in body
+                assert page.locator('[data-code="witness_unverified"]').count() >= 1
+            page.screenshot(path=str(ARTIFACTS / f"registry-{key}.png"), full_page=True)
+            page.close()
+    finally:
+        context.close()
