@@ -9,14 +9,16 @@ service/api/idempotency.py), and every error answer with an example of each prob
 
 - requires the four signing headers together (FastAPI lists each scheme as an alternative);
 - adds the examples of service/api/openapi_examples.json (answers captured from a real run
-  by scripts/capture_openapi_examples.py, request bodies, parameters) and the
-  `Idempotent-Replayed` header of the answers a signed write can replay;
+  by scripts/capture_openapi_examples.py; request bodies, one sendable world whose JSON
+  ones also become the request models' `examples`; multipart part encodings; parameters)
+  and the `Idempotent-Replayed` header of the answers a signed write can replay;
 - documents the non-JSON answers (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle
-  ZIP, metrics, upload headers) and multipart encodings: `RESPONSE_OVERRIDES` below;
+  ZIP, metrics, upload headers): `RESPONSE_OVERRIDES` below;
 - moves `$defs` of inline schemas into `components/schemas`, so every `$ref` resolves.
 
 tests/test_openapi.py validates every JSON example against its schema;
-tests/test_openapi_examples.py checks the data file against the routes and a real run.
+tests/test_openapi_examples.py checks the data file against the routes and a real run;
+tests/test_openapi_requests.py sends every request example, as written, ids filled in.
 """
 
 from __future__ import annotations
@@ -348,15 +350,6 @@ RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
 
 RESPONSE_OVERRIDES.update(OFFLINE_OVERRIDES)
 
-# --------------------------------------------------------------------------- request bodies
-
-#: Encodings of multipart parts, by (method, path).
-MULTIPART_ENCODINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/api/v1/public/verify"): {
-        "file": {"contentType": "application/pdf, image/jpeg, image/png, image/*"}
-    },
-}
-
 # --------------------------------------------------------------------------- building
 
 
@@ -405,13 +398,16 @@ def customise_openapi(doc: dict[str, Any], *, max_pdf_bytes: int | None = None) 
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             if method in HTTP_METHODS and isinstance(op, dict):
-                _operation(path, method, op, max_pdf_bytes)
+                _operation(path, method, op, max_pdf_bytes, schemas)
 
     _drop_unused_schemas(doc, ("HTTPValidationError", "ValidationError"))
     return doc
 
 
-def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | None) -> None:
+def _operation(
+    path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | None,
+    schemas: dict[str, Any],
+) -> None:
     signed = answers.is_signed_path(path)
     responses: dict[str, Any] = op.setdefault("responses", {})
     params: list[dict[str, Any]] = op.setdefault("parameters", [])
@@ -432,7 +428,13 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
         examples = EXAMPLES["requests"].get(f"{method.upper()} {path} {media_type}")
         if examples is not None:
             media.setdefault("examples", {}).update(copy.deepcopy(examples))
-    encoding = MULTIPART_ENCODINGS.get((method, path))
+            if media_type == JSON:
+                # The model's own examples become the same sendable ones (ids of one world).
+                schema = media.get("schema", {})
+                ref = schema.get("$ref", "")
+                target = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else schema
+                target["examples"] = [copy.deepcopy(e["value"]) for e in examples.values()]
+    encoding = EXAMPLES["encodings"].get(f"{method.upper()} {path}")
     if encoding is not None and "multipart/form-data" in content:
         content["multipart/form-data"]["encoding"] = copy.deepcopy(encoding)
 
@@ -473,6 +475,11 @@ def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
             )
             param["schema"] = {"type": "string", "pattern": "^[0-9]{1,19}$"}
             param["example"] = "0"
+        named = EXAMPLES["parameter_examples"].get(f"{method.upper()} {path} {name}")
+        if named is not None:
+            # Named as the request body's examples: the header value each one is sent with.
+            param.pop("example", None)
+            param["examples"] = {k: {"value": v} for k, v in named.items()}
 
 
 def _override(response: dict[str, Any], override: dict[str, Any]) -> None:
