@@ -123,3 +123,32 @@ def test_refresh_keeps_the_world_and_takes_the_rest() -> None:
         "code": "44030026ENEEHLMLXLK", "status": "revoked", "n": 3, "ok": True,
         "at": "2026-11-22T20:21:50Z", "new": 1, "rows": [{"id": "01M82ER52Y8N72FX8022AC8EFW"}],
     }
+
+
+def test_every_non_json_answer_names_a_route(doc: dict[str, Any]) -> None:
+    """service/api/openapi_answers.json: each entry is an answer (or header parameter) of an
+    operation that exists, and lands in /openapi.json; its world values are the examples'."""
+    from service.api.openapi import ANSWERS_FILE
+
+    answers = json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
+    for key, answer in answers["answers"].items():
+        op, status = _operation(doc, key)
+        assert status in op["responses"], f"{key}: the route has no {status} answer"
+        served = op["responses"][status]
+        assert served["description"] == answer.get("description", served["description"]), key
+        for media_type in answer.get("content") or {}:
+            assert media_type in served["content"], f"{key}: {media_type}"
+        for header in answer.get("headers", {}):
+            assert header in served["headers"], f"{key}: {header}"
+        if answer.get("content", {}) is None:
+            assert "content" not in served, key
+    for key, declared in answers["parameters"].items():
+        method, path, name = key.split(" ")
+        op, _ = _operation(doc, f"{method} {path} -")
+        found = [p for p in op.get("parameters", []) if p["name"] == name]
+        assert found and all(found[0][k] == v for k, v in declared.items()), key
+    text = json.dumps(answers, ensure_ascii=False)
+    world = STORED["world"]
+    for value in (world["code"], world["sealed_sha256"], world["upload_id"]):
+        assert value in text, f"the world's {value} is not in openapi_answers.json"
+    assert len(answers["answers"]) >= 15
