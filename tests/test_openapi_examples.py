@@ -152,3 +152,23 @@ def test_every_non_json_answer_names_a_route(doc: dict[str, Any]) -> None:
     for value in (world["code"], world["sealed_sha256"], world["upload_id"]):
         assert value in text, f"the world's {value} is not in openapi_answers.json"
     assert len(answers["answers"]) >= 15
+
+
+def test_healthz_answers_its_model(doc: dict[str, Any], tmp_path: Path) -> None:
+    """GET /healthz is documented by a model (service/api/schemas.py Health), and a live
+    answer (no chain: `chain` null) and the captured one (with a chain) both fit it."""
+    media = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert media["schema"] == {"$ref": "#/components/schemas/Health"}
+    registry: Registry[Any] = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(doc))
+    validator = Draft202012Validator(_absolute(media["schema"]), registry=registry)
+    state = build_state(make_settings(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}"), chain=None)
+    try:
+        with TestClient(make_app(state)) as client:
+            live = client.get("/healthz").json()
+    finally:
+        state.engine.dispose()
+    assert live["chain"] is None and live["status"] == "ok"
+    for answer in (live, media["example"]):
+        assert [e.message for e in validator.iter_errors(answer)] == []
+    broken = {**live, "anchoring": {**live["anchoring"], "pending_leaves": -1}}
+    assert list(validator.iter_errors(broken)) != []

@@ -151,7 +151,8 @@ class Lab:
             return value
         return json.loads(self.fill(json.dumps(value, ensure_ascii=False)))
 
-    def send(self, step: Step) -> httpx.Response:
+    def build(self, step: Step) -> tuple[str, str, bytes, str, dict[str, str]]:
+        """(method, path, body, content type, headers) of the step's example, ids filled."""
         method, template, media_type = step.op.split(" ")
         value = self.fill(self.examples[(step.op, step.example)]["value"])
         path = template
@@ -165,9 +166,16 @@ class Lab:
             body, media_type = self.multipart(op, value)
         else:
             body, _ = as_bytes(value)
+        return method, path, body, media_type, headers
+
+    def send(
+        self, request: tuple[str, str, bytes, str, dict[str, str]],
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        method, path, body, media_type, headers = request
         if path.startswith("/api/v1/") and not path.startswith("/api/v1/public/"):
             return self.lab.request(method, path, content=body, content_type=media_type,
-                                    headers=headers)
+                                    headers=headers, idempotency_key=idempotency_key)
         return self.public.request(method, path, content=body,
                                    headers={"Content-Type": media_type, **headers})
 
@@ -219,15 +227,40 @@ def test_every_request_example_is_in_the_story(world: Lab) -> None:
     assert sorted(sent - set(world.examples)) == []
 
 
+def takes_idempotency_key(world: Lab, step: Step) -> bool:
+    method, template, _ = step.op.split(" ")
+    op = world.doc["paths"][template][method.lower()]
+    return any(p["name"] == "Idempotency-Key" for p in op.get("parameters", []))
+
+
+#: Headers a replay may answer differently from the first answer.
+_PER_ANSWER = {"date", "idempotent-replayed"}
+
+
 def test_a_lab_sends_every_request_example_as_written(world: Lab) -> None:
-    for step in STORY:
-        resp = world.send(step)
+    """...and every write that takes an Idempotency-Key is sent twice with one: the replay
+    is the first answer byte for byte (status, body, headers but `Idempotent-Replayed`)."""
+    replayed = 0
+    for n, step in enumerate(STORY):
+        key = f"story-{n}" if takes_idempotency_key(world, step) else None
+        request = world.build(step)  # a retry sends the same bytes (multipart boundary too)
+        resp = world.send(request, key)
         ok = resp.status_code == step.status if step.status else 200 <= resp.status_code < 300
         assert ok, f"{step.op} {step.example}: {resp.status_code} {resp.text[:500]}"
+        if key is not None:
+            again = world.send(request, key)
+            where = f"{step.op} {step.example}: the replay"
+            assert again.headers.get("Idempotent-Replayed") == "true", where
+            assert resp.headers.get("Idempotent-Replayed") is None, step.op
+            assert (again.status_code, again.content) == (resp.status_code, resp.content), where
+            first = {k: v for k, v in resp.headers.items() if k not in _PER_ANSWER}
+            assert {k: v for k, v in again.headers.items() if k not in _PER_ANSWER} == first
+            replayed += 1
         if step.verdict is not None:
             assert resp.json()["verdict"] == step.verdict, resp.text[:500]
         for answer_field, world_id in step.learn.items():
             world.ids[world_id] = resp.json()[answer_field]
+    assert replayed >= 25
     # The records the examples name are the ones the story made (the ids really were filled).
     sealed = world.lab.get(f"/api/v1/reports/{world.ids[CODE]}").json()
     assert sealed["status"] == "reported" and sealed["pdf_record_id"]
