@@ -172,3 +172,10 @@ def test_healthz_answers_its_model(doc: dict[str, Any], tmp_path: Path) -> None:
         assert [e.message for e in validator.iter_errors(answer)] == []
     broken = {**live, "anchoring": {**live["anchoring"], "pending_leaves": -1}}
     assert list(validator.iter_errors(broken)) != []
+
+
+def test_a_printed_code_is_one_token_even_when_it_starts_with_digits() -> None:
+    """`440300-26-1613T-…`: its `0300-26-16` once read as a date, so a run whose random part
+    began with two digits saw a change (about 1 run in 13)."""
+    stored = {"printed": "440300-26-PLBAQ-TTPYI-R"}
+    assert refresh(stored, {"printed": "440300-26-1613T-JKW57-C"}) == stored

@@ -8,6 +8,10 @@ contract's `parents` name is the one the project example creates, and so on. `ST
 order a lab sends them in and which answer field gives each world id its live value. A
 request example the story does not send fails the test, so a new route's example joins it.
 
+Times are sent as written: the world's are in the past (2026-11-22) and in order, and a
+past time is never refused (a late upload is flagged, not rejected), so only ids need
+filling. The seal and witness signatures cover no id, so they stay valid too.
+
 Binary values: a value beginning `data:` (RFC 2397) stands for its decoded bytes; any other
 string is sent as its UTF-8 bytes (the examples' PDFs are plain-text PDF files). A multipart
 part's content type is the data URI's, else the first of the document's `encoding`.
