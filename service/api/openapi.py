@@ -13,8 +13,8 @@ service/api/idempotency.py), and every error answer with an example of each prob
   ones also become the request models' `examples`; multipart part encodings; parameters)
   and the `Idempotent-Replayed` header of the answers a signed write can replay;
 - documents the non-JSON answers (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle
-  ZIP, metrics, upload headers): service/api/openapi_answers.json (and, for the signed-QR
-  and certificate routes, service/api/offline_examples.py);
+  ZIP, metrics, upload headers, the offline verifier, the evidence certificate):
+  service/api/openapi_answers.json;
 - moves `$defs` of inline schemas into `components/schemas`, so every `$ref` resolves.
 
 tests/test_openapi.py validates every JSON example against its schema;
@@ -34,7 +34,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api import answers
-from service.api.offline_examples import OFFLINE_OVERRIDES
 from service.api.schemas import Problem
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,9 @@ EXAMPLES_FILE = Path(__file__).with_name("openapi_examples.json")
 EXAMPLES: dict[str, Any] = json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
 
 
-#: The non-JSON answers (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle ZIP, metrics,
+#: The non-JSON answers (HTML pages, PDFs, PEM, CRL, time-stamp replies, bundle ZIP, metrics,
 #: upload headers) and header parameters beyond their declaration
-#: (service/api/openapi_answers.json), and those of the signed-QR and certificate routes.
+#: (service/api/openapi_answers.json).
 ANSWERS_FILE = Path(__file__).with_name("openapi_answers.json")
 _ANSWERS: dict[str, Any] = json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
 #: (method, path, status) -> the whole answer (description, content, headers) of a non-JSON
@@ -73,7 +72,6 @@ RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
         (key.split(" "), value) for key, value in _ANSWERS["answers"].items()
     )
 }
-RESPONSE_OVERRIDES.update(OFFLINE_OVERRIDES)
 
 
 # --------------------------------------------------------------------------- building
