@@ -125,3 +125,59 @@ def test_refresh_keeps_the_world_and_takes_the_rest() -> None:
         "code": "44030026ENEEHLMLXLK", "status": "revoked", "n": 3, "ok": True,
         "at": "2026-11-22T20:21:50Z", "new": 1, "rows": [{"id": "01M82ER52Y8N72FX8022AC8EFW"}],
     }
+
+
+def test_every_non_json_answer_names_a_route(doc: dict[str, Any]) -> None:
+    """service/api/openapi_answers.json: each entry is an answer (or header parameter) of an
+    operation that exists, and lands in /openapi.json; its world values are the examples'."""
+    from service.api.openapi import ANSWERS_FILE
+
+    answers = json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
+    for key, answer in answers["answers"].items():
+        op, status = _operation(doc, key)
+        assert status in op["responses"], f"{key}: the route has no {status} answer"
+        served = op["responses"][status]
+        assert served["description"] == answer.get("description", served["description"]), key
+        for media_type in answer.get("content") or {}:
+            assert media_type in served["content"], f"{key}: {media_type}"
+        for header in answer.get("headers", {}):
+            assert header in served["headers"], f"{key}: {header}"
+        if answer.get("content", {}) is None:
+            assert "content" not in served, key
+    for key, declared in answers["parameters"].items():
+        method, path, name = key.split(" ")
+        op, _ = _operation(doc, f"{method} {path} -")
+        found = [p for p in op.get("parameters", []) if p["name"] == name]
+        assert found and all(found[0][k] == v for k, v in declared.items()), key
+    text = json.dumps(answers, ensure_ascii=False)
+    world = STORED["world"]
+    for value in (world["code"], world["sealed_sha256"], world["upload_id"]):
+        assert value in text, f"the world's {value} is not in openapi_answers.json"
+    assert len(answers["answers"]) >= 15
+
+
+def test_healthz_answers_its_model(doc: dict[str, Any], tmp_path: Path) -> None:
+    """GET /healthz is documented by a model (service/api/schemas.py Health), and a live
+    answer (no chain: `chain` null) and the captured one (with a chain) both fit it."""
+    media = doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert media["schema"] == {"$ref": "#/components/schemas/Health"}
+    registry: Registry[Any] = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(doc))
+    validator = Draft202012Validator(_absolute(media["schema"]), registry=registry)
+    state = build_state(make_settings(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}"), chain=None)
+    try:
+        with TestClient(make_app(state)) as client:
+            live = client.get("/healthz").json()
+    finally:
+        state.engine.dispose()
+    assert live["chain"] is None and live["status"] == "ok"
+    for answer in (live, media["example"]):
+        assert [e.message for e in validator.iter_errors(answer)] == []
+    broken = {**live, "anchoring": {**live["anchoring"], "pending_leaves": -1}}
+    assert list(validator.iter_errors(broken)) != []
+
+
+def test_a_printed_code_is_one_token_even_when_it_starts_with_digits() -> None:
+    """`440300-26-1613T-…`: its `0300-26-16` once read as a date, so a run whose random part
+    began with two digits saw a change (about 1 run in 13)."""
+    stored = {"printed": "440300-26-PLBAQ-TTPYI-R"}
+    assert refresh(stored, {"printed": "440300-26-1613T-JKW57-C"}) == stored

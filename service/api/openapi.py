@@ -9,14 +9,17 @@ service/api/idempotency.py), and every error answer with an example of each prob
 
 - requires the four signing headers together (FastAPI lists each scheme as an alternative);
 - adds the examples of service/api/openapi_examples.json (answers captured from a real run
-  by scripts/capture_openapi_examples.py, request bodies, parameters) and the
-  `Idempotent-Replayed` header of the answers a signed write can replay;
+  by scripts/capture_openapi_examples.py; request bodies, one sendable world whose JSON
+  ones also become the request models' `examples`; multipart part encodings; parameters)
+  and the `Idempotent-Replayed` header of the answers a signed write can replay;
 - documents the non-JSON answers (HTML page, PDFs, PEM, CRL, time-stamp replies, bundle
-  ZIP, metrics, upload headers) and multipart encodings: `RESPONSE_OVERRIDES` below;
+  ZIP, metrics, upload headers, the offline verifier, the evidence certificate):
+  service/api/openapi_answers.json;
 - moves `$defs` of inline schemas into `components/schemas`, so every `$ref` resolves.
 
 tests/test_openapi.py validates every JSON example against its schema;
-tests/test_openapi_examples.py checks the data file against the routes and a real run.
+tests/test_openapi_examples.py checks the data file against the routes and a real run;
+tests/test_openapi_requests.py sends every request example, as written, ids filled in.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api import answers
-from service.api.offline_examples import OFFLINE_OVERRIDES
 from service.api.schemas import Problem
 
 log = logging.getLogger(__name__)
@@ -55,307 +57,22 @@ _REPLAYED_RESPONSE_HEADER: dict[str, Any] = {
 #: scripts/capture_openapi_examples.py; tests/test_openapi_examples.py checks them).
 EXAMPLES_FILE = Path(__file__).with_name("openapi_examples.json")
 EXAMPLES: dict[str, Any] = json.loads(EXAMPLES_FILE.read_text(encoding="utf-8"))
-_WORLD: dict[str, str] = EXAMPLES["world"]
-CODE = _WORLD["code"]
-CODE_PRINTED = _WORLD["code_printed"]
-UPLOAD_ID = _WORLD["upload_id"]
-SEALED_SHA256 = _WORLD["sealed_sha256"]
-ORIGINAL_SHA256 = _WORLD["original_sha256"]
 
 
-def _named(summary: str, value: Any, description: str | None = None) -> dict[str, Any]:
-    """An OpenAPI Example Object."""
-    example: dict[str, Any] = {"summary": summary, "value": value}
-    if description:
-        example["description"] = description
-    return example
-
-
-
-# --------------------------------------------------------------------------- non-JSON answers
-
-_BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
-_TEXT: dict[str, Any] = {"type": "string"}
-
-_PDF_HEADERS: dict[str, Any] = {
-    "ETag": {
-        "description": "the SHA-256 of the file, quoted",
-        "schema": _TEXT,
-        "example": f'"{SEALED_SHA256}"',
-    },
-    "X-Content-SHA256": {
-        "description": "lowercase hex SHA-256 of the file (the one the evidence record names)",
-        "schema": _TEXT,
-        "example": SEALED_SHA256,
-    },
-    "Content-Disposition": {
-        "schema": _TEXT,
-        "example": f'attachment; filename="{CODE}.pdf"',
-    },
-}
-
-_SEALED_PDF_EXAMPLE = _named(
-    "The sealed report PDF (binary, abbreviated)",
-    "%PDF-1.7\n… the lab's pages, each with the QR code and seal stamped, followed by the "
-    "PAdES signature (and time-stamp) …\n%%EOF",
-    "The lab's PDF with the QR code of the verify URL and the institution's seal on every "
-    "page, PAdES-signed with the institution's seal key.",
-)
-
-_PAGE_EXAMPLE = f"""<!doctype html>
-<html lang="zh-CN">
-<head><meta charset="utf-8"><title>真实有效 · 检测报告验证</title>…</head>
-<body>
-<header><b>见证 · 检测报告验证</b>
-<a id="lang" href="/v/{CODE}?lang=en" hreflang="en">English</a></header>
-<main>
-<section id="status" class="card status st-genuine" data-status="genuine">
-<div class="ico" aria-hidden="true">✓</div>
-<div class="big">真实有效</div>
-<div class="sub mono code">{CODE_PRINTED}</div>
-<div class="sub">报告与平台存证一致，签章有效，已上链存证。</div>
-</section>
-<section class="card" id="report">…</section>
-<a class="btn" id="pdf" href="/api/v1/public/reports/{CODE}/pdf">
-下载已签章报告（PDF），与纸质报告比对</a>
-<section class="card" id="signature">…</section>
-<section class="card" id="anchor">…</section>
-<section class="card" id="chain">…</section>
-</main>
-<footer>核验时间 2026-11-23 04:22:10 (北京时间)<br>个人信息已脱敏</footer>
-</body>
-</html>
-"""
-
-_HALTED_HELP = "1 while anchoring is halted because the database and the chain disagree"
-_METRICS_EXAMPLE = f"""# HELP jianzheng_pending_leaves Accepted leaves not yet in a batch
-# TYPE jianzheng_pending_leaves gauge
-jianzheng_pending_leaves 0.0
-# HELP jianzheng_oldest_pending_age_seconds Age of the oldest leaf not yet in a batch
-# TYPE jianzheng_oldest_pending_age_seconds gauge
-jianzheng_oldest_pending_age_seconds 0.0
-# HELP jianzheng_unconfirmed_batches Batches built but not yet anchored
-# TYPE jianzheng_unconfirmed_batches gauge
-jianzheng_unconfirmed_batches 0.0
-# HELP jianzheng_last_anchored_seq Sequence number of the newest anchored batch
-# TYPE jianzheng_last_anchored_seq gauge
-jianzheng_last_anchored_seq 1.0
-# HELP jianzheng_anchor_failures_total Failed anchoring attempts
-# TYPE jianzheng_anchor_failures_total gauge
-jianzheng_anchor_failures_total 0.0
-# HELP jianzheng_anchor_halted {_HALTED_HELP}
-# TYPE jianzheng_anchor_halted gauge
-jianzheng_anchor_halted 0.0
-"""
-
-_ROOTS_PEM_EXAMPLE = """-----BEGIN CERTIFICATE-----
-MIIB2TCCAX+gAwIBAgIUAYYRD7xS9SdFIC3lSdF5huVPMsAwCgYIKoZIzj0EAwIw
-STELMAkGA1UEBhMCQ04xEjAQBgNVBAoMCUppYW56aGVuZzEmMCQGA1UEAwwdSmlh
-bnpoZW5nIERldmVsb3BtZW50IFJvb3QgQ0EwHhcNMjYxMTIyMTkyMTUwWhcNNDYx
-MTE3MjAyMTUwWjBJMQswCQYDVQQGEwJDTjESMBAGA1UECgwJSmlhbnpoZW5nMSYw
-JAYDVQQDDB1KaWFuemhlbmcgRGV2ZWxvcG1lbnQgUm9vdCBDQTBZMBMGByqGSM49
-AgEGCCqGSM49AwEHA0IABHTGkeGec371Hr+PAYAV574GlMpn4J2peb/Kvb0UbgI/
-V7W6adbSEVqwogTVrtzV4twE7FXSVB5+7z01CAtkN8ijRTBDMBIGA1UdEwEB/wQI
-MAYBAf8CAQAwDgYDVR0PAQH/BAQDAgEGMB0GA1UdDgQWBBR/kFrFKrWLxpLwZTps
-T1A+AihvLTAKBggqhkjOPQQDAgNIADBFAiEAlCt9g1MNcGdOcKIQqx5gURzoMrD2
-XfEvA5BV48Qoi9wCIGQP6YOdaMhTQCEEZ3Ivfd6rdkCIUT9o/RQznJF+aI6t
------END CERTIFICATE-----
-"""
-
-#: A DER TimeStampReq (RFC 3161) for a SHA-256 hash, base64 for display.
-_TSA_QUERY_B64 = (
-    "MD8CAQEwMTANBglghkgBZQMEAgEFAAQghF6RgxMZ6JxNZWvbgMJ4rAmnIw1h5d/S4bH7tDasiRcCBFoXwN4BAf8="
-)
-
-_UPLOAD_OFFSET_HEADER: dict[str, Any] = {
-    "description": "bytes received so far: where the next chunk starts",
-    "schema": {"type": "integer", "minimum": 0},
-    "example": 600,
-}
-
+#: The non-JSON answers (HTML pages, PDFs, PEM, CRL, time-stamp replies, bundle ZIP, metrics,
+#: upload headers) and header parameters beyond their declaration
+#: (service/api/openapi_answers.json).
+ANSWERS_FILE = Path(__file__).with_name("openapi_answers.json")
+_ANSWERS: dict[str, Any] = json.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
 #: (method, path, status) -> the whole answer (description, content, headers) of a non-JSON
 #: answer, or extra headers of a JSON one; merged over what FastAPI generated.
 RESPONSE_OVERRIDES: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("get", "/v/{code}", "200"): {
-        "description": "The verification page (HTML, zh-CN; `?lang=en` for English); the "
-        "status is in `#status[data-status]`.",
-        "headers": {"Content-Language": {"schema": _TEXT, "example": "zh-CN"}},
-        "content": {
-            "text/html": {
-                "schema": _TEXT,
-                "examples": {"genuine": _named("A genuine report (abbreviated)", _PAGE_EXAMPLE)},
-            }
-        },
-    },
-    ("get", "/v/{code}", "404"): {
-        "description": "A code the platform never issued: the same page saying 未找到 "
-        "(`data-status=\"unknown\"`).",
-        "content": {"text/html": {"schema": _TEXT}},
-    },
-    ("get", "/api/v1/public/reports/{code}/pdf", "200"): {
-        "description": "The sealed PDF the platform holds, to compare with a paper copy.",
-        "headers": _PDF_HEADERS,
-        "content": {
-            "application/pdf": {"schema": _BINARY, "examples": {"sealed": _SEALED_PDF_EXAMPLE}}
-        },
-    },
-    ("get", "/api/v1/public/reports/{code}/raw/{record_id}", "200"): {
-        "description": "The raw data of a test record of the report's chain: its inline JSON "
-        "as stored, or the data file it names (checked against its SHA-256).",
-        "content": {
-            JSON: {
-                "schema": {"type": ["object", "array", "string", "number", "boolean", "null"]},
-                "example": {"loads_kN": [812.4, 798.1, 825.0], "area_mm2": 22500},
-            },
-            "application/octet-stream": {"schema": _BINARY},
-        },
-    },
-    ("get", "/api/v1/public/reports/{code}/images/{sha256}", "200"): {
-        "description": "A key image of the report's chain as the page shows it: JPEG, at "
-        "most 1024 px, no EXIF; the original's SHA-256 in `X-Original-SHA256`.",
-        "headers": {
-            "X-Original-SHA256": {
-                "description": "SHA-256 of the stored original (as in the media record)",
-                "schema": _TEXT,
-                "example": "3f0c5a2e9b7d4c1a8e6f2b0d9c7a5e3f1b9d7c5a3e1f0b8d6c4a2e0f9b7d5c3a",
-            }
-        },
-        "content": {
-            "image/jpeg": {
-                "schema": _BINARY,
-                "examples": {
-                    "photo": _named(
-                        "A sampling photo (binary, abbreviated)",
-                        "\xff\xd8\xff\xdb … JPEG data …",
-                    )
-                },
-            }
-        },
-    },
-    ("get", "/api/v1/reports/{code}/pdf", "200"): {
-        "description": "The sealed (QR-stamped, PAdES-signed) report PDF.",
-        "headers": _PDF_HEADERS,
-        "content": {
-            "application/pdf": {"schema": _BINARY, "examples": {"sealed": _SEALED_PDF_EXAMPLE}}
-        },
-    },
-    ("get", "/metrics", "200"): {
-        "description": "Prometheus text exposition format.",
-        "content": {"text/plain": {"schema": _TEXT, "example": _METRICS_EXAMPLE}},
-    },
-    ("get", "/ca/roots.pem", "200"): {
-        "description": "PEM certificates a verifier should trust for the platform's report "
-        "signatures and time-stamps (same as `jianzheng ca roots`).",
-        "content": {"application/x-pem-file": {"schema": _TEXT, "example": _ROOTS_PEM_EXAMPLE}},
-    },
-    ("get", "/ca/root.crl", "200"): {
-        "description": "The development root's CRL (DER), named in every certificate it issues.",
-        "content": {
-            "application/pkix-crl": {
-                "schema": _BINARY,
-                "examples": {
-                    "crl": _named(
-                        "A DER CertificateList (binary, abbreviated)",
-                        "30 82 01 05 30 81 ac 02 01 01 30 0a 06 08 2a 86 48 ce 3d 04 03 02 …",
-                        "Decode with `openssl crl -inform DER -in root.crl -noout -text`.",
-                    )
-                },
-            }
-        },
-    },
-    ("post", "/tsa", "200"): {
-        "description": "An RFC 3161 TimeStampResp (DER), signed by the development TSA; a "
-        "malformed query gets a signed rejection (PKIStatus), as RFC 3161 §2.4.2 asks.",
-        "content": {
-            "application/timestamp-reply": {
-                "schema": _BINARY,
-                "examples": {
-                    "granted": _named(
-                        "A granted time-stamp (binary, shown base64 and abbreviated)",
-                        "MIIHADADAgEAMIIG9wYJKoZIhvcNAQcCoIIG6DCCBuQCAQMxDzANBglghkgBZQME…",
-                        "Inspect with `openssl ts -reply -in reply.tsr -text`.",
-                    )
-                },
-            }
-        },
-    },
-    ("get", "/api/v1/audit/reports/{code}/bundle", "200"): {
-        "description": "The evidence bundle (`jianzheng-bundle/1`, INTERFACE.md §3): a ZIP "
-        "with `manifest.json` (format, code, report_record_id, one proof per record of "
-        "the report's ancestry, revocation) and `files/<sha256>` for every file a record "
-        "names. Check it offline with `jianzheng-verify BUNDLE.zip --rpc URL`.",
-        "headers": {
-            "Content-Disposition": {
-                "schema": _TEXT,
-                "example": f'attachment; filename="jianzheng-bundle-{CODE}.zip"',
-            },
-            "Content-Length": {"schema": {"type": "integer"}, "example": 113587},
-        },
-        "content": {
-            "application/zip": {
-                "schema": _BINARY,
-                "examples": {
-                    "bundle": _named(
-                        "The bundle (binary ZIP; its entries shown)",
-                        "manifest.json\n"
-                        f"files/{ORIGINAL_SHA256}\n"
-                        f"files/{SEALED_SHA256}\n"
-                        "files/df0f4970967596ac72ee434addacfcc0e42bfda6e0153e024f93e2d2a372bd0c\n"
-                        "…",
-                    )
-                },
-            }
-        },
-    },
-    ("get", "/api/v1/audit/reports/{code}/bundle", "202"): {
-        "description": "Parts of the report are not anchored yet: ask again later.",
-        "headers": {
-            "Retry-After": {
-                "description": "seconds to wait before asking again",
-                "schema": {"type": "integer"},
-                "example": 2,
-            }
-        },
-    },
-    ("head", "/api/v1/uploads/{upload_id}", "200"): {
-        "description": "The upload's current offset, in headers (no body). A dropped "
-        "connection loses only the chunk in flight: resume at `Upload-Offset`.",
-        "headers": {
-            "Upload-Offset": _UPLOAD_OFFSET_HEADER,
-            "Upload-Length": {
-                "description": "the declared total length",
-                "schema": {"type": "integer"},
-                "example": 1000,
-            },
-            "Cache-Control": {"schema": _TEXT, "example": "no-store"},
-        },
-        "content": None,
-    },
-    ("patch", "/api/v1/uploads/{upload_id}", "204"): {
-        "description": "The chunk was appended (no body).",
-        "headers": {"Upload-Offset": {**_UPLOAD_OFFSET_HEADER, "description": "the new offset"}},
-    },
-    ("post", "/api/v1/uploads", "201"): {
-        "headers": {
-            "Location": {
-                "description": "the upload's URL (PATCH chunks to it)",
-                "schema": _TEXT,
-                "example": f"/api/v1/uploads/{UPLOAD_ID}",
-            }
-        }
-    },
+    (m.lower(), p, status): answer
+    for (m, p, status), answer in (
+        (key.split(" "), value) for key, value in _ANSWERS["answers"].items()
+    )
 }
 
-RESPONSE_OVERRIDES.update(OFFLINE_OVERRIDES)
-
-# --------------------------------------------------------------------------- request bodies
-
-#: Encodings of multipart parts, by (method, path).
-MULTIPART_ENCODINGS: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/api/v1/public/verify"): {
-        "file": {"contentType": "application/pdf, image/jpeg, image/png, image/*"}
-    },
-}
 
 # --------------------------------------------------------------------------- building
 
@@ -405,13 +122,16 @@ def customise_openapi(doc: dict[str, Any], *, max_pdf_bytes: int | None = None) 
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
             if method in HTTP_METHODS and isinstance(op, dict):
-                _operation(path, method, op, max_pdf_bytes)
+                _operation(path, method, op, max_pdf_bytes, schemas)
 
     _drop_unused_schemas(doc, ("HTTPValidationError", "ValidationError"))
     return doc
 
 
-def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | None) -> None:
+def _operation(
+    path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | None,
+    schemas: dict[str, Any],
+) -> None:
     signed = answers.is_signed_path(path)
     responses: dict[str, Any] = op.setdefault("responses", {})
     params: list[dict[str, Any]] = op.setdefault("parameters", [])
@@ -432,7 +152,13 @@ def _operation(path: str, method: str, op: dict[str, Any], max_pdf_bytes: int | 
         examples = EXAMPLES["requests"].get(f"{method.upper()} {path} {media_type}")
         if examples is not None:
             media.setdefault("examples", {}).update(copy.deepcopy(examples))
-    encoding = MULTIPART_ENCODINGS.get((method, path))
+            if media_type == JSON:
+                # The model's own examples become the same sendable ones (ids of one world).
+                schema = media.get("schema", {})
+                ref = schema.get("$ref", "")
+                target = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else schema
+                target["examples"] = [copy.deepcopy(e["value"]) for e in examples.values()]
+    encoding = EXAMPLES["encodings"].get(f"{method.upper()} {path}")
     if encoding is not None and "multipart/form-data" in content:
         content["multipart/form-data"]["encoding"] = copy.deepcopy(encoding)
 
@@ -465,16 +191,14 @@ def _parameters(path: str, method: str, params: list[dict[str, Any]]) -> None:
             schema = param.get("schema", {})
             if "examples" in schema:
                 schema["examples"] = [example]
-        if (method, path, param.get("in"), name) == (
-            "patch", "/api/v1/uploads/{upload_id}", "header", "Upload-Offset"
-        ):
-            param["required"] = True
-            param["description"] = (
-                "the current offset of the upload (HEAD tells it); 409 "
-                "`upload_offset_mismatch` otherwise"
-            )
-            param["schema"] = {"type": "string", "pattern": "^[0-9]{1,19}$"}
-            param["example"] = "0"
+        declared = _ANSWERS["parameters"].get(f"{method.upper()} {path} {name}")
+        if declared is not None:
+            param.update(copy.deepcopy(declared))
+        named = EXAMPLES["parameter_examples"].get(f"{method.upper()} {path} {name}")
+        if named is not None:
+            # Named as the request body's examples: the header value each one is sent with.
+            param.pop("example", None)
+            param["examples"] = {k: {"value": v} for k, v in named.items()}
 
 
 def _override(response: dict[str, Any], override: dict[str, Any]) -> None:

@@ -15,12 +15,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from service.anchoring.status import anchoring_status, chain_roles
 from service.api.deps import SessionDep, StateDep
 from service.api.routing import DocumentedRoute
+from service.api.schemas import Health
 from service.domain.operations import housekeeping_status
 
 router = APIRouter(route_class=DocumentedRoute, tags=["ops"])
 
 
-@router.get("/healthz", summary="Liveness and anchoring lag")
+@router.get(
+    "/healthz", summary="Liveness and anchoring lag", response_model=None,
+    responses={200: {"model": Health, "description": "The service is up; anchoring's lag."}},
+)
 def healthz(state: StateDep, session: SessionDep) -> dict[str, Any]:
     status = anchoring_status(session)
     return {

@@ -197,3 +197,41 @@ class QrCheck(BaseModel):
     )
     checks: list[QrCheckStep]
     problem: str | None
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class HealthChain(BaseModel):
+    """The chain's public facts (never its RPC URL: it may carry a credential)."""
+
+    chain_id: int
+    registry: str = Field(pattern="^0x[0-9a-fA-F]{40}$", description="the registry contract")
+
+
+class AnchoringStatus(BaseModel):
+    """The anchoring lag, as the database says it (every API process answers the same)."""
+
+    pending_leaves: int = Field(ge=0, description="accepted leaves not yet in a batch")
+    oldest_pending_age_s: float = Field(ge=0, description="age of the oldest of them")
+    unconfirmed_batches: int = Field(ge=0, description="batches built, not yet anchored")
+    last_anchored_seq: int = Field(ge=0, description="the newest anchored batch (0: none)")
+    anchor_failures: int = Field(ge=0, description="failed anchoring attempts so far")
+    last_error: str | None = Field(
+        description="the kind of the last failure (a chain error's code, `database_error` or "
+        "`anchoring_error`; the text is in the worker's log)"
+    )
+    halted: str | None = Field(
+        description="why anchoring is halted (the database and the chain disagree), or null"
+    )
+    worker_heartbeat_age_s: float | None = Field(
+        description="seconds since the anchoring worker last reported (null: never)"
+    )
+
+
+class Health(BaseModel):
+    """Liveness: `degraded` while anchoring is halted (records are still accepted)."""
+
+    status: Literal["ok", "degraded"]
+    chain: HealthChain | None = Field(description="null when the service runs without a chain")
+    anchoring: AnchoringStatus
