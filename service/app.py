@@ -14,6 +14,7 @@ from service.anchoring.chaininfo import ChainInfo
 from service.api import (
     audit,
     certificate,
+    console,
     offline,
     ops,
     pki,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     warnings.router,
     offline.router,
     certificate.router,
+    console.router,
 )
 
 

@@ -154,6 +154,20 @@ class UploadSettings(BaseModel):
     orphan_sweep_interval_s: float = Field(default=6 * 3600.0, ge=0)
 
 
+class ConsoleSettings(BaseModel):
+    """The regulators' console under /console/ (docs/console.md)."""
+
+    #: A session unused this long is ended (idle expiry, seconds).
+    idle_timeout_s: int = Field(default=1800, ge=60)
+    #: A session ends this long after sign-in whatever its use (seconds).
+    max_session_s: int = Field(default=12 * 3600, ge=300)
+    #: Failed sign-ins of one login name within `signin_window_s` before it is refused...
+    signin_max_failures: int = Field(default=5, ge=1)
+    #: ...and of one client address (any name): this many times the above.
+    signin_ip_factor: int = Field(default=4, ge=1)
+    signin_window_s: int = Field(default=900, ge=60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -171,6 +185,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     notify: NotifySettings = NotifySettings()
     uploads: UploadSettings = UploadSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
