@@ -465,3 +465,55 @@ def test_report_page_is_unmasked_and_logged_for_supervisors(world: World) -> Non
 
 def agency_name(world: World) -> str:
     return "深圳市建设工程质量监督站"
+
+
+# --------------------------------------------------------------------------- 处置
+
+
+def test_agencies_record_handling_steps_as_evidence(world: World) -> None:
+    from sqlalchemy import select
+
+    from service.storage.models import Record, RecordParent, ReportCode
+
+    seeded = world.seeded
+    code = next(c for c, v in seeded.reports.items() if v[1] == "fail" and v[3][:2] == "44")
+    agency = world.http("sz_agency")
+    page = agency.get(f"/console/reports/{code}").text
+    assert 'id="ledger-form"' in page and "尚无处置记录" in page
+    url = f"/console/reports/{code}/ledger-actions"
+    step = {"action": "retest_ordered", "note": "责令对同批钢筋重新取样复检"}
+    # no session, a forged token, an auditor, another region's agency: nothing is written
+    assert _raw(world).post(url, data={**step, "csrf": "x"},
+                            follow_redirects=False).status_code == 303
+    assert agency.post(url, data={**step, "csrf": "forged"}).status_code == 403
+    auditor = world.http("sz_auditor")
+    r = auditor.post(url, data={**step, "csrf": csrf_of(auditor.get("/console/").text)})
+    assert r.status_code == 403 and 'id="ledger-form"' not in auditor.get(
+        f"/console/reports/{code}").text
+    beijing = world.http("bj_agency")
+    r = beijing.post(url, data={**step, "csrf": csrf_of(beijing.get("/console/").text)})
+    assert r.status_code == 404
+    r = agency.post(url, data={**step, "action": "fire", "csrf": csrf_of(page)})
+    assert r.status_code == 422
+    # the agency's two steps
+    before = agency.get("/console/").text
+    assert 'id="nc-open">2<' in before and 'id="nc-closed">0<' in before
+    for action, note in (("retest_ordered", step["note"]), ("closed", "复检合格，闭环")):
+        r = agency.post(url, data={"action": action, "note": note, "csrf": csrf_of(page)},
+                        follow_redirects=False)
+        assert r.status_code == 303, r.text
+    page = agency.get(f"/console/reports/{code}").text
+    assert page.count('<tr data-action="') == 2 and "已闭环" in page
+    assert 'id="ledger-form"' not in page  # closed: no further steps
+    after = agency.get("/console/").text
+    assert 'id="nc-open">1<' in after and 'id="nc-closed">1<' in after
+    assert f'data-code="{code}" data-closed="true"' in after
+    # each step is a ledger_action evidence record, child of the report's record
+    with world.state.sessions() as s:
+        report_rid = s.scalar(select(ReportCode.report_record_id).where(ReportCode.code == code))
+        children = s.scalars(select(Record).join(RecordParent, RecordParent.child_id == Record.id)
+                             .where(RecordParent.parent_id == report_rid,
+                                    Record.type == "ledger_action")).all()
+        assert len(children) == 2
+        assert {b"retest_ordered" in r.canonical for r in children} == {True, False}
+        assert all("深圳市建设工程质量监督站".encode() in r.canonical for r in children)

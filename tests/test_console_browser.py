@@ -193,6 +193,19 @@ def _run(chromium: Any, base: str, seeded: Seeded, agency: Person, beijing: Pers
     assert {"view_report", "download_bundle", "download_pdf"} <= set(actions)
     _shot(page, "access-log")
 
+    # --- the agency records a handling step on a nonconforming result (a CSRF-bound form)
+    failed = sorted(fails)[0]
+    page.goto(f"{base}/console/reports/{failed}")
+    page.select_option("#ledger-action", "retest_ordered")
+    page.fill("#ledger-note", "已责令施工单位对同批次钢筋重新见证取样复检")
+    page.click("#ledger-submit")
+    page.wait_for_selector('#ledger-steps tr[data-action="retest_ordered"]')
+    _shot(page, "ledger")
+    page.goto(base + "/console/")
+    assert page.get_attribute(f'#panel-nonconforming tr[data-code="{failed}"]',
+                              "data-closed") == "false"
+    assert "责令复检" in page.inner_text(f'#panel-nonconforming tr[data-code="{failed}"]')
+
     # --- sign-out ends the session
     page.click("#logout")
     page.wait_for_url(base + "/console/login")

@@ -24,7 +24,7 @@ from service.clock import utc_now
 from service.domain.bundle import BundlePending, bundle_stream, plan_bundle
 from service.domain.certificate import certificate_facts, issue_certificate
 from service.domain.codes import canonical_or_none
-from service.domain.console import auth, exports
+from service.domain.console import auth, exports, ledger
 from service.domain.console.pages import render
 from service.domain.console.stats import (
     CONCLUSIONS,
@@ -317,12 +317,37 @@ def report_page(code: str, request: Request, state: StateDep) -> Response:
         numbering = [f.row() for f in report_facts(session, user.scope)
                      if f.institution == fact.institution
                      and f.issued_at.year == fact.issued_at.year]
+        ledger_view = ledger.view_of(session, fact.institution, canonical)
     numbering.sort(key=lambda r: r["report_no"])
     at = next((i for i, r in enumerate(numbering) if r["code"] == canonical), 0)
     context = numbering[max(0, at - 3): at + 4]
     return _html(render("report.html", user=user, f=fact.row(), v=data, steps=steps,
                         fields={rid: flat_fields(b) for rid, b in bodies.items()},
-                        context=context, nav="reports"))
+                        context=context, ledger=ledger_view, nav="reports"))
+
+
+@router.post("/console/reports/{code}/ledger-actions")
+def ledger_action(
+    code: str, request: Request, state: StateDep,
+    action: Annotated[str, Form(max_length=24)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """An agency's handling step on the report's nonconforming-ledger entry."""
+    with state.sessions() as session:
+        opened = _open_report(request, session, state, code)
+        if isinstance(opened, Response):
+            return opened
+        user, canonical, fact = opened
+        if not auth.csrf_ok(user, csrf):
+            return _message(user, "请求无效", "CSRF 校验失败，未记录处置。", 403)
+        try:
+            ledger.record_action(session, user, institution=fact.institution, code=canonical,
+                                 action=action, note=note)
+        except JianzhengError as exc:
+            return _message(user, "未记录", f"{exc.code}: {exc.detail}", exc_status(exc))
+        session.commit()
+    return RedirectResponse(f"/console/reports/{canonical}#ledger", status_code=303)
 
 
 def _download(request: Request, state: StateDep, code: str, action: str) -> Response:

@@ -498,3 +498,19 @@ class ConsoleAccess(Base):
     institution: Mapped[str] = mapped_column(String(18))
     ip: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NonconformingAction(Base):
+    """A supervision agency's handling step (处置) on a nonconforming-ledger entry; the step
+    itself is a `ledger_action` evidence record (INTERFACE §7.4), child of the report record."""
+
+    __tablename__ = "nonconforming_actions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("nonconforming_ledger.id"), index=True)
+    action: Mapped[str] = mapped_column(String(24))
+    note: Mapped[str] = mapped_column(Text)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    account_id: Mapped[str] = mapped_column(String(26))
+    account_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

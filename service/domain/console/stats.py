@@ -25,6 +25,7 @@ from service.anchoring.status import anchoring_status
 from service.clock import CHINA_TZ, as_utc, china_year, rfc3339, utc_now
 from service.domain.accounts import AuditScope, region_prefix
 from service.domain.codes import canonical_or_none
+from service.domain.console.ledger import actions_of, is_closed
 from service.domain.nonconforming import list_ledger
 from service.domain.overdue import find_overdue
 from service.domain.reports.numbering import numbering_audit
@@ -282,6 +283,11 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     }
     institutions = scope.institutions(session)
     ledger = list_ledger(session, institution=None, limit=200, institutions=institutions)
+    steps = actions_of(session, [e["id"] for e in ledger])
+    for e in ledger:
+        e["steps"] = steps.get(e["id"], [])
+        e["closed"] = is_closed(e["steps"])
+    closed = sum(1 for e in ledger if e["closed"])
     overdue = find_overdue(session, settings.rules, institution=None, now=now, limit=100,
                            institutions=institutions)
     year = china_year(now)
@@ -304,7 +310,8 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
         "region": scope.region,
         "totals": _measures(facts),
         "charts": charts,
-        "nonconforming": {"items": ledger, "count": len(ledger)},
+        "nonconforming": {"items": ledger, "count": len(ledger), "closed": closed,
+                          "open": len(ledger) - closed},
         "overdue": {"items": overdue, "count": len(overdue)},
         "numbering": numbering,
         "warnings": [{"code": c, "count": n} for c, n in warning_counts],

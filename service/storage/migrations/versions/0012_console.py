@@ -1,5 +1,6 @@
 """The regulators' console (issue 14): sign-in for auditor and agency accounts, sessions,
-sign-in attempts (throttling) and the access log of unmasked views and downloads.
+sign-in attempts (throttling), the access log of unmasked views and downloads, and the
+agencies' handling steps on nonconforming-ledger entries (`ledger_action` records).
 
 Revision ID: 0012
 Revises: 0010
@@ -59,9 +60,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_console_access_log_account_id", "console_access_log", ["account_id"])
     op.create_index("ix_console_access_region_at", "console_access_log", ["region", "at"])
+    op.create_table(
+        "nonconforming_actions",
+        sa.Column("id", _BIGINT, primary_key=True, autoincrement=True),
+        sa.Column("entry_id", _BIGINT, sa.ForeignKey("nonconforming_ledger.id"),
+                  nullable=False),
+        sa.Column("action", sa.String(24), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("record_id", sa.String(26), sa.ForeignKey("records.id"), nullable=False),
+        sa.Column("account_id", sa.String(26), nullable=False),
+        sa.Column("account_name", sa.String(200), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_nonconforming_actions_entry_id", "nonconforming_actions", ["entry_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("nonconforming_actions")
     op.drop_table("console_access_log")
     op.drop_table("console_signins")
     op.drop_table("console_sessions")
