@@ -3,8 +3,10 @@ viewport, against the service on PostgreSQL with the anchoring worker on a Hardh
 sign in with password and TOTP; the overview draws its charts (canvases with drawn pixels)
 beside tables holding the seeded numbers, the same as `GET /api/v1/audit/stats`; search
 finds a report by each field; the drill-down shows the chain; the evidence bundle, sealed
-PDF and CSV export download and hold what they should; the access log lists the views;
-sign-out ends the session; a Beijing auditor sees none of Shenzhen. Screenshots of each page
+PDF, CSV and XLSX exports download and hold what they should; the access log lists the
+views; an agency records a handling step on a nonconforming result;
+sign-out ends the session; a Beijing auditor, signing in with the keyboard on a tablet-sized
+window, sees none of Shenzhen. Screenshots of each page
 go to test-artifacts/console-*.png.
 """
 
@@ -214,10 +216,19 @@ def _run(chromium: Any, base: str, seeded: Seeded, agency: Person, beijing: Pers
     assert not problems, problems
     context.close()
 
-    # --- a Beijing auditor: its region only
-    context = chromium.new_context(viewport=VIEWPORT, locale="zh-CN")
+    # --- a Beijing auditor on a tablet (1024×768), signing in with the keyboard only: its
+    # region only
+    context = chromium.new_context(viewport={"width": 1024, "height": 768}, locale="zh-CN")
     page = context.new_page()
-    _sign_in(page, base, beijing)
+    page.goto(base + "/console/")
+    page.keyboard.type(beijing.login)  # the login field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(beijing.password)
+    page.keyboard.press("Tab")
+    page.keyboard.type(beijing.code())
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/console/")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1024
     bj = expected_counts(seeded, "11")
     page.wait_for_selector("#chart-institution[data-drawn]")
     assert page.inner_text("#kpi-total") == str(bj["total"])
@@ -225,7 +236,7 @@ def _run(chromium: Any, base: str, seeded: Seeded, agency: Person, beijing: Pers
     text = page.content()
     for c in sz:
         assert c not in text and display_code(c) not in text
-    _shot(page, "overview-beijing")
+    _shot(page, "overview-beijing-tablet")
     page.goto(f"{base}/console/reports?code={code}")
     assert _result_codes(page) == set()
     page.goto(f"{base}/console/reports/{code}")
