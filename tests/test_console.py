@@ -372,6 +372,27 @@ def test_stats_api_periods_and_filters(world: World) -> None:
         assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
 
 
+def test_overview_filters_match_the_stats_api(world: World) -> None:
+    person = world.people["sz_agency"]
+    sz1 = world.seeded.labs["sz1"].institution
+    assert sz1 is not None
+    params = {"institution": sz1, "test_item": "钢筋拉伸"}
+    page = world.http("sz_agency").get("/console/", params=params).text
+    truth = [v for v in world.seeded.reports.values() if v[0] == sz1 and v[2] == "钢筋拉伸"]
+    assert f'id="kpi-total">{len(truth)}<' in page
+    assert f'<option value="{sz1}" selected>' in page
+    shown = _table_rows(page, "table-institution")
+    with client_for(world.app, person.key) as c:
+        api = c.get("/api/v1/audit/stats", query={"dimension": "institution", **params}).json()
+    assert {k: v[1:4] for k, v in shown.items()} == {
+        r["key"]: [str(r["total"]), str(r["pass"]), str(r["fail"])] for r in api["rows"]}
+    assert api["totals"]["total"] == len(truth)
+    # a date range that holds nothing
+    empty = world.http("sz_agency").get("/console/", params={"from": "2020-01-01",
+                                                              "to": "2020-01-31"}).text
+    assert 'id="kpi-total">0<' in empty
+
+
 def test_overview_shows_numbering_gaps_and_nonconforming_items(world: World) -> None:
     page = world.http("sz_agency").get("/console/").text
     assert "SZ1-2026-0004" in page  # the missing number

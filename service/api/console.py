@@ -32,6 +32,7 @@ from service.domain.console.stats import (
     STATUSES,
     ReportFact,
     SearchQuery,
+    StatsQuery,
     flat_fields,
     overview,
     raw_bodies,
@@ -187,7 +188,14 @@ def overview_page(request: Request, state: StateDep) -> Response:
         user = _user(request, session, state)
         if user is None:
             return _to_login(request)
-        data = overview(session, state.settings, user.scope)
+        p = request.query_params
+        filters = StatsQuery(date_from=_date(p.get("from")), date_to=_date(p.get("to")),
+                             institution=p.get("institution", "")[:18] or None,
+                             test_item=p.get("test_item", "")[:200] or None)
+        if filters.date_from and filters.date_to and filters.date_from > filters.date_to:
+            filters = StatsQuery(date_from=filters.date_to, date_to=filters.date_from,
+                                 institution=filters.institution, test_item=filters.test_item)
+        data = overview(session, state.settings, user.scope, filters=filters)
     return _html(render("overview.html", user=user, d=data, nav="overview"))
 
 
@@ -314,9 +322,9 @@ def report_page(code: str, request: Request, state: StateDep) -> Response:
         auth.log_access(session, user, action=auth.ACTION_VIEW, report_code=canonical,
                         institution=fact.institution, ip=_ip(request))
         session.commit()
-        numbering = [f.row() for f in report_facts(session, user.scope)
-                     if f.institution == fact.institution
-                     and f.issued_at.year == fact.issued_at.year]
+        numbering = [f.row() for f in report_facts(session, user.scope,
+                                                   institution=fact.institution,
+                                                   year=fact.year)]
         ledger_view = ledger.view_of(session, fact.institution, canonical)
     numbering.sort(key=lambda r: r["report_no"])
     at = next((i for i, r in enumerate(numbering) if r["code"] == canonical), 0)

@@ -57,6 +57,7 @@ class ReportFact:
     institution_name: str
     region: str
     report_no: str
+    year: int
     status: str
     issued_at: datetime
     issued_on: date
@@ -99,12 +100,14 @@ def _scope_filter(query: Any, scope: AuditScope) -> Any:
     return query.where(Institution.region.startswith(region_prefix(scope.region)))
 
 
-def report_facts(session: Session, scope: AuditScope, *, code: str | None = None
+def report_facts(session: Session, scope: AuditScope, *, code: str | None = None,
+                 institution: str | None = None, year: int | None = None
                  ) -> list[ReportFact]:
-    """Every report code the scope may see (or the one `code`), with its facts."""
+    """Every report code the scope may see (or the one `code`, or those of one institution
+    and numbering year), with its facts."""
     query = _scope_filter(
         select(ReportCode.code, ReportCode.institution, Institution.name, Institution.region,
-               ReportCode.report_no, ReportCode.status, ReportCode.issued_at,
+               ReportCode.report_no, ReportCode.year, ReportCode.status, ReportCode.issued_at,
                ReportCode.sealed_at, ReportCode.report_record_id,
                ReportCode.project_record_id, Record.canonical)
         .join(Institution, Institution.uscc == ReportCode.institution)
@@ -113,11 +116,15 @@ def report_facts(session: Session, scope: AuditScope, *, code: str | None = None
     )
     if code is not None:
         query = query.where(ReportCode.code == code)
+    if institution is not None:
+        query = query.where(ReportCode.institution == institution)
+    if year is not None:
+        query = query.where(ReportCode.year == year)
     facts: list[ReportFact] = []
     by_report_record: dict[str, ReportFact] = {}
     projects: dict[str, list[ReportFact]] = defaultdict(list)
-    for (code_, inst, name, region, report_no, status, issued_at, sealed_at, report_rid,
-         project_rid, canonical) in session.execute(query):
+    for (code_, inst, name, region, report_no, year_, status, issued_at, sealed_at,
+         report_rid, project_rid, canonical) in session.execute(query):
         body = _body(canonical)
         issued_on = as_utc(issued_at).astimezone(CHINA_TZ).date()
         try:
@@ -125,7 +132,8 @@ def report_facts(session: Session, scope: AuditScope, *, code: str | None = None
         except (KeyError, ValueError):
             pass
         conclusion = body.get("conclusion")
-        fact = ReportFact(code_, inst, name, region, report_no, status, as_utc(issued_at),
+        fact = ReportFact(code_, inst, name, region, report_no, year_, status,
+                          as_utc(issued_at),
                           issued_on, sealed_at is not None,
                           conclusion if conclusion in CONCLUSIONS else None, project_rid)
         facts.append(fact)
@@ -269,17 +277,27 @@ def stats(facts: Sequence[ReportFact], q: StatsQuery, today: date | None = None
 
 
 def overview(session: Session, settings: Settings, scope: AuditScope,
-             now: datetime | None = None) -> dict[str, Any]:
-    """Everything the overview page shows, for the scope's region."""
+             now: datetime | None = None, filters: StatsQuery | None = None
+             ) -> dict[str, Any]:
+    """Everything the overview page shows, for the scope's region; `filters` (dates, lab,
+    test item) narrow the counts and charts, not the ledger and health panels."""
     now = now or utc_now()
     today = now.astimezone(CHINA_TZ).date()
-    facts = report_facts(session, scope)
-    charts = {
-        "day": stats(facts, StatsQuery("period", "day"), today),
-        "week": stats(facts, StatsQuery("period", "week"), today),
-        "month": stats(facts, StatsQuery("period", "month"), today),
-        "institution": stats(facts, StatsQuery("institution", measure="total"), today),
-        "test_item": stats(facts, StatsQuery("test_item", measure="total"), today),
+    f = (filters or StatsQuery()).check()
+    all_facts = report_facts(session, scope)
+    facts = _filtered(all_facts, f)
+
+    def chart(dimension: str, period: str = "day") -> dict[str, Any]:
+        return stats(all_facts, StatsQuery(dimension, period, "total", f.date_from, f.date_to,
+                                           f.institution, f.test_item), today)
+
+    charts = {"day": chart("period", "day"), "week": chart("period", "week"),
+              "month": chart("period", "month"), "institution": chart("institution"),
+              "test_item": chart("test_item")}
+    choices = {
+        "institutions": sorted({(x.institution, x.institution_name) for x in all_facts},
+                               key=lambda t: t[1]),
+        "test_items": sorted({i for x in all_facts for i in x.test_items}),
     }
     institutions = scope.institutions(session)
     ledger = list_ledger(session, institution=None, limit=200, institutions=institutions)
@@ -292,9 +310,8 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
                            institutions=institutions)
     year = china_year(now)
     numbering = []
-    names = {f.institution: f.institution_name for f in facts}
-    for inst in sorted({f.institution for f in facts if f.issued_at.astimezone(CHINA_TZ).year
-                        == year}):
+    names = {x.institution: x.institution_name for x in all_facts}
+    for inst in sorted({x.institution for x in all_facts if x.year == year}):
         audit = numbering_audit(session, institution=inst, year=year, now=now)
         numbering.append({"institution": inst, "institution_name": names.get(inst, inst),
                           "year": year, **audit["counts"],
@@ -308,6 +325,10 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     return {
         "generated_at": rfc3339(now),
         "region": scope.region,
+        "filters": {"from": f.date_from.isoformat() if f.date_from else "",
+                    "to": f.date_to.isoformat() if f.date_to else "",
+                    "institution": f.institution or "", "test_item": f.test_item or ""},
+        "choices": choices,
         "totals": _measures(facts),
         "charts": charts,
         "nonconforming": {"items": ledger, "count": len(ledger), "closed": closed,
