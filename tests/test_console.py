@@ -538,3 +538,19 @@ def test_agencies_record_handling_steps_as_evidence(world: World) -> None:
         assert len(children) == 2
         assert {b"retest_ordered" in r.canonical for r in children} == {True, False}
         assert all("深圳市建设工程质量监督站".encode() in r.canonical for r in children)
+
+
+@pytest.mark.parametrize("query", [
+    "page=abc&per_page=-5", "page=99999999999999999999", "per_page=100000", "sort=password",
+    "order=sideways", "from=2026-02-30&to=yesterday", "code=%00%ff'--", "conclusion=maybe",
+    "status=%3Cscript%3E", "institution=" + "x" * 5000, "test_item=%E2%80%AE",
+])
+def test_hostile_query_strings_never_fail(world: World, query: str) -> None:
+    http = world.http("sz_agency")
+    for path in ("/console/", "/console/reports", "/console/reports.csv",
+                 "/console/reports.xlsx", "/console/access-log"):
+        r = http.get(f"{path}?{query}")
+        assert r.status_code == 200, (path, query, r.status_code)
+        assert "<script>" not in r.text
+    for code in ("%00", "x" * 300, "..%2F..%2Fetc", "44030526ZZZZZZZZZZZZZZZ"):
+        assert http.get(f"/console/reports/{code}").status_code == 404
