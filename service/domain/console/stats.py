@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -82,8 +83,8 @@ def _body(canonical: bytes | None) -> dict[str, Any]:
     if not canonical:
         return {}
     try:
-        obj = json.loads(canonical)
-    except ValueError:
+        obj = orjson.loads(canonical)
+    except orjson.JSONDecodeError:
         return {}
     body = obj.get("body") if isinstance(obj, dict) else None
     return body if isinstance(body, dict) else {}
