@@ -31,7 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
-from service.domain.accounts import AuditScope, SecretBox, region_prefix, validate_name
+from service.domain.accounts import AuditScope, SecretBox, region_prefix
 from service.errors import Invalid, NotFound
 from service.settings import ConsoleSettings, Settings
 from service.storage.models import Auditor, ConsoleAccess, ConsoleSession, ConsoleSignin
@@ -301,7 +301,7 @@ def sign_out(session: Session, token: str | None) -> None:
 def log_access(session: Session, user: ConsoleUser, *, action: str, report_code: str,
                institution: str, ip: str) -> None:
     session.add(ConsoleAccess(
-        account_id=user.account_id, account_name=validate_name(user.name),
+        account_id=user.account_id, account_name=user.name[:200],
         region=user.region or "", action=action, report_code=report_code,
         institution=institution, ip=ip[:64], at=utc_now()))
     session.flush()
