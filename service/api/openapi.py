@@ -988,6 +988,18 @@ RESPONSE_EXAMPLES: dict[tuple[str, str, str], dict[str, Any]] = {
         }
     },
     ("get", "/api/v1/audit/reports/{code}/bundle", "202"): {"example": _BUNDLE_PENDING},
+    # the console's statistics (docs/console.md)
+    ("get", "/api/v1/audit/stats", "200"): {"example": {
+        "region": "440300", "dimension": "institution", "period": None, "measure": "total",
+        "from": "2026-11-01", "to": "2026-11-30", "institution": None, "test_item": None,
+        "totals": {"total": 6, "pass": 4, "fail": 2, "pass_rate": 0.6667},
+        "rows": [
+            {"key": INSTITUTION, "label": "深圳市某检测有限公司", "total": 4, "pass": 3,
+             "fail": 1, "pass_rate": 0.75},
+            {"key": "91440300MA5FQ2K3X8", "label": "深圳市另一检测有限公司", "total": 2,
+             "pass": 1, "fail": 1, "pass_rate": 0.5},
+        ],
+    }},
 }
 # The signed-QR and certificate routes (issue 15): service/api/offline_examples.py
 RESPONSE_EXAMPLES.update(OFFLINE_EXAMPLES)
