@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck layers unit bench fuzz
+.PHONY: serve test lint typecheck layers unit bench bench-scale bench-soak fuzz
 
 serve:
 	scripts/bootstrap.sh run
@@ -33,7 +33,18 @@ bench:
 	$(BIN)/python bench/public.py
 	$(BIN)/python bench/durability.py
 
-# Long fuzzing (not part of `make test`): schemathesis with many examples per operation.
+# Cost curves to 10^7 records (up to ~30 min) and the 5-minute sustained run (issue 17).
+bench-scale:
+	scripts/bootstrap.sh bench
+	$(BIN)/python bench/scale.py
+
+bench-soak:
+	scripts/bootstrap.sh bench
+	$(BIN)/python bench/soak.py
+
+# Long fuzzing (not part of `make test`): schemathesis with many examples per operation,
+# and the SIGKILL storm of tests/test_kill_chaos.py for 120 s per database.
 fuzz:
 	scripts/bootstrap.sh test
 	JZ_FUZZ_EXAMPLES=$${JZ_FUZZ_EXAMPLES:-300} $(BIN)/pytest -q tests/test_fuzz_api.py
+	JZ_CHAOS_SECONDS=$${JZ_CHAOS_SECONDS:-120} $(BIN)/pytest -q tests/test_kill_chaos.py

@@ -26,8 +26,16 @@ are not counted), and how much CPU everything else on the machine used meanwhile
 inside this process, `--clients` requests at a time, no HTTP, and prints its CPU per
 request, which depends far less on what else the machine runs.
 
-Prints a table and, last, exactly `codes: rps=N p99_ms=N`.
-Target: rps >= 1000 with p99 <= 50 ms at 32 clients.
+The ceiling (issue 17), in the same run, against the same database, with the same load
+client, concurrency, processes and pool: bench/ceiling.py, a bare FastAPI app served as
+`jianzheng api` serves ours, doing one autocommit PostgreSQL INSERT per request (fresh
+pre-signed requests of the same shape; it ignores the signature). Absolute figures on a
+shared machine move from run to run; the ratio of the two in one run is what to read.
+
+Prints a table (ours beside the ceiling) and, last, exactly
+`codes: rps=N p99_ms=N ceiling_rps=N ceiling_p99_ms=N ratio=R` (ratio: ours / ceiling req/s).
+Goal: ratio >= 0.5 with our p99 <= 1.5x the ceiling's p99 (absolute, quiet machine:
+rps >= 1000 with p99 <= 50 ms at 32 clients).
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from service.client import new_nonce, sign_request  # noqa: E402
 
@@ -74,6 +83,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: backends than ~2x cores only fight for CPU: 4 per process gave a p99 about half that
 #: of 16 per process (requests wait their turn in the pool instead, FIFO, cheaply).
 DEFAULT_POOL_SIZE = 4
+#: Issue 17's goals: ours / ceiling req/s, and our p99 / the ceiling's p99.
+TARGET_RATIO = 0.5
+TARGET_P99_RATIO = 1.5
 
 WRK_SCRIPT = r"""
 local reqs, n, i = {}, 0, 0
@@ -399,86 +411,141 @@ def server_env(url: str, data_dir: Path, pool_size: int) -> dict[str, str]:
     }
 
 
+@dataclass
+class Measured:
+    result: RunResult
+    api_cpu: float
+    pg_cpu: float
+    machine: float
+    wall: float
+    load: tuple[float, float]
+
+
+def measure(
+    args: argparse.Namespace, client: str, proc: subprocess.Popen[bytes], port: int, url: str,
+    warm: list[bytes], main_reqs: list[bytes], tmp: Path,
+) -> Measured:
+    """Warm up, then one timed run of `main_reqs` against the server group `proc`."""
+    wait_ready(port, proc)
+
+    def run(requests: list[bytes], seconds: float) -> RunResult:
+        if client == "wrk":
+            return run_wrk(port, requests, args.clients, seconds, args.threads, tmp)
+        return run_python(port, requests, args.clients, seconds)
+
+    if args.warmup > 0:
+        run(warm, args.warmup)
+    load0 = os.getloadavg()[0]
+    before = cpu_snapshot(proc.pid, url)
+    result = run(main_reqs, args.seconds)
+    after = cpu_snapshot(proc.pid, url)
+    load1 = os.getloadavg()[0]
+    return Measured(
+        result, _delta(before.api, after.api), _delta(before.pg, after.pg),
+        after.machine - before.machine, after.wall - before.wall, (load0, load1),
+    )
+
+
+def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def http_bench(args: argparse.Namespace) -> int:
+    import ceiling
+
     client = args.client
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "python"
-    if args.warmup + args.seconds > MAX_PRESIGNED_SPAN_S:
-        raise SystemExit(f"warm-up + run must stay under {MAX_PRESIGNED_SPAN_S} s")
+    if 2 * (args.warmup + args.seconds) > MAX_PRESIGNED_SPAN_S:
+        raise SystemExit(f"2 x (warm-up + run) must stay under {MAX_PRESIGNED_SPAN_S} s")
     tmp = Path(tempfile.mkdtemp(prefix="jz-bench-"))
     proc: subprocess.Popen[bytes] | None = None
     with fresh_database() as url:
         try:
             key_id, secret, project = setup_database(url, tmp / "data")
+            ceiling.ensure_table(url)
+            env = server_env(url, tmp / "data", args.pool_size)
+            # ours: `jianzheng api`, signed issuance
             port = free_port()
             proc = subprocess.Popen(
                 [
                     sys.executable, "-m", "service.cli", "api",
                     "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
                 ],
-                cwd=ROOT, env=server_env(url, tmp / "data", args.pool_size),
-                start_new_session=True,
+                cwd=ROOT, env=env, start_new_session=True,
             )
-            wait_ready(port, proc)
-
-            def run(requests: list[bytes], seconds: float) -> RunResult:
-                if client == "wrk":
-                    return run_wrk(port, requests, args.clients, seconds, args.threads, tmp)
-                return run_python(port, requests, args.clients, seconds)
-
-            warm = presign(key_id, secret, project, int(PRESIGN_RPS * args.warmup) + 64,
-                           "W", port)
-            main_reqs = presign(key_id, secret, project, int(PRESIGN_RPS * args.seconds), "M",
-                                port)
-            if args.warmup > 0:
-                run(warm, args.warmup)
-            load0 = os.getloadavg()[0]
-            before = cpu_snapshot(proc.pid, url)
-            result = run(main_reqs, args.seconds)
-            after = cpu_snapshot(proc.pid, url)
-            load1 = os.getloadavg()[0]
+            n_warm, n_main = int(PRESIGN_RPS * args.warmup) + 64, int(PRESIGN_RPS * args.seconds)
+            ours = measure(
+                args, client, proc, port, url,
+                presign(key_id, secret, project, n_warm, "W", port),
+                presign(key_id, secret, project, n_main, "M", port), tmp,
+            )
+            stop_group(proc)
+            # the ceiling: the bare app, one INSERT per request, same client and settings
+            port = free_port()
+            proc = ceiling.start(port, args.workers, env)
+            ceil = measure(
+                args, client, proc, port, url,
+                presign(key_id, secret, project, n_warm, "CW", port),
+                presign(key_id, secret, project, n_main, "CM", port), tmp,
+            )
         finally:
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    wall = after.wall - before.wall
-    api_cpu = _delta(before.api, after.api)
-    pg_cpu = _delta(before.pg, after.pg)
-    ours = api_cpu + pg_cpu + result.client_cpu_s
-    machine = after.machine - before.machine
-    n = max(result.ok, 1)
-    rps = result.ok / result.seconds if result.seconds else 0.0
     cores = os.cpu_count() or 1
-    rows = [
-        ("API processes", f"{args.workers} (database pool {args.pool_size} each)"),
-        ("concurrent clients", f"{args.clients} ({client})"),
-        ("measured seconds", f"{result.seconds:.1f}"),
-        ("codes issued (201)", str(result.ok)),
-        ("other answers", json.dumps(result.errors) if result.errors else "none"),
-        ("throughput (req/s)", f"{rps:.0f}"),
-        ("latency p50 (ms)", f"{result.p50_ms:.1f}"),
-        ("latency p90 (ms)", f"{result.p90_ms:.1f}"),
-        ("latency p99 (ms)", f"{result.p99_ms:.1f}"),
-        ("latency max (ms)", f"{result.max_ms:.1f}"),
-        ("CPU ms/request: client", f"{result.client_cpu_s * 1000 / n:.3f}"),
-        ("CPU ms/request: API processes", f"{api_cpu * 1000 / n:.3f}"),
-        ("CPU ms/request: PostgreSQL backends", f"{pg_cpu * 1000 / n:.3f}"),
-        ("CPU ms/request: all three", f"{ours * 1000 / n:.3f}"),
-        ("CPU cores used by this bench", f"{ours / wall:.2f} of {cores}"),
-        ("CPU cores used by everything else", f"{max(machine - ours, 0.0) / wall:.2f}"),
-        ("load average (start, end)", f"{load0:.1f}, {load1:.1f}"),
-        ("target", "rps >= 1000, p99 <= 50 ms"),
+
+    def column(m: Measured) -> list[str]:
+        r = m.result
+        n = max(r.ok, 1)
+        mine = m.api_cpu + m.pg_cpu + r.client_cpu_s
+        return [
+            f"{r.seconds:.1f}", str(r.ok), json.dumps(r.errors) if r.errors else "none",
+            f"{r.ok / r.seconds if r.seconds else 0.0:.0f}", f"{r.p50_ms:.1f}",
+            f"{r.p90_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.max_ms:.1f}",
+            f"{r.client_cpu_s * 1000 / n:.3f}", f"{m.api_cpu * 1000 / n:.3f}",
+            f"{m.pg_cpu * 1000 / n:.3f}", f"{mine * 1000 / n:.3f}",
+            f"{mine / m.wall:.2f} of {cores}", f"{max(m.machine - mine, 0.0) / m.wall:.2f}",
+            f"{m.load[0]:.1f}, {m.load[1]:.1f}",
+        ]
+
+    names = [
+        "measured seconds", "answers 201", "other answers", "throughput (req/s)",
+        "latency p50 (ms)", "latency p90 (ms)", "latency p99 (ms)", "latency max (ms)",
+        "CPU ms/request: client", "CPU ms/request: API processes",
+        "CPU ms/request: PostgreSQL backends", "CPU ms/request: all three",
+        "CPU cores used by this bench", "CPU cores used by everything else",
+        "load average (start, end)",
     ]
-    if result.exhausted:
-        rows.append(("note", "pre-signed requests ran out; raise PRESIGN_RPS"))
-    print_table(rows)
-    print(f"codes: rps={rps:.0f} p99_ms={result.p99_ms:.0f}")
-    return 0 if not result.errors and result.ok else 1
+    print(f"API processes: {args.workers} (database pool {args.pool_size} each); "
+          f"{args.clients} concurrent clients ({client}); same settings for both")
+    ours_col, ceil_col = column(ours), column(ceil)
+    width = max(len(x) for x in names)
+    print(f"{'metric'.ljust(width)} | {'signed issuance':>18} | {'ceiling: 1 INSERT':>18}")
+    print(f"{'-' * width}-+-{'-' * 18}-+-{'-' * 18}")
+    for name, a, b in zip(names, ours_col, ceil_col, strict=True):
+        print(f"{name.ljust(width)} | {a:>18} | {b:>18}")
+    rps = ours.result.ok / ours.result.seconds if ours.result.seconds else 0.0
+    ceil_rps = ceil.result.ok / ceil.result.seconds if ceil.result.seconds else 0.0
+    ratio = rps / ceil_rps if ceil_rps else 0.0
+    p99_ratio = ours.result.p99_ms / ceil.result.p99_ms if ceil.result.p99_ms else 0.0
+    met = ratio >= TARGET_RATIO and p99_ratio <= TARGET_P99_RATIO
+    print(f"goal: ratio >= {TARGET_RATIO} with p99 <= {TARGET_P99_RATIO}x the ceiling's: "
+          f"ratio {ratio:.2f}, p99 {p99_ratio:.2f}x: {'met' if met else 'MISSED'}")
+    for m in (ours, ceil):
+        if m.result.exhausted:
+            print("note: pre-signed requests ran out; raise PRESIGN_RPS")
+    print(
+        f"codes: rps={rps:.0f} p99_ms={ours.result.p99_ms:.0f} ceiling_rps={ceil_rps:.0f} "
+        f"ceiling_p99_ms={ceil.result.p99_ms:.0f} ratio={ratio:.2f}"
+    )
+    ok = all(not m.result.errors and m.result.ok for m in (ours, ceil))
+    return 0 if ok else 1
 
 
 def print_table(rows: list[tuple[str, str]]) -> None:

@@ -1,7 +1,8 @@
 """Public verification speed: `GET /api/v1/public/reports/{code}` of a genuine report.
 
-One run: a Hardhat node, a registry, a report with its whole traceable chain (project ...
-test record, code issuance, metadata, sealed PDF: 11 records) built through the lab API
+One run: a Hardhat node, a registry, the larger view of issue 12 (a report on 3 samples,
+each sealed, witnessed and received, with 6 test records and a retest, its whole history)
+built through the lab API
 (the sealing route stores the sealed PDF's signature verdict, see
 service.domain.public.SignatureVerdicts) and anchored by the real worker. Then, in this
 process, with the same code paths the service runs:
@@ -25,7 +26,11 @@ warm-up run: requests per second, p50/p99 latency, non-2xx answers, the CPU the 
 used per request and the CPU the client itself used (it shares the 2 cores). Without wrk
 the lean asyncio client below runs in a separate process instead; the table says which.
 
-The last line is exactly `public: rps=N p99_ms=N cold_ms=N`.
+Then the ceiling (issue 17), same run, same load client, same processes and settings:
+bench/ceiling.py, a bare FastAPI app answering the same path with a constant body (the
+bytes of our answer for this report). The last line is exactly
+`public: rps=N p99_ms=N cold_ms=N ceiling_rps=N ratio=R` (ratio: ours / ceiling req/s;
+goal >= 0.7). `--seconds S --warmup S` shorten the load runs (a smoke run).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 CONCURRENCY = 64
 DURATION_S = 10.0
@@ -57,6 +63,8 @@ WORKERS = 2
 TARGET_RPS = 1500
 TARGET_P99_MS = 50.0
 TARGET_COLD_MS = 100.0
+#: Issue 17: our served req/s as a fraction of the bare app's constant-body req/s.
+TARGET_RATIO = 0.7
 
 
 def app_factory():  # type: ignore[no-untyped-def]
@@ -102,7 +110,6 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
     from service.anchoring.worker import AnchorWorker, anchor_until_drained
     from service.state import build_state
     from tests.labkit import add_lab, client_for, make_app
-    from tests.public_kit import issue_report
 
     node = start_hardhat()
     assert node.chain_id is not None
@@ -126,11 +133,62 @@ def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
     app = make_app(state)
     lab = add_lab(state, 1)
     assert lab.institution is not None
-    built = issue_report(state, client_for(app, lab), lab.institution, "B1")
+    code = larger_report(client_for(app, lab))
     anchor_until_drained(AnchorWorker(settings, state.engine, chain))
     if state.verdict_primer.built:
         state.verdict_primer.get().shutdown(wait=True)  # the sealing step's verdict is stored
-    return env, built.code, state, node
+    return env, code, state, node
+
+
+def larger_report(client: Any) -> str:
+    """The view issue 12 measures: a report on 3 samples (each sealed, witnessed and
+    received) with 6 test records (two test items per sample) and a retest of one of them,
+    so its history holds every version."""
+    import dataclasses
+
+    from tests.public_kit import make_pdf
+    from tests.recordkit import (
+        ago,
+        build_chain,
+        created,
+        data_body,
+        receipt_body,
+        sample_body,
+        seal_body,
+        today_cst,
+        witness_body,
+    )
+
+    first = build_chain(client, sample_code="YP2026112210001")
+    chains = [first]
+    for n in (2, 3):
+        sample_code = f"YP202611221000{n}"
+        sample = created(client.post("/api/v1/samples",
+                                     json_body=sample_body(first.commission, sample_code)))
+        chain = dataclasses.replace(first, sample=sample, sample_code=sample_code)
+        chain.seal = created(client.post("/api/v1/seals", json_body=seal_body(chain)))
+        chain.witness = created(client.post("/api/v1/witnesses", json_body=witness_body(chain)))
+        chain.receipt = created(client.post("/api/v1/receipts", json_body=receipt_body(chain)))
+        chains.append(chain)
+    cited = []
+    for chain in chains:
+        cited.append(chain.sample)
+        for item, strength in (("混凝土抗压强度", 36.1), ("混凝土劈裂抗拉强度", 3.4)):
+            cited.append(created(client.post("/api/v1/test-records", json_body=data_body(
+                chain, ago(600), test_item=item, results={"strength_MPa": strength}))))
+    retest = created(client.post("/api/v1/test-records", json_body=data_body(
+        first, ago(300), results={"strength_MPa": 37.0}, retest_reason="复检：首组试块缺角")))
+    cited[1] = retest  # the report cites the retest; the first test stays in its history
+    r = client.issue_code("BG-2026-B1", first.project)
+    assert r.status_code == 201, r.text
+    code: str = r.json()["code"]
+    r = client.put(f"/api/v1/reports/{code}", json_body={
+        "conclusion": "pass", "issued_on": today_cst(), "approver": "王五", "parents": cited})
+    assert r.status_code in (200, 201), r.text
+    r = client.put(f"/api/v1/reports/{code}/pdf", content=make_pdf(2, "检测报告 B1"),
+                   content_type="application/pdf")
+    assert r.status_code == 200, r.text
+    return code
 
 
 def _median_ms(fn: Any, runs: int) -> float:
@@ -322,12 +380,46 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise TimeoutError(url)
 
 
-def served(env: dict[str, str], code: str) -> dict[str, Any]:
+def _load(url: str, path: str, port: int, servers: list[Any]) -> dict[str, Any]:
+    """Warm-up, then one timed run of the load client; the servers' CPU per request."""
+    if shutil.which("wrk"):
+        run_wrk(url, WARMUP_S)
+    else:
+        run_asyncio_client("127.0.0.1", port, path, WARMUP_S)
+    load_before = os.getloadavg()[0]
+    cpu0 = sum(tree_cpu_s(server.pid) for server in servers)
+    if shutil.which("wrk"):
+        result = run_wrk(url, DURATION_S)
+    else:
+        result = run_asyncio_client("127.0.0.1", port, path, DURATION_S)
+    cpu = sum(tree_cpu_s(server.pid) for server in servers) - cpu0
+    result["server_cpu_us"] = cpu / (result["rps"] * DURATION_S) * 1e6
+    result["server_cores"] = cpu / DURATION_S
+    result["loadavg"] = load_before
+    return result
+
+
+def _stop(servers: list[Any]) -> None:
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+    for server in servers:
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def served(env: dict[str, str], code: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ours, then the ceiling (bench/ceiling.py: the bare app sending our answer's bytes
+    as a constant body), with the same processes, settings and load client."""
+    import ceiling
     import httpx
 
     from service.anchoring.devchain import free_port
 
     port = free_port()
+    path = f"/api/v1/public/reports/{code}"
+    url = f"http://127.0.0.1:{port}{path}"
     servers = [
         subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port)],
@@ -337,47 +429,47 @@ def served(env: dict[str, str], code: str) -> dict[str, Any]:
         for _ in range(WORKERS)
     ]
     try:
-        path = f"/api/v1/public/reports/{code}"
-        url = f"http://127.0.0.1:{port}{path}"
         wait_http(f"http://127.0.0.1:{port}/healthz")
         for _ in range(8 * WORKERS):  # new connections: each worker builds its view
             r = httpx.get(url, timeout=30.0)
             assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
-        if shutil.which("wrk"):
-            run_wrk(url, WARMUP_S)
-        else:
-            run_asyncio_client("127.0.0.1", port, path, WARMUP_S)
-        load_before = os.getloadavg()[0]
-        cpu0 = sum(tree_cpu_s(server.pid) for server in servers)
-        if shutil.which("wrk"):
-            result = run_wrk(url, DURATION_S)
-        else:
-            result = run_asyncio_client("127.0.0.1", port, path, DURATION_S)
-        cpu = sum(tree_cpu_s(server.pid) for server in servers) - cpu0
-        result["server_cpu_us"] = cpu / (result["rps"] * DURATION_S) * 1e6
-        result["server_cores"] = cpu / DURATION_S
-        result["loadavg"] = load_before
+        body = r.content
+        ours = _load(url, path, port, servers)
         r = httpx.get(url, timeout=10.0)
         assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
-        return result
     finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-
+        _stop(servers)
+    body_file = tmp / "constant.json"
+    body_file.write_bytes(body)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{path}"
+    group = ceiling.start(port, WORKERS, {**os.environ, **env, "JZ_CEILING_BODY": str(body_file)})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        r = httpx.get(url, timeout=10.0)
+        assert r.status_code == 200 and r.content == body
+        ceil = _load(url, path, port, [group])
+    finally:
+        _stop([group])
+    ceil["bytes"] = len(body)
+    return ours, ceil
 
 def main() -> None:
+    import argparse
+
+    global DURATION_S, WARMUP_S
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=DURATION_S, help="each timed load run")
+    ap.add_argument("--warmup", type=float, default=WARMUP_S, help="each warm-up run")
+    args = ap.parse_args()
+    DURATION_S, WARMUP_S = args.seconds, args.warmup
     with tempfile.TemporaryDirectory(prefix="jz-bench-public-") as tmpdir:
         tmp = Path(tmpdir)
         env, code, state, node = build(tmp)
         try:
             local = in_process(state, code)
             state.engine.dispose()
-            load = served(env, code)
+            load, ceil = served(env, code, tmp)
         finally:
             node.stop()
 
@@ -406,7 +498,15 @@ def main() -> None:
          f"average {load['loadavg']:.1f} before the run (2 cores, shared)"),
         ("load client", load["client"],
          f"client CPU {load['client_cpu'] * 100:.0f}% of one core (shares the 2 cores)"),
+        (f"ceiling, {CONCURRENCY} conns",
+         f"{ceil['rps']:.0f} req/s",
+         f"bare app, constant {ceil['bytes']}-byte JSON body; p50 {ceil['p50']:.1f} ms, "
+         f"p99 {ceil['p99']:.1f} ms, non-2xx {ceil['non2xx']}"),
+        ("ceiling server CPU per request",
+         f"{ceil['server_cpu_us']:.0f} us",
+         f"{ceil['server_cores']:.2f} cores busy; load average {ceil['loadavg']:.1f} before"),
     ]
+    ratio = load["rps"] / ceil["rps"] if ceil["rps"] else 0.0
     print(f"report {code}: {local['records']} records in its chain; uvicorn, {WORKERS} worker "
           "processes on SO_REUSEPORT sockets")
     width = max(len(r[0]) for r in rows)
@@ -418,7 +518,10 @@ def main() -> None:
           and local["cold"] <= TARGET_COLD_MS and load["non2xx"] == 0)
     print(f"targets: rps >= {TARGET_RPS}, p99 <= {TARGET_P99_MS:.0f} ms, "
           f"cold <= {TARGET_COLD_MS:.0f} ms: {'met' if ok else 'MISSED'}")
-    print(f"public: rps={load['rps']:.0f} p99_ms={load['p99']:.1f} cold_ms={local['cold']:.1f}")
+    print(f"goal: ratio >= {TARGET_RATIO} of the constant-body ceiling: ratio {ratio:.2f}: "
+          f"{'met' if ratio >= TARGET_RATIO else 'MISSED'}")
+    print(f"public: rps={load['rps']:.0f} p99_ms={load['p99']:.1f} cold_ms={local['cold']:.1f} "
+          f"ceiling_rps={ceil['rps']:.0f} ratio={ratio:.2f}")
 
 
 if __name__ == "__main__":

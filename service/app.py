@@ -25,6 +25,7 @@ from service.api import (
     uploads,
     warnings,
 )
+from service.api.gate import PublicGateMiddleware
 from service.api.openapi import install_openapi
 from service.api.problems import BodyLimitMiddleware, install_problem_handlers
 from service.settings import Settings, get_settings
@@ -32,6 +33,9 @@ from service.state import BackgroundLoops, ServiceState, build_state
 from service.storage.db import AsyncPgPool, libpq_conninfo
 
 log = logging.getLogger(__name__)
+
+#: Bytes of multipart framing allowed on top of `JZ_PUBLIC__MAX_VERIFY_BYTES`.
+VERIFY_FRAMING = 64 * 1024
 
 #: Every feature router. Public first: its routes are the hot path (QR scans) and FastAPI
 #: tries routes in order; no other router has paths under /v/ or /api/v1/public/.
@@ -99,8 +103,11 @@ def create_app(
         overrides={
             # only the PDF itself, not the JSON metadata route beside it
             "PUT /api/v1/reports/[^/]+/pdf": settings.security.max_pdf_bytes,
-            "POST /api/v1/public/verify": settings.security.max_pdf_bytes,
+            # what the route reads, plus the multipart framing
+            "POST /api/v1/public/verify": settings.public.max_verify_bytes + VERIFY_FRAMING,
             "PATCH /api/v1/uploads/[^/]+": 64 * 1024 * 1024,
         },
     )
+    # outermost: a client over its limit is refused before anything reads its body
+    app.add_middleware(PublicGateMiddleware, state=service_state)
     return app

@@ -49,9 +49,13 @@ def _cmd_chain_hardhat(args: argparse.Namespace) -> int:
 
 
 def _cmd_chain_info(args: argparse.Namespace) -> int:
-    from service.runtime import chain_info
+    from service.runtime import chain_info, chain_key_roles
 
-    _print_json(chain_info().as_json())
+    info = chain_info()
+    out = info.as_json()
+    if args.roles:
+        out["keys"] = chain_key_roles(info)
+    _print_json(out)
     return 0
 
 
@@ -134,7 +138,12 @@ def _cmd_qr_keys(args: argparse.Namespace) -> int:
 
     action = getattr(args, "qr_action", None) or "list"
     try:
-        out = qr_keys_command(action, getattr(args, "kid", None), getattr(args, "grace", None))
+        out = qr_keys_command(
+            action,
+            getattr(args, "kid", None),
+            getattr(args, "grace", None),
+            algorithm=getattr(args, "qr_algorithm", "es256").upper(),
+        )
     except CaError as exc:
         print(f"jianzheng: {exc.message}", file=sys.stderr)
         return 1
@@ -184,9 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     chain.add_parser("up", help="run the local dev chain in the foreground").set_defaults(
         func=_cmd_chain_up
     )
-    chain.add_parser("info", help="print {rpc_url, chain_id, registry}").set_defaults(
-        func=_cmd_chain_info
+    p = chain.add_parser("info", help="print {rpc_url, chain_id, registry}")
+    p.add_argument(
+        "--roles", action="store_true",
+        help="also ask the registry which roles the configured anchorer and revoker keys hold",
     )
+    p.set_defaults(func=_cmd_chain_info)
     p = chain.add_parser(
         "hardhat", help="a throwaway Hardhat node with the registry deployed (foreground)"
     )
@@ -288,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grace", type=int, default=None, metavar="SECONDS",
                    help="how long the old key may still sign (default 300)")
+    p.add_argument("--algorithm", dest="qr_algorithm", choices=["es256", "sm2"],
+                   default="es256",
+                   help="ES256 (default) or SM2 with SM3 (§7.7; docs/national-crypto.md)")
     p = qr_sub.add_parser(
         "remove", help="drop a key from the trust list: what it signed no longer verifies"
     )

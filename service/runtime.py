@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account import Account
 
@@ -27,6 +27,9 @@ from service.anchoring.chaininfo import ChainInfo
 from service.errors import BadRequest, IntegrityFault, NotFound, Unavailable
 from service.settings import Settings, get_settings
 from service.storage.db import upgrade
+
+if TYPE_CHECKING:
+    from service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,12 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _service_address(settings: Settings) -> str:
-    return str(Account.from_key(settings.chain.private_key.get_secret_value()).address)
+    """The anchoring account (ANCHORER_ROLE)."""
+    return str(Account.from_key(settings.chain.anchorer_secret()).address)
+
+
+def _revoker_address(settings: Settings) -> str:
+    return str(Account.from_key(settings.chain.revoker_secret()).address)
 
 
 def _deployment_path(settings: Settings) -> Path:
@@ -105,7 +113,10 @@ def dev_chain(settings: Settings, *, start: bool) -> tuple[ChainInfo, Any | None
                 registry,
                 settings.chain_dir / STATE_FILE,
             )
-        registry = deploy_registry(rpc_url, DEPLOYER.private_key, _service_address(settings))
+        registry = deploy_registry(
+            rpc_url, DEPLOYER.private_key, _service_address(settings),
+            revoker_address=_revoker_address(settings),
+        )
         settings.chain_dir.mkdir(parents=True, exist_ok=True)
         _deployment_path(settings).write_text(
             json.dumps(
@@ -178,7 +189,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
     try:
         state = build_state(settings, chain)
         app = create_app(settings, state=state, start_worker=settings.anchor.run_in_serve)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+        _warm_sandbox(state)
+        # forwarded headers are read by service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(),
+                    proxy_headers=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
@@ -186,6 +200,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> int:
         if node is not None:
             node.stop()
     return 0
+
+
+def _warm_sandbox(state: ServiceState) -> None:
+    """Start the public verify route's sandbox (its fork server, the signer it needs) in
+    the background, so that the first file someone sends is not the one that waits."""
+
+    def warm() -> None:
+        try:
+            state.untrusted.get().sandbox.warm()
+            log.info("verify sandbox ready")
+        except Exception:  # noqa: BLE001 - the first request will say what is wrong
+            log.exception("the verify sandbox could not be started ahead")
+
+    threading.Thread(target=warm, name="jz-sandbox-warm", daemon=True).start()
 
 
 def _api_chain(settings: Settings) -> ChainInfo | None:
@@ -219,7 +247,9 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    app = create_app(settings, state=build_state(settings, chain, migrate=False))
+    state = build_state(settings, chain, migrate=False)
+    app = create_app(settings, state=state)
+    _warm_sandbox(state)
     config = uvicorn.Config(
         app,
         http="httptools",
@@ -227,6 +257,7 @@ def _api_process(host: str, port: int, chain: ChainInfo | None) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         backlog=2048,
+        proxy_headers=False,  # forwarded headers: service.api.gate (JZ_PUBLIC__TRUSTED_PROXIES)
     )
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -385,6 +416,21 @@ def chain_info() -> ChainInfo:
     )
 
 
+def chain_key_roles(info: ChainInfo) -> dict[str, Any]:
+    """`jianzheng chain info --roles`: for the anchorer and the revoker key, its address
+    and whether it holds DEFAULT_ADMIN_ROLE, ANCHORER_ROLE, REVOKER_ROLE on the registry
+    (read from the chain now; the worker's last reading is on /metrics)."""
+    from service.anchoring.contract import RegistryClient
+    from service.anchoring.worker import key_roles
+
+    cfg = get_settings().chain
+    return {
+        name: key_roles(RegistryClient(info.rpc_url, info.registry, secret))
+        for name, secret in (("anchorer", cfg.anchorer_secret()),
+                             ("revoker", cfg.revoker_secret()))
+    }
+
+
 def ca_roots_pem() -> str:
     """PEM certificates a verifier should trust for report signatures and timestamps."""
     from service.domain.trust import trust_roots_pem
@@ -392,7 +438,9 @@ def ca_roots_pem() -> str:
     return trust_roots_pem(get_settings()).decode("ascii")
 
 
-def qr_keys_command(action: str, kid: str | None = None, grace_s: int | None = None) -> object:
+def qr_keys_command(
+    action: str, kid: str | None = None, grace_s: int | None = None, *, algorithm: str = "ES256"
+) -> object:
     """`jianzheng ca qr-keys list | rotate | remove KID` and `jianzheng ca trust-list`: the
     QR-signing keys of INTERFACE §7.5 (signer.qrkeys; docs/offline-qr.md). Running service
     processes notice the re-signed list by its file stamp and sign with the new key."""
@@ -403,7 +451,9 @@ def qr_keys_command(action: str, kid: str | None = None, grace_s: int | None = N
     if action == "trust-list":
         return store.trust_list_bytes().decode("utf-8")
     if action == "rotate":
-        new = store.rotate(grace_s=ROTATION_GRACE_S if grace_s is None else grace_s)
+        new = store.rotate(
+            grace_s=ROTATION_GRACE_S if grace_s is None else grace_s, algorithm=algorithm
+        )
         return {"signing_kid": new, "keys": store.keys()}
     if action == "remove":
         assert kid is not None

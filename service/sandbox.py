@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.context import ForkServerContext
@@ -50,6 +51,10 @@ def _limit(memory_bytes: int, cpu_s: int) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+
+
+def _noop() -> None:
+    return None
 
 
 def _child(
@@ -102,6 +107,14 @@ class Sandbox:
                 self._ctx = ctx
             return self._ctx
 
+    def warm(self) -> None:
+        """Start the fork server and run one child, so that the first real call does not
+        pay for the server's start and its imports."""
+        try:
+            self.run(_noop)
+        except (SandboxBusy, SandboxFailed) as exc:
+            log.warning("sandbox warm-up failed: %s", exc)
+
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a capped child. Re-raises the work's own exceptions."""
         if not self._slots.acquire(blocking=False):
@@ -112,6 +125,7 @@ class Sandbox:
             self._slots.release()
 
     def _run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        deadline = time.monotonic() + self.timeout_s  # the child's start counts too
         ctx = self._context()
         receiver, sender = ctx.Pipe(duplex=False)
         cpu_s = max(1, int(self.timeout_s) + 1)
@@ -124,7 +138,7 @@ class Sandbox:
         proc.start()
         sender.close()
         try:
-            if not receiver.poll(self.timeout_s):
+            if not receiver.poll(max(0.0, deadline - time.monotonic())):
                 self.failures += 1
                 raise SandboxFailed("time", f"no answer within {self.timeout_s:g} s")
             try:
@@ -136,7 +150,9 @@ class Sandbox:
             receiver.close()
             if proc.is_alive():
                 proc.kill()
-            proc.join(5)
+            # a killed child with a large address space takes a moment to be torn down;
+            # the caller need not wait for it (multiprocessing reaps it on a later start)
+            proc.join(0.2)
         if status == "ok":
             result: T = value
             return result

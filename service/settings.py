@@ -39,6 +39,16 @@ class ChainSettings(BaseModel):
     chain_id: int | None = None
     registry: str = ""
     private_key: SecretStr = SecretStr(DEV_SERVICE_KEY)
+    #: Separate keys for the two roles (docs/operations.md): the account that sends
+    #: `anchor` (ANCHORER_ROLE) and the one that sends `revoke` (REVOKER_ROLE). Empty:
+    #: `private_key` for both. Neither should hold the registry's admin role.
+    anchorer_key: SecretStr = SecretStr("")
+    revoker_key: SecretStr = SecretStr("")
+    #: A transaction not mined within `receipt_timeout_s` is replaced (same nonce) with
+    #: its fees raised by this percentage (nodes refuse replacements under +10 %) ...
+    fee_bump_percent: int = Field(default=25, ge=10, le=1000)
+    #: ... up to this many wei per gas (0: no limit).
+    max_fee_per_gas: int = Field(default=0, ge=0)
     #: Blocks to wait after a transaction's own block before a batch counts as anchored
     #: or a revocation as written (0: mined is enough).
     confirmations: int = Field(default=0, ge=0)
@@ -46,6 +56,12 @@ class ChainSettings(BaseModel):
     receipt_timeout_s: float = Field(default=60.0, gt=0)
     #: Port of the dev chain `jianzheng serve` / `jianzheng chain up` starts.
     dev_port: int = 8545
+
+    def anchorer_secret(self) -> str:
+        return (self.anchorer_key.get_secret_value() or self.private_key.get_secret_value())
+
+    def revoker_secret(self) -> str:
+        return (self.revoker_key.get_secret_value() or self.private_key.get_secret_value())
 
 
 class AnchorSettings(BaseModel):
@@ -71,7 +87,27 @@ class SecuritySettings(BaseModel):
 class PublicSettings(BaseModel):
     #: Base of the URL printed in every QR code: `{base_url}/v/{CODE}`.
     base_url: str = "http://127.0.0.1:8000"
+    #: Tokens per minute of each client's bucket (burst: a quarter of it); 0 turns the
+    #: limit off. Shared by every API process through the database.
     rate_limit_per_minute: int = 120
+    #: Reverse proxies (addresses or CIDR networks) whose forwarded header names the
+    #: client; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: The header a trusted proxy names the client in (rightmost untrusted hop wins).
+    forwarded_header: str = "X-Forwarded-For"
+    #: Largest file `POST /api/v1/public/verify` takes; its body limit is this plus the
+    #: multipart framing (64 KiB).
+    max_verify_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: `POST /api/v1/public/verify` checks each file in a child process with at most this
+    #: much address space (MiB) ...
+    verify_memory_mb: int = Field(default=1024, ge=64)
+    #: ... and this much time (seconds); a file beyond either is answered `unreadable`.
+    verify_timeout_s: float = Field(default=4.0, gt=0)
+    #: Files checked at once per API process; more answer 503 `verify_busy` + Retry-After.
+    verify_concurrency: int = Field(default=2, ge=1)
+    #: Images with more pixels are refused before they are decoded (public verify, key
+    #: images, media uploads of kind `image`).
+    max_image_pixels: int = Field(default=40_000_000, ge=1_000_000)
 
 
 class SigningSettings(BaseModel):
@@ -93,6 +129,9 @@ class SigningSettings(BaseModel):
     allow_builtin_tsa: bool = False
     #: Answer `POST /tsa` (the built-in TSA) to anyone; default: only in development.
     serve_tsa: bool | None = None
+    #: Co-sign each evidence certificate with the platform's SM2 key beside its PAdES
+    #: signature (INTERFACE §7.7; docs/national-crypto.md).
+    certificate_sm2: bool = False
 
 
 class RulesSettings(BaseModel):
@@ -168,6 +207,15 @@ class ConsoleSettings(BaseModel):
     signin_window_s: int = Field(default=900, ge=60)
 
 
+class EvidenceSettings(BaseModel):
+    """The evidence log (INTERFACE §1, §7.7)."""
+
+    #: Hash of leaves and Merkle nodes: "sha256" (§1) or "sm3" (GB/T 32905, §7.7). Pinned
+    #: in the database at first start: a deployment keeps one log hash (one kind per
+    #: registry), and a service started with the other refuses to run.
+    hash: Literal["sha256", "sm3"] = "sha256"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="JZ_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -186,6 +234,9 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     uploads: UploadSettings = UploadSettings()
     console: ConsoleSettings = ConsoleSettings()
+
+
+    evidence: EvidenceSettings = EvidenceSettings()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -27,15 +27,17 @@ from service.anchoring.chaininfo import ChainInfo
 from service.clock import SYSTEM_CLOCK, Clock
 from service.domain.accounts import KeyInfo
 from service.domain.public import ReportViews, build_report_views
+from service.domain.public.untrusted import UntrustedWork, untrusted_work
 from service.domain.reports import IssuanceCache
 from service.domain.signing import ReportSigner
 from service.domain.trust import load_extra_roots, platform_ca
 from service.errors import IntegrityFault
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.db import AsyncPgPool, make_engine, make_sessionmaker, reader, upgrade
 from service.storage.nonces import PurgeSchedule
-from service.storage.ratelimit import RateLimiter
+from service.storage.ratelimit import SharedRateLimiter
 from signer.qrkeys import QrKeyStore
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,9 @@ class ServiceState:
     issuance_cache: IssuanceCache = field(default_factory=IssuanceCache)
     #: When this process last purged expired nonces and idempotency answers.
     purge: PurgeSchedule = field(default_factory=PurgeSchedule)
-    #: Public rate limit (token buckets per client address).
-    rate_limiter: RateLimiter = field(init=False)
+    #: Public rate limit (token buckets per client, in the database: every process shares
+    #: them).
+    rate_limiter: SharedRateLimiter = field(init=False)
     #: Keys, TSA and stamp material for signing report PDFs.
     signer: Once[ReportSigner] = field(init=False)
     #: The QR-payload signing keys and their signed trust list (INTERFACE §7.5); the
@@ -93,6 +96,8 @@ class ServiceState:
     qr_keys: Once[QrKeyStore] = field(init=False)
     #: The public page's checked views and their caches.
     views: Once[ReportViews] = field(init=False)
+    #: Capped child processes for the checks of files sent to the public verify route.
+    untrusted: Once[UntrustedWork] = field(init=False)
     #: One thread that validates freshly signed PDFs for the public view's verdict store.
     verdict_primer: Once[ThreadPoolExecutor] = field(init=False)
     #: Async PostgreSQL connections for the report-code fast path (set by the app's
@@ -100,7 +105,9 @@ class ServiceState:
     async_pool: AsyncPgPool | None = None
 
     def __post_init__(self) -> None:
-        self.rate_limiter = RateLimiter(float(self.settings.public.rate_limit_per_minute))
+        self.rate_limiter = SharedRateLimiter(
+            self.engine, float(self.settings.public.rate_limit_per_minute)
+        )
         self.qr_keys = Once(lambda: QrKeyStore(platform_ca(self.settings)))
         self.signer = Once(
             lambda: ReportSigner.from_settings(self.settings, qr_keys=self.qr_keys.get())
@@ -113,6 +120,7 @@ class ServiceState:
         self.verdict_primer = Once(
             lambda: ThreadPoolExecutor(1, thread_name_prefix="jz-verdict-prime")
         )
+        self.untrusted = Once(lambda: untrusted_work(self.settings, self.signer.get()))
 
     @property
     def on_postgresql(self) -> bool:
@@ -121,6 +129,7 @@ class ServiceState:
     def close(self) -> None:
         if self.verdict_primer.built:
             self.verdict_primer.get().shutdown(wait=False)
+        self.rate_limiter.close()
         self.engine.dispose()
 
 
@@ -152,6 +161,7 @@ def build_state(
     engine = make_engine(
         settings.database_url, pool_size=settings.database.pool_size, echo=settings.database.echo
     )
+    loghash.pin(engine, settings.evidence.hash)
     return ServiceState(
         settings=settings,
         engine=engine,

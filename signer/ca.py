@@ -25,8 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -251,6 +254,26 @@ class DevCA:
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(self._passphrase),
         )
+
+    def seal_secret(self, data: bytes) -> bytes:
+        """``data`` encrypted with the CA passphrase (scrypt, AES-256-GCM): for key material
+        `cryptography` cannot serialise itself (an SM2 scalar, signer/sm2qr.py)."""
+        salt, nonce = os.urandom(16), os.urandom(12)
+        return b"JZSEAL1" + salt + nonce + AESGCM(self._secret_key(salt)).encrypt(
+            nonce, data, b"jianzheng-ca-secret"
+        )
+
+    def open_secret(self, blob: bytes) -> bytes:
+        if not blob.startswith(b"JZSEAL1") or len(blob) < 7 + 16 + 12 + 16:
+            raise CaError("a CA key file is not a sealed secret")
+        salt, nonce, body = blob[7:23], blob[23:35], blob[35:]
+        try:
+            return AESGCM(self._secret_key(salt)).decrypt(nonce, body, b"jianzheng-ca-secret")
+        except InvalidTag:
+            raise CaError("a CA key file is unreadable or the passphrase is wrong") from None
+
+    def _secret_key(self, salt: bytes) -> bytes:
+        return Scrypt(salt=salt, length=32, n=2**14, r=8, p=1).derive(self._passphrase)
 
     def load_private_key_pem(self, data: bytes) -> ec.EllipticCurvePrivateKey:
         try:

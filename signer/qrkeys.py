@@ -4,7 +4,12 @@ Layout under the CA directory::
 
     qr/trust-list.json      the signed jianzheng-trust/1 document (the source of truth)
     qr/keys/<kid>.key.pem   a signing key, PKCS#8 encrypted with the CA passphrase
+    qr/keys/<kid>.sm2.key   an SM2 signing key (§7.7), sealed with the CA passphrase
     qr/keys/<kid>.pem       its certificate (issued by the platform root, EKU QR signing)
+
+A key is ES256 (alg -7) or SM2 (alg -70001, SM2 with SM3 and the default distinguishing
+ID; `rotate(algorithm="SM2")`, signer/sm2qr.py); the trust list names each key's alg and
+the payloads the active key signs carry it.
 
 The signing key is the last key of the list. ``rotate`` makes a new key and ends the old
 key's window ``ROTATION_GRACE_S`` seconds later (a payload the old key signed before that
@@ -36,8 +41,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from verifier import sm2
 from verifier.qr import (
     ALG_ES256,
+    ALG_SM2,
     TRUST_LIST_FORMAT,
     QrFacts,
     encode_sign1,
@@ -64,7 +71,7 @@ def _raw_signature(der: bytes) -> bytes:
 @dataclass(frozen=True)
 class QrSigningKey:
     kid: bytes
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: ec.EllipticCurvePrivateKey | sm2.SM2PrivateKey
     certificate_der: bytes
     not_before: int
     not_after: int
@@ -73,9 +80,10 @@ class QrSigningKey:
     def sign(self, facts: QrFacts) -> bytes:
         """The COSE_Sign1 message (tag 18) over ``facts``."""
         payload = cbor2.dumps(facts.to_cbor_map(), canonical=True)
-        der = self.private_key.sign(
-            sig_structure(self.protected, payload), ec.ECDSA(hashes.SHA256())
-        )
+        tbs = sig_structure(self.protected, payload)
+        if isinstance(self.private_key, sm2.SM2PrivateKey):
+            return encode_sign1(self.protected, payload, self.private_key.sign_raw(tbs))
+        der = self.private_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
         return encode_sign1(self.protected, payload, _raw_signature(der))
 
 
@@ -96,6 +104,9 @@ class QrKeyStore:
 
     def _key_path(self, kid: str) -> Path:
         return self.directory / "keys" / f"{kid}.key.pem"
+
+    def _sm2_key_path(self, kid: str) -> Path:
+        return self.directory / "keys" / f"{kid}.sm2.key"
 
     def _cert_path(self, kid: str) -> Path:
         return self.directory / "keys" / f"{kid}.pem"
@@ -143,13 +154,19 @@ class QrKeyStore:
             if not trust.keys:
                 raise CaError("the QR trust list has no key")
             last = trust.keys[-1]
+            key: ec.EllipticCurvePrivateKey | sm2.SM2PrivateKey
             try:
-                key = self.ca.load_private_key_pem(self._key_path(last.kid).read_bytes())
+                if last.alg == "SM2":
+                    sealed = self._sm2_key_path(last.kid).read_bytes()
+                    key = sm2.SM2PrivateKey.from_scalar(self.ca.open_secret(sealed))
+                else:
+                    key = self.ca.load_private_key_pem(self._key_path(last.kid).read_bytes())
             except FileNotFoundError:
                 raise CaError(f"the QR signing key {last.kid} is missing") from None
+            alg = ALG_SM2 if last.alg == "SM2" else ALG_ES256
             self._active = QrSigningKey(
                 bytes.fromhex(last.kid), key, last.certificate, last.not_before,
-                last.not_after, protected_header(ALG_ES256, bytes.fromhex(last.kid)),
+                last.not_after, protected_header(alg, bytes.fromhex(last.kid)),
             )
             self._list_bytes, self._stamp = data, stamp
 
@@ -171,18 +188,31 @@ class QrKeyStore:
                 entry = self._new_key(now)
                 self._write([entry], now)
 
-    def _new_key(self, now: int) -> dict[str, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = self.ca.issue_qr_certificate(key.public_key(), time.strftime("%Y-%m-%d"))
-        der = cert.public_bytes(serialization.Encoding.DER)
+    def _new_key(self, now: int, algorithm: str = "ES256") -> dict[str, Any]:
+        """A new key of `algorithm` (ES256 or SM2), its files written; its list entry."""
+        label = time.strftime("%Y-%m-%d")
+        if algorithm == "SM2":
+            from .sm2qr import issue_sm2_certificate
+
+            sm2_key = sm2.SM2PrivateKey.generate()
+            der = issue_sm2_certificate(self.ca, sm2_key.point, label)
+            key_path, key_file = self._sm2_key_path, self.ca.seal_secret(sm2_key.scalar)
+        elif algorithm == "ES256":
+            key = ec.generate_private_key(ec.SECP256R1())
+            issued = self.ca.issue_qr_certificate(key.public_key(), label)
+            der = issued.public_bytes(serialization.Encoding.DER)
+            key_path, key_file = self._key_path, self.ca.private_key_pem(key)
+        else:
+            raise CaError(f"unknown QR signing algorithm {algorithm!r} (ES256 or SM2)")
+        cert = x509.load_der_x509_certificate(der)
         kid = kid_of_certificate(der).hex()
-        _atomic_write(self._key_path(kid), self.ca.private_key_pem(key), private=True)
+        _atomic_write(key_path(kid), key_file, private=True)
         _atomic_write(
             self._cert_path(kid), cert.public_bytes(serialization.Encoding.PEM), private=False
         )
         return {
             "kid": kid,
-            "alg": "ES256",
+            "alg": algorithm,
             "certificate": base64.b64encode(der).decode("ascii"),
             "not_before": max(now, int(cert.not_valid_before_utc.timestamp())),
             "not_after": int(cert.not_valid_after_utc.timestamp()),
@@ -202,6 +232,18 @@ class QrKeyStore:
             "root_id": root_fingerprint(root_der),
             "value": base64.b64encode(signature).decode("ascii"),
         }
+        if any(k.get("alg") == "SM2" for k in keys):
+            # a deployment that signs with SM2 co-signs its list with SM2 too (§7.7)
+            from .sm2qr import platform_sm2_key
+
+            sm2_key, sm2_cert = platform_sm2_key(self.ca)
+            doc["signature_sm2"] = {
+                "alg": "SM2",
+                "certificate": base64.b64encode(sm2_cert).decode("ascii"),
+                "value": base64.b64encode(
+                    sm2_key.sign_raw(trust_list_signed_bytes(doc))
+                ).decode("ascii"),
+            }
         data = (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
         _atomic_write(self.list_path, data, private=False)
 
@@ -211,15 +253,18 @@ class QrKeyStore:
         keys: list[dict[str, Any]] = json.loads(self.list_path.read_bytes())["keys"]
         return keys
 
-    def rotate(self, *, grace_s: int = ROTATION_GRACE_S, now: int | None = None) -> str:
-        """A new signing key; the old one's window ends ``grace_s`` from now. Its kid."""
+    def rotate(
+        self, *, grace_s: int = ROTATION_GRACE_S, now: int | None = None, algorithm: str = "ES256"
+    ) -> str:
+        """A new signing key (`algorithm` ES256 or SM2); the old one's window ends
+        ``grace_s`` from now. Its kid."""
         self._refresh()
         with self._file_lock():
             when = int(time.time()) if now is None else now
             keys = self._current_keys()
             for entry in keys:
                 entry["not_after"] = min(entry["not_after"], when + grace_s)
-            fresh = self._new_key(when)
+            fresh = self._new_key(when, algorithm)
             keys.append(fresh)
             self._write(keys, when)
         self._refresh()
@@ -237,6 +282,7 @@ class QrKeyStore:
             keys = [k for k in keys if k["kid"] != kid]
             self._write(keys, int(time.time()) if now is None else now)
             self._key_path(kid).unlink(missing_ok=True)
+            self._sm2_key_path(kid).unlink(missing_ok=True)
         self._refresh()
 
     def keys(self) -> list[dict[str, Any]]:

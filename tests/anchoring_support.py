@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.anchoring.contract import RegistryClient
+from service.anchoring.contract import RegistryClient, TxReceipt
 from service.domain.evidence import append_record
 from service.storage.models import Batch, BatchLeaf, Outbox, Record
 from verifier.merkle import merkle_root
@@ -173,3 +174,19 @@ def assert_exactly_once(engine: Engine, client: RegistryClient, record_ids: list
             b.block_number,
         )
     return k
+
+
+def registry_transact(rpc_url: str, registry: str, key: str, fn: str, args: list[Any]) -> TxReceipt:
+    """Send any registry call signed by ``key`` (role management) and wait for it."""
+    c = RegistryClient(rpc_url, registry, key)
+    tx = {
+        "chainId": c.chain_id(),
+        "nonce": c.pending_nonce(),
+        "to": c.address,
+        "value": 0,
+        "gas": 200_000,
+        "data": c.contract.encode_abi(fn, args=args),
+        **c.fees().as_tx_fields(),
+    }
+    signed = Account.from_key(key).sign_transaction(tx)
+    return c.wait_receipt(c.send_raw(bytes(signed.raw_transaction)))

@@ -30,6 +30,8 @@ class Account:
     secret: str
     institution: str | None = None
     auditor_id: str | None = None
+    #: Request signing of the key (§5.1 `hmac-sha256`, or §7.7 `hmac-sm3`).
+    algorithm: str = "hmac-sha256"
 
 
 def add_lab(state: ServiceState, serial: int, region: str = "440300") -> Account:

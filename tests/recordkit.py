@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from service.client import JianzhengClient
 from service.clock import CHINA_TZ
 from service.domain import seals
+from verifier import sm2
 
 VALID_ID_NUMBER = "11010519491231002X"
 CST = CHINA_TZ
@@ -51,20 +52,28 @@ class WitnessSigner:
     algorithm: str
     private: Any
     key_id: str = ""
+    #: An SM2 key's distinguishing ID (None: the default, 1234567812345678).
+    distid: str | None = None
 
     @classmethod
     def new(cls, algorithm: str = "ed25519") -> WitnessSigner:
         if algorithm == "ed25519":
             return cls(algorithm, ed25519.Ed25519PrivateKey.generate())
+        if algorithm == "sm2":
+            return cls(algorithm, sm2.SM2PrivateKey.generate())
         return cls(algorithm, ec.generate_private_key(ec.SECP256R1()))
 
     def public_b64(self) -> str:
+        if self.algorithm == "sm2":
+            return base64.b64encode(self.private.public_der()).decode()
         der = self.private.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return base64.b64encode(der).decode()
 
     def public_pem(self) -> str:
+        if self.algorithm == "sm2":
+            return sm2.spki_pem(self.private.point)
         pem: bytes = self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -74,6 +83,8 @@ class WitnessSigner:
         message = seals.signed_bytes(payload)
         if self.algorithm == "ed25519":
             sig = self.private.sign(message)
+        elif self.algorithm == "sm2":
+            sig = self.private.sign_der(message, (self.distid or "1234567812345678").encode())
         else:
             sig = self.private.sign(message, ec.ECDSA(hashes.SHA256()))
         return base64.b64encode(sig).decode()
@@ -86,6 +97,7 @@ class WitnessSigner:
                 "algorithm": self.algorithm,
                 "public_key": self.public_pem() if self.algorithm == "ed25519" else
                 self.public_b64(),
+                **({"distinguishing_id": self.distid} if self.distid else {}),
             },
         )
         assert resp.status_code == 201, resp.text
@@ -99,9 +111,50 @@ def created(resp: httpx.Response) -> str:
     return record_id
 
 
-def post_media(client: JianzhengClient, data: bytes, media_type: str = "image/jpeg") -> str:
-    body, ctype = multipart({"kind": "image", "description": "取样照片"}, data, media_type)
+def post_media(
+    client: JianzhengClient, data: bytes, media_type: str = "image/jpeg", kind: str = "image"
+) -> str:
+    body, ctype = multipart({"kind": kind, "description": "取样照片"}, data, media_type)
     return created(client.post("/api/v1/media", content=body, content_type=ctype))
+
+
+FONT_PATH = "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"
+
+
+def specimen_photo(label: str, size: tuple[int, int] = (640, 480)) -> bytes:
+    """A real, small JPEG that looks like a site photo of a sealed concrete specimen: a
+    grey cube with its seal label (`label`, e.g. the sample code) on a bench, so that key
+    images in page screenshots show a picture and every sample's photo differs."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = size
+    img = Image.new("RGB", size, (176, 160, 132))  # the bench
+    draw = ImageDraw.Draw(img)
+    for y in range(0, height, 24):  # wood grain
+        draw.line([(0, y), (width, y + 10)], fill=(160, 142, 112), width=3)
+    draw.rectangle([0, 0, width, height // 4], fill=(208, 214, 218))  # the wall
+    left, top, side = width // 4, height // 3, width // 2
+    shade = [(left, top), (left + side, top), (left + side + 50, top - 40), (left + 50, top - 40)]
+    draw.polygon(shade, fill=(196, 196, 190))  # the cube's top
+    draw.polygon([(left + side, top), (left + side + 50, top - 40),
+                  (left + side + 50, top + side * 3 // 5 - 40), (left + side, top + side * 3 // 5)],
+                 fill=(128, 128, 124))  # its side
+    draw.rectangle([left, top, left + side, top + side * 3 // 5], fill=(158, 158, 152))
+    draw.rectangle([left + 30, top + 30, left + side - 30, top + 110], fill=(250, 250, 246),
+                   outline=(200, 30, 30), width=4)  # the seal label
+    try:
+        font = ImageFont.truetype(FONT_PATH, 26)
+        small = ImageFont.truetype(FONT_PATH, 18)
+    except OSError:
+        font = small = ImageFont.load_default()
+    draw.text((left + 44, top + 38), "封样 混凝土试块", fill=(200, 30, 30), font=font)
+    draw.text((left + 44, top + 76), label, fill=(20, 20, 20), font=small)
+    draw.text((16, height - 34), "鹏城检测 现场取样照片", fill=(40, 40, 40), font=small)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=80)
+    return out.getvalue()
 
 
 def sha256(data: bytes) -> str:
@@ -265,7 +318,7 @@ def build_chain(
     contract = created(client.post("/api/v1/contracts", content=body, content_type=ctype))
     commission = created(client.post("/api/v1/commissions", json_body=commission_body(contract)))
     sample = created(client.post("/api/v1/samples", json_body=sample_body(commission, sample_code)))
-    image_bytes = b"\xff\xd8\xff\xe0 sample photo " + sample_code.encode()
+    image_bytes = specimen_photo(sample_code)
     image = post_media(client, image_bytes)
     signer = WitnessSigner.new(algorithm)
     signer.register(client)

@@ -31,8 +31,10 @@ import httpx
 
 from service.anchoring.chaininfo import ChainInfo
 from service.client import JianzhengClient
-from service.settings import DatabaseSettings, PublicSettings, Settings
+from service.domain import accounts
+from service.settings import DatabaseSettings, EvidenceSettings, PublicSettings, Settings
 from service.state import ServiceState, build_state
+from service.storage.db import session_scope
 from tests.anchoring_support import REPO_ROOT, start_worker, stop_worker, wait_for
 from tests.labkit import Account, add_auditor, add_lab
 from tests.public_kit import make_pdf
@@ -58,6 +60,8 @@ class ServiceProcess:
     chain: ChainInfo
     service_key: str
     worker_in_serve: bool = True
+    #: JZ_EVIDENCE__HASH of the deployment (§7.7).
+    evidence_hash: str = "sha256"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     worker: subprocess.Popen[bytes] | None = None
@@ -85,6 +89,7 @@ class ServiceProcess:
             "JZ_ANCHOR__BATCH_MAX_AGE_S": "0.2",
             "JZ_ANCHOR__RUN_IN_SERVE": "true" if self.worker_in_serve else "false",
             "JZ_LOG_LEVEL": "WARNING",
+            "JZ_EVIDENCE__HASH": self.evidence_hash,
             "PYTHONUNBUFFERED": "1",
         })
         return env
@@ -94,6 +99,7 @@ class ServiceProcess:
             data_dir=self.data_dir,
             database=DatabaseSettings(url=self.db_url),
             public=PublicSettings(base_url=self.base_url, rate_limit_per_minute=0),
+            evidence=EvidenceSettings(hash=self.evidence_hash),  # type: ignore[arg-type]
         )
 
     def prepare(self) -> ServiceState:
@@ -157,14 +163,23 @@ class ServiceProcess:
 
     # --- accounts and clients -----------------------------------------------------------
 
-    def add_lab(self, serial: int) -> Account:
-        return add_lab(self.prepare(), serial)
+    def add_lab(self, serial: int, algorithm: str = "hmac-sha256") -> Account:
+        """A lab; with `algorithm="hmac-sm3"` its client signs with a JZ1-HMAC-SM3 key."""
+        lab = add_lab(self.prepare(), serial)
+        if algorithm == "hmac-sha256":
+            return lab
+        state = self.prepare()
+        with session_scope(state.sessions) as s:
+            key = accounts.issue_key(s, state.settings, institution=lab.institution,
+                                     algorithm=algorithm)
+        return Account(key.key_id, key.secret, institution=lab.institution, algorithm=algorithm)
 
     def add_auditor(self, name: str = "审计员") -> Account:
         return add_auditor(self.prepare(), name)
 
     def client(self, account: Account) -> JianzhengClient:
-        return JianzhengClient(self.base_url, account.key_id, account.secret, timeout=60)
+        return JianzhengClient(self.base_url, account.key_id, account.secret, timeout=60,
+                               algorithm=account.algorithm)
 
     # --- public side (unsigned), recorded for the privacy scan ----------------------------
 
@@ -196,12 +211,15 @@ class Story:
     sealed: dict[str, Any]
 
 
-def build_story(client: JianzhengClient, tag: str, *, seal: bool = True) -> Story:
+def build_story(
+    client: JianzhengClient, tag: str, *, seal: bool = True, witness_algorithm: str = "ed25519"
+) -> Story:
     """The traceable chain, a report code, its metadata and (optionally) its sealed PDF."""
     from tests.recordkit import ago
 
     sample_code = f"YP20261122{zlib.crc32(tag.encode()) % 10**5:05d}"
-    chain = build_chain(client, sample_code=sample_code, finished_at=ago(60))
+    chain = build_chain(client, sample_code=sample_code, finished_at=ago(60),
+                        algorithm=witness_algorithm)
     ids = {
         "project": chain.project, "contract": chain.contract, "commission": chain.commission,
         "sample": chain.sample, "media": chain.image, "seal": chain.seal,

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
-from eth_account import Account
 from eth_utils.crypto import keccak
 
 from service.anchoring import contract as registry_contract
@@ -34,6 +33,7 @@ from service.anchoring.contract import (
     load_artifact,
 )
 from service.anchoring.devchain import DEV_ACCOUNTS, free_port
+from tests.anchoring_support import registry_transact
 from tests.fixtures.chain import DevChain
 
 ANCHORER_ROLE = keccak(text="ANCHORER_ROLE")
@@ -89,18 +89,7 @@ def failed_anchor(
 
 def transact(chain: DevChain, registry: str, key: str, fn: str, args: list[Any]) -> TxReceipt:
     """Send any registry call signed by ``key`` (for role management)."""
-    c = client(chain, registry, key)
-    tx = {
-        "chainId": c.chain_id(),
-        "nonce": c.pending_nonce(),
-        "to": c.address,
-        "value": 0,
-        "gas": 200_000,
-        "data": c.contract.encode_abi(fn, args=args),
-        **c.fees().as_tx_fields(),
-    }
-    signed = Account.from_key(key).sign_transaction(tx)
-    return c.wait_receipt(c.send_raw(bytes(signed.raw_transaction)))
+    return registry_transact(chain.rpc_url, registry, key, fn, args)
 
 
 def only_log(receipt: TxReceipt, registry: str) -> Mapping[str, Any]:

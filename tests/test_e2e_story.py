@@ -41,25 +41,30 @@ def _lines(out: str, status: str, name: str) -> list[str]:
     return [line for line in out.splitlines() if line.split()[:2] == [status, name]]
 
 
-def test_full_story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.mark.parametrize("log_hash", ["sha256", "sm3"])
+def test_full_story(hardhat: DevChain, tmp_path_factory: pytest.TempPathFactory,
+                    log_hash: str) -> None:
+    """The default deployment, and one with national algorithms (§7.7): an SM3 log, an
+    HMAC-SM3 lab key and SM2 witness keys."""
     tmp = tmp_path_factory.mktemp("e2e")
     chain = new_chain(hardhat)
-    service = ServiceProcess(tmp / "var", chain, hardhat.service_key)
+    service = ServiceProcess(tmp / "var", chain, hardhat.service_key, evidence_hash=log_hash)
     try:
-        _story(service, chain, tmp)
+        _story(service, chain, tmp, log_hash)
     finally:
         service.close()
     leaks = [(what, privacy_findings(text)) for what, text in PUBLIC_RESPONSES]
     assert [leak for leak in leaks if leak[1]] == []
 
 
-def _story(service: ServiceProcess, chain: ChainInfo, tmp: Path) -> None:
-    lab_account = service.add_lab(61)
+def _story(service: ServiceProcess, chain: ChainInfo, tmp: Path, log_hash: str) -> None:
+    national = log_hash == "sm3"
+    lab_account = service.add_lab(61, "hmac-sm3" if national else "hmac-sha256")
     auditor_account = service.add_auditor()
     service.start()
     lab = service.client(lab_account)
     auditor = service.client(auditor_account)
-    story: Story = build_story(lab, "E2E1")
+    story: Story = build_story(lab, "E2E1", witness_algorithm="sm2" if national else "ed25519")
     code = story.code
 
     # anchored by the worker thread of `jianzheng serve`; the page turns genuine
@@ -85,6 +90,8 @@ def _story(service: ServiceProcess, chain: ChainInfo, tmp: Path) -> None:
     assert manifest["format"] == "jianzheng-bundle/1" and manifest["code"] == code
     assert manifest["report_record_id"] == story.ids["report_pdf"]
     assert manifest["revocation"] is None and manifest["unproven"] == []
+    assert manifest.get("hash", "sha256") == log_hash
+    assert all(p.get("hash", "sha256") == log_hash for p in manifest["proofs"])
     in_bundle = {p["record"]["id"] for p in manifest["proofs"]}
     assert set(story.ids.values()) <= in_bundle
     for sha in (story.sealed["sha256"], story.sealed["original_sha256"], story.chain.image_sha256):

@@ -4,6 +4,7 @@ served trust list, and opens a page that shows the QR's signature check."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -24,7 +25,14 @@ from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import issue_report, sealed_bytes
 from tests.qr_kit import QR, cose_of, pycose_verify, qr_texts, trust_key_cert
 from verifier.pdf import verify_sealed_pdf
-from verifier.qr import decode_payload, parse_trust_list, payload_text, verify_qr_text
+from verifier.qr import (
+    check_trust_list,
+    decode_payload,
+    parse_trust_list,
+    payload_text,
+    root_fingerprint,
+    verify_qr_text,
+)
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 BASE = "https://jz.example.cn"
@@ -194,6 +202,14 @@ def test_offline_app_files_are_served_with_a_csp(world: dict[str, Any]) -> None:
         assert f.status_code == 200 and f.headers["content-type"].startswith(media)
     assert client.get("/offline/../app.py").status_code == 404
     assert client.get("/offline/nope.js").status_code == 404
+    assert client.get("/offline/trust.js").headers["content-type"].startswith("text/javascript")
+    # the pinned root the app checks the trust list with: the one that signed it
+    roots = client.get("/offline/root.json").json()["roots"]
+    trust = parse_trust_list(client.get("/ca/trust-list.json").content)
+    (root,) = roots
+    der = base64.b64decode(root["certificate"])
+    assert root["root_id"] == root_fingerprint(der) == trust.signature_root
+    assert check_trust_list(trust, [der]).ok
 
 
 def test_vendored_browser_files_match_npm() -> None:

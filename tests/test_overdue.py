@@ -5,7 +5,6 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 from service.clock import utc_now
@@ -13,6 +12,7 @@ from service.domain.overdue import find_overdue
 from service.settings import RulesSettings
 from service.state import build_state
 from service.storage.db import session_scope
+from tests.fixtures.clock import ShiftedClock
 from tests.fixtures.db import make_settings
 from tests.labkit import add_auditor, add_lab, client_for, make_app
 from tests.recordkit import (
@@ -24,7 +24,7 @@ from tests.recordkit import (
     seal_body,
 )
 
-DUE_DAYS = 1 / 86400  # one second
+DUE_DAYS = 60 / 86400  # one minute
 
 
 def test_overdue_samples(tmp_path: Path, db_url: str) -> None:
@@ -32,6 +32,7 @@ def test_overdue_samples(tmp_path: Path, db_url: str) -> None:
         tmp_path, db_url, rules={"receipt_due_days": DUE_DAYS, "test_data_due_days": DUE_DAYS}
     )
     state = build_state(settings, chain=None)
+    state.clock = clock = ShiftedClock()
     try:
         app = make_app(state)
         lab_a, lab_b, auditor = add_lab(state, 71), add_lab(state, 72), add_auditor(state)
@@ -54,8 +55,7 @@ def test_overdue_samples(tmp_path: Path, db_url: str) -> None:
             other = build_chain(b, sample_code="YP-B")  # lab B's, received, untested
 
             assert a.get("/api/v1/overdue").json() == []  # nothing is due yet
-            # due after 1 s; `now` is taken to the whole second, which may cost 1 s more
-            time.sleep(2.5)
+            clock.advance(120)  # past both deadlines, inside the signing window
 
             mine = a.get("/api/v1/overdue").json()
             assert {(i["kind"], i["sample_code"]) for i in mine} == {

@@ -349,3 +349,27 @@ def test_lost_anchoring_evidence_is_tampered_not_pending(world: World) -> None:
     _exec(engine, "INSERT INTO batch_leaves (batch_seq, leaf_index, record_id, leaf_hash)"
           " VALUES (:batch_seq, :leaf_index, :record_id, :leaf_hash)", **saved)
     assert world.report()["status"] == "genuine"
+
+
+def test_cached_path_notices_a_dropped_stamp_trigger(world: World) -> None:
+    """The head the cached path reads (StampReader; on SQLite the armed-trigger count is
+    re-counted only when the schema version moves) stops trusting the stamp at once when
+    a stamp trigger is dropped, and the cached answer is not given."""
+    engine = world.state.engine
+    dialect = engine.dialect.name
+    code = world.built.code
+    assert world.report()["status"] == "genuine"
+    views = world.views
+    reader = views.stamp
+    assert reader is not None
+    for _ in range(3):  # the count is kept between reads while nothing changed
+        head = reader.read(code)
+        assert head is not None and stamp_armed(dialect, head)
+    assert views.cached_json(code) is not None
+    name = STAMP_TRIGGERS[dialect][0]
+    _exec(engine, f"DROP TRIGGER {name}" + (" ON records" if dialect == "postgresql" else ""))
+    head = reader.read(code)
+    assert head is not None and not stamp_armed(dialect, head)
+    assert views.cached_json(code) is None
+    assert world.report()["status"] == "genuine"  # answered, checked again, not cached
+    assert views.cached_json(code) is None

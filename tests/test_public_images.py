@@ -11,7 +11,7 @@ from PIL import Image
 from service.clock import utc_now
 from service.state import ServiceState
 from tests.labkit import add_lab, client_for, make_app
-from tests.recordkit import ago, build_chain, post_media
+from tests.recordkit import ago, build_chain, post_media, specimen_photo
 
 
 def _photo_with_metadata() -> bytes:
@@ -66,9 +66,11 @@ def test_key_images_are_shown_and_served_clean(app_state: ServiceState) -> None:
             assert dict(served.getexif()) == {}  # no camera make, no orientation, no GPS
         assert b"JianzhengTestCam" not in resp.content
 
-        # the sample photo of the test kit is not a decodable JPEG: a clear 422
-        bad = public.get(images[chain.image]["url"])
-        assert bad.status_code == 422 and bad.json()["code"] == "image_unreadable"
+        # the sample photo of the test kit is a real photo too (tests/recordkit.py)
+        sample_photo = public.get(images[chain.image]["url"])
+        assert sample_photo.status_code == 200, sample_photo.text
+        with Image.open(io.BytesIO(sample_photo.content)) as served:
+            assert served.format == "JPEG" and served.size == (640, 480)
 
         # only images of this report's chain
         contract_pdf = hashlib.sha256(b"%PDF").hexdigest()
@@ -86,3 +88,31 @@ def test_key_images_are_shown_and_served_clean(app_state: ServiceState) -> None:
         assert step["check"] == "failed" and step["image"] is None
         gone = public.get(f"/api/v1/public/reports/{code}/images/{photo_sha}")
         assert gone.status_code == 404 and gone.json()["code"] == "image_not_found"
+
+
+def test_a_key_image_that_does_not_decode_is_refused_at_upload(app_state: ServiceState) -> None:
+    """A media record of kind `image` is shown on the public page: bytes that only claim
+    to be an image (or an EPS, a truncated JPEG, a TIFF the decoder trips on, a pixel
+    bomb) are refused with 422 `image_unreadable`; the same bytes as a document are fine."""
+    from tests import hostile_kit
+    from tests.recordkit import multipart
+
+    app = make_app(app_state)
+    lab = add_lab(app_state, 62)
+    not_images = {
+        "fake jpeg": (b"\xff\xd8\xff\xe0 sample photo YP1", "image/jpeg"),
+        "truncated jpeg": (hostile_kit.truncated_jpeg(), "image/jpeg"),
+        "bad tiff": (hostile_kit.tiff_bad_exif(), "image/tiff"),
+        "eps": (hostile_kit.eps(), "image/jpeg"),
+        "pixel bomb": (hostile_kit.pixel_bomb_png(12_000), "image/png"),
+    }
+    with client_for(app, lab) as c:
+        for name, (data, media_type) in not_images.items():
+            body, ctype = multipart({"kind": "image", "description": name}, data, media_type)
+            r = c.post("/api/v1/media", content=body, content_type=ctype)
+            assert r.status_code == 422, (name, r.text)
+            assert r.json()["code"] == "image_unreadable", (name, r.json())
+        data, media_type = not_images["fake jpeg"]
+        body, ctype = multipart({"kind": "document", "description": "x"}, data, media_type)
+        assert c.post("/api/v1/media", content=body, content_type=ctype).status_code == 201
+        post_media(c, specimen_photo("YP-OK"))  # a real photo is taken (201)

@@ -32,6 +32,7 @@ from tests.recordkit import (
     sample_body,
     seal_body,
     sha256,
+    specimen_photo,
     today_cst,
     witness_body,
 )
@@ -137,7 +138,7 @@ def _partial_chain(client: JianzhengClient, code: str = "YP-1") -> Chain:
     contract = created(client.post("/api/v1/contracts", content=body, content_type=ctype))
     commission = created(client.post("/api/v1/commissions", json_body=commission_body(contract)))
     sample = created(client.post("/api/v1/samples", json_body=sample_body(commission, code)))
-    image_bytes = b"img-" + code.encode()
+    image_bytes = specimen_photo(code)
     image = post_media(client, image_bytes)
     signer = WitnessSigner.new()
     signer.register(client)
@@ -305,7 +306,7 @@ def test_parent_rules(env: Env) -> None:
 def test_media_from_file_and_raw_data_file(env: Env) -> None:
     chain = _partial_chain(env.a, code="YP-M")
     curve = b"t,load\n0,0\n1,812.4\n"
-    data_media = post_media(env.a, curve, "text/csv")
+    data_media = post_media(env.a, curve, "text/csv", kind="data")
     body = data_body(
         chain, ago(60), raw_data=None, raw_data_file=sha256(curve),
         parents=[chain.sample, data_media],

@@ -32,6 +32,7 @@ from tests.recordkit import (
     post_media,
     receipt_body,
     sample_body,
+    specimen_photo,
 )
 
 META = {"conclusion": "pass", "approver": "王五"}
@@ -283,7 +284,7 @@ def test_onsite_tests_with_and_without_a_plan(app_state: ServiceState) -> None:
         chain = build_chain(c, sample_code="YP-SITE-1")
         plan = created(c.post("/api/v1/test-plans", json_body=_plan(
             chain.contract, datetime.now(CHINA_TZ) + timedelta(days=20))))
-        photo = post_media(c, b"\xff\xd8\xff\xe0 site photo P17")
+        photo = post_media(c, specimen_photo("P17"))
         site = {"description": "3号楼 桩 P17", "latitude": 22.5431, "longitude": 113.9365}
 
         def onsite(parents: list[str], **over: Any) -> Any:

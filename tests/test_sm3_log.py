@@ -84,3 +84,30 @@ def test_a_proof_of_one_kind_read_as_the_other_fails_clearly() -> None:
     with pytest.raises(InvalidProof) as err:
         parse_proof({**sha_proof, "hash": "sha3"})
     assert err.value.code == "unknown_hash"
+
+
+def test_a_record_on_an_sm3_log_must_name_its_files_sm3() -> None:
+    """§7.7: on an SM3 log every file entry carries `sm3`; the verifier fails one without
+    it, and one whose SM3 is wrong, and accepts the right one."""
+    from tests.proof_builder import ancestry_files
+    from verifier.bundle import check_record_files
+
+    files = ancestry_files(b"%PDF-1.7 signed report\n")
+    sm3 = {sha: hasher("sm3")(data).hex() for sha, data in files.items()}
+
+    def verdict(name_sm3: str | None) -> list[str]:
+        records = copy.deepcopy(ancestry_records())
+        for record in records:
+            for entry in record.get("files", []):
+                if name_sm3 == "right":
+                    entry["sm3"] = sm3[entry["sha256"]]
+                elif name_sm3 == "wrong":
+                    entry["sm3"] = "00" * 32
+        proofs = [parse_proof(p) for p in build_proofs(records, alg="sm3")[0]]
+        checks = check_record_files(proofs, {s: s for s in files},
+                                    {s: len(d) for s, d in files.items()}, sm3.__getitem__)
+        return [c.detail for c in checks if not c.ok]
+
+    assert verdict("right") == []
+    assert any("names no SM3" in d for d in verdict(None))
+    assert any("does not have the SM3" in d for d in verdict("wrong"))

@@ -438,6 +438,10 @@ def check_record_files(proofs: Sequence[Proof], file_digests: Mapping[str, str],
                 failures.append(_rcheck("record_files", False,
                                         f"{role} file {sha} is {file_sizes.get(sha)} bytes, record"
                                         f" says {entry['size']}", proof))
+            elif proof.hash == "sm3" and "sm3" not in entry:
+                failures.append(_rcheck("record_files", False,
+                                        f"{role} file {sha} of a record on an SM3 log names no "
+                                        "SM3 (§7.7)", proof))
             elif "sm3" in entry and (sm3_of is None or sm3_of(sha) != entry["sm3"]):
                 failures.append(_rcheck("record_files", False,
                                         f"{role} file {sha} does not have the SM3 "

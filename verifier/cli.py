@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jianzheng-verify",
         description="Verify Jianzheng proofs and evidence bundles against an EVM chain.",
+        epilog="A paper report's QR code, offline (INTERFACE §7.5): "
+        "jianzheng-verify qr IMAGE_OR_TEXT --trust-list FILE (see jianzheng-verify qr --help).",
     )
     parser.add_argument("path", metavar="PATH",
                         help="a proof (.json), a bundle (.zip) or a folder of bundles")

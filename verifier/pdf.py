@@ -47,7 +47,7 @@ MAX_REACHABLE_OBJECTS = 20_000
 QR_RENDER_DPI = 150
 #: Most pixels one page is rendered to for the QR check (A3 at 150 dpi is ~4.4 million):
 #: a page with a huge MediaBox is rendered smaller, never to gigabytes.
-MAX_RENDER_PIXELS = 12_000_000
+MAX_RENDER_PIXELS = 6_000_000
 PADES_SUBFILTER = "/ETSI.CAdES.detached"
 _CODE_RE = re.compile(r"^[0-9A-Z]{1,64}$")
 

@@ -12,7 +12,9 @@ message (RFC 9052, tag 18):
   lab uploaded (32 bytes), 7 sealing time (Unix seconds); keys above 7 are kept as
   ``extra`` (the platform adds none today);
 - signature: ``r‖s`` (64 bytes) over the ``Signature1`` structure of RFC 9052 §4.4 with
-  an empty external AAD.
+  an empty external AAD: ES256, or for alg -70001 SM2 with SM3 under the default
+  distinguishing ID ``1234567812345678`` (§7.7, verifier/sm2.py); the trust list names
+  each key's ``alg``, and a key's certificate is read with asn1crypto (an SM2 key's too).
 
 The trust list (``jianzheng-trust/1``) names the QR-signing keys with their validity
 windows. The platform's root signs it like a CRL: ``signature.value`` is the ES256
@@ -42,12 +44,14 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import cbor2
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from verifier import sm2
 from verifier.canonical import canonicalize, loads_strict
 from verifier.errors import CanonicalizationError, InvalidQr, InvalidTrustList
 from verifier.models import Check
@@ -340,6 +344,17 @@ def raw_to_der(signature: bytes) -> bytes:
     return encode_dss_signature(r, s)
 
 
+def certificate_spki(der: bytes) -> bytes | None:
+    """The SubjectPublicKeyInfo DER of a certificate, read with asn1crypto (which, unlike
+    the `cryptography` package, reads a certificate of an SM2 key); None if unreadable."""
+    try:
+        cert = asn1_x509.Certificate.load(der, strict=True)
+        spki: bytes = cert["tbs_certificate"]["subject_public_key_info"].dump()
+    except (ValueError, TypeError, KeyError):
+        return None
+    return spki
+
+
 def es256_verify(public_key: Any, signature: bytes, data: bytes) -> bool:
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
@@ -401,9 +416,66 @@ def parse_trust_list(data: bytes) -> TrustList:
     return TrustList(issued_at, tuple(keys), doc, root, value)
 
 
+#: The members a trust list's signatures do not cover (themselves).
+SIGNATURE_MEMBERS = ("signature", "signature_sm2")
+
+
 def trust_list_signed_bytes(document: Mapping[str, Any]) -> bytes:
-    """What the list's signature covers: RFC 8785 JSON of the document minus `signature`."""
-    return canonicalize({k: v for k, v in document.items() if k != "signature"})
+    """What the list's signatures cover: RFC 8785 JSON of the document minus `signature`
+    and `signature_sm2` (a list without the SM2 one is signed exactly as before)."""
+    return canonicalize({k: v for k, v in document.items() if k not in SIGNATURE_MEMBERS})
+
+
+def check_trust_list_sm2(document: Mapping[str, Any], roots_der: Sequence[bytes]) -> Check | None:
+    """The list's SM2 co-signature (§7.7), when it has one: ``signature_sm2`` = ``{"alg":
+    "SM2", "certificate": base64 DER of the SM2 key's certificate, issued by a platform root
+    (ES256), "value": base64 r‖s}`` over the same bytes as ``signature``. None when absent."""
+    sig = document.get("signature_sm2")
+    if sig is None:
+        return None
+    if not isinstance(sig, Mapping) or sig.get("alg") != "SM2":
+        return Check("trust_list_sm2", False, "signature_sm2 must be {alg: SM2, certificate, "
+                     "value}")
+    try:
+        cert = base64.b64decode(str(sig.get("certificate")), validate=True)
+        value = base64.b64decode(str(sig.get("value")), validate=True)
+    except (binascii.Error, ValueError):
+        return Check("trust_list_sm2", False, "signature_sm2 is not base64")
+    issuer = issuing_root(cert, roots_der)
+    if issuer is None:
+        return Check("trust_list_sm2", False,
+                     "the SM2 signing certificate is not issued by a trusted root")
+    spki = certificate_spki(cert)
+    if spki is None or not sm2.verify(spki, trust_list_signed_bytes(document), value):
+        return Check("trust_list_sm2", False, "the trust list's SM2 signature does not verify")
+    return Check("trust_list_sm2", True, f"SM2 co-signature verifies (certificate issued by "
+                 f"the platform root {issuer})")
+
+
+def issuing_root(cert_der: bytes, roots_der: Sequence[bytes]) -> str | None:
+    """The fingerprint of the root (ES256) whose signature the certificate carries, or None.
+    Read with asn1crypto: `cryptography` cannot load a certificate of an SM2 key."""
+    try:
+        cert = asn1_x509.Certificate.load(cert_der, strict=True)
+        tbs = cert["tbs_certificate"].dump()
+        signature = cert["signature_value"].native
+        if cert["signature_algorithm"]["algorithm"].native != "sha256_ecdsa":
+            return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    for der in roots_der:
+        try:
+            root = x509.load_der_x509_certificate(der)
+            public_key = root.public_key()
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                continue
+            if root.subject.public_bytes() != cert["tbs_certificate"]["issuer"].dump():
+                continue
+            public_key.verify(signature, tbs, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+        return root_fingerprint(der)
+    return None
 
 
 def root_fingerprint(der: bytes) -> str:
@@ -423,8 +495,12 @@ def check_trust_list(trust: TrustList, roots_der: Sequence[bytes]) -> Check:
             continue
         if es256_verify(root.public_key(), trust.signature_value,
                         trust_list_signed_bytes(trust.document)):
+            co = check_trust_list_sm2(trust.document, roots_der)
+            if co is not None and not co.ok:
+                return Check("trust_list", False, co.detail)
             return Check("trust_list", True,
-                         f"signed by the platform root {trust.signature_root}, "
+                         f"signed by the platform root {trust.signature_root}"
+                         f"{', co-signed with SM2' if co is not None else ''}, "
                          f"issued at {trust.issued_at}")
         return Check("trust_list", False, "the trust list's signature does not verify")
     return Check("trust_list", False,
@@ -467,8 +543,12 @@ def verify_signed_qr(signed: SignedQr, trust: TrustList) -> QrVerification:
         return QrVerification(signed, tuple(checks), key)
     checks.append(Check("qr_key", True, f"key {key.kid} ({alg}) is in the trust list"))
     # 3. the signature
-    if alg != "ES256":
-        checks.append(Check("qr_signature", False, f"{alg} signatures are not checked here"))
+    if alg == "SM2":
+        spki = certificate_spki(key.certificate)
+        good = spki is not None and sm2.verify(spki, signed.to_be_signed(), signed.signature)
+        checks.append(Check("qr_signature", good, "SM2 signature verifies" if good else
+                            "the signature does not verify: the payload was changed or not "
+                            "signed by this key"))
     else:
         try:
             public_key = x509.load_der_x509_certificate(key.certificate).public_key()

@@ -2,9 +2,11 @@
 the records alone (R7, R8): the auditor need not trust the platform's check at intake.
 
 A seal or witness record's body holds ``signed`` (the payload the witness signed),
-``signature`` (standard base64) and ``witness_key`` (``algorithm`` ``ed25519`` or
-``ecdsa-p256``, ``public_key`` a base64 DER SubjectPublicKeyInfo). The signed bytes are
-the RFC 8785 canonical JSON of ``signed``; an ECDSA signature may be DER or raw r||s.
+``signature`` (standard base64) and ``witness_key`` (``algorithm`` ``ed25519``,
+``ecdsa-p256`` or ``sm2``, ``public_key`` a base64 DER SubjectPublicKeyInfo; an SM2 key may
+name its ``distinguishing_id``, default ``1234567812345678``, INTERFACE §7.7). The signed
+bytes are the RFC 8785 canonical JSON of ``signed``; an ECDSA or SM2 signature may be DER or
+raw r||s (SM2 with SM3, GB/T 32918: verifier/sm2.py).
 
 ``witness_signature_check`` is a ``BundleCheck``: per seal and witness record of the
 bundle, the signature verifies; the seal's ``sample_code`` is the signed one; and every
@@ -19,17 +21,18 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from verifier import sm2
 from verifier.bundle import Bundle, BundleCheck
 from verifier.canonical import canonicalize
 from verifier.errors import CanonicalizationError
 from verifier.models import Check, Proof
 
-ALGORITHMS = ("ed25519", "ecdsa-p256")
+ALGORITHMS = ("ed25519", "ecdsa-p256", "sm2")
 SIGNED_TYPES = ("seal", "witness")
 #: Longest base64 signature or key accepted (an Ed25519/P-256 one is far shorter).
 MAX_B64_CHARS = 4096
@@ -46,9 +49,16 @@ def b64(value: object, max_chars: int = MAX_B64_CHARS) -> bytes | None:
 
 
 def verify_witness_signature(
-    algorithm: str, public_key_der: bytes, message: bytes, sig: bytes
+    algorithm: str,
+    public_key_der: bytes,
+    message: bytes,
+    sig: bytes,
+    distid: bytes = sm2.DEFAULT_ID,
 ) -> bool:
-    """True when ``sig`` is a valid signature of ``message`` by the key; never raises."""
+    """True when ``sig`` is a valid signature of ``message`` by the key; never raises.
+    ``distid`` is an SM2 key's distinguishing ID (ignored for the other algorithms)."""
+    if algorithm == "sm2":
+        return sm2.verify(public_key_der, message, sig, distid)
     try:
         key = serialization.load_der_public_key(public_key_der)
         if algorithm == "ed25519" and isinstance(key, ed25519.Ed25519PublicKey):
@@ -63,8 +73,8 @@ def verify_witness_signature(
                 )
             key.verify(sig, message, ec.ECDSA(hashes.SHA256()))
             return True
-    except (InvalidSignature, ValueError, TypeError):
-        return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False  # e.g. an SM2 key labelled ecdsa-p256: cryptography has no SM2 curve
     return False
 
 
@@ -92,11 +102,16 @@ def body_signature_problem(body: Mapping[str, Any]) -> str | None:
     public_key, sig = b64(key.get("public_key")), b64(body.get("signature"))
     if algorithm not in ALGORITHMS or public_key is None or sig is None:
         return "witness key or signature malformed"
+    distid = key.get("distinguishing_id", sm2.DEFAULT_ID.decode())
+    if not isinstance(distid, str) or not distid:
+        return "witness key's distinguishing_id malformed"
     try:
         message = canonicalize(dict(signed))
     except CanonicalizationError as exc:
         return f"signed payload cannot be canonicalized: {exc}"
-    if not verify_witness_signature(str(algorithm), public_key, message, sig):
+    if not verify_witness_signature(
+        str(algorithm), public_key, message, sig, distid.encode("utf-8")
+    ):
         return "the witness signature does not verify"
     return None
 

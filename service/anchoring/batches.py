@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from service.anchoring.status import STATE_LAST_ERROR
+from service.storage import loghash
 from service.storage.models import Batch, KeyValue, Outbox
 from verifier.merkle import merkle_root
 
@@ -100,7 +101,7 @@ def prepare_batch(
         if not rows:
             return None
         leaves = [bytes.fromhex(r[1]) for r in rows]
-        root = merkle_root(leaves).hex()
+        root = merkle_root(leaves, loghash.of(engine)).hex()
         max_seq = rows[-1][0]
         seq = last_seq + 1
         try:
@@ -178,17 +179,57 @@ def mark_anchored(
 
 
 def anchored_tip(engine: Engine) -> tuple[Any | None, int]:
-    """The highest anchored batch (seq, root, size, registry_address) or None, and the
-    highest batch seq of any status (0 when there is none)."""
+    """The highest anchored batch (seq, root, size, registry_address, block_number) or
+    None, and the highest batch seq of any status (0 when there is none)."""
     with engine.connect() as conn:
         last = conn.execute(
-            select(Batch.seq, Batch.root, Batch.size, Batch.registry_address)
+            select(Batch.seq, Batch.root, Batch.size, Batch.registry_address,
+                   Batch.block_number)
             .where(Batch.status == "anchored")
             .order_by(Batch.seq.desc())
             .limit(1)
         ).first()
         top = conn.execute(select(func.max(Batch.seq))).scalar() or 0
     return last, int(top)
+
+
+def recent_anchored(engine: Engine, limit: int) -> list[Any]:
+    """The newest `limit` anchored batches (seq, root, size, block_number), newest first."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(Batch.seq, Batch.root, Batch.size, Batch.block_number)
+            .where(Batch.status == "anchored")
+            .order_by(Batch.seq.desc())
+            .limit(limit)
+        ).all())
+
+
+def batch_root(engine: Engine, seq: int) -> tuple[str, int] | None:
+    """(root, size) of batch `seq`, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Batch.root, Batch.size).where(Batch.seq == seq)).first()
+    return (row.root, row.size) if row is not None else None
+
+
+def roots_after(engine: Engine, seq: int) -> list[Any]:
+    """(seq, root) of every batch after `seq`, lowest first."""
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(Batch.seq, Batch.root).where(Batch.seq > seq).order_by(Batch.seq)
+        ).all())
+
+
+def unanchor_after(engine: Engine, seq: int) -> int:
+    """A chain reorganisation dropped the anchors of every batch after `seq`: set them
+    back to `prepared` (their transaction forgotten, their leaves kept) so that they are
+    anchored again in order and no proof of them is served meanwhile. Returns how many."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(Batch)
+            .where(Batch.seq > seq)
+            .values(status="prepared", raw_tx=None, tx_hash=None, tx_nonce=None,
+                    block_number=None, block_timestamp=None, gas_used=None, anchored_at=None)
+        ).rowcount
 
 
 def drained(engine: Engine) -> bool:

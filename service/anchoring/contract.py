@@ -17,20 +17,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import requests
+import rlp
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError, EncodingError
 from eth_account import Account
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_typing import ABIError, ABIFunction
 from eth_utils.abi import function_abi_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.providers import HTTPProvider
@@ -55,6 +58,9 @@ ANCHOR_GAS_LIMIT = 150_000
 REVOKE_GAS_LIMIT = 150_000
 #: Contract creation measured at 649.7k gas.
 DEPLOY_GAS_LIMIT = 1_500_000
+#: Most blocks one ``eth_getLogs`` may span: Besu refuses longer ranges
+#: (``--rpc-max-logs-range``, 1,000 by default), other nodes cap the answer size.
+MAX_LOG_RANGE = 1_000
 #: Default HTTP timeout for one JSON-RPC request, seconds.
 DEFAULT_RPC_TIMEOUT = 10.0
 #: Attempts per read-only JSON-RPC call when the connection fails (web3's retry, 0.1 s backoff
@@ -221,6 +227,49 @@ class AnchorTx:
     root: bytes
     leaf_count: int
     timestamp: int
+
+
+def signed_tx_fees(raw: bytes) -> tuple[int, Fees]:
+    """The nonce and fee fields of a signed raw transaction (EIP-1559 or legacy)."""
+    if raw and raw[0] >= 0xC0:  # legacy: rlp [nonce, gasPrice, gas, to, value, data, v, r, s]
+        fields = rlp.decode(raw)
+        return int.from_bytes(fields[0], "big"), Fees(gas_price=int.from_bytes(fields[1], "big"))
+    tx = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    if "gasPrice" in tx:
+        return int(tx["nonce"]), Fees(gas_price=int(tx["gasPrice"]))
+    return int(tx["nonce"]), Fees(
+        max_fee_per_gas=int(tx["maxFeePerGas"]),
+        max_priority_fee_per_gas=int(tx["maxPriorityFeePerGas"]),
+    )
+
+
+def bumped_fees(old: Fees, current: Fees, percent: int, cap: int = 0) -> Fees | None:
+    """Fees for a replacement of a transaction signed with ``old`` (same nonce): each field
+    raised by ``percent`` (nodes want at least 10 %) and at least what the node asks now
+    (``current``); at most ``cap`` wei per gas when ``cap`` > 0. None when nothing can be
+    raised: a network without gas charges (all zero), or the cap reached."""
+
+    def up(value: int) -> int:
+        return value + max(1, -(-value * percent // 100))
+
+    if old.gas_price is not None:
+        if old.gas_price == 0:
+            return None
+        price = max(up(old.gas_price), current.gas_price or current.max_fee_per_gas or 0)
+        if cap and price > cap:
+            price = cap
+        return Fees(gas_price=price) if price > old.gas_price else None
+    assert old.max_fee_per_gas is not None and old.max_priority_fee_per_gas is not None
+    if old.max_fee_per_gas == 0:
+        return None
+    tip = max(up(old.max_priority_fee_per_gas), current.max_priority_fee_per_gas or 0)
+    fee = max(up(old.max_fee_per_gas), current.max_fee_per_gas or current.gas_price or 0, tip)
+    if cap and fee > cap:
+        fee = cap
+        tip = min(tip, cap)
+    if fee <= old.max_fee_per_gas or tip <= old.max_priority_fee_per_gas:
+        return None
+    return Fees(max_fee_per_gas=fee, max_priority_fee_per_gas=tip)
 
 
 def is_confirmed(block_number: int, head: int, confirmations: int) -> bool:
@@ -691,64 +740,93 @@ class RegistryClient:
 
     # ----------------------------------------------------------- logs
 
-    def find_anchor_tx(
-        self, seq: int, root: bytes | str, from_block: int = 0
-    ) -> AnchorTx | None:
-        """The transaction whose ``Anchored`` event has this indexed seq and root (eth_getLogs
-        filtered on both topics), or None."""
-        root32 = _as_bytes32(root, "root")
+    def _logs(
+        self, topics: Sequence[str], from_block: int, to_block: int
+    ) -> list[Mapping[str, Any]]:
+        """One ``eth_getLogs`` of the registry over blocks ``from_block..to_block``."""
         logs = self.rpc("eth_getLogs", [{
             "address": self.address,
             "fromBlock": hex(from_block),
-            "toBlock": "latest",
-            "topics": [self.anchored_topic, _hex(seq.to_bytes(32, "big")), _hex(root32)],
+            "toBlock": hex(to_block),
+            "topics": list(topics),
         }])
         if not isinstance(logs, list):
             raise ChainBadResponse("eth_getLogs: result is not a list")
-        for log in logs:
-            if not isinstance(log, Mapping) or log.get("removed"):
-                continue
-            try:
-                leaf_count, timestamp = abi_decode(["uint64", "uint64"], _to_bytes(log["data"]),
-                                                   strict=True)
-            except (DecodingError, ValueError, KeyError):
-                continue
-            return AnchorTx(
-                tx_hash=str(log["transactionHash"]).lower(),
-                block_number=int(log["blockNumber"], 16),
-                seq=seq,
-                root=root32,
-                leaf_count=int(leaf_count),
-                timestamp=int(timestamp),
-            )
+        return [log for log in logs if isinstance(log, Mapping) and not log.get("removed")]
+
+    def _windows(
+        self, from_block: int, to_block: int | None, newest_first: bool, window: int
+    ) -> Iterator[tuple[int, int]]:
+        """Block ranges of at most ``window`` blocks covering ``from_block..to_block`` (head
+        when None), oldest or newest first."""
+        head = self.block_number() if to_block is None else to_block
+        if from_block > head:
+            return
+        if newest_first:
+            hi = head
+            while hi >= from_block:
+                lo = max(from_block, hi - window + 1)
+                yield lo, hi
+                hi = lo - 1
+        else:
+            lo = from_block
+            while lo <= head:
+                hi = min(head, lo + window - 1)
+                yield lo, hi
+                lo = hi + 1
+
+    def find_anchor_tx(
+        self, seq: int, root: bytes | str, from_block: int = 0, to_block: int | None = None,
+        *, window: int = MAX_LOG_RANGE,
+    ) -> AnchorTx | None:
+        """The transaction whose ``Anchored`` event has this indexed seq and root, or None.
+        Searches ``from_block..to_block`` (head when None) oldest first, in ``eth_getLogs``
+        windows of at most ``window`` blocks (Besu refuses longer ranges). Pass the block
+        ``anchorOf`` answers as ``from_block``: the log is then in the first window."""
+        root32 = _as_bytes32(root, "root")
+        topics = [self.anchored_topic, _hex(seq.to_bytes(32, "big")), _hex(root32)]
+        for lo, hi in self._windows(from_block, to_block, False, window):
+            for log in self._logs(topics, lo, hi):
+                try:
+                    leaf_count, timestamp = abi_decode(
+                        ["uint64", "uint64"], _to_bytes(log["data"]), strict=True
+                    )
+                except (DecodingError, ValueError, KeyError):
+                    continue
+                return AnchorTx(
+                    tx_hash=str(log["transactionHash"]).lower(),
+                    block_number=int(log["blockNumber"], 16),
+                    seq=seq,
+                    root=root32,
+                    leaf_count=int(leaf_count),
+                    timestamp=int(timestamp),
+                )
         return None
 
-    def find_revoke_tx(self, subject: bytes | str, from_block: int = 0) -> RevokeTx | None:
-        """The transaction whose ``Revoked`` event has this indexed subject, or None."""
+    def find_revoke_tx(
+        self, subject: bytes | str, from_block: int = 0, to_block: int | None = None,
+        *, window: int = MAX_LOG_RANGE,
+    ) -> RevokeTx | None:
+        """The transaction whose ``Revoked`` event has this indexed subject, or None.
+        Searches newest first (a revocation being recovered is recent), in windows of at
+        most ``window`` blocks."""
         subject32 = _as_bytes32(subject, "subject")
-        logs = self.rpc("eth_getLogs", [{
-            "address": self.address,
-            "fromBlock": hex(from_block),
-            "toBlock": "latest",
-            "topics": [self.revoked_topic, _hex(subject32)],
-        }])
-        if not isinstance(logs, list):
-            raise ChainBadResponse("eth_getLogs: result is not a list")
-        for log in logs:
-            if not isinstance(log, Mapping) or log.get("removed"):
-                continue
-            try:
-                reason, timestamp = abi_decode(["bytes32", "uint64"], _to_bytes(log["data"]),
-                                               strict=True)
-            except (DecodingError, ValueError, KeyError):
-                continue
-            return RevokeTx(
-                tx_hash=str(log["transactionHash"]).lower(),
-                block_number=int(log["blockNumber"], 16),
-                subject=subject32,
-                reason=bytes(reason),
-                timestamp=int(timestamp),
-            )
+        topics = [self.revoked_topic, _hex(subject32)]
+        for lo, hi in self._windows(from_block, to_block, True, window):
+            for log in self._logs(topics, lo, hi):
+                try:
+                    reason, timestamp = abi_decode(
+                        ["bytes32", "uint64"], _to_bytes(log["data"]), strict=True
+                    )
+                except (DecodingError, ValueError, KeyError):
+                    continue
+                return RevokeTx(
+                    tx_hash=str(log["transactionHash"]).lower(),
+                    block_number=int(log["blockNumber"], 16),
+                    subject=subject32,
+                    reason=bytes(reason),
+                    timestamp=int(timestamp),
+                )
         return None
 
     def decode_revert(self, data: bytes | str | None) -> RegistryRevert | None:

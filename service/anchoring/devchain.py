@@ -244,14 +244,17 @@ def start_anvil(port: int | None = None, state_file: str | Path | None = None) -
 
 
 def deploy_registry(
-    rpc_url: str, deployer_key: str, service_address: str, *, timeout: float = 60.0
+    rpc_url: str, deployer_key: str, service_address: str, *, timeout: float = 60.0,
+    revoker_address: str | None = None,
 ) -> str:
     """Deploy EvidenceRegistry from the committed artifact: the deployer becomes admin,
-    ``service_address`` gets ANCHORER_ROLE and REVOKER_ROLE. Returns the checksum address.
+    ``service_address`` gets ANCHORER_ROLE, and REVOKER_ROLE unless ``revoker_address``
+    names another account for it. Returns the checksum address.
     Checks that the deployed code is exactly the artifact's ``deployedBytecode``."""
     artifact = load_artifact()
     deployer = Account.from_key(deployer_key)
     service = to_checksum_address(service_address)
+    revoker = to_checksum_address(revoker_address or service_address)
     # Reuse the client's RPC plumbing and signing; the "registry" address is a placeholder
     # until the contract exists.
     client = RegistryClient(rpc_url, deployer.address, deployer_key, artifact=artifact)
@@ -261,7 +264,7 @@ def deploy_registry(
         "nonce": client.pending_nonce(deployer.address),
         "value": 0,
         "gas": DEPLOY_GAS_LIMIT,
-        "data": factory.constructor(deployer.address, service, service).data_in_transaction,
+        "data": factory.constructor(deployer.address, service, revoker).data_in_transaction,
         **client.fees().as_tx_fields(),
     }
     signed = deployer.sign_transaction(tx)

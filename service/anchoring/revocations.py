@@ -124,10 +124,17 @@ def _done_if_deep(
     """The subject is revoked on chain already: done once that revocation (its `Revoked`
     log) is `confirmations` blocks deep; False (look again next time) until then."""
     if confirmations:
-        found = client.find_revoke_tx(subject)
-        if found is None:
-            raise ChainError(f"subject {subject} is revoked but its Revoked log is missing")
-        if not client.confirmed(found.block_number, confirmations):
+        # The stored transaction's receipt first; the log search (newest first, in bounded
+        # windows) only when another transaction revoked it.
+        receipt = client.get_receipt(tx_hash) if tx_hash else None
+        if receipt is not None and receipt.status == 1:
+            block = receipt.block_number
+        else:
+            found = client.find_revoke_tx(subject)
+            if found is None:
+                raise ChainError(f"subject {subject} is revoked but its Revoked log is missing")
+            block = found.block_number
+        if not client.confirmed(block, confirmations):
             return False
     return _mark_done(session_factory, subject, tx_hash)
 

@@ -4,6 +4,7 @@ reports the same (/healthz, /metrics) whichever process runs the worker."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -20,6 +21,13 @@ STATE_WORKER_HEARTBEAT = "worker_heartbeat"
 #: Set (non-empty) while the worker refuses to anchor because database and chain disagree.
 STATE_HALTED = "anchor_halted"
 STATE_LEADER = "worker_leader"
+#: JSON {"anchorer"|"revoker": {"address", "DEFAULT_ADMIN_ROLE", "ANCHORER_ROLE",
+#: "REVOKER_ROLE"}} as the worker last read it from the registry.
+STATE_CHAIN_ROLES = "chain_roles"
+#: Set (non-empty) while the anchoring key lacks ANCHORER_ROLE (nothing is anchored).
+STATE_ROLE_MISSING = "anchor_role_missing"
+#: How many times the worker found anchors dropped or moved by a chain reorganisation.
+STATE_REORGS = "anchor_reorgs"
 
 
 def anchoring_status(session: Session) -> dict[str, Any]:
@@ -40,12 +48,25 @@ def anchoring_status(session: Session) -> dict[str, Any]:
         "anchor_failures": int(state.get(STATE_ANCHOR_FAILURES, "0")),
         "last_error": public_error(state.get(STATE_LAST_ERROR) or ""),
         "halted": state.get(STATE_HALTED) or None,
+        "role_missing": state.get(STATE_ROLE_MISSING) or None,
+        "reorgs": int(state.get(STATE_REORGS, "0") or 0),
         "worker_heartbeat_age_s": (
             round(now - float(state[STATE_WORKER_HEARTBEAT]), 3)
             if STATE_WORKER_HEARTBEAT in state
             else None
         ),
     }
+
+
+def chain_roles(session: Session) -> dict[str, Any] | None:
+    """The roles the configured keys held when the worker last looked (STATE_CHAIN_ROLES),
+    or None before it has."""
+    stored = session.scalar(select(KeyValue.value).where(KeyValue.key == STATE_CHAIN_ROLES))
+    try:
+        value = json.loads(stored) if stored else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _error_codes(cls: type[ChainError]) -> dict[str, str]:
@@ -84,11 +105,18 @@ def write_state(engine: Engine, values: dict[str, str]) -> None:
                 conn.execute(insert(KeyValue).values(key=key, value=value))
 
 
+def _incremented(engine: Engine, key: str) -> str:
+    with engine.begin() as conn:
+        current = conn.execute(select(KeyValue.value).where(KeyValue.key == key)).scalar()
+    return str(int(current or 0) + 1)
+
+
+def count_event(engine: Engine, key: str) -> None:
+    """Add one to the counter kept in `service_state` key `key` (e.g. STATE_REORGS)."""
+    write_state(engine, {key: _incremented(engine, key)})
+
+
 def record_failure(engine: Engine, message: str) -> None:
     """Count one failed anchoring attempt and keep `message` as the last error."""
-    with engine.begin() as conn:
-        current = conn.execute(
-            select(KeyValue.value).where(KeyValue.key == STATE_ANCHOR_FAILURES)
-        ).scalar()
-        count = int(current or 0) + 1
-    write_state(engine, {STATE_ANCHOR_FAILURES: str(count), STATE_LAST_ERROR: message})
+    write_state(engine, {STATE_ANCHOR_FAILURES: _incremented(engine, STATE_ANCHOR_FAILURES),
+                         STATE_LAST_ERROR: message})

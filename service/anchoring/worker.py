@@ -33,6 +33,7 @@ time it reaches `point` (one of CRASH_POINTS).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -51,24 +52,33 @@ from service.anchoring import batches
 from service.anchoring.batches import BatchRow
 from service.anchoring.chaininfo import ChainInfo
 from service.anchoring.contract import (
+    AnchorTx,
     ChainError,
     ChainRejected,
     ChainReverted,
+    ChainTimeout,
     Fees,
     RegistryClient,
     TxReceipt,
+    bumped_fees,
+    signed_tx_fees,
 )
 from service.anchoring.leader import LeaderLock, make_leader_lock
 from service.anchoring.revocations import process_pending_revocations
 from service.anchoring.status import (
+    STATE_CHAIN_ROLES,
     STATE_HALTED,
     STATE_LAST_ERROR,
     STATE_LEADER,
+    STATE_REORGS,
+    STATE_ROLE_MISSING,
     STATE_WORKER_HEARTBEAT,
+    count_event,
     record_failure,
     write_state,
 )
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.db import make_sessionmaker
 
 log = logging.getLogger(__name__)
@@ -91,12 +101,22 @@ IDLE_CHECK_S = 5.0
 HALT_RECHECK_S = 5.0
 #: Fee fields fetched from the node are reused for this long.
 FEES_TTL_S = 30.0
+#: How many of the newest anchored batches each consistency check compares with the
+#: chain (block number included), to notice a reorganisation that moved an anchor.
+REORG_CHECK_BATCHES = 8
+#: At most this many anchored batches lost count as a reorganisation (re-anchored); more,
+#: or all of them, halt (the chain lost its state, or it is another chain).
+MAX_REORG_BATCHES = 64
 #: Longest error text kept in service_state.
 MAX_ERROR_TEXT = 500
 
 
 class ChainMismatch(Exception):
     """The database and the chain disagree; sending anything could make it worse."""
+
+
+class RoleMissing(Exception):
+    """The anchoring key does not hold ANCHORER_ROLE (revoked, or never granted)."""
 
 
 # --------------------------------------------------------------------------- crash injection
@@ -152,25 +172,26 @@ class AnchorWorker:
         self.settings = settings
         self.engine = engine
         self.chain = chain
-        self.client = client or RegistryClient(
-            chain.rpc_url,
-            chain.registry,
-            settings.chain.private_key.get_secret_value(),
-            rpc_timeout=min(10.0, settings.chain.receipt_timeout_s),
-        )
-        if client is None:
-            # This loop has its own backoff; web3's silent per-call retries would only hide
-            # an outage for several seconds per request.
-            self.client.w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+        cfg = settings.chain
+        self.client = client or self._registry_client(cfg.anchorer_secret())
+        #: The REVOKER_ROLE account; the same client when one key does both.
+        self.revoker = self.client
+        if client is None and cfg.revoker_secret() != cfg.anchorer_secret():
+            self.revoker = self._registry_client(cfg.revoker_secret())
         self.lock = lock or make_leader_lock(settings, engine)
         self.now = now
         self._sessions = make_sessionmaker(engine)
+        # The roots it anchors are of the deployment's log hash (§7.7; refuses the other).
+        self.log_hash = loghash.pin(engine, settings.evidence.hash)
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self._crash = _CrashInjector(os.environ.get(CRASH_ENV))
         self._leader = False
         self._verified = False
         self._last_check = 0.0
         self._halted: str | None = None
+        self._role_missing: str | None = None
+        self._roles_warned: set[str] = set()
+        self._revoker_ok = True
         self._nonce: int | None = None
         #: batchCount as of our own last anchor (None: unknown, ask the chain).
         self._chain_count: int | None = None
@@ -178,6 +199,18 @@ class AnchorWorker:
         self._last_heartbeat = 0.0
         self._last_lock_check = 0.0
         self.anchored_batches = 0
+
+    def _registry_client(self, key: str) -> RegistryClient:
+        client = RegistryClient(
+            self.chain.rpc_url,
+            self.chain.registry,
+            key,
+            rpc_timeout=min(10.0, self.settings.chain.receipt_timeout_s),
+        )
+        # This loop has its own backoff; web3's silent per-call retries would only hide
+        # an outage for several seconds per request.
+        client.w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+        return client
 
     # ----------------------------------------------------------- loop
 
@@ -194,6 +227,10 @@ class AnchorWorker:
                     worked = self.step()
                 except ChainMismatch as exc:
                     self._halt(str(exc))
+                    stop.wait(HALT_RECHECK_S)
+                    continue
+                except RoleMissing as exc:
+                    self._role_alert(str(exc))
                     stop.wait(HALT_RECHECK_S)
                     continue
                 except (ChainError, SQLAlchemyError, OSError) as exc:
@@ -289,6 +326,47 @@ class AnchorWorker:
         with contextlib.suppress(SQLAlchemyError):
             self._set_state({STATE_HALTED: reason, STATE_LAST_ERROR: reason[:MAX_ERROR_TEXT]})
 
+    def _role_alert(self, reason: str) -> None:
+        if self._role_missing != reason:
+            log.critical("ANCHORING STOPPED: %s", reason)
+        self._role_missing = reason
+        self._verified = False  # check the roles again on the next pass
+        with contextlib.suppress(SQLAlchemyError):
+            self._set_state({STATE_ROLE_MISSING: reason})
+
+    def check_roles(self) -> None:
+        """Which roles the configured keys hold (service_state `chain_roles`, /metrics,
+        `jianzheng chain info --roles`); alert on a key holding the admin role, and raise
+        RoleMissing when the anchoring key lacks ANCHORER_ROLE (nothing is sent then)."""
+        roles = {
+            "anchorer": key_roles(self.client),
+            "revoker": key_roles(self.revoker),
+        }
+        self._set_state({STATE_CHAIN_ROLES: json.dumps(roles, sort_keys=True)})
+        for name, held in roles.items():
+            if held["DEFAULT_ADMIN_ROLE"] and name not in self._roles_warned:
+                self._roles_warned.add(name)
+                log.error(
+                    "the %s key %s holds the registry's admin role: keep the admin key off "
+                    "the service (docs/operations.md)", name, held["address"],
+                )
+        revoker_ok = bool(roles["revoker"]["REVOKER_ROLE"])
+        if not revoker_ok and self._revoker_ok:
+            log.critical(
+                "REVOCATIONS STOPPED: the revoker key %s does not hold REVOKER_ROLE on %s",
+                roles["revoker"]["address"], self.client.address,
+            )
+        self._revoker_ok = revoker_ok
+        if not roles["anchorer"]["ANCHORER_ROLE"]:
+            raise RoleMissing(
+                f"the anchoring key {self.client.sender} does not hold ANCHORER_ROLE on "
+                f"registry {self.client.address}; nothing is anchored until it is granted again"
+            )
+        if self._role_missing is not None:
+            log.warning("anchoring resumed: the anchoring key holds ANCHORER_ROLE again")
+            self._role_missing = None
+            self._set_state({STATE_ROLE_MISSING: ""})
+
     def _clear_halt(self) -> None:
         if self._halted is not None:
             log.warning("anchoring resumed: database and chain agree again")
@@ -319,25 +397,90 @@ class AnchorWorker:
                     f"not the configured {c.address}"
                 )
             if count < last.seq:
-                raise ChainMismatch(
-                    f"registry {c.address} holds {count} batches but the database has batch "
-                    f"{last.seq} anchored (the chain lost state, or this is another chain)"
-                )
-            info = c.anchor_of(last.root)
-            if info is None or info.seq != last.seq or info.leaf_count != last.size:
-                raise ChainMismatch(
-                    f"batch {last.seq} (root {last.root}) is anchored in the database but the "
-                    f"registry says {info}"
-                )
+                self._recover_dropped(count, last.seq)
+                last, top = batches.anchored_tip(self.engine)
+            self._check_recent_anchors()
         if count > top:
             raise ChainMismatch(
                 f"registry {c.address} holds {count} batches but the database knows only {top} "
                 "(another writer uses this registry, or the database lost batches)"
             )
-        self._verified = True
-        self._last_check = time.monotonic()
         if self._halted is not None:
             self._clear_halt()
+        self.check_roles()
+        self._verified = True
+        self._last_check = time.monotonic()
+
+    def _recover_dropped(self, count: int, db_last: int) -> None:
+        """The registry holds `count` batches, fewer than the `db_last` the database has
+        anchored. If the chain still holds batches 1..count (at least one) as the database
+        has them, none of the later roots, and at most MAX_REORG_BATCHES were lost, a
+        reorganisation (or a node restored from a slightly older state) dropped the later
+        anchors: set those batches back to `prepared` so they are anchored again (and no
+        proof of them is served meanwhile). Anything else halts."""
+        c = self.client
+        if count == 0 or db_last - count > MAX_REORG_BATCHES:
+            # Nothing of ours left, or too much lost for a reorganisation: a node that lost
+            # its state, or another chain. An operator decides.
+            raise ChainMismatch(
+                f"registry {c.address} holds {count} batches but the database has batch "
+                f"{db_last} anchored (the chain lost state, or this is another chain)"
+            )
+        mine = batches.batch_root(self.engine, count)
+        info = c.anchor_of(mine[0]) if mine else None
+        if mine is None or info is None or (info.seq, info.leaf_count) != (count, mine[1]):
+            raise ChainMismatch(
+                f"registry {c.address} holds {count} batches but the database has batch "
+                f"{db_last} anchored, and batch {count} differs (another chain?)"
+            )
+        for seq, root in batches.roots_after(self.engine, count):
+            if c.anchor_of(root) is not None:
+                raise ChainMismatch(
+                    f"registry {c.address} holds {count} batches but the root of batch {seq} "
+                    "is anchored on it"
+                )
+        dropped = batches.unanchor_after(self.engine, count)
+        log.critical(
+            "CHAIN REORGANISATION: the registry holds %d batches, the database had %d "
+            "anchored; batches %d..%d are anchored again (%d reset)",
+            count, db_last, count + 1, db_last, dropped,
+        )
+        self._nonce = None
+        self._chain_count = count
+        self._count_reorg()
+
+    def _count_reorg(self) -> None:
+        count_event(self.engine, STATE_REORGS)
+
+    def _check_recent_anchors(self) -> None:
+        """The newest anchored batches are where the database says: same seq and size, and
+        the same block (a reorganisation may have mined an anchor again elsewhere: then
+        the database follows the chain, so that proofs name the block the chain has)."""
+        c = self.client
+        for row in batches.recent_anchored(self.engine, REORG_CHECK_BATCHES):
+            info = c.anchor_of(row.root)
+            if info is None or info.seq != row.seq or info.leaf_count != row.size:
+                raise ChainMismatch(
+                    f"batch {row.seq} (root {row.root}) is anchored in the database but the "
+                    f"registry says {info}"
+                )
+            if row.block_number is not None and info.block_number != row.block_number:
+                found = c.find_anchor_tx(row.seq, row.root, from_block=info.block_number)
+                if found is None:
+                    raise ChainError(f"batch {row.seq} moved to block {info.block_number} "
+                                     "but its Anchored log is missing")
+                receipt = c.get_receipt(found.tx_hash)
+                log.critical(
+                    "CHAIN REORGANISATION: batch %d moved from block %d to block %d (tx %s)",
+                    row.seq, row.block_number, found.block_number, found.tx_hash,
+                )
+                batches.mark_anchored(
+                    self.engine, row.seq, tx_hash=found.tx_hash,
+                    block_number=found.block_number, block_timestamp=found.timestamp,
+                    gas_used=receipt.gas_used if receipt is not None else None,
+                    anchored_at=self.now(),
+                )
+                self._count_reorg()
 
     # ----------------------------------------------------------- batches
 
@@ -406,9 +549,16 @@ class AnchorWorker:
         self._crash("sent")
 
     def _finish(self, batch: Any, tx_hash: str) -> AnchorResult:
-        receipt = self._wait_receipt(tx_hash)
+        try:
+            receipt = self._wait_receipt(tx_hash)
+        except ChainTimeout:
+            # Replace it with higher fees, then back to the loop, which checks the chain
+            # again and waits for whichever of the two is mined (reconciliation).
+            self._replace_stuck(batch.seq, tx_hash)
+            raise
         if receipt.status != 1:
             self._nonce = None
+            self._verified = False  # e.g. the role was revoked: check before sending again
             reason = "no revert data"
             try:
                 self.client.preflight_anchor(batch.seq, batch.root, batch.size)
@@ -420,6 +570,41 @@ class AnchorWorker:
         if event is None:
             raise ChainError(f"anchor tx {tx_hash} emitted no Anchored({batch.seq}, {batch.root})")
         return self._mark_anchored(batch, tx_hash, receipt.block_number, event, receipt.gas_used)
+
+    def _replace_stuck(self, seq: int, tx_hash: str) -> str | None:
+        """The anchor tx `tx_hash` of batch `seq` was not mined in time: sign it again with
+        the same nonce and fees raised by `chain.fee_bump_percent` (at least what the node
+        asks now, at most `chain.max_fee_per_gas`), store it, broadcast it; returns its
+        hash. None when it is not the account's next transaction, or the fees cannot be
+        raised (a network without gas charges, or the cap reached): then the same
+        transaction is simply waited for again. Should the original still be mined first,
+        reconciliation finds it by its Anchored log."""
+        row = next((b for b in batches.unanchored_batches(self.engine) if b.seq == seq), None)
+        if row is None or row.raw_tx is None or row.tx_hash != tx_hash:
+            return None
+        nonce, old = signed_tx_fees(row.raw_tx)
+        latest = self._latest_nonce()
+        if latest != nonce:
+            # Not waiting for fees: its nonce was used (reconciliation finds by what), or
+            # earlier nonces are missing (the chain lost state: the consistency check halts).
+            log.warning("anchor tx %s of batch %d is not mined; account nonce %d, its nonce %d",
+                        tx_hash, seq, latest, nonce)
+            return None
+        cfg = self.settings.chain
+        self._fees = None
+        fees = bumped_fees(old, self._fees_now(), cfg.fee_bump_percent, cfg.max_fee_per_gas)
+        if fees is None:
+            log.warning("anchor tx %s of batch %d is not mined yet; its fees cannot be raised "
+                        "(free gas or chain.max_fee_per_gas reached), waiting", tx_hash, seq)
+            return None
+        signed = self.client.build_anchor_tx(row.seq, row.root, row.size, nonce, fees=fees)
+        batches.store_signed(self.engine, row.seq, signed.raw, signed.hash, nonce)
+        log.warning(
+            "replacing stuck anchor tx %s of batch %d (nonce %d) by %s with fees %s -> %s",
+            tx_hash, seq, nonce, signed.hash, old.as_tx_fields(), fees.as_tx_fields(),
+        )
+        self.client.send_raw(signed.raw)
+        return signed.hash
 
     def _wait_receipt(self, tx_hash: str) -> TxReceipt:
         cfg = self.settings.chain
@@ -482,12 +667,11 @@ class AnchorWorker:
                     f"root of batch {batch.seq} is anchored on chain as seq {info.seq} with "
                     f"{info.leaf_count} leaves (database: {batch.size})"
                 )
-            found = c.find_anchor_tx(batch.seq, batch.root)
-            if found is None:
-                raise ChainError(f"batch {batch.seq} is anchored but its Anchored log is missing")
+            found, receipt = self._locate_anchor(batch, info.block_number)
             if not c.confirmed(found.block_number, self.settings.chain.confirmations):
                 return False
-            receipt = c.get_receipt(found.tx_hash)
+            if receipt is None:
+                receipt = c.get_receipt(found.tx_hash)
             log.info(
                 "batch %d was already anchored by tx %s; recording it", batch.seq, found.tx_hash
             )
@@ -544,17 +728,57 @@ class AnchorWorker:
         self._finish(batch, tx_hash)
         return True
 
+    def _locate_anchor(
+        self, batch: Any, anchor_block: int
+    ) -> tuple[AnchorTx, TxReceipt | None]:
+        """The transaction that anchored `batch` (the registry has its root, `anchorOf` says
+        in block `anchor_block`). The stored transaction's receipt first (the usual case: a
+        crash after broadcasting it); else the `Anchored` log, searched from the anchor's
+        own block in bounded windows (never from block 0: Besu refuses long log ranges)."""
+        c = self.client
+        if batch.tx_hash:
+            receipt = c.get_receipt(batch.tx_hash)
+            if receipt is not None and receipt.status == 1:
+                timestamp = self._anchored_event(receipt, batch)
+                if timestamp is not None:
+                    found = AnchorTx(
+                        tx_hash=receipt.tx_hash,
+                        block_number=receipt.block_number,
+                        seq=batch.seq,
+                        root=bytes.fromhex(batch.root),
+                        leaf_count=batch.size,
+                        timestamp=timestamp,
+                    )
+                    return found, receipt
+        located = c.find_anchor_tx(batch.seq, batch.root, from_block=anchor_block)
+        if located is None:
+            raise ChainError(
+                f"batch {batch.seq} is anchored (block {anchor_block}) but its Anchored log "
+                "is missing"
+            )
+        return located, None
+
     def _process_revocations(self) -> None:
         """Send queued report revocations (same account, so between anchors)."""
         cfg = self.settings.chain
+        if not self._revoker_ok:
+            return  # alerted by check_roles; the queue waits for the role
         done = process_pending_revocations(
             self._sessions,
-            self.client,
+            self.revoker,
             confirmations=cfg.confirmations,
             receipt_timeout_s=cfg.receipt_timeout_s,
         )
-        if done:
+        if done and self.revoker is self.client:
             self._nonce = None  # the revocations used nonces of the same account
+
+
+def key_roles(client: RegistryClient) -> dict[str, Any]:
+    """The address of `client`'s key and whether it holds each registry role."""
+    held: dict[str, Any] = {"address": client.sender}
+    for role in ("DEFAULT_ADMIN_ROLE", "ANCHORER_ROLE", "REVOKER_ROLE"):
+        held[role] = client.has_role(role, client.sender)
+    return held
 
 
 # --------------------------------------------------------------------------- thread handle

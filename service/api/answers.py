@@ -128,6 +128,7 @@ MEANING: dict[str, str] = {
     "upload_offset_mismatch": "Upload-Offset is not the current offset (in the header)",
     "upload_offset_missing": "the Upload-Offset header is required",
     "validation_error": "a field is invalid (`errors` lists them)",
+    "verify_busy": "every slot that checks sent files is busy; retry after Retry-After",
     "witness_key_exists": "the witness key is registered already",
     "witness_key_invalid": "not a usable public key of the algorithm",
     "witness_key_not_found": "no such witness key",
@@ -196,7 +197,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "GET /api/v1/reports/{code}/certificate": ("unknown_code", "pdf_not_found",
                                                "evidence_unavailable", *_STORED),
     # records (INTERFACE §1)
-    "POST /api/v1/projects": ("not_canonicalizable",),
+    "POST /api/v1/projects": _PARENTS,
     "POST /api/v1/contracts": (*_PARENTS, *_FILE, "date_in_future"),
     "POST /api/v1/commissions": _PARENTS,
     "POST /api/v1/samples": (*_PARENTS, "duplicate_sample_code"),
@@ -233,7 +234,9 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         *_UPLOAD, "upload_closed", "upload_incomplete", "upload_hash_mismatch",
         "sha256_invalid", "upload_lost",
     ),
+    "GET /api/v1/warnings": ("unknown_code",),
     # audit
+    "GET /api/v1/audit/warnings": ("unknown_code", "invalid_region"),
     "GET /api/v1/audit/reports/{code}/bundle": ("unknown_code", "bundle_too_large",
                                                 "evidence_unavailable", *_STORED),
     # public (INTERFACE §4)
@@ -248,7 +251,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
                                               "file_corrupt"),
     "GET /api/v1/public/reports/{code}/qr/{payload}": ("unknown_code",),
     "POST /api/v1/public/verify": ("body_too_large", "unsupported_media_type",
-                                   "malformed_multipart", "file_empty"),
+                                   "malformed_multipart", "file_empty", "verify_busy"),
     # platform
     "POST /tsa": ("not_found", "unsupported_media_type", "body_too_large"),
     "GET /healthz": ("database_unavailable",),
@@ -323,3 +326,88 @@ def errors_markdown() -> str:
             where += ", " + ", ".join(routes[code])
         lines.append(f"| {STATUS_BY_CODE[code]} | `{code}` | {MEANING[code]} | {where} |")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- OpenAPI answers
+
+SIGNED_PREFIX = "/api/v1/"
+PUBLIC_PREFIX = "/api/v1/public/"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # service/api/schemas.py Problem
+_JSON = "application/json"
+_PROBLEM_JSON = "application/problem+json"
+
+
+def is_signed_path(path: str) -> bool:
+    """Whether calls to `path` are signed (§5.1): all of `/api/v1/` but `/api/v1/public/`."""
+    return path.startswith(SIGNED_PREFIX) and not path.startswith(PUBLIC_PREFIX)
+
+
+def is_public_path(path: str) -> bool:
+    return path.startswith(PUBLIC_PREFIX) or path.startswith("/v/")
+
+
+def example_problem(status: int, code: str) -> dict[str, object]:
+    """The example answer of `code` in the OpenAPI document."""
+    from http import HTTPStatus
+
+    problem: dict[str, object] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": MEANING[code],
+    }
+    if code == "validation_error":
+        problem["detail"] = "body.report_no: String should have at least 1 character"
+        problem["errors"] = [
+            {
+                "loc": ["body", "report_no"],
+                "msg": "String should have at least 1 character",
+                "type": "string_too_short",
+            }
+        ]
+    return problem
+
+
+def problem_responses(
+    method: str, path: str, *, validated: bool, json_body: bool
+) -> dict[str, dict[str, object]]:
+    """FastAPI `responses` entries, by status, for every problem code the operation can
+    answer: a description naming each code, the Problem schema, an example of each code,
+    and `Retry-After` on 429 and 503 (service/api/routing.py merges them into each route)."""
+    from service.api.problems import STATUS_BY_CODE
+
+    codes = problem_codes(
+        method,
+        path,
+        signed=is_signed_path(path),
+        public=is_public_path(path),
+        validated=validated,
+        json_body=json_body,
+    )
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
+    out: dict[str, dict[str, object]] = {}
+    for status, group in by_status.items():
+        entry: dict[str, object] = {
+            "description": "; ".join(f"`{c}`: {MEANING[c]}" for c in group),
+            "content": {
+                _PROBLEM_JSON: {
+                    "schema": {"$ref": PROBLEM_SCHEMA_REF},
+                    "examples": {
+                        c: {"summary": MEANING[c], "value": example_problem(status, c)}
+                        for c in group
+                    },
+                }
+            },
+        }
+        if status in (429, 503):
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before trying again",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            }
+        out[str(status)] = entry
+    return out

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.auth import AuditorDep, SignedRoute, check_institution_access
 from service.api.deps import SessionDep, StateDep
+from service.api.schemas import BundlePending as BundlePendingOut
 from service.domain.accounts import audit_scope
 from service.domain.bundle import PENDING_RETRY_AFTER_S, BundlePending, bundle_stream, plan_bundle
 from service.domain.console.stats import (
@@ -42,7 +43,7 @@ router = APIRouter(route_class=SignedRoute, tags=["audit"])
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/zip": {}}, "description": "the evidence bundle"},
-        202: {"description": "parts still pending anchor"},
+        202: {"model": BundlePendingOut, "description": "parts still pending anchor"},
     },
     summary="A report's evidence bundle (jianzheng-bundle/1)",
 )

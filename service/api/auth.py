@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from service.api.routing import DocumentedRoute
 from service.client import (
     DEFAULT_ALGORITHM,
     HEADER_KEY,
@@ -352,7 +353,7 @@ def purge_if_due(state: ServiceState, now: float) -> None:
         nonces.purge_if_due(state.purge, conn, int(now), state.settings.security.replay_window_s)
 
 
-class SignedRoute(APIRoute):
+class SignedRoute(DocumentedRoute):
     """An APIRoute that authenticates before FastAPI reads and validates the body."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -365,34 +366,98 @@ class SignedRoute(APIRoute):
         return signed_handler
 
 
-async def get_caller(request: Request) -> Caller:
+# --------------------------------------------------------------------------- OpenAPI
+
+_SEE_SIGNING = "See docs/signing.md (INTERFACE.md §5.1)."
+
+#: The four signing headers as apiKey schemes, so the OpenAPI document declares them (the
+#: operations that depend on `signing_headers` require all four together). They only declare:
+#: `auto_error=False` and the values unused, since `authenticate` reads and checks the
+#: headers itself, in the order of the module doc, before the body is parsed.
+SIGNING_SCHEMES = (
+    APIKeyHeader(
+        name=HEADER_KEY,
+        scheme_name="JZKey",
+        auto_error=False,
+        description="The key id the platform issued (`jzl_…` for labs, `jza_…` for "
+        f"auditors). {_SEE_SIGNING}",
+    ),
+    APIKeyHeader(
+        name=HEADER_TIMESTAMP,
+        scheme_name="JZTimestamp",
+        auto_error=False,
+        description="Unix seconds, decimal; refused (401 `auth_expired`) when more than "
+        f"300 s from the server clock. {_SEE_SIGNING}",
+    ),
+    APIKeyHeader(
+        name=HEADER_NONCE,
+        scheme_name="JZNonce",
+        auto_error=False,
+        description="16–64 characters of `[A-Za-z0-9_-]`, new for every request "
+        f"(a nonce seen again is 401 `auth_replayed`). {_SEE_SIGNING}",
+    ),
+    APIKeyHeader(
+        name=HEADER_SIGNATURE,
+        scheme_name="JZSignature",
+        auto_error=False,
+        description="Lowercase hex HMAC-SHA256, keyed with the UTF-8 bytes of the "
+        "secret, of seven lines joined by `\\n`: `JZ1-HMAC-SHA256`, the method in upper "
+        "case, the path as sent (no query), the canonical query (empty line if none), the "
+        "X-JZ-Timestamp value, the X-JZ-Nonce value, and the lowercase hex SHA-256 of the "
+        "body bytes as sent. A key issued for `hmac-sm3` (§7.7) signs the same lines with "
+        "`JZ1-HMAC-SM3` first and SM3 in place of SHA-256 for both the body hash and the "
+        "HMAC. The page cannot compute it for you: sign with "
+        "`service.client.JianzhengClient` or per docs/signing.md (test vectors included).",
+    ),
+)
+_KEY, _TIMESTAMP, _NONCE, _SIGNATURE = SIGNING_SCHEMES
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+async def signing_headers(
+    _key: Annotated[str | None, Security(_KEY)],
+    _timestamp: Annotated[str | None, Security(_TIMESTAMP)],
+    _nonce: Annotated[str | None, Security(_NONCE)],
+    _signature: Annotated[str | None, Security(_SIGNATURE)],
+) -> None:
+    """Declares the four signing headers as the operation's security; checks nothing (a
+    route that streams its body, `PATCH /api/v1/uploads/{id}`, checks them itself)."""
+
+
+SigningHeaders = Depends(signing_headers)
+
+
+async def get_caller(request: Request, _: Annotated[None, SigningHeaders]) -> Caller:
+    """The signed caller (any role), authenticated once per request (`authenticate`)."""
     return await authenticate(request)
 
 
-async def require_lab(request: Request) -> Caller:
-    caller = await authenticate(request)
+SignedCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def require_lab(caller: SignedCaller) -> Caller:
     if caller.role != ROLE_LAB or not caller.institution:
         raise Forbidden("forbidden", "this endpoint is for lab keys")
     return caller
 
 
-async def require_auditor(request: Request) -> Caller:
+async def require_auditor(caller: SignedCaller) -> Caller:
     """Auditor keys, and supervision-agency keys (an agency reads its region as auditors do)."""
-    caller = await authenticate(request)
     if caller.role not in (ROLE_AUDITOR, ROLE_AGENCY):
         raise Forbidden("forbidden", "this endpoint is for auditor keys")
     return caller
 
 
-async def require_agency(request: Request) -> Caller:
+async def require_agency(caller: SignedCaller) -> Caller:
     """Supervision-agency keys only (they write the registry of their region)."""
-    caller = await authenticate(request)
     if caller.role != ROLE_AGENCY:
         raise Forbidden("forbidden", "this endpoint is for supervision-agency keys")
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(get_caller)]
+CallerDep = SignedCaller
 LabDep = Annotated[Caller, Depends(require_lab)]
 AuditorDep = Annotated[Caller, Depends(require_auditor)]
 AgencyDep = Annotated[Caller, Depends(require_agency)]

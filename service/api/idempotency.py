@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session
 
@@ -102,7 +102,27 @@ def request_fingerprint(method: str, path: str, query: bytes | str, body_sha256:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-async def get_idempotency(request: Request) -> Idempotency:
+def _key_schema(schema: dict[str, Any]) -> None:
+    schema.pop("anyOf", None)  # a header is absent or a string, never null
+    schema.update(type="string", minLength=1, maxLength=MAX_KEY_CHARS, pattern="^[!-~]+$")
+
+
+#: The header as the OpenAPI document declares it. The schema's limits only describe
+#: (`json_schema_extra`): the check is `KEY_RE` below, with its own problem code.
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="Optional retry key (INTERFACE.md §5.2), 1–255 visible ASCII characters, "
+        "scoped to your institution: the same key with the same request returns the first "
+        f"answer again (with `{REPLAY_HEADER}: true`); with another request, 422 "
+        "`idempotency_mismatch`. Only successful answers are kept (24 h). Not signed.",
+        json_schema_extra=lambda schema: _key_schema(schema),
+    ),
+]
+
+
+async def get_idempotency(request: Request, _declared: KeyHeader = None) -> Idempotency:
     caller: Caller = await authenticate(request)
     key = request.headers.get(HEADER)
     if key is not None and not KEY_RE.match(key):

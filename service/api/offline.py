@@ -7,17 +7,20 @@
   signature checked against the trust list, and each signed fact against the platform's
   record. `GET /api/v1/public/reports/{code}/qr/{payload}` answers the same as JSON.
 - `/offline/`: the offline verifier (a web app with a service worker that caches itself,
-  the QR decoder from npm's zxing-wasm and the trust list; files in service/pages/offline/).
+  the QR decoder from npm's zxing-wasm, the platform root (`/offline/root.json`) and the
+  trust list once that root's signature over it verifies; files in service/pages/offline/).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
+from cryptography.hazmat.primitives.serialization import Encoding
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -25,13 +28,16 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import public
 from service.api.problems import PROBLEM_JSON
+from service.api.routing import DocumentedRoute
+from service.api.schemas import QrCheck, TrustList
 from service.domain.codes import canonical_or_none
 from service.domain.public import display_code, page
 from service.domain.qrcheck import PayloadCheck, check_payload
 from service.errors import NotFound
 from service.state import ServiceState
+from verifier.qr import root_fingerprint
 
-router = APIRouter(tags=["offline"])
+router = APIRouter(route_class=DocumentedRoute, tags=["offline"])
 
 OFFLINE_DIR = Path(__file__).resolve().parent.parent / "pages" / "offline"
 #: The app's files and their media types (nothing else under /offline/ is served).
@@ -39,6 +45,7 @@ OFFLINE_FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "sw.js": "text/javascript; charset=utf-8",
+    "trust.js": "text/javascript; charset=utf-8",
     "manifest.webmanifest": "application/manifest+json",
     "icon-192.png": "image/png",
     "icon-512.png": "image/png",
@@ -66,7 +73,7 @@ MAX_PAYLOAD_CHARS = 1024
         "description": "jianzheng-trust/1: `signature.value` is ES256 (r‖s, base64) by the "
         "root `signature.root_id` over the RFC 8785 JSON of the document without `signature` "
         "(docs/offline-qr.md).",
-        "content": {"application/json": {}},
+        "model": TrustList,
     }},
 )
 async def trust_list(request: Request) -> Response:
@@ -138,7 +145,6 @@ def _page(state: ServiceState, code: str, payload: str, en: bool) -> tuple[str, 
 
 async def _signed_page(request: Request, code: str, payload: str, lang: str | None) -> Response:
     state: ServiceState = request.app.state.jz
-    public.take_rate(request, state, 1.0)
     en = lang == "en"
     html, known = await run_in_threadpool(_page, state, code, payload, en)
     return HTMLResponse(
@@ -175,11 +181,14 @@ async def page_upper(code: str) -> Response:
 @router.get(
     "/api/v1/public/reports/{code}/qr/{payload}",
     summary="A signed QR payload checked against the trust list and the platform's record",
-    responses={404: {"content": {PROBLEM_JSON: {}}}, 429: {"content": {PROBLEM_JSON: {}}}},
+    responses={
+        200: {"model": QrCheck},
+        404: {"content": {PROBLEM_JSON: {}}},
+        429: {"content": {PROBLEM_JSON: {}}},
+    },
 )
 async def signed_check(code: str, payload: str, request: Request) -> Response:
     state: ServiceState = request.app.state.jz
-    public.take_rate(request, state, 1.0)
     canonical = canonical_or_none(code)
     known = canonical is not None and (
         await run_in_threadpool(public.report_data, state, canonical)
@@ -225,6 +234,27 @@ async def offline_page() -> Response:
             {"Content-Security-Policy": OFFLINE_CSP, "Content-Language": "zh-CN"}
         ),
     )
+
+
+def offline_roots_json(state: ServiceState) -> bytes:
+    """`/offline/root.json`: the platform root that signs the trust list, which the app's
+    service worker caches on install (and serves from its cache afterwards), so a list it
+    fetches later is used only when this root's signature over it verifies."""
+    der = state.qr_keys.get().ca.root_certificate.public_bytes(Encoding.DER)
+    return orjson.dumps({
+        "format": "jianzheng-offline-roots/1",
+        "roots": [{
+            "root_id": root_fingerprint(der),
+            "certificate": base64.b64encode(der).decode("ascii"),
+        }],
+    })
+
+
+@router.get("/offline/root.json", include_in_schema=False)
+async def offline_roots(request: Request) -> Response:
+    state: ServiceState = request.app.state.jz
+    data = await run_in_threadpool(offline_roots_json, state)
+    return Response(data, media_type="application/json", headers=_offline_headers())
 
 
 @router.get("/offline/{name:path}", include_in_schema=False)

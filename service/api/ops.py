@@ -12,11 +12,12 @@ from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from service.anchoring.status import anchoring_status
+from service.anchoring.status import anchoring_status, chain_roles
 from service.api.deps import SessionDep, StateDep
+from service.api.routing import DocumentedRoute
 from service.domain.operations import housekeeping_status
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(route_class=DocumentedRoute, tags=["ops"])
 
 
 @router.get("/healthz", summary="Liveness and anchoring lag")
@@ -74,6 +75,11 @@ def metrics(session: SessionDep, state: StateDep) -> Response:
             "last_anchored_seq",
         ),
         ("jianzheng_anchor_failures_total", "Failed anchoring attempts", "anchor_failures"),
+        (
+            "jianzheng_anchor_reorgs_total",
+            "Times anchors were found dropped or moved by a chain reorganisation",
+            "reorgs",
+        ),
     ):
         Gauge(name, doc, registry=registry).set(status[key])
     Gauge(
@@ -81,4 +87,23 @@ def metrics(session: SessionDep, state: StateDep) -> Response:
         "1 while anchoring is halted because the database and the chain disagree",
         registry=registry,
     ).set(1 if status["halted"] else 0)
+    Gauge(
+        "jianzheng_anchor_role_missing",
+        "1 while the anchoring key lacks ANCHORER_ROLE (nothing is anchored)",
+        registry=registry,
+    ).set(1 if status["role_missing"] else 0)
+    roles = chain_roles(session)
+    if roles is not None:  # as the worker last read them from the registry
+        for key, role, name in (
+            ("anchorer", "ANCHORER_ROLE", "jianzheng_chain_anchorer_has_role"),
+            ("revoker", "REVOKER_ROLE", "jianzheng_chain_revoker_has_role"),
+        ):
+            Gauge(name, f"1 if the {key} key holds {role}", registry=registry).set(
+                1 if roles.get(key, {}).get(role) else 0
+            )
+        Gauge(
+            "jianzheng_chain_key_is_admin",
+            "1 if a configured chain key holds the registry's admin role (it should not)",
+            registry=registry,
+        ).set(1 if any(v.get("DEFAULT_ADMIN_ROLE") for v in roles.values()) else 0)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,11 +15,12 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 
 from service.api.deps import StateDep
+from service.api.routing import DocumentedRoute
 from service.domain.trust import trust_roots_pem
 from service.errors import NotFound, TooLarge, UnsupportedMediaType
 from service.settings import Settings
 
-router = APIRouter(tags=["pki"])
+router = APIRouter(route_class=DocumentedRoute, tags=["pki"])
 
 #: A TimeStampReq is a few hundred bytes; anything larger is not one.
 MAX_TSA_REQUEST_BYTES = 16 * 1024
@@ -39,6 +40,14 @@ def tsa_served(settings: Settings) -> bool:
     summary="RFC 3161 time-stamp authority (development)",
     response_class=Response,
     responses={200: {"content": {TSA_REPLY: {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "An RFC 3161 TimeStampReq (DER, at most 16 KiB), e.g. from "
+            "`openssl ts -query -data report.pdf -sha256 -cert -out query.tsq`.",
+            "content": {TSA_QUERY: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def timestamp(request: Request, state: StateDep) -> Response:
     if not tsa_served(state.settings):

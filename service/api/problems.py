@@ -161,6 +161,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "file_corrupt": 500,
     "file_missing": 500,
     "internal_error": 500,
+    "log_hash_mismatch": 500,
+    "log_hash_unknown": 500,
     "record_corrupt": 500,
     "record_missing": 500,
     "unsafe_settings": 500,
@@ -175,6 +177,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "sealing_failed": 503,
     "signer_error": 503,
     "timestamp_unavailable": 503,
+    "verify_busy": 503,
 }
 
 #: The status of an error kind (service.errors), used only for a code missing from the

@@ -484,7 +484,7 @@ def lab_overdue(
         session,
         state.settings.rules,
         institution=lab_institution(caller),
-        now=utc_now(),
+        now=utc_now(state.clock),
         limit=limit,
     )
 
@@ -508,7 +508,7 @@ def audit_overdue(
         state.settings.rules,
         institution=institution,
         institutions=_audit_filter(session, caller, institution),
-        now=utc_now(),
+        now=utc_now(state.clock),
         limit=limit,
     )
 

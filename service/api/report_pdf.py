@@ -32,6 +32,16 @@ class SignedOut(BaseModel):
     "/api/v1/reports/{code}/pdf",
     response_model=SignedOut,
     summary="Upload the report PDF; answer the signed (QR-stamped, PAdES-signed) version",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The report PDF exactly as the lab produced it (`Content-Type: "
+            "application/pdf`); the platform stamps the QR code and seal, signs it and stores "
+            "both files. Sending the same PDF again answers the first result; another PDF is "
+            "409 `already_sealed`.",
+            "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def put_report_pdf(
     code: str,
@@ -85,7 +95,7 @@ def _put_pdf(
         lambda: (
             200,
             signing.record_signed_report(
-                session, state.settings, job, signed, len(pdf), original_sha
+                session, state.settings, job, signed, len(pdf), original_sha, state.blobs
             ),
         ),
     )

@@ -38,6 +38,7 @@ from service.api.auth import (
 from service.api.deps import SessionDep, SettingsDep, StateDep
 from service.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from service.api.idempotency import IdempotencyDep
+from service.api.schemas import Proof
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.client import body_hash as hash_body
 from service.domain import reports as domain
@@ -376,6 +377,7 @@ async def _fast_issue(request: Request) -> Response | None:
             project=project,
             region=region,
             base_url=state.settings.public.base_url,
+            alg=state.settings.evidence.hash,
         )
         if not (stored and answer is not None and not _purge_due(state, now)):
             answer = await run_in_threadpool(
@@ -579,7 +581,7 @@ def get_numbering(
     "/api/v1/records/{record_id}/proof",
     summary="Inclusion proof of a record (jianzheng-proof/1), or 202 while not anchored",
     responses={
-        200: {"description": "the proof (INTERFACE §3)"},
+        200: {"model": Proof, "description": "the proof (INTERFACE §3)"},
         202: {"model": Pending, "description": "not anchored yet"},
         404: {"description": "`record_not_found` (also for another institution's record)"},
     },

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from service.api.auth import (
     LabDep,
     SignedRoute,
+    SigningHeaders,
     check_headers,
     check_query,
     lab_institution,
@@ -31,6 +32,7 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import IdempotencyDep
+from service.api.routing import DocumentedRoute
 from service.client import (
     DEFAULT_ALGORITHM,
     HEADER_KEY,
@@ -53,7 +55,7 @@ from service.errors import (
 from service.state import ServiceState
 
 signed = APIRouter(route_class=SignedRoute, tags=["uploads"])
-streaming = APIRouter(tags=["uploads"])
+streaming = APIRouter(route_class=DocumentedRoute, tags=["uploads"])
 
 UPLOAD_OFFSET = "Upload-Offset"
 UPLOAD_LENGTH = "Upload-Length"
@@ -244,6 +246,7 @@ def _commit(
     "`Upload-Offset` header). A chunk counts only when it arrived whole: after a dropped "
     "connection, HEAD tells where to resume. Signed like every call (§5.1).",
     responses={204: {"headers": {UPLOAD_OFFSET: {"schema": {"type": "integer"}}}}},
+    dependencies=[SigningHeaders],
     openapi_extra={
         "requestBody": {
             "required": True,

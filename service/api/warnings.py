@@ -64,7 +64,11 @@ def _day(value: date | None, *, end: bool = False) -> datetime | None:
 def lab_warnings(
     caller: LabDep,
     session: SessionDep,
-    code: Annotated[str | None, Query(max_length=40)] = None,
+    code: Annotated[
+        str | None,
+        Query(max_length=40, description="a §7.2 warning code",
+              examples=["custody_receipt_missing"]),
+    ] = None,
     report_code: Annotated[str | None, Query(max_length=64)] = None,
     limit: int = _Limit,
     after: int = _After,
@@ -92,7 +96,11 @@ def audit_warnings(
         str | None, Query(max_length=6, description="a province, city or county code")
     ] = None,
     institution: Annotated[str | None, Query(max_length=18)] = None,
-    code: Annotated[str | None, Query(max_length=40)] = None,
+    code: Annotated[
+        str | None,
+        Query(max_length=40, description="a §7.2 warning code",
+              examples=["custody_receipt_missing"]),
+    ] = None,
     report_code: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[date | None, Query(description="first day (China time)")] = None,
     until: Annotated[date | None, Query(description="last day (China time)")] = None,

@@ -453,11 +453,13 @@ def audit_scope(session: Session, auditor_id: str | None) -> AuditScope:
 
 
 def _cli_session(settings: Settings) -> Session:
+    from service.storage import loghash
     from service.storage.db import make_engine, make_sessionmaker, upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url, pool_size=1)
+    loghash.pin(engine, settings.evidence.hash)
     return make_sessionmaker(engine)()
 
 

@@ -52,8 +52,9 @@ from service.anchoring.chaininfo import ChainInfo
 from service.domain.ancestry import Node, walk
 from service.domain.codes import canonical_code
 from service.domain.history import history_record_ids
-from service.domain.proofs import build_proofs
+from service.domain.proofs import build_proofs, proof_hash_field
 from service.errors import Conflict, Invalid, JianzhengError, NotFound
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.models import (
     Batch,
@@ -63,7 +64,7 @@ from service.storage.models import (
     Record,
     ReportCode,
 )
-from verifier.merkle import merkle_root
+from verifier.merkle import DEFAULT_ALG, HashAlg, merkle_root
 
 BUNDLE_FORMAT = "jianzheng-bundle/1"
 #: Most records one bundle may hold (the verifier accepts up to 10,000 proofs).
@@ -117,10 +118,13 @@ class BundlePlan:
     files: dict[str, tuple[str, str]] = field(default_factory=dict)
     unproven: list[dict[str, Any]] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    #: The log hash of every proof (§7.7; the manifest says it unless SHA-256).
+    hash: HashAlg = DEFAULT_ALG
 
     def manifest(self) -> dict[str, Any]:
         return {
             "format": BUNDLE_FORMAT,
+            **proof_hash_field(self.hash),
             "code": self.code,
             "report_record_id": self.report_record_id,
             "proofs": self.proofs,
@@ -215,7 +219,8 @@ def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
         select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
     ).all()
     try:
-        stored_root = merkle_root([bytes.fromhex(h) for h in leaves]).hex() if leaves else None
+        alg = loghash.of(session)
+        stored_root = merkle_root([bytes.fromhex(h) for h in leaves], alg).hex() if leaves else None
     except ValueError:
         stored_root = None
     return {
@@ -322,7 +327,7 @@ def plan_bundle(session: Session, code_text: str, chain: ChainInfo | None) -> Bu
             unproven=unproven,
         )
     plan = BundlePlan(code=code, report_record_id=report_id, proofs=proofs,
-                      revocation=revocation, unproven=unproven)
+                      revocation=revocation, unproven=unproven, hash=loghash.of(session))
     for item in unproven:
         if item.get("batch_seq") is not None:
             seqs[int(item["batch_seq"])] = None

@@ -275,6 +275,8 @@ def issue_certificate(
     from signer.pades import sign_writer, signature_metadata
 
     pdf = render_certificate(facts, f"{base_url.rstrip('/')}/v/{facts.code}", issued_at)
+    if signer.settings.signing.certificate_sm2:
+        pdf = _with_sm2_cosignature(signer, pdf, facts, issued_at)
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     level = signer.settings.signing.level
     meta = signature_metadata(
@@ -285,11 +287,71 @@ def issue_certificate(
                        timestamper=signer.timestamper)
 
 
+def sm2_statement(facts: CertificateFacts, issued_at: dt.datetime) -> dict[str, Any]:
+    """What the SM2 co-signature states (verifier/certificate_sm2.py)."""
+    return {
+        "code": facts.code,
+        "report_no": facts.report_no,
+        "institution": facts.institution,
+        "status": facts.status,
+        "issued_at": int(issued_at.timestamp()),
+        "records": [
+            {
+                "record_id": r.record_id, "type": r.type, "leaf_hash": r.leaf_hash,
+                "files": [{"role": role, "sha256": sha} for role, sha in r.files],
+                "seq": r.seq, "root": r.root, "chain_id": r.chain_id, "registry": r.registry,
+                "tx_hash": r.tx_hash, "block_number": r.block_number,
+            }
+            for r in facts.records
+        ],
+    }
+
+
+def _with_sm2_cosignature(
+    signer: ReportSigner, pdf: bytes, facts: CertificateFacts, issued_at: dt.datetime
+) -> bytes:
+    """`pdf` with the SM2 co-signature attached (before PAdES, which then covers it)."""
+    import base64
+
+    from pypdf import PdfReader, PdfWriter
+
+    from signer.sm2qr import platform_sm2_key
+    from verifier.certificate_sm2 import ATTACHMENT, FORMAT, statement_bytes
+
+    key, cert = platform_sm2_key(signer.ca)
+    statement = sm2_statement(facts, issued_at)
+    doc = {
+        "format": FORMAT,
+        "statement": statement,
+        "signature": {
+            "alg": "SM2",
+            "certificate": base64.b64encode(cert).decode("ascii"),
+            "value": base64.b64encode(key.sign_raw(statement_bytes(statement))).decode("ascii"),
+        },
+    }
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
+    writer.add_attachment(ATTACHMENT, json.dumps(doc, ensure_ascii=False).encode("utf-8"))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def certificate_verdict(
     signer: ReportSigner, data: bytes
 ) -> tuple[Verdict, str | None, str] | None:
     """(verdict, code, detail) when `data` is one of our evidence certificates (or claims to
     be), None when it is not a certificate at all."""
+    ours = signer.platform_key().signer.signing_cert
+    if ours is None:  # pragma: no cover - a PKCS#12 key always has its certificate
+        return None
+    return certificate_verdict_of(data, ours.sha256, _roots(signer))
+
+
+def certificate_verdict_of(
+    data: bytes, platform_cert_sha256: bytes, roots_der: list[bytes]
+) -> tuple[Verdict, str | None, str] | None:
+    """`certificate_verdict` from plain facts (the platform certificate's SHA-256 and the
+    trusted roots), so that it can run in a sandbox child on a file someone sent."""
     marked = CERTIFICATE_FORMAT.encode("ascii") in data
     from asn1crypto import x509 as asn1_x509
     from pyhanko.pdf_utils.reader import PdfFileReader
@@ -297,9 +359,6 @@ def certificate_verdict(
     from pyhanko.sign.validation.status import SignatureCoverageLevel
     from pyhanko_certvalidator import ValidationContext
 
-    ours = signer.platform_key().signer.signing_cert
-    if ours is None:  # pragma: no cover - a PKCS#12 key always has its certificate
-        return None
     try:
         reader = PdfFileReader(io.BytesIO(data), strict=False)
         signatures = list(reader.embedded_signatures)
@@ -310,13 +369,13 @@ def certificate_verdict(
             else None
     code = next((w[5:] for w in keywords.split() if w.startswith("code=")), None)
     by_us = [s for s in signatures if s.signer_cert is not None
-             and s.signer_cert.sha256 == ours.sha256]
+             and s.signer_cert.sha256 == platform_cert_sha256]
     if not by_us and not marked:
         return None
     if not by_us or len(signatures) != 1:
         return "modified", code, "carries the marks of an evidence certificate but not " \
             "the platform's signature alone"
-    roots = [asn1_x509.Certificate.load(der) for der in _roots(signer)]
+    roots = [asn1_x509.Certificate.load(der) for der in roots_der]
     vc = ValidationContext(trust_roots=roots, allow_fetching=False)
     try:
         status = validate_pdf_signature(by_us[0], vc, ts_validation_context=vc)

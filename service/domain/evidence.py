@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
 from service.errors import Invalid
+from service.storage import loghash
+from service.storage.blobs import BlobStore
 from service.storage.models import Outbox, Record, RecordFile, RecordParent
 from verifier.canonical import canonicalize
 from verifier.errors import CanonicalizationError
-from verifier.merkle import leaf_hash
+from verifier.merkle import DEFAULT_ALG, HashAlg, leaf_hash
 
 RECORD_TYPES = frozenset(
     {
@@ -63,9 +65,22 @@ class FileRef:
     sha256: str
     size: int
     media_type: str
+    #: The file's SM3 (hex), named beside its SHA-256 in a record of an SM3 log (§7.7).
+    sm3: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["sm3"] is None:
+            del out["sm3"]
+        return out
+
+
+def file_ref(
+    role: str, sha256: str, size: int, media_type: str, alg: HashAlg, blobs: BlobStore
+) -> FileRef:
+    """A record's file entry: in an SM3 log (§7.7) it also names the stored file's SM3."""
+    sm3 = blobs.sm3(sha256) if alg == "sm3" else None
+    return FileRef(role, sha256, size, media_type, sm3)
 
 
 def build_record(
@@ -110,8 +125,10 @@ def encode_record(
     files: Sequence[FileRef] = (),
     record_id: str | None = None,
     created_at: datetime | None = None,
+    alg: HashAlg = DEFAULT_ALG,
 ) -> EncodedRecord:
-    """Build (`build_record`), canonicalize and hash a record, without writing it."""
+    """Build (`build_record`), canonicalize and hash a record (with the log hash `alg`),
+    without writing it."""
     if type not in RECORD_TYPES:
         raise ValueError(f"unknown record type {type!r}")
     if len(parent_leaf_hashes) > MAX_PARENTS:
@@ -131,7 +148,7 @@ def encode_record(
         canonical = canonicalize(obj)
     except (ValueError, CanonicalizationError) as exc:
         raise Invalid("not_canonicalizable", str(exc)) from exc
-    return EncodedRecord(record_id, created_at, canonical, leaf_hash(canonical).hex())
+    return EncodedRecord(record_id, created_at, canonical, leaf_hash(canonical, alg).hex())
 
 
 def append_record(
@@ -155,6 +172,7 @@ def append_record(
         files=files,
         record_id=record_id,
         created_at=created_at,
+        alg=loghash.of(session),
     )
     record_id, created_at = encoded.id, encoded.created_at
     canonical, leaf = encoded.canonical, encoded.leaf_hash

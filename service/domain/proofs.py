@@ -23,23 +23,26 @@ from sqlalchemy.orm import Session
 
 from service.anchoring.chaininfo import ChainInfo
 from service.errors import IntegrityFault, JianzhengError, NotFound
+from service.storage import loghash
 from service.storage.models import Batch, BatchLeaf, Record
-from verifier.merkle import audit_path_from_levels, tree_levels
+from verifier.merkle import DEFAULT_ALG, HashAlg, audit_path_from_levels, tree_levels
 from verifier.proof import PROOF_FORMAT
 
 #: Cached tree levels are kept for at most this many leaves in total (~65 bytes per hash,
 #: about two hashes per leaf: 1,000,000 leaves ~ 130 MB worst case).
 CACHE_MAX_LEAVES = 1_000_000
 
-_cache: OrderedDict[tuple[str, int], list[list[bytes]]] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, int], list[list[bytes]]] = OrderedDict()
 _cache_leaves = 0
 _cache_lock = threading.Lock()
 
 
-def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes]]:
+def _levels(
+    session: Session, seq: int, root: str, size: int, alg: HashAlg
+) -> list[list[bytes]]:
     """The tree levels of batch `seq` from its stored leaves (cached by root and size)."""
     global _cache_leaves
-    key = (root, size)
+    key = (alg, root, size)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
@@ -48,7 +51,7 @@ def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes
     hexes = session.scalars(
         select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
     ).all()
-    levels = tree_levels([bytes.fromhex(h) for h in hexes])
+    levels = tree_levels([bytes.fromhex(h) for h in hexes], alg)
     with _cache_lock:
         _cache[key] = levels
         _cache_leaves += len(hexes)
@@ -56,6 +59,11 @@ def _levels(session: Session, seq: int, root: str, size: int) -> list[list[bytes
             _, dropped = _cache.popitem(last=False)
             _cache_leaves -= len(dropped[0])
     return levels
+
+
+def proof_hash_field(alg: HashAlg) -> dict[str, str]:
+    """The top-level `hash` of a proof or bundle (§7.7): absent for SHA-256."""
+    return {} if alg == DEFAULT_ALG else {"hash": alg}
 
 
 def clear_cache() -> None:
@@ -150,12 +158,14 @@ def build_proofs(
 
 def _proof(session: Session, rid: str, row: Any, chain: ChainInfo | None) -> dict[str, Any]:
     """The proof of one anchored record from its row of `_PROOF_QUERY`."""
-    levels = _levels(session, row.seq, row.root, row.size)
+    alg = loghash.of(session)
+    levels = _levels(session, row.seq, row.root, row.size, alg)
     path = audit_path_from_levels(levels, row.leaf_index)
     chain_id = row.chain_id if row.chain_id is not None else (chain.chain_id if chain else 0)
     registry = row.registry_address or (chain.registry if chain else "")
     return {
         "format": PROOF_FORMAT,
+        **proof_hash_field(alg),
         "record": record_json(rid, row.canonical),
         "leaf_hash": row.leaf_hash,
         "batch": {

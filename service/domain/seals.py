@@ -1,7 +1,8 @@
 """Witness keys and the signatures of electronic seals (电子封志) and witness records.
 
-A witness signs the RFC 8785 canonical bytes of a small JSON payload with an Ed25519
-or ECDSA P-256 (SHA-256) key that a lab registered for that witness beforehand:
+A witness signs the RFC 8785 canonical bytes of a small JSON payload with an Ed25519,
+ECDSA P-256 (SHA-256) or SM2 (with SM3 and the default distinguishing ID
+`1234567812345678`, INTERFACE §7.7) key that a lab registered for that witness beforehand:
 
     seal:    {"format": "jianzheng-seal/1", "sample_code", "sealed_at", "place", "images"}
     witness: {"format": "jianzheng-witness/1", "sample_codes", "witnessed_at", "location",
@@ -22,15 +23,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from service.errors import Invalid
+from verifier import sm2
 from verifier.canonical import canonicalize
 from verifier.witness import b64, body_signature_problem, verify_witness_signature
 
-Algorithm = Literal["ed25519", "ecdsa-p256"]
-ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256")
+Algorithm = Literal["ed25519", "ecdsa-p256", "sm2"]
+ALGORITHMS: tuple[str, ...] = ("ed25519", "ecdsa-p256", "sm2")
 SEAL_FORMAT = "jianzheng-seal/1"
 WITNESS_FORMAT = "jianzheng-witness/1"
 #: Longest accepted public key (PEM text or base64 DER) and signature (base64).
@@ -58,13 +61,15 @@ def parse_public_key(text: str, algorithm: str) -> ParsedKey:
         raise Invalid("witness_key_invalid", f"unsupported algorithm {algorithm!r}")
     if len(text) > MAX_PUBLIC_KEY_CHARS:
         raise Invalid("witness_key_invalid", "public key too long")
+    if algorithm == "sm2":
+        return _parse_sm2(text)
     try:
         stripped = text.strip()
         if stripped.startswith("-----BEGIN"):
             key = serialization.load_pem_public_key(stripped.encode("ascii"))
         else:
             key = serialization.load_der_public_key(base64.b64decode(stripped, validate=True))
-    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError) as exc:
+    except (ValueError, TypeError, binascii.Error, UnicodeEncodeError, UnsupportedAlgorithm) as exc:
         raise Invalid(
             "witness_key_invalid", "public_key is not a PEM or base64 DER public key"
         ) from exc
@@ -80,15 +85,37 @@ def parse_public_key(text: str, algorithm: str) -> ParsedKey:
     return ParsedKey(algorithm=algorithm, der=der)
 
 
+def _parse_sm2(text: str) -> ParsedKey:
+    """An SM2 key (the `cryptography` package has no SM2): PEM or base64 DER SPKI, or the
+    base64 65-byte point; stored as the SPKI OpenSSL writes."""
+    try:
+        stripped = text.strip()
+        if stripped.startswith("-----BEGIN PUBLIC KEY-----"):
+            stripped = "".join(
+                line for line in stripped.splitlines() if not line.startswith("-----")
+            )
+        point = sm2.public_point(base64.b64decode(stripped, validate=True))
+    except (sm2.SM2KeyError, binascii.Error, ValueError) as exc:
+        raise Invalid("witness_key_invalid", "public_key is not an SM2 public key") from exc
+    return ParsedKey(algorithm="sm2", der=sm2.spki_der(point))
+
+
 def decode_signature(text: str) -> bytes | None:
     """Standard base64 to bytes; None when it is not base64."""
     return b64(text, MAX_SIGNATURE_CHARS)
 
 
-def verify_signature(algorithm: str, public_key_der: bytes, message: bytes, sig: bytes) -> bool:
-    """True when `sig` is a valid signature of `message` by the key; never raises. The
-    verifier's implementation, so intake and an auditor's re-check cannot disagree."""
-    return verify_witness_signature(algorithm, public_key_der, message, sig)
+def verify_signature(
+    algorithm: str,
+    public_key_der: bytes,
+    message: bytes,
+    sig: bytes,
+    distid: bytes = sm2.DEFAULT_ID,
+) -> bool:
+    """True when `sig` is a valid signature of `message` by the key (an SM2 key under
+    `distid`); never raises. The verifier's implementation, so intake and an auditor's
+    re-check cannot disagree."""
+    return verify_witness_signature(algorithm, public_key_der, message, sig, distid)
 
 
 def seal_payload(

@@ -37,12 +37,13 @@ from sqlalchemy.orm import Session
 
 from service.clock import utc_now
 from service.domain import warnings as report_warnings
-from service.domain.evidence import FileRef, append_record
+from service.domain.evidence import FileRef, append_record, file_ref
 from service.domain.history import cited_records, report_history
 from service.domain.reports import load_own_code
 from service.domain.trust import platform_ca, trust_roots_der
 from service.errors import Conflict, IntegrityFault, Invalid, NotFound, TooLarge, Unavailable
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.models import Institution, Record, RecordFile, ReportCode
 from signer.ca import DevCA
@@ -314,8 +315,11 @@ def record_signed_report(
     signed: SealedPdf,
     original_size: int,
     original_sha: str,
+    blobs: BlobStore,
 ) -> dict[str, str]:
-    """Append the signed-PDF report record and finish the code (the caller commits)."""
+    """Append the signed-PDF report record and finish the code (the caller commits).
+
+    In an SM3 log (§7.7) the file entries name each PDF's SM3 too, read from `blobs`."""
     current = session.get(ReportCode, job.code, populate_existing=True)
     assert current is not None
     if current.pdf_record_id:
@@ -326,6 +330,11 @@ def record_signed_report(
     if parent is None:
         raise IntegrityFault("record_missing", "a record of this report is missing")
     now = utc_now()
+    alg = loghash.of(session)
+
+    def ref(role: str, sha: str, size: int) -> FileRef:
+        return file_ref(role, sha, size, PDF_MEDIA_TYPE, alg, blobs)
+
     record = append_record(
         session,
         type="report",
@@ -343,8 +352,8 @@ def record_signed_report(
         },
         parents=[parent],
         files=[
-            FileRef(ROLE_ORIGINAL, signed.original_sha256, original_size, PDF_MEDIA_TYPE),
-            FileRef(ROLE_SIGNED, signed.sha256, len(signed.data), PDF_MEDIA_TYPE),
+            ref(ROLE_ORIGINAL, signed.original_sha256, original_size),
+            ref(ROLE_SIGNED, signed.sha256, len(signed.data)),
         ],
         code=current.code,
         created_at=now,

@@ -91,6 +91,10 @@ class BlobStore:
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
+    def sm3(self, sha256: str) -> str:
+        """The SM3 (GB/T 32905, lowercase hex) of the stored blob `sha256` (§7.7)."""
+        return sm3_file(self.path(sha256))
+
     def older_than(self, age_s: float) -> Iterator[tuple[str, Path]]:
         """(sha256, path) of every blob last modified more than `age_s` seconds ago."""
         cutoff = time.time() - age_s
@@ -119,3 +123,15 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sm3_file(path: Path) -> str:
+    """SM3 of a file, read in chunks (the `cryptography` package's SM3: OpenSSL's hashlib
+    may lack it)."""
+    from cryptography.hazmat.primitives import hashes
+
+    h = hashes.Hash(hashes.SM3())
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.finalize().hex()

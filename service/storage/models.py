@@ -207,9 +207,11 @@ class WitnessKey(Base):
 
     key_id: Mapped[str] = mapped_column(String(26), primary_key=True)
     institution: Mapped[str] = mapped_column(String(18), index=True)
-    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256"
+    algorithm: Mapped[str] = mapped_column(String(16))  # "ed25519" | "ecdsa-p256" | "sm2"
     public_key: Mapped[bytes] = mapped_column(LargeBinary)  # SubjectPublicKeyInfo DER
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER
+    #: An SM2 key's distinguishing ID (migration 0013); None: `1234567812345678` (§7.7).
+    distinguishing_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     witness_name: Mapped[str] = mapped_column(String(100))
     witness_id_number: Mapped[str] = mapped_column(String(18))
     witness_unit: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -514,3 +516,18 @@ class NonconformingAction(Base):
     account_id: Mapped[str] = mapped_column(String(26))
     account_name: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RateBucket(Base):
+    """The public rate limit's token bucket of one client (an IPv4 address or an IPv6
+    /64), shared by every API process (service.storage.ratelimit.SharedRateLimiter).
+    Unlogged on PostgreSQL (migration 0014): losing it in a crash only refills buckets."""
+
+    __tablename__ = "rate_buckets"
+
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column()
+    #: Unix seconds of the last take; buckets idle long enough to be full are deleted.
+    updated: Mapped[float] = mapped_column(index=True)
+    #: Whether the last take was granted (the UPSERT returns it).
+    granted: Mapped[bool] = mapped_column()

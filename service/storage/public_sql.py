@@ -93,18 +93,35 @@ def read_head(conn: Connection, code: str) -> tuple[Any, ...] | None:
     return tuple(row) if row is not None else None
 
 
+#: SQLite's schema cookie: it moves with every schema change (a trigger dropped, replaced
+#: or added included), so the armed-trigger count need only be re-counted when it moves.
+SQLITE_SCHEMA_VERSION_SQL = "SELECT schema_version FROM pragma_schema_version()"
+
+
 class StampReader:
     """The one query a cached view costs: `head_sql` on a connection of its own.
 
     The connection is taken out of the engine's pool once and kept in autocommit, so a
     read is a single statement round trip (no checkout, no BEGIN/ROLLBACK) that sees the
     latest committed rows. Safe to call from the event loop and from worker threads.
+
+    On SQLite the head reads the schema version instead of counting the armed triggers in
+    `sqlite_master` (a scan of the schema, most of the statement's cost): the count is
+    taken again, in a second statement, whenever the version differs from the one it was
+    taken at, and put in the head in its place, so callers see the same head.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.sql = head_sql(self.dialect)
+        self._guard_sql = f"SELECT ({stamp_guard_sql(self.dialect)})"
+        if self.dialect == "sqlite":
+            self.sql = self.sql.replace(
+                f"({stamp_guard_sql(self.dialect)})", f"({SQLITE_SCHEMA_VERSION_SQL})"
+            )
+        #: (schema version, armed-trigger count at that version); SQLite only.
+        self._guard: tuple[Any, Any] | None = None
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -124,6 +141,13 @@ class StampReader:
                 if self._conn is None:
                     self._conn = self._connect()
                 row = self._conn.execute(self.sql, (code,)).fetchone()
+                if row is not None and self.dialect == "sqlite":
+                    version = row[HEAD_ROW + 1]
+                    guard = self._guard
+                    if guard is None or guard[0] != version:
+                        armed = self._conn.execute(self._guard_sql).fetchone()
+                        guard = self._guard = (version, armed[0] if armed else None)
+                    row = (*row[: HEAD_ROW + 1], guard[1])
             except Exception:
                 self._close()
                 raise
@@ -131,6 +155,7 @@ class StampReader:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
+        self._guard = None
         if conn is not None:
             try:
                 conn.close()

@@ -19,7 +19,7 @@ from service.domain.public.verdicts import Signature
 from service.storage.blobs import BlobStore, sha256_file
 from verifier.canonical import canonicalize, loads_strict
 from verifier.errors import CanonicalizationError
-from verifier.merkle import audit_path, leaf_hash
+from verifier.merkle import DEFAULT_ALG, HashAlg, audit_path, leaf_hash
 from verifier.models import AnchorRef, BatchInfo, Proof
 from verifier.proof import PROOF_FORMAT, Pins, evaluate_proof
 
@@ -143,9 +143,13 @@ class Checker:
     """Checks records and caches the ones that passed (or failed) under everything the
     check read."""
 
-    def __init__(self, blobs: BlobStore, chain: ChainReader | None) -> None:
+    def __init__(
+        self, blobs: BlobStore, chain: ChainReader | None, log_hash: HashAlg = DEFAULT_ALG
+    ) -> None:
         self.blobs = blobs
         self.chain = chain
+        #: The deployment's log hash (§7.7): leaves and audit paths are recomputed with it.
+        self.log_hash: HashAlg = log_hash
         self._records: dict[str, _CacheEntry] = {}
         self._files: dict[tuple[str, FileStat], bool] = {}
         self._paths: dict[str, str] = {}
@@ -242,7 +246,7 @@ class Checker:
         raw_body = obj.get("body")
         body: Mapping[str, Any] = raw_body if isinstance(raw_body, dict) else {}
         files = files_of(obj)
-        leaf = leaf_hash(rec.canonical).hex()
+        leaf = leaf_hash(rec.canonical, self.log_hash).hex()
         if canonical_again != rec.canonical or leaf != rec.leaf_hash:
             return (
                 fail(
@@ -354,7 +358,11 @@ class Checker:
                     tree_size=rec.batch_size,
                     leaf_index=rec.leaf_index,
                     root=bytes.fromhex(rec.batch_root),
-                    path=tuple(audit_path([bytes.fromhex(h) for h in leaves], rec.leaf_index)),
+                    path=tuple(
+                        audit_path(
+                            [bytes.fromhex(h) for h in leaves], rec.leaf_index, self.log_hash
+                        )
+                    ),
                 ),
                 anchor=AnchorRef(
                     chain_id=int(rec.batch_chain_id or 0),
@@ -363,6 +371,7 @@ class Checker:
                     block_number=int(rec.batch_block_number or 0),
                     block_timestamp=int(rec.batch_block_timestamp or 0),
                 ),
+                hash=self.log_hash,
             )
         except ValueError as exc:
             return fail(f"batch data unusable: {exc}", "上链批次数据损坏"), body, files

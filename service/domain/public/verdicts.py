@@ -137,26 +137,7 @@ class SignatureChecker:
     def issued_by_us(self, pdf: bytes) -> bool:
         """Whether the last signature's certificate was issued by our root, even when the
         signature itself no longer verifies (a modified copy rather than a foreign PDF)."""
-        from cryptography import x509
-        from cryptography.exceptions import InvalidSignature
-        from pyhanko.pdf_utils.reader import PdfFileReader
-
-        try:
-            signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
-            cert = signatures[-1].signer_cert if signatures else None
-            if cert is None:
-                return False
-            leaf = x509.load_der_x509_certificate(cert.dump())
-            roots = [x509.load_der_x509_certificate(der) for der in self.roots()]
-        except Exception:  # anything unparseable is simply not ours
-            return False
-        for root in roots:
-            try:
-                leaf.verify_directly_issued_by(root)
-                return True
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-        return False
+        return issued_by(pdf, self.roots())
 
     @property
     def require_timestamp(self) -> bool:
@@ -189,6 +170,31 @@ class SignatureChecker:
             check_qr=False,
         )
         return signature_of(result)
+
+
+def issued_by(pdf: bytes, roots_der: list[bytes]) -> bool:
+    """Whether the last signature's certificate in `pdf` was issued directly by one of
+    `roots_der`, whether or not the signature itself still verifies."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    try:
+        signatures = PdfFileReader(io.BytesIO(pdf), strict=False).embedded_signatures
+        cert = signatures[-1].signer_cert if signatures else None
+        if cert is None:
+            return False
+        leaf = x509.load_der_x509_certificate(cert.dump())
+        roots = [x509.load_der_x509_certificate(der) for der in roots_der]
+    except Exception:  # anything unparseable is simply not ours
+        return False
+    for root in roots:
+        try:
+            leaf.verify_directly_issued_by(root)
+            return True
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return False
 
 
 def signature_of(result: PdfVerification) -> Signature:

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.domain.codes import canonical_or_none
-from service.domain.public.images import MAX_IMAGE_PIXELS
-from service.domain.public.verdicts import SignatureCheck, SignatureChecker
+from service.domain.public.untrusted import UntrustedWork
 from service.domain.public.views import ReportViews, report_view
 from service.domain.signing import code_of_signed_pdf
-from verifier.pdf import PdfUnreadable
 
 Verdict = Literal["genuine", "modified", "not_ours", "unreadable"]
 #: The public status of a report by its canonical code, None for a code never issued.
@@ -41,33 +38,6 @@ class Verification:
         return dataclasses.asdict(self)
 
 
-def decode_qr_texts(image: Any) -> list[str]:
-    """Texts of the QR codes zxing-cpp finds, trying degraded-photo variants in turn."""
-    import zxingcpp
-    from PIL import Image, ImageOps
-
-    qr_only = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
-    gray = ImageOps.exif_transpose(image).convert("L")
-    variants = [gray]
-    largest = max(gray.size)
-    for side in (2000, 1200, 800):
-        if largest > side * 1.2:
-            scaled = gray.copy()
-            scaled.thumbnail((side, side), Image.Resampling.LANCZOS)
-            variants.append(scaled)
-    for angle in (5, -5):
-        variants.append(
-            gray.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
-        )
-    variants.append(ImageOps.autocontrast(gray))
-    for variant in variants:
-        found = zxingcpp.read_barcodes(variant, formats=qr_only)
-        texts = [b.text for b in found if b.text]
-        if texts:
-            return texts
-    return []
-
-
 def code_from_url(text: str, base_url: str) -> str | None:
     """The canonical code in `{base}/v/{CODE}` or `{BASE}/V/{CODE}/JZ1…`, or None when the
     URL is not ours."""
@@ -83,18 +53,13 @@ def code_from_url(text: str, base_url: str) -> str | None:
     return canonical_or_none(rest)
 
 
-def verify_image(data: bytes, status_of: StatusOf, base_url: str) -> Verification:
-    """An image's verdict: its QR codes decoded, then `verdict_from_qr`."""
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            texts = decode_qr_texts(img)
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-        return Verification("unreadable", detail="not a readable PDF or image")
-    return verdict_from_qr(texts, status_of, base_url)
+def verify_image(data: bytes, untrusted: UntrustedWork, status_of: StatusOf,
+                 base_url: str) -> Verification:
+    """An image's verdict: its QR codes decoded (in the sandbox), then `verdict_from_qr`."""
+    texts, unreadable = untrusted.image(data)
+    if unreadable is not None:
+        return Verification("unreadable", detail=unreadable)
+    return verdict_from_qr(list(texts), status_of, base_url)
 
 
 def verdict_from_qr(texts: list[str], status_of: StatusOf, base_url: str) -> Verification:
@@ -126,20 +91,14 @@ def verdict_from_qr(texts: list[str], status_of: StatusOf, base_url: str) -> Ver
     return Verification("not_ours", detail="the QR code does not point to this platform")
 
 
-#: Recognises an evidence certificate (存证证书, §7.6): (verdict, code, detail), or None
-#: when the file is not one (service.domain.certificate.certificate_verdict).
-CertificateCheck = Callable[[bytes], "tuple[Verdict, str | None, str] | None"]
-
-
 def verify_pdf(
     data: bytes,
     sessions: sessionmaker[Session],
-    checker: SignatureCheck | None,
+    untrusted: UntrustedWork,
     status_of: StatusOf,
-    certificate: CertificateCheck | None = None,
 ) -> Verification:
-    """A PDF's verdict: our sealed copy byte for byte; else our signature (`checker`, the
-    views' SignatureChecker); else not ours."""
+    """A PDF's verdict: our sealed copy byte for byte; else (from the sandboxed checks,
+    `untrusted`) an evidence certificate of ours, our signature, or not ours."""
     sha = hashlib.sha256(data).hexdigest()
     with sessions() as session:
         code = code_of_signed_pdf(session, sha)
@@ -150,31 +109,29 @@ def verify_pdf(
             status=status_of(code),
             detail="byte-identical to the platform's sealed copy",
         )
-    if certificate is not None:
-        cert = certificate(data)
-        if cert is not None:
-            verdict, cert_code, why = cert
-            cert_status = status_of(cert_code) if cert_code else None
-            return Verification(verdict, code=cert_code, status=cert_status, detail=why)
-    assert isinstance(checker, SignatureChecker)
-    try:
-        result = checker.verify(data)
-    except PdfUnreadable:
-        return Verification("unreadable", detail="the PDF could not be read")
-    named = next((c for c in result.qr_codes if c), None)
+    facts = untrusted.pdf(data)
+    if facts.certificate is not None:
+        verdict, cert_code, why = facts.certificate
+        cert_status = status_of(cert_code) if cert_code else None
+        return Verification(
+            cast(Verdict, verdict), code=cert_code, status=cert_status, detail=why
+        )
+    if facts.unreadable is not None:
+        return Verification("unreadable", detail=facts.unreadable)
+    named = next((c for c in facts.qr_codes if c), None)
     named_code = canonical_or_none(named) if named else None
     status = status_of(named_code) if named_code else None
-    if result.signed and (result.trusted or checker.issued_by_us(data)):
+    if facts.signed and (facts.trusted or facts.issued_by_us):
         # Our key signed it, but it is not the file we hold: changed after signing, or a
         # file the platform never issued under that code.
-        problems = ", ".join(sorted(str(c) for c in result.finding_codes)) or "differs"
+        problems = ", ".join(facts.finding_codes) or "differs"
         return Verification(
             "modified",
             code=named_code,
             status=status,
             detail=f"signed by the platform but not the platform's copy ({problems})",
         )
-    if named_code is not None and status is not None and not result.signed:
+    if named_code is not None and status is not None and not facts.signed:
         return Verification(
             "modified",
             code=named_code,
@@ -194,7 +151,7 @@ def verify_upload(
     views: ReportViews,
     sessions: sessionmaker[Session],
     base_url: str,
-    certificate: CertificateCheck | None = None,
+    untrusted: UntrustedWork,
 ) -> Verification:
     """The verdict on an uploaded file: a PDF (`verify_pdf`) or an image (`verify_image`)."""
     if not data:
@@ -205,5 +162,5 @@ def verify_upload(
         return view.status if view is not None else None
 
     if b"%PDF-" in data[:1024]:
-        return verify_pdf(data, sessions, views.signature_check, status_of, certificate)
-    return verify_image(data, status_of, base_url)
+        return verify_pdf(data, sessions, untrusted, status_of)
+    return verify_image(data, untrusted, status_of, base_url)

@@ -56,6 +56,7 @@ from service.domain.public.verdicts import (
     SignatureVerdicts,
 )
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.public_sql import (
     StampReader,
@@ -65,6 +66,7 @@ from service.storage.public_sql import (
     stamp_armed,
 )
 from verifier import custody
+from verifier.merkle import DEFAULT_ALG, HashAlg
 from verifier.models import RevocationInfo
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,10 @@ class ReportViews:
         *,
         stamp: StampReader | None = None,
         verdicts: SignatureVerdicts | None = None,
+        log_hash: HashAlg = DEFAULT_ALG,
     ) -> None:
         self.blobs = blobs
-        self.checker = Checker(blobs, chain)
+        self.checker = Checker(blobs, chain, log_hash)
         self.chain = chain
         self.signature_check = signature_check
         self.base_url = base_url.rstrip("/")
@@ -520,6 +523,7 @@ def build_report_views(
         settings.public.base_url,
         stamp=StampReader(engine),
         verdicts=SignatureVerdicts(engine, master_key, checker.context),
+        log_hash=loghash.of(engine),
     )
 
     def rebuild(code: str) -> None:

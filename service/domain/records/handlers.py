@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -26,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from service.clock import rfc3339
 from service.domain import rules, seals
-from service.domain.evidence import FileRef
-from service.domain.imagefacts import image_facts
+from service.domain.evidence import FileRef, file_ref
+from service.domain.imagefacts import ImageUnreadable, image_facts, open_image
 from service.domain.nonconforming import notify_seal_check_failed
+from service.domain.public.images import KEY_IMAGE_MAX_SIDE
 from service.domain.records.corrections import (
     check_correction,
     check_not_replacing,
@@ -61,6 +63,7 @@ from service.domain.records.witness_keys import (
 from service.domain.uploads import take_upload
 from service.errors import Conflict, Invalid
 from service.settings import Settings
+from service.storage import loghash
 from service.storage.blobs import BlobStore
 from service.storage.models import Record, SampleCode, Upload
 from verifier.merkle import leaf_hash
@@ -160,7 +163,7 @@ class ContractHandler(FileHandler[ContractIn]):
             settings.rules,
             rules.WorkingCalendar.from_settings(settings.rules),
         )
-        files = [FileRef("contract_pdf", file.sha256, file.size, "application/pdf")]
+        files = [_file_ref(intake, "contract_pdf", file.sha256, file.size, "application/pdf")]
         return Derived(dump(payload), files, flags)
 
 
@@ -250,7 +253,8 @@ class ReceiptHandler(Handler[ReceiptIn]):
         seal_obj = record_json(seal)
         check = seals.check_stored_seal(
             seal_obj,
-            canonical_matches_leaf=leaf_hash(seal.canonical).hex() == seal.leaf_hash,
+            canonical_matches_leaf=leaf_hash(seal.canonical, loghash.of(intake.session)).hex()
+            == seal.leaf_hash,
             observed_sample_code=payload.observed_sample_code,
             seal_intact=payload.seal_intact,
         )
@@ -373,18 +377,34 @@ class TestPlanHandler(Handler[TestPlanIn]):
         return Derived(dump(payload), flags=flags)
 
 
+def check_key_image(path: Path, max_pixels: int) -> None:
+    """A media record of kind `image` is a key image the public page shows: its file must
+    decode (JPEG, PNG, WebP, TIFF, BMP or GIF within `max_pixels`), else 422
+    `image_unreadable`; bytes that merely claim to be an image are refused at upload."""
+    try:
+        open_image(path.read_bytes(), max_pixels, KEY_IMAGE_MAX_SIDE)
+    except ImageUnreadable as exc:
+        raise Invalid(
+            "image_unreadable",
+            f"a media record of kind image needs a readable image file ({exc}); "
+            "upload other files with kind document or data",
+        ) from None
+
+
 class MediaHandler(FileHandler[MediaIn]):
-    """R9: key images are flagged (never refused) when edited, mistimed or late."""
+    """R9: key images are flagged (never refused) when edited, mistimed or late; their
+    file must be a readable image (`check_key_image`)."""
 
     def upload_id(self, payload: MediaIn) -> str | None:
         return payload.upload_id
 
     def derive(self, intake: Intake, payload: MediaIn, file: StoredFile | None) -> Derived:
         assert file is not None
-        files = [FileRef("media", file.sha256, file.size, file.media_type)]
+        files = [_file_ref(intake, "media", file.sha256, file.size, file.media_type)]
         flags: list[rules.Flag] | None = None
         if payload.kind == "image":
             settings = intake.settings
+            check_key_image(intake.blobs.path(file.sha256), settings.public.max_image_pixels)
             facts = image_facts(
                 intake.blobs.path(file.sha256), file.media_type, settings.rules.timezone
             )
@@ -442,6 +462,11 @@ def _not_in_future(ts: datetime, now: datetime, name: str) -> None:
 
 def _has_image(parents: Sequence[Record]) -> bool:
     return any(p.type == "media" and record_json(p)["body"].get("kind") == "image" for p in parents)
+
+
+def _file_ref(intake: Intake, role: str, sha256: str, size: int, media_type: str) -> FileRef:
+    """A file entry of the record; in an SM3 log it names the file's SM3 too (§7.7)."""
+    return file_ref(role, sha256, size, media_type, loghash.of(intake.session), intake.blobs)
 
 
 def _is_pdf(blobs: BlobStore, sha256: str) -> bool:

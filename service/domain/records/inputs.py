@@ -555,9 +555,16 @@ class WitnessKeyIn(BaseModel):
         unit: Name | None = Field(default=None, description="见证单位")
 
     witness: Witness
-    algorithm: Literal["ed25519", "ecdsa-p256"]
+    algorithm: Literal["ed25519", "ecdsa-p256", "sm2"]
     public_key: Annotated[str, StringConstraints(min_length=40, max_length=4096)] = Field(
         description="PEM or base64 DER SubjectPublicKeyInfo"
+    )
+    distinguishing_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    ] | None = Field(
+        default=None,
+        description="SM2 keys only: the distinguishing ID the key signs with (default "
+        "1234567812345678, GM/T 0009)",
     )
 
 

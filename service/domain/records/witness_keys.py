@@ -19,6 +19,7 @@ from service.domain.masking import mask_id_number  # the one ID-masking rule (R1
 from service.domain.records.inputs import WitnessKeyIn
 from service.errors import Conflict, Forbidden, Invalid, NotFound
 from service.storage.models import WitnessKey
+from verifier import sm2
 from verifier.errors import CanonicalizationError
 
 
@@ -29,6 +30,8 @@ def register_witness_key(session: Session, institution: str, data: WitnessKeyIn)
             "id_number_invalid", "witness.id_number is not a valid resident ID number"
         )
     parsed = seals.parse_public_key(data.public_key, data.algorithm)
+    if data.distinguishing_id is not None and parsed.algorithm != "sm2":
+        raise Invalid("witness_key_invalid", "only an SM2 key has a distinguishing_id")
     existing = session.scalar(
         select(WitnessKey.key_id).where(
             WitnessKey.institution == institution, WitnessKey.fingerprint == parsed.fingerprint
@@ -44,6 +47,7 @@ def register_witness_key(session: Session, institution: str, data: WitnessKeyIn)
         algorithm=parsed.algorithm,
         public_key=parsed.der,
         fingerprint=parsed.fingerprint,
+        distinguishing_id=data.distinguishing_id,
         witness_name=data.witness.name,
         witness_id_number=data.witness.id_number.upper(),
         witness_unit=data.witness.unit,
@@ -86,13 +90,17 @@ def revoke_witness_key(session: Session, key_id: str, institution: str) -> Witne
 
 
 def key_json(key: WitnessKey) -> dict[str, Any]:
-    """The key as a seal or witness record carries it."""
-    return {
+    """The key as a seal or witness record carries it (an SM2 key's distinguishing ID
+    only when it is not the default, so every other record is as before)."""
+    out = {
         "key_id": key.key_id,
         "algorithm": key.algorithm,
         "public_key": seals.ParsedKey(key.algorithm, key.public_key).b64,
         "fingerprint": key.fingerprint,
     }
+    if key.distinguishing_id is not None:
+        out["distinguishing_id"] = key.distinguishing_id
+    return out
 
 
 def witness_identity(key: WitnessKey) -> dict[str, Any]:
@@ -127,7 +135,10 @@ def check_witness_signature(
         message = seals.signed_bytes(payload)
     except CanonicalizationError as exc:
         raise Invalid(code, f"the signed fields cannot be canonicalized: {exc}") from exc
-    if sig is None or not seals.verify_signature(key.algorithm, key.public_key, message, sig):
+    distid = (key.distinguishing_id or sm2.DEFAULT_ID.decode()).encode()
+    if sig is None or not seals.verify_signature(
+        key.algorithm, key.public_key, message, sig, distid
+    ):
         raise Invalid(
             code, "the signature does not verify with the witness's registered key"
         )

@@ -38,6 +38,7 @@ from service.domain.codes import generate_code
 from service.domain.evidence import EncodedRecord, encode_record
 from service.domain.reports.lifecycle import STATUS_ISSUED, not_yours, verify_url
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError
+from service.storage import loghash
 from service.storage.db import AsyncPgPool
 from service.storage.models import (
     Institution,
@@ -47,6 +48,7 @@ from service.storage.models import (
     RecordParent,
     ReportCode,
 )
+from verifier.merkle import DEFAULT_ALG, HashAlg
 
 MAX_REPORT_NO_CHARS = 64
 #: Attempts at drawing a code before giving up (a collision has p ~ 1e-15 per pair).
@@ -205,9 +207,16 @@ class IssuePlan:
 
 
 def plan_issue(
-    *, institution: str, report_no: str, project: ProjectRef, region: str, now: datetime
+    *,
+    institution: str,
+    report_no: str,
+    project: ProjectRef,
+    region: str,
+    now: datetime,
+    alg: HashAlg = DEFAULT_ALG,
 ) -> IssuePlan:
-    """Draw a code and encode its `report` record (pure: no database)."""
+    """Draw a code and encode its `report` record with the log hash `alg` (pure: no
+    database)."""
     year = china_year(now)
     code = generate_code(region, year).canonical
     record = encode_record(
@@ -223,6 +232,7 @@ def plan_issue(
         },
         parent_leaf_hashes=[project.leaf_hash],
         created_at=now,
+        alg=alg,
     )
     return IssuePlan(institution, year, report_no, code, project, record)
 
@@ -397,7 +407,12 @@ def issue_code(
         project = _project(session, cache, institution, project_id)
         region = _region_of(session, cache, institution)
         plan = plan_issue(
-            institution=institution, report_no=report_no, project=project, region=region, now=now
+            institution=institution,
+            report_no=report_no,
+            project=project,
+            region=region,
+            now=now,
+            alg=loghash.of(session),
         )
         try:
             inserted = _insert_plan(session, plan)
@@ -423,10 +438,16 @@ def plan_signed_issue(
     report_no: str,
     project: ProjectRef,
     region: str,
+    alg: HashAlg = DEFAULT_ALG,
 ) -> tuple[IssuePlan, dict[str, Any]]:
     """The plan and the parameters of `ISSUE_SIGNED_PG` for a signed issuance."""
     plan = plan_issue(
-        institution=institution, report_no=report_no, project=project, region=region, now=utc_now()
+        institution=institution,
+        report_no=report_no,
+        project=project,
+        region=region,
+        now=utc_now(),
+        alg=alg,
     )
     params = plan.params()
     params.update(key_id=key_id, nonce=nonce, seen_at=seen_at)
@@ -462,6 +483,7 @@ def issue_code_signed(
         report_no=report_no,
         project=project,
         region=region,
+        alg=loghash.of(engine),
     )
     fairy = engine.raw_connection()
     try:
@@ -490,9 +512,11 @@ async def issue_code_signed_async(
     project: ProjectRef,
     region: str,
     base_url: str,
+    alg: HashAlg = DEFAULT_ALG,
 ) -> tuple[bool, dict[str, Any] | None]:
     """`issue_code_signed` on the event loop, through the async pool (same statement,
-    same answer): (nonce_stored, answer), answer None when nothing was inserted."""
+    same answer): (nonce_stored, answer), answer None when nothing was inserted. `alg` is
+    the deployment's log hash (the pinned `JZ_EVIDENCE__HASH`)."""
     plan, params = plan_signed_issue(
         key_id=key_id,
         nonce=nonce,
@@ -501,6 +525,7 @@ async def issue_code_signed_async(
         report_no=report_no,
         project=project,
         region=region,
+        alg=alg,
     )
     stored, inserted = signed_issue_outcome(await pool.fetchone(ISSUE_SIGNED_PG, params))
     return stored, (plan.answer(base_url) if inserted else None)

@@ -1,10 +1,12 @@
 /* Offline verifier of the signed QR payload (INTERFACE §7.5), in the browser:
    zxing-wasm decodes the photo, a small CBOR reader parses the COSE_Sign1 message,
-   WebCrypto verifies the ES256 signature with the certificate the trust list names. */
+   WebCrypto verifies the ES256 signature with the certificate the trust list names; the
+   trust list itself is used only when the pinned platform root's signature verifies. */
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   const TRUST_URL = "/ca/trust-list.json";
+  const ROOT_URL = "root.json";
   let trust = null;
 
   // --- network state and the service worker ----------------------------------------------
@@ -20,18 +22,49 @@
     navigator.serviceWorker.register("sw.js", {scope: "./"}).catch(() => {});
   }
 
+  // The trust list, checked against the pinned platform root (trust.js) before it is used:
+  // a list the service worker refused, or one this page got from the network that fails the
+  // check, is not used; the copy cached earlier (verified when it was cached, and again
+  // here) stays in use.
   async function loadTrust() {
+    const el = $("trust"), warn = $("trust-warning");
+    let roots = null;
+    try { const r = await fetch(ROOT_URL); if (r.ok) roots = await r.json(); } catch (e) { roots = null; }
+    if (!roots) { el.textContent = "平台根证书不可用：请联网打开一次本页。"; return; }
+    let text = null, refused = null;
     try {
       const r = await fetch(TRUST_URL);
-      const doc = await r.json();
-      if (doc.format !== "jianzheng-trust/1" || !Array.isArray(doc.keys)) throw new Error("format");
-      trust = doc;
-      $("trust").textContent = "信任列表：" + doc.keys.length + " 个签名密钥，签发于 " +
-        beijing(doc.issued_at) + "（已缓存，可离线使用）";
-      $("trust").dataset.ready = "1";
-    } catch (e) {
-      $("trust").textContent = "信任列表不可用：请联网打开一次本页。";
+      const header = r.headers.get("X-JZ-Trust-Refused");
+      if (header) refused = decodeURIComponent(header);
+      if (r.ok) text = await r.text();
+    } catch (e) { text = null; }
+    let verdict = text === null ? null : await JZTrust.checkTrustList(text, roots);
+    if (verdict && !verdict.ok) {
+      refused = verdict.why;
+      verdict = null;
+      try {
+        const hit = await (await caches.open(JZTrust.CACHE)).match(TRUST_URL);
+        if (hit) verdict = await JZTrust.checkTrustList(await hit.text(), roots);
+      } catch (e) { verdict = null; }
+      if (verdict && !verdict.ok) verdict = null;
     }
+    if (refused) {
+      warn.hidden = false;
+      warn.dataset.refused = "1";
+      warn.textContent = "已拒绝新获取的信任列表：" + refused +
+        (verdict ? "继续使用此前缓存、已核验的信任列表。" : "");
+    }
+    if (!verdict) {
+      trust = null;
+      el.textContent = "信任列表不可用：请在可信网络下联网打开一次本页。";
+      return;
+    }
+    trust = verdict.doc;
+    el.textContent = "信任列表：" + trust.keys.length + " 个签名密钥，签发于 " +
+      beijing(trust.issued_at) + "，平台根证书 " + trust.signature.root_id +
+      " 的签名已核验（已缓存，可离线使用）";
+    el.dataset.ready = "1";
+    el.dataset.issuedAt = String(trust.issued_at);
   }
   loadTrust();
 
@@ -94,23 +127,7 @@
     return new Uint8Array([].concat(...parts));
   }
 
-  // The SubjectPublicKeyInfo of an X.509 certificate (DER): the 7th field of tbsCertificate.
-  function spkiOf(der) {
-    function tlv(pos) {
-      let len = der[pos + 1], head = 2;
-      if (len & 0x80) { const n = len & 0x7f; len = 0; for (let k = 0; k < n; k++) len = len * 256 + der[pos + 2 + k]; head = 2 + n; }
-      return {start: pos, body: pos + head, end: pos + head + len};
-    }
-    const cert = tlv(0), tbs = tlv(cert.body);
-    let pos = tbs.body;
-    if (der[pos] === 0xa0) pos = tlv(pos).end; // version
-    for (let k = 0; k < 5; k++) pos = tlv(pos).end; // serial, signature, issuer, validity, subject
-    const spki = tlv(pos);
-    return der.slice(spki.start, spki.end);
-  }
-
-  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const {hex, b64} = JZTrust;
   function beijing(unix) {
     const d = new Date((unix + 8 * 3600) * 1000);
     return d.toISOString().slice(0, 19).replace("T", " ") + "（北京时间）";
@@ -143,16 +160,18 @@
     if (!trust) return {result: "invalid", facts, why: "没有信任列表，无法核验签名：请联网打开一次本页。"};
     const kidHex = hex(kid);
     const key = trust.keys.find((k) => k.kid === kidHex);
-    if (!key) return {result: "invalid", facts, why: "签名密钥 " + kidHex + " 不在信任列表中（未知或已撤销）。"};
+    if (!key) return {result: "invalid", facts, why: "未知签名密钥 " + kidHex + "：不在信任列表中（未知或已撤销）。"};
     if (alg !== -7 || key.alg !== "ES256") return {result: "invalid", facts, why: "不支持的签名算法。"};
     const der = b64(key.certificate);
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", der));
-    if (hex(digest.slice(0, 8)) !== kidHex) return {result: "invalid", facts, why: "信任列表中的证书与密钥标识不符。"};
-    const pub = await crypto.subtle.importKey("spki", spkiOf(der), {name: "ECDSA", namedCurve: "P-256"}, false, ["verify"]);
+    if (hex((await JZTrust.sha256(der)).slice(0, 8)) !== kidHex) return {result: "invalid", facts, why: "信任列表中的证书与密钥标识不符。"};
     const good = sig instanceof Uint8Array && sig.length === 64 &&
-      await crypto.subtle.verify({name: "ECDSA", hash: "SHA-256"}, pub, sig, sigStructure(prot, payloadBytes));
+      await JZTrust.es256Verify(der, sig, sigStructure(prot, payloadBytes));
     if (!good) return {result: "invalid", facts, why: "签名验证失败：二维码内容被改动，或不是平台签发的。"};
-    if (facts.sealed_at < key.not_before || facts.sealed_at > key.not_after) return {result: "invalid", facts, why: "签章时间不在该密钥的有效期内。"};
+    // the key's window, at the payload's own signing time (not the phone's clock)
+    if (!(facts.sealed_at >= key.not_before && facts.sealed_at <= key.not_after)) {
+      return {result: "invalid", facts, why: "签章时间 " + beijing(facts.sealed_at) + " 不在该密钥的有效期内（" +
+        beijing(key.not_before) + " 至 " + beijing(key.not_after) + "）。"};
+    }
     if (urlCode && urlCode !== facts.code) return {result: "invalid", facts, why: "链接中的标识码与签名内容不符。"};
     return {result: "valid", facts, why: "签名密钥 " + kidHex + "，由平台信任列表确认。"};
   }
@@ -166,6 +185,7 @@
     const f = outcome.facts;
     $("facts-box").hidden = !f;
     if (!f) return;
+    $("facts-title").textContent = outcome.result === "valid" ? "平台签名的报告信息" : "二维码中的报告信息（未通过核验，勿作依据）";
     const rows = [
       ["报告标识码", group(f.code), "mono"], ["报告编号", f.report_no, "mono"],
       ["检测机构", "统一社会信用代码 " + f.institution, ""],

@@ -1,14 +1,40 @@
-/* Service worker of the offline verifier: every file of the app and the trust list are
-   cached on install; the app's files are served from the cache, the trust list from the
-   network when it answers (and the cache updated), else from the cache. */
+/* Service worker of the offline verifier: every file of the app, the pinned platform root
+   (root.json) and the trust list are cached on install; the app's files and the root are
+   served from the cache, the trust list from the network when it answers. A fetched list
+   is cached only when the pinned root's signature over it verifies (trust.js); otherwise
+   the cached list is served, with the reason in the X-JZ-Trust-Refused header. */
 "use strict";
-const CACHE = "jz-offline-v1";
+importScripts("trust.js");
+const CACHE = JZTrust.CACHE;
 const TRUST = "/ca/trust-list.json";
-const FILES = ["./", "app.js", "app.css", "manifest.webmanifest", "icon-192.png",
-  "icon-512.png", "vendor/zxing-reader.js", "vendor/zxing_reader.wasm", TRUST];
+const ROOT = "root.json";
+const FILES = ["./", "app.js", "trust.js", "app.css", "manifest.webmanifest", "icon-192.png",
+  "icon-512.png", "vendor/zxing-reader.js", "vendor/zxing_reader.wasm", ROOT];
+
+async function pinnedRoots(cache) {
+  const hit = await cache.match(ROOT);
+  return hit ? hit.json() : {roots: []};
+}
+
+/** The network's trust list, cached when it verifies: {response} or {refused: why}. */
+async function freshTrust(cache, request) {
+  const fresh = await fetch(request || TRUST, {cache: "no-store"});
+  if (!fresh.ok) return {refused: null};
+  const text = await fresh.text();
+  const verdict = await JZTrust.checkTrustList(text, await pinnedRoots(cache));
+  if (!verdict.ok) return {refused: verdict.why};
+  const headers = {"Content-Type": "application/json", "Cache-Control": "no-cache"};
+  await cache.put(TRUST, new Response(text, {headers}));
+  return {response: new Response(text, {headers})};
+}
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(FILES)).then(() => self.skipWaiting()));
+  event.waitUntil((async () => {
+    const cache = await caches.open(CACHE);
+    await cache.addAll(FILES);
+    try { await freshTrust(cache); } catch (e) { /* the page says the list is missing */ }
+    await self.skipWaiting();
+  })());
 });
 
 self.addEventListener("activate", (event) => {
@@ -24,12 +50,17 @@ self.addEventListener("fetch", (event) => {
   if (url.pathname === TRUST) {
     event.respondWith((async () => {
       const cache = await caches.open(CACHE);
+      let refused = null;
       try {
-        const fresh = await fetch(event.request, {cache: "no-store"});
-        if (fresh.ok) { await cache.put(TRUST, fresh.clone()); return fresh; }
+        const got = await freshTrust(cache, event.request);
+        if (got.response) return got.response;
+        refused = got.refused;
       } catch (e) { /* offline: the cached list below */ }
       const cached = await cache.match(TRUST);
-      return cached || new Response("{}", {status: 503, headers: {"Content-Type": "application/json"}});
+      const headers = {"Content-Type": "application/json", "Cache-Control": "no-cache"};
+      if (refused) headers["X-JZ-Trust-Refused"] = encodeURIComponent(refused);
+      if (cached) return new Response(await cached.text(), {headers});
+      return new Response("{}", {status: 503, headers});
     })());
     return;
   }

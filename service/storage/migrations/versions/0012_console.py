@@ -3,7 +3,7 @@ sign-in attempts (throttling), the access log of unmasked views and downloads, a
 agencies' handling steps on nonconforming-ledger entries (`ledger_action` records).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
