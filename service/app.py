@@ -14,6 +14,7 @@ from service.anchoring.chaininfo import ChainInfo
 from service.api import (
     audit,
     certificate,
+    console,
     offline,
     ops,
     pki,
@@ -52,6 +53,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     offline.router,
     certificate.router,
     registry.router,
+    console.router,
 )
 
 

@@ -111,6 +111,13 @@ def _cmd_agency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_console(args: argparse.Namespace) -> int:
+    from service.domain.console.auth import cli_console
+
+    _print_json(cli_console(args))
+    return 0
+
+
 def _cmd_auditor(args: argparse.Namespace) -> int:
     from service.domain import accounts
 
@@ -257,6 +264,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the agency's region: a province (440000), city (440300) or county (440305) code",
     )
     p.set_defaults(func=_cmd_agency)
+
+    console = sub.add_parser(
+        "console", help="sign-in to the regulators' console (/console/, docs/console.md)"
+    ).add_subparsers(dest="console_command", required=True)
+    p = console.add_parser(
+        "set-password",
+        help="give an auditor or agency account a login name, a password (argon2id) and a "
+        "new TOTP secret (printed once, with its otpauth:// URI); ends its open sessions",
+    )
+    p.add_argument("account", help="the account id `auditor add` / `agency add` printed")
+    p.add_argument("--login", required=True, help="the name typed at sign-in")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input")
+    p.add_argument("--keep-totp", action="store_true",
+                   help="keep the account's TOTP secret (only change the password)")
+    p.set_defaults(func=_cmd_console)
 
     ca = sub.add_parser("ca", help="report-signing certificates").add_subparsers(
         dest="ca_command", required=True

@@ -196,6 +196,20 @@ class UploadSettings(BaseModel):
     orphan_sweep_interval_s: float = Field(default=6 * 3600.0, ge=0)
 
 
+class ConsoleSettings(BaseModel):
+    """The regulators' console under /console/ (docs/console.md)."""
+
+    #: A session unused this long is ended (idle expiry, seconds).
+    idle_timeout_s: int = Field(default=1800, ge=60)
+    #: A session ends this long after sign-in whatever its use (seconds).
+    max_session_s: int = Field(default=12 * 3600, ge=300)
+    #: Failed sign-ins of one login name within `signin_window_s` before it is refused...
+    signin_max_failures: int = Field(default=5, ge=1)
+    #: ...and of one client address (any name): this many times the above.
+    signin_ip_factor: int = Field(default=4, ge=1)
+    signin_window_s: int = Field(default=900, ge=60)
+
+
 class EvidenceSettings(BaseModel):
     """The evidence log (INTERFACE §1, §7.7)."""
 
@@ -222,6 +236,9 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     notify: NotifySettings = NotifySettings()
     uploads: UploadSettings = UploadSettings()
+    console: ConsoleSettings = ConsoleSettings()
+
+
     evidence: EvidenceSettings = EvidenceSettings()
 
     @model_validator(mode="after")

@@ -53,6 +53,10 @@ MEANING: dict[str, str] = {
     "internal_error": "the service failed to answer; it has been logged",
     "invalid_algorithm": "unknown signing algorithm",
     "invalid_expiry": "the expiry lies in the past",
+    "invalid_filter": "a statistics or search filter is not one of the allowed values",
+    "invalid_login": "a console login name has 3 to 64 of a-z, 0-9 and . _ - @",
+    "invalid_password": "a console password is too short, too long or too repetitive",
+    "login_taken": "the console login name belongs to another account",
     "invalid_idempotency_key": "Idempotency-Key must be 1-255 visible ASCII characters",
     "invalid_name": "a name is empty or too long",
     "invalid_parent": "a parent is not allowed here",
@@ -189,6 +193,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "POST /api/v1/numbering/voids": ("already_voided", "report_sealed", "invalid_year",
                                      "invalid_report_no", "invalid_reason"),
     "GET /api/v1/audit/numbering": ("invalid_uscc", "unknown_institution"),
+    "GET /api/v1/audit/stats": ("invalid_filter",),
     "PUT /api/v1/reports/{code}/pdf": (
         "unknown_code", "report_metadata_missing", "report_closed", "already_sealed",
         "unsupported_media_type", "pdf_empty", "pdf_invalid", "pdf_damaged", "pdf_encrypted",

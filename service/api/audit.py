@@ -14,15 +14,25 @@ Auditor keys only (a lab key gets 403 `forbidden`). Answers:
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.auth import AuditorDep, SignedRoute, check_institution_access
 from service.api.deps import SessionDep, StateDep
 from service.api.schemas import BundlePending as BundlePendingOut
+from service.domain.accounts import audit_scope
 from service.domain.bundle import PENDING_RETRY_AFTER_S, BundlePending, bundle_stream, plan_bundle
+from service.domain.console.stats import (
+    DIMENSIONS,
+    MEASURES,
+    PERIODS,
+    StatsQuery,
+    report_facts,
+    stats,
+)
 from service.domain.reports import code_institution
 
 router = APIRouter(route_class=SignedRoute, tags=["audit"])
@@ -60,3 +70,32 @@ def get_bundle(code: str, caller: AuditorDep, state: StateDep, session: SessionD
             "Cache-Control": "no-store",
         },
     )
+
+
+@router.get(
+    "/api/v1/audit/stats",
+    summary="Statistics of the caller's region: the numbers behind the console's charts",
+    description=(
+        "Reports grouped by `dimension` (`period`: per `day`/`week`/`month` of the report's "
+        "issue date; `institution`; `test_item`; `conclusion`; `status`), each row with "
+        "`total`, `pass`, `fail` and `pass_rate` (pass / (pass + fail), null with neither); "
+        "rows other than periods are ordered by `measure`, largest first. Filters: `from`, "
+        "`to` (issue dates, inclusive), `institution` (USCC), `test_item`. An auditor or "
+        "agency key; the caller's region bounds every count (docs/console.md)."
+    ),
+)
+def get_stats(
+    caller: AuditorDep,
+    session: SessionDep,
+    dimension: Annotated[str, Query(max_length=16, description=" | ".join(DIMENSIONS))] = "period",
+    period: Annotated[str, Query(max_length=8, description=" | ".join(PERIODS))] = "day",
+    measure: Annotated[str, Query(max_length=12, description=" | ".join(MEASURES))] = "total",
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+    institution: Annotated[str | None, Query(max_length=18)] = None,
+    test_item: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    query = StatsQuery(dimension, period, measure, date_from, date_to, institution,
+                       test_item).check()
+    scope = audit_scope(session, caller.auditor_id)
+    return {"region": scope.region, **stats(report_facts(session, scope), query)}

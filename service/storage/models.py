@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -39,6 +40,7 @@ class Institution(Base):
 
 class Auditor(Base):
     __tablename__ = "auditors"
+    __table_args__ = (UniqueConstraint("login", name="uq_auditors_login"),)
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -49,6 +51,13 @@ class Auditor(Base):
     #: "auditor" (reads) or "agency" (a supervision agency: reads its region, writes its
     #: registry; always limited to a region).
     kind: Mapped[str] = mapped_column(String(16), server_default="auditor")
+    #: Console sign-in (migration 0012): a unique login name, an argon2id password hash
+    #: and the TOTP secret sealed with the master key (service.domain.console.auth).
+    login: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    totp_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: The last TOTP time step accepted (a code is good once).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ApiKey(Base):
@@ -483,6 +492,70 @@ class SignatureCheck(Base):
     verdict: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[float] = mapped_column()
     mac: Mapped[str] = mapped_column(String(64))
+
+
+# --------------------------------------------------------------------------- console (0012)
+
+
+class ConsoleSession(Base):
+    """A signed-in console session; the cookie holds the token, the row its SHA-256."""
+
+    __tablename__ = "console_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("auditors.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column()
+    last_seen_at: Mapped[float] = mapped_column()
+    ended_at: Mapped[float | None] = mapped_column(nullable=True)
+
+
+class ConsoleSignin(Base):
+    """One console sign-in attempt (for throttling and the account's own record)."""
+
+    __tablename__ = "console_signins"
+    __table_args__ = (Index("ix_console_signins_login_at", "login", "at"),
+                      Index("ix_console_signins_ip_at", "ip", "at"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    login: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column()
+    ok: Mapped[bool] = mapped_column(Boolean)
+
+
+class ConsoleAccess(Base):
+    """Access log: an unmasked view of personal data or a download, by a console account."""
+
+    __tablename__ = "console_access_log"
+    __table_args__ = (Index("ix_console_access_region_at", "region", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(26), index=True)
+    account_name: Mapped[str] = mapped_column(String(200))
+    #: The account's region scope ('' for a national account).
+    region: Mapped[str] = mapped_column(String(6))
+    action: Mapped[str] = mapped_column(String(32))
+    report_code: Mapped[str] = mapped_column(String(32))
+    institution: Mapped[str] = mapped_column(String(18))
+    ip: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NonconformingAction(Base):
+    """A supervision agency's handling step (处置) on a nonconforming-ledger entry; the step
+    itself is a `ledger_action` evidence record (INTERFACE §7.4), child of the report record."""
+
+    __tablename__ = "nonconforming_actions"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("nonconforming_ledger.id"), index=True)
+    action: Mapped[str] = mapped_column(String(24))
+    note: Mapped[str] = mapped_column(Text)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    account_id: Mapped[str] = mapped_column(String(26))
+    account_name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class RateBucket(Base):
