@@ -103,6 +103,22 @@ def test_every_request_example_names_a_body_the_route_takes(doc: dict[str, Any])
         assert all(p.get("example") == value for p in found), name
 
 
+#: Entries the capture run (no chain, no agency) does not reach: they need an anchored batch
+#: or a signed QR, or come from the registry's and the console's own runs (kept as captured
+#: there). A new entry the run does not refresh must be named here, or the test fails.
+NOT_CAPTURED = (
+    "GET /api/v1/public/reports/{code} 200", "POST /api/v1/public/verify 200", "GET /healthz 200",
+    "GET /api/v1/records/{record_id}/proof 200", "POST /api/v1/test-plans 201",
+    "GET /api/v1/overdue 200", "GET /api/v1/audit/overdue 200", "GET /ca/trust-list.json 200",
+    "GET /api/v1/public/reports/{code}/qr/{payload} 200",
+    "POST /api/v1/agency/witnesses 201",
+    "POST /api/v1/agency/witness-keys/{key_id}/verification 201",
+    "GET /api/v1/audit/registry 200", "POST /api/v1/agency/devices 201",
+    "POST /api/v1/agency/staff 201", "POST /api/v1/agency/projects 201",
+    "GET /api/v1/audit/stats 200",
+)
+
+
 def test_the_examples_are_what_the_service_answers(tmp_path: Path) -> None:
     """One real run; refreshing the file from it changes nothing (ids and times aside)."""
     run = capture(tmp_path)
@@ -111,7 +127,7 @@ def test_the_examples_are_what_the_service_answers(tmp_path: Path) -> None:
     new, missed = refreshed(STORED, run)
     stale = [k for k in STORED["responses"] if new["responses"][k] != STORED["responses"][k]]
     assert stale == [], "run scripts/capture_openapi_examples.py; stale: " + ", ".join(stale)
-    assert len(missed) <= 10, missed  # those a run without a chain cannot reach
+    assert sorted(missed) == sorted(NOT_CAPTURED), missed
     assert len(run.answers) >= 30
 
 
