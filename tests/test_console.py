@@ -473,6 +473,9 @@ def test_report_page_is_unmasked_and_logged_for_supervisors(world: World) -> Non
     assert 'data-type="sample"' in html and 'data-type="test_record"' in html
     assert "王五" in html  # the tester's full name: unmasked (the public page masks it)
     assert seeded.report_nos[code] in html and 'id="dl-pdf"' in html
+    # record fields read as people write them, not as raw JSON
+    assert "{&#34;name&#34;" not in html and '{"name"' not in html
+    assert "承包单位" in html or "施工单位" in html
     pdf = http.get(f"/console/reports/{code}/pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     # the agency's own log, and its provincial supervisor's, hold both; Beijing's nothing

@@ -42,8 +42,41 @@ MORE_LABELS = {
     "device": "检测设备", "standard": "检测依据", "tester": "检测人", "raw_data": "原始数据",
     "condition": "样品状态", "received_at": "收样时间", "receiver": "收样人",
     "id_number": "身份证号", "phone": "电话", "retest_reason": "复检原因",
-    "corrects": "更正记录", "correction_reason": "更正原因",
+    "corrects": "更正记录", "correction_reason": "更正原因", "contractor": "承包单位",
+    "commissioned_on": "委托日期", "results": "检测结果", "name": "名称", "role": "角色",
+    "unit": "单位", "algorithm": "算法", "public_key": "公钥", "fingerprint": "指纹",
+    "key_id": "密钥编号", "limit_s": "时限（秒）", "delay_s": "延迟（秒）", "rule": "规则",
+    "received": "收到时间", "record_intact": "记录完好", "sample_code_matches": "样品编码一致",
+    "seal_intact": "封志完好", "signature_valid": "签名有效", "failed": "未通过项",
+    "result": "结果", "quantity": "数量", "activities": "见证内容", "location": "地点",
 }
+
+
+def _show(key: str, value: Any, depth: int = 0) -> str:
+    text = _people(key, value, depth)
+    return text if len(text) <= 400 else text[:400] + "…"
+
+
+def _people(key: str, value: Any, depth: int = 0) -> str:
+    """A record field for people: nested objects as `名称：值` lists, lists joined, yes/no in
+    Chinese (the console shows the data unmasked but not as raw JSON)."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, str):
+        label = VALUE_LABELS.get(key, {}).get(value)
+        return label[0] if label else value
+    if value is None:
+        return "—"
+    if isinstance(value, dict) and depth < 3:
+        return "；".join(
+            f"{FIELD_LABELS.get(k, (MORE_LABELS.get(k, k), k))[0]}：{_people(k, v, depth + 1)}"
+            for k, v in value.items()
+        ) or "—"
+    if isinstance(value, list) and depth < 3:
+        return "、".join(_people(key, v, depth + 1) for v in value) or "—"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 OVERDUE_KINDS = {"receipt": "样品未收样", "test_data": "检测数据未上传"}
 NOTIFY = {"pending": "待送达", "delivered": "已送达", "failed": "送达失败", None: "—"}
 
@@ -70,8 +103,7 @@ def render(template: str, **context: Any) -> str:
         notify=lambda s: NOTIFY.get(s, s),
         warning_label=lambda c: WARNING_LABELS.get(c, (c, c))[0],
         field_label=lambda k: FIELD_LABELS.get(k, (MORE_LABELS.get(k, k), k))[0],
-        value_label=lambda k, v: VALUE_LABELS.get(k, {}).get(v, (v, v))[0]
-        if isinstance(v, str) else v,
+        value_label=_show,
         status_label=lambda s: STATUS_LABELS.get(s, (s, s))[0],
         group=display_code,
         **context,

@@ -11,7 +11,6 @@ not built yet (docs/console.md).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -424,18 +423,7 @@ def raw_bodies(session: Session, record_ids: Sequence[str]) -> dict[str, dict[st
     return out
 
 
-def flat_fields(body: dict[str, Any]) -> list[tuple[str, str]]:
-    """A record body as (field, text) pairs for a table: scalars as they are, small lists and
-    objects as compact JSON; the platform's history and file lists left out."""
-    out = []
-    for key, value in body.items():
-        if key in ("history", "files", "event"):
-            continue
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value, ensure_ascii=False)
-            if len(text) > 400:
-                text = text[:400] + "…"
-        else:
-            text = "" if value is None else str(value)
-        out.append((key, text))
-    return out
+def flat_fields(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A record body as (field, value) pairs for a table (the page writes nested values for
+    people: console.pages `_show`); the platform's history and file lists left out."""
+    return [(k, v) for k, v in body.items() if k not in ("history", "files", "event")]
