@@ -214,7 +214,9 @@ class BackgroundLoops:
         expire_after = timedelta(hours=settings.uploads.expire_after_h)
         sweeper = Periodic(
             "jz-upload-sweep",
-            lambda: sweep_expired(state.sessions, settings.data_dir, expire_after),
+            lambda: sweep_expired(
+                state.sessions, settings.data_dir, expire_after, clock=state.clock
+            ),
             settings.uploads.sweep_interval_s,
         ).start()
         self._running.append(("uploads", sweeper))
