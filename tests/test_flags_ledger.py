@@ -17,14 +17,13 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from service.client import JianzhengClient
-from service.domain.evidence import append_record
 from service.domain.nonconforming import record_nonconforming
 from service.domain.notify import WebhookNotifier, deliver_due
 from service.state import ServiceState, build_state
 from service.storage.db import session_scope
-from service.storage.models import NonconformingEntry, Notification, Record
+from service.storage.models import NonconformingEntry, Notification
 from tests.fixtures.db import make_settings
-from tests.labkit import add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_auditor, add_lab, client_for, make_app, seed_report
 from tests.recordkit import (
     TINY_PDF,
     ago,
@@ -143,16 +142,6 @@ def hook() -> Iterator[_Hook]:
     h.close()
 
 
-def _report(state: ServiceState, institution: str, code: str) -> Record:
-    with session_scope(state.sessions) as s:
-        rec = append_record(
-            s, type="report", institution=institution, code=code,
-            body={"code": code, "conclusion": "fail"},
-        )
-        s.expunge(rec)
-        return rec
-
-
 def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
     tmp_path: Path, db_url: str, hook: _Hook
 ) -> None:
@@ -170,7 +159,7 @@ def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
     state = build_state(settings, chain=None)
     try:
         lab, aud = add_lab(state, 21), add_auditor(state)
-        report = _report(state, lab.institution or "", "JZ0001")
+        report = seed_report(state, lab.institution or "", "JZ0001")
         with session_scope(state.sessions) as s:
             entry = record_nonconforming(
                 s, report, lab.institution or "", "JZ0001",
@@ -222,7 +211,7 @@ def test_undeliverable_notification_fails_after_max_attempts(
     notifier = WebhookNotifier(hook.url)
     try:
         lab = add_lab(state, 22)
-        report = _report(state, lab.institution or "", "JZ0002")
+        report = seed_report(state, lab.institution or "", "JZ0002")
         with session_scope(state.sessions) as s:
             record_nonconforming(s, report, lab.institution or "", "JZ0002", {})
         t = time.time()
