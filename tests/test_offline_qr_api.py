@@ -44,9 +44,9 @@ BASE = "https://jz.example.cn"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, sqlite_url: str) -> Iterator[dict[str, Any]]:
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'jz.db'}",
+        tmp_path, sqlite_url,
         public={"rate_limit_per_minute": 0, "base_url": BASE},
     )
     state = build_state(settings, chain=None)
