@@ -156,12 +156,13 @@ def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
 
 @pytest.mark.postgres
 def test_api_runs_several_processes_on_one_port_and_stops_cleanly(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, empty_pg_url: str
 ) -> None:
-    """`jianzheng api --workers 2`: the schema is migrated once, two API processes answer on
-    one port (SO_REUSEPORT), and SIGTERM stops them all with exit 0."""
+    """`jianzheng api --workers 2` on an empty database: the schema is migrated once, two
+    API processes answer on one port (SO_REUSEPORT), and SIGTERM stops them all with
+    exit 0."""
     env = serve_env(tmp_path / "var")
-    env["JZ_DATABASE__URL"] = pg_url
+    env["JZ_DATABASE__URL"] = empty_pg_url
     port = free_port()
     log = tmp_path / "api.log"
     proc = start_jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
