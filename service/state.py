@@ -209,7 +209,9 @@ class BackgroundLoops:
                 )
         notifier = notifier_from_settings(settings.notify)
         if notifier is not None and settings.notify.run_delivery:
-            loop = DeliveryLoop(state.sessions, notifier, settings.notify).start()
+            loop = DeliveryLoop(
+                state.sessions, notifier, settings.notify, clock=state.clock
+            ).start()
             self._running.append(("notifications", loop))
         expire_after = timedelta(hours=settings.uploads.expire_after_h)
         sweeper = Periodic(
