@@ -209,12 +209,16 @@ class BackgroundLoops:
                 )
         notifier = notifier_from_settings(settings.notify)
         if notifier is not None and settings.notify.run_delivery:
-            loop = DeliveryLoop(state.sessions, notifier, settings.notify).start()
+            loop = DeliveryLoop(
+                state.sessions, notifier, settings.notify, clock=state.clock
+            ).start()
             self._running.append(("notifications", loop))
         expire_after = timedelta(hours=settings.uploads.expire_after_h)
         sweeper = Periodic(
             "jz-upload-sweep",
-            lambda: sweep_expired(state.sessions, settings.data_dir, expire_after),
+            lambda: sweep_expired(
+                state.sessions, settings.data_dir, expire_after, clock=state.clock
+            ),
             settings.uploads.sweep_interval_s,
         ).start()
         self._running.append(("uploads", sweeper))

@@ -1,5 +1,6 @@
-"""Helpers shared by the anchoring tests: ingest records, run worker processes, check the
-invariants (every leaf anchored exactly once, no gap, chain == database)."""
+"""Helpers shared by the anchoring tests: ingest records, run worker processes and
+`jianzheng` commands, read /healthz and /metrics, check the invariants (every leaf
+anchored exactly once, no gap, chain == database)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from eth_account import Account
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.anchoring.contract import RegistryClient, TxReceipt
+from service.anchoring.devchain import free_port
 from service.domain.evidence import append_record
 from service.storage.models import Batch, BatchLeaf, Outbox, Record
 from verifier.merkle import merkle_root
@@ -190,3 +194,71 @@ def registry_transact(rpc_url: str, registry: str, key: str, fn: str, args: list
     }
     signed = Account.from_key(key).sign_transaction(tx)
     return c.wait_receipt(c.send_raw(bytes(signed.raw_transaction)))
+
+
+def serve_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JZ_")}
+    env.update(
+        {
+            "JZ_DATA_DIR": str(data_dir),
+            "JZ_CHAIN__DEV_PORT": str(free_port()),
+            "JZ_ANCHOR__BATCH_MAX_AGE_S": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def start_jianzheng(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_jianzheng(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def healthz_of(port: int) -> dict | None:  # type: ignore[type-arg]
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def api_children(pid: int) -> list[int]:
+    """Child processes of `pid` that run an API process (not multiprocessing's tracker)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) != pid:
+            continue
+        cmdline = (stat.parent / "cmdline").read_bytes()
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def prometheus_values(text: str) -> dict[str, float]:
+    """Sample name -> value of a Prometheus text exposition (our gauges carry no labels)."""
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.name not in values, f"{sample.name} exposed twice"
+            values[sample.name] = sample.value
+    return values

@@ -80,3 +80,14 @@ def seed_record(
             parents=[p for p in parent_rows if p is not None],
         )
         return rec.id
+
+
+def seed_report(state: ServiceState, institution: str, code: str) -> Record:
+    """A failed report record written through the evidence layer (detached)."""
+    with session_scope(state.sessions) as s:
+        rec = append_record(
+            s, type="report", institution=institution, code=code,
+            body={"code": code, "conclusion": "fail"},
+        )
+        s.expunge(rec)
+        return rec

@@ -1,16 +1,63 @@
-"""Helpers for the signed-QR tests: an independent COSE check (pycose, from PyPI) and a
-QR-text reader."""
+"""Helpers for the signed-QR tests: an independent COSE check (pycose, from PyPI), a
+QR-text reader, page renders and phone photos of a PDF, and the verifier run offline."""
 
 from __future__ import annotations
 
 import base64
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import pypdfium2
 import zxingcpp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 
 QR = zxingcpp.barcode_formats_from_str("QRCode")
+ROOT = Path(__file__).resolve().parent.parent
+#: Run the verifier with no network: a new network namespace where one can be made, and
+#: socket calls that fail (and are recorded) in any case.
+_GUARD = """
+import socket, sys
+def _refuse(*a, **k):
+    raise OSError("network disabled in this test")
+socket.socket.connect = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+from verifier.cli import main
+sys.exit(main())
+"""
+
+
+def run_offline(*args: str) -> subprocess.CompletedProcess[str]:
+    """`jianzheng-verify ARGS` with the network unreachable."""
+    cmd = [sys.executable, "-c", _GUARD, *args]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
+        cmd = ["unshare", "-n", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def render_page(pdf: bytes, index: int, dpi: int) -> Image.Image:
+    """Page `index` (from 0) of `pdf` rendered at `dpi` (pdfium)."""
+    doc = pypdfium2.PdfDocument(pdf)
+    try:
+        return doc[index].render(scale=dpi / 72).to_pil()
+    finally:
+        doc.close()
+
+
+def degraded_photo(pdf: bytes, page: int = 1) -> Image.Image:
+    """The phone photo of the interop tests (test_signer_seal): 300 dpi halved, JPEG q30,
+    turned 5 degrees."""
+    img = render_page(pdf, page, 300).convert("L")
+    img = img.resize((img.width // 2, img.height // 2), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=30)
+    photo = Image.open(io.BytesIO(buf.getvalue()))
+    return photo.rotate(5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
 
 
 def qr_texts(image: Image.Image) -> list[str]:

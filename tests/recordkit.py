@@ -398,3 +398,28 @@ def register_staff(
         "signing_scope": list(signing_scope),
     })
     return created(resp)
+
+
+OCTETS = "application/offset+octet-stream"
+
+
+def start_upload(client: JianzhengClient, length: int, media_type: str = "video/mp4") -> str:
+    """POST /api/v1/uploads; the new upload's id."""
+    resp = client.post("/api/v1/uploads", json_body={"length": length, "media_type": media_type})
+    assert resp.status_code == 201, resp.text
+    upload_id: str = resp.json()["upload_id"]
+    assert resp.headers["location"] == f"/api/v1/uploads/{upload_id}"
+    return upload_id
+
+
+def patch_upload(
+    client: JianzhengClient, upload_id: str, offset: int, data: bytes
+) -> httpx.Response:
+    """PATCH one chunk at `offset`."""
+    return client.request(
+        "PATCH",
+        f"/api/v1/uploads/{upload_id}",
+        content=data,
+        content_type=OCTETS,
+        headers={"Upload-Offset": str(offset)},
+    )

@@ -180,8 +180,11 @@ def test_refuses_to_anchor_when_chain_lost_its_state(
 
     app = create_app(state.settings, state=state, start_worker=True)
     with TestClient(app) as http:
-        time.sleep(1.0)  # the worker thread starts, checks, halts
-        health = http.get("/healthz").json()
+        deadline = time.monotonic() + 20
+        while not (health := http.get("/healthz").json())["anchoring"]["halted"]:
+            if time.monotonic() > deadline:  # the worker thread starts, checks, halts
+                pytest.fail(f"the worker did not halt within 20 s: {health}")
+            time.sleep(0.05)
         metrics = http.get("/metrics").text
     assert health["status"] == "degraded"
     assert "holds 0 batches" in health["anchoring"]["halted"]

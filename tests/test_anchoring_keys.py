@@ -39,12 +39,12 @@ from tests.anchoring_support import (
     assert_exactly_once,
     drained,
     ingest,
+    prometheus_values,
     registry_transact,
     wait_for,
 )
 from tests.fixtures.chain import AnvilChain
 from tests.fixtures.db import make_settings
-from tests.test_anchoring_outage import prometheus_values
 
 pytestmark = [pytest.mark.chain]
 

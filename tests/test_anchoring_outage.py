@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from service.anchoring.chaininfo import ChainInfo
@@ -24,23 +23,19 @@ from service.app import create_app
 from service.domain.proofs import build_proof
 from service.state import build_state
 from service.storage.models import Batch
-from tests.anchoring_support import assert_exactly_once, drained, ingest, wait_for
+from tests.anchoring_support import (
+    assert_exactly_once,
+    drained,
+    ingest,
+    prometheus_values,
+    wait_for,
+)
 from tests.fixtures.chain import DevChain
 from tests.fixtures.db import make_settings
 from verifier.chain import CachingChain, RpcClient
 from verifier.proof import Pins, parse_proof, verify_proof
 
 pytestmark = pytest.mark.chain
-
-
-def prometheus_values(text: str) -> dict[str, float]:
-    """Sample name -> value of a Prometheus text exposition (our gauges carry no labels)."""
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            assert sample.name not in values, f"{sample.name} exposed twice"
-            values[sample.name] = sample.value
-    return values
 
 
 class TcpProxy:

@@ -19,58 +19,26 @@ from service.anchoring.contract import RegistryClient
 from service.anchoring.devchain import free_port
 from service.domain.proofs import build_proofs, clear_cache
 from service.storage.db import make_engine, make_sessionmaker
-from tests.anchoring_support import REPO_ROOT, drained, ingest, wait_for
+from tests.anchoring_support import (
+    REPO_ROOT,
+    api_children,
+    drained,
+    healthz_of,
+    ingest,
+    serve_env,
+    start_jianzheng,
+    stop_jianzheng,
+    wait_for,
+)
 from verifier.chain import CachingChain, RpcClient
 from verifier.proof import Pins, parse_proof, verify_proof
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
 
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JZ_")}
-    env.update(
-        {
-            "JZ_DATA_DIR": str(data_dir),
-            "JZ_CHAIN__DEV_PORT": str(free_port()),
-            "JZ_ANCHOR__BATCH_MAX_AGE_S": "0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-def _jianzheng(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait()
-
-
-def _health(port: int) -> dict | None:  # type: ignore[type-arg]
-    try:
-        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-    except httpx.HTTPError:
-        return None
-    return answer.json() if answer.status_code == 200 else None
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
-    env = _env(tmp_path / "var")
+    env = serve_env(tmp_path / "var")
     yield env, tmp_path / "var"
 
 
@@ -80,9 +48,9 @@ def test_serve_restart_keeps_every_proof_verifiable(
     env, data_dir = served
     log = tmp_path / "serve.log"
     port = free_port()
-    proc = _jianzheng(env, log, "serve", "--port", str(port))
+    proc = start_jianzheng(env, log, "serve", "--port", str(port))
     try:
-        wait_for(lambda: _health(port) is not None, 90, "jianzheng serve to answer")
+        wait_for(lambda: healthz_of(port) is not None, 90, "jianzheng serve to answer")
         deployment = json.loads((data_dir / "chain" / "deployment.json").read_text())
         engine = make_engine(f"sqlite:///{data_dir / 'jianzheng.db'}")
         sessions = make_sessionmaker(engine)
@@ -91,14 +59,14 @@ def test_serve_restart_keeps_every_proof_verifiable(
         with sessions() as session:
             proofs = build_proofs(session, ids, None)
     finally:
-        assert _stop(proc) == 0, log.read_text()[-3000:]
+        assert stop_jianzheng(proc) == 0, log.read_text()[-3000:]
     assert (data_dir / "chain" / "state.json").exists()
 
     # Everything down; start again on the same data dir: same chain, same registry.
     port = free_port()
-    proc = _jianzheng(env, log, "serve", "--port", str(port))
+    proc = start_jianzheng(env, log, "serve", "--port", str(port))
     try:
-        wait_for(lambda: _health(port) is not None, 90, "jianzheng serve to answer again")
+        wait_for(lambda: healthz_of(port) is not None, 90, "jianzheng serve to answer again")
         assert json.loads((data_dir / "chain" / "deployment.json").read_text()) == deployment
         source = CachingChain(RpcClient(deployment["rpc_url"]))
         pins = Pins(chain_id=deployment["chain_id"], registry=deployment["registry"])
@@ -109,7 +77,7 @@ def test_serve_restart_keeps_every_proof_verifiable(
             assert result.bottom_line, result.findings
         more = ingest(sessions, 10, tag="after-restart")
         wait_for(lambda: drained(engine), 30, "new records to be anchored after the restart")
-        health = _health(port)
+        health = healthz_of(port)
         assert health is not None and health["status"] == "ok"
         assert health["anchoring"]["halted"] is None
         assert health["chain"]["registry"] == deployment["registry"]
@@ -119,11 +87,11 @@ def test_serve_restart_keeps_every_proof_verifiable(
         assert all(p is not None and p["batch"]["seq"] >= 2 for p in after.values())
         engine.dispose()
     finally:
-        assert _stop(proc) == 0, log.read_text()[-3000:]
+        assert stop_jianzheng(proc) == 0, log.read_text()[-3000:]
 
 
 def test_chain_up_prints_one_json_line_and_chain_info_agrees(tmp_path: Path) -> None:
-    env = _env(tmp_path / "var")
+    env = serve_env(tmp_path / "var")
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "chain", "up"],
         cwd=REPO_ROOT,
@@ -148,7 +116,7 @@ def test_chain_up_prints_one_json_line_and_chain_info_agrees(tmp_path: Path) -> 
         assert json.loads(info.stdout) == line
         assert RpcClient(line["rpc_url"]).batch_count(line["registry"]) == 0
     finally:
-        assert _stop(proc) == 0
+        assert stop_jianzheng(proc) == 0
 
 
 def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
@@ -159,7 +127,7 @@ def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
     from service.anchoring.devchain import DEV_ACCOUNTS, port_is_free
 
     other = DEV_ACCOUNTS[2]
-    env = _env(tmp_path / "var")
+    env = serve_env(tmp_path / "var")
     env["JZ_CHAIN__PRIVATE_KEY"] = other.private_key
     port = free_port()
     proc = subprocess.Popen(
@@ -182,45 +150,30 @@ def test_chain_hardhat_deploys_with_roles_for_the_configured_service_account(
         assert not client.has_role("ANCHORER_ROLE", DEV_ACCOUNTS[1].address)
         assert client.batch_count() == 0
     finally:
-        assert _stop(proc) == 0
+        assert stop_jianzheng(proc) == 0
     assert port_is_free(port)
-
-
-def _api_children(pid: int) -> list[int]:
-    """Child processes of `pid` that run an API process (not multiprocessing's tracker)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) != pid:
-            continue
-        cmdline = (stat.parent / "cmdline").read_bytes()
-        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            kids.append(int(stat.parent.name))
-    return kids
 
 
 @pytest.mark.postgres
 def test_api_runs_several_processes_on_one_port_and_stops_cleanly(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, empty_pg_url: str
 ) -> None:
-    """`jianzheng api --workers 2`: the schema is migrated once, two API processes answer on
-    one port (SO_REUSEPORT), and SIGTERM stops them all with exit 0."""
-    env = _env(tmp_path / "var")
-    env["JZ_DATABASE__URL"] = pg_url
+    """`jianzheng api --workers 2` on an empty database: the schema is migrated once, two
+    API processes answer on one port (SO_REUSEPORT), and SIGTERM stops them all with
+    exit 0."""
+    env = serve_env(tmp_path / "var")
+    env["JZ_DATABASE__URL"] = empty_pg_url
     port = free_port()
     log = tmp_path / "api.log"
-    proc = _jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
+    proc = start_jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
     try:
-        wait_for(lambda: _health(port) is not None, 60, "the API to answer")
-        wait_for(lambda: len(_api_children(proc.pid)) == 2, 30, "two API processes")
+        wait_for(lambda: healthz_of(port) is not None, 60, "the API to answer")
+        wait_for(lambda: len(api_children(proc.pid)) == 2, 30, "two API processes")
         answers = {httpx.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(20)}
         assert answers == {200}
     finally:
-        assert _stop(proc) == 0, log.read_text()[-3000:]
-    assert _health(port) is None
+        assert stop_jianzheng(proc) == 0, log.read_text()[-3000:]
+    assert healthz_of(port) is None
 
 
 @pytest.mark.postgres
@@ -229,23 +182,23 @@ def test_an_api_process_killed_is_replaced_and_the_others_keep_serving(
 ) -> None:
     """One API process killed (as the kernel's OOM killer would) does not take
     `jianzheng api --workers 2` down: the other answers meanwhile and a new one starts."""
-    env = _env(tmp_path / "var")
+    env = serve_env(tmp_path / "var")
     env["JZ_DATABASE__URL"] = pg_url
     port = free_port()
     log = tmp_path / "api.log"
-    proc = _jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
+    proc = start_jianzheng(env, log, "api", "--port", str(port), "--workers", "2")
     try:
-        wait_for(lambda: len(_api_children(proc.pid)) == 2, 60, "two API processes")
-        wait_for(lambda: _health(port) is not None, 60, "the API to answer")
-        victim = _api_children(proc.pid)[0]
+        wait_for(lambda: len(api_children(proc.pid)) == 2, 60, "two API processes")
+        wait_for(lambda: healthz_of(port) is not None, 60, "the API to answer")
+        victim = api_children(proc.pid)[0]
         os.kill(victim, signal.SIGKILL)
         # Connections the kernel had queued on the dead process's socket are refused; new
         # ones reach the living process at once, well before any replacement is up.
-        wait_for(lambda: _health(port) is not None, 5, "the surviving process to answer")
+        wait_for(lambda: healthz_of(port) is not None, 5, "the surviving process to answer")
         answers = {httpx.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(20)}
         assert answers == {200}
         wait_for(
-            lambda: len(_api_children(proc.pid)) == 2 and victim not in _api_children(proc.pid),
+            lambda: len(api_children(proc.pid)) == 2 and victim not in api_children(proc.pid),
             60,
             "a replacement API process",
         )
@@ -255,4 +208,4 @@ def test_an_api_process_killed_is_replaced_and_the_others_keep_serving(
         assert proc.poll() is None, log.read_text()[-3000:]
         assert "starting another" in log.read_text()
     finally:
-        assert _stop(proc) == 0, log.read_text()[-3000:]
+        assert stop_jianzheng(proc) == 0, log.read_text()[-3000:]

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.anchoring_support import REPO_ROOT, wait_for
+from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 from tests.fixtures.chain import DevChain, new_chain
 from tests.public_kit import make_pdf, privacy_findings
 from tests.recordkit import (
@@ -39,10 +40,6 @@ from verifier.canonical import canonicalize
 pytestmark = [pytest.mark.chain, pytest.mark.browser]
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 375, "height": 812}
 UNKNOWN_CODE = "44030026AAAAAAAAAAAAAAA"
 
 #: status key -> (data-status, big Chinese label, a Chinese sentence the page must show)

@@ -41,10 +41,15 @@ from service.app import create_app
 from service.domain.proofs import build_proof
 from service.state import ServiceState, build_state
 from service.storage.models import Batch
-from tests.anchoring_support import assert_exactly_once, drained, ingest, wait_for
+from tests.anchoring_support import (
+    assert_exactly_once,
+    drained,
+    ingest,
+    prometheus_values,
+    wait_for,
+)
 from tests.fixtures.chain import AnvilChain
 from tests.fixtures.db import make_settings
-from tests.test_anchoring_outage import prometheus_values
 from verifier.chain import CachingChain, RpcClient
 from verifier.proof import Pins, parse_proof, verify_proof
 

@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from service.client import JianzhengClient
-from service.domain.evidence import append_record
 from service.domain.nonconforming import record_nonconforming
 from service.domain.notify import WebhookNotifier, deliver_due
 from service.state import ServiceState, build_state
 from service.storage.db import session_scope
-from service.storage.models import NonconformingEntry, Notification, Record
+from service.storage.models import NonconformingEntry, Notification
+from tests.fixtures.clock import ShiftedClock
 from tests.fixtures.db import make_settings
-from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
+from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app, seed_report
 from tests.recordkit import (
     TINY_PDF,
     ago,
@@ -144,14 +144,22 @@ def hook() -> Iterator[_Hook]:
     h.close()
 
 
-def _report(state: ServiceState, institution: str, code: str) -> Record:
-    with session_scope(state.sessions) as s:
-        rec = append_record(
-            s, type="report", institution=institution, code=code,
-            body={"code": code, "conclusion": "fail"},
-        )
-        s.expunge(rec)
-        return rec
+def _deliver_past_backoffs(
+    state: ServiceState, clock: ShiftedClock, hook: _Hook, requests: int
+) -> None:
+    """Let the delivery loop make `requests` attempts, moving the service's clock past each
+    retry's backoff once the failed attempt is recorded (instead of waiting it out)."""
+    recorded = 0
+    deadline = time.monotonic() + 20
+    while len(hook.requests) < requests:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(hook.requests)} of {requests} webhook requests within 20 s")
+        with state.sessions() as s:
+            attempts = s.scalar(select(func.max(Notification.attempts))) or 0
+        if attempts > recorded:  # a refusal is recorded with its next attempt time
+            recorded = attempts
+            clock.advance(180)  # past the longest backoff (retry_max_s)
+        time.sleep(0.02)
 
 
 def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
@@ -163,15 +171,16 @@ def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
         notify={
             "webhook_url": hook.url,
             "webhook_secret": "agency-secret",
-            "retry_initial_s": 0.05,
-            "retry_max_s": 0.2,
+            "retry_initial_s": 60,
+            "retry_max_s": 120,
             "poll_interval_s": 0.05,
         },
     )
-    state = build_state(settings, chain=None)
+    clock = ShiftedClock()
+    state = build_state(settings, chain=None, clock=clock)
     try:
         lab, aud = add_lab(state, 21), add_auditor(state)
-        report = _report(state, lab.institution or "", "JZ0001")
+        report = seed_report(state, lab.institution or "", "JZ0001")
         with session_scope(state.sessions) as s:
             entry = record_nonconforming(
                 s, report, lab.institution or "", "JZ0001",
@@ -184,11 +193,11 @@ def test_fail_enters_ledger_and_webhook_is_delivered_after_retries(
             assert s.scalar(select(func.count()).select_from(Notification)) == 1
         app = make_app(state)
         with TestClient(app) as tc:  # runs the lifespan: the delivery loop starts
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len(hook.requests) < 3:
-                time.sleep(0.05)
+            _deliver_past_backoffs(state, clock, hook, 3)
             time.sleep(0.2)
-            auditor = JianzhengClient("http://testserver", aud.key_id, aud.secret, http=tc)
+            auditor = JianzhengClient(
+                "http://testserver", aud.key_id, aud.secret, http=tc, clock=clock.time
+            )
             ledger = auditor.get("/api/v1/audit/nonconforming").json()
         assert len(hook.requests) == 3  # two refusals, then accepted; nothing after
         ids = {h["x-jz-notification-id"] for h, _ in hook.requests}
@@ -223,7 +232,7 @@ def test_undeliverable_notification_fails_after_max_attempts(
     notifier = WebhookNotifier(hook.url)
     try:
         lab = add_lab(state, 22)
-        report = _report(state, lab.institution or "", "JZ0002")
+        report = seed_report(state, lab.institution or "", "JZ0002")
         with session_scope(state.sessions) as s:
             record_nonconforming(s, report, lab.institution or "", "JZ0002", {})
         t = time.time()
@@ -251,16 +260,21 @@ def test_failed_report_through_the_api_enters_the_ledger(
     hook.fail_first = 2
     settings = make_settings(
         tmp_path, db_url,
-        notify={"webhook_url": hook.url, "retry_initial_s": 0.05, "poll_interval_s": 0.05},
+        notify={
+            "webhook_url": hook.url, "retry_initial_s": 60, "retry_max_s": 120,
+            "poll_interval_s": 0.05,
+        },
     )
-    state = build_state(settings, chain=None)
+    clock = ShiftedClock()
+    state = build_state(settings, chain=None, clock=clock)
     try:
         lab, lab_b, aud = add_lab(state, 23), add_lab(state, 24), add_auditor(state)
         app = make_app(state)
         with TestClient(app) as tc:
-            a = JianzhengClient("http://testserver", lab.key_id, lab.secret, http=tc)
-            b = JianzhengClient("http://testserver", lab_b.key_id, lab_b.secret, http=tc)
-            au = JianzhengClient("http://testserver", aud.key_id, aud.secret, http=tc)
+            a, b, au = (
+                JianzhengClient("http://testserver", k.key_id, k.secret, http=tc, clock=clock.time)
+                for k in (lab, lab_b, aud)
+            )
             chain = build_chain(a, finished_at=ago(60))
             issued = a.issue_code("BG-2026-000001", chain.project)
             assert issued.status_code == 201, issued.text
@@ -274,9 +288,7 @@ def test_failed_report_through_the_api_enters_the_ledger(
             resp = a.put(f"/api/v1/reports/{code}", json_body=meta)
             assert resp.status_code == 200, resp.text
             report_record = resp.json()["record_id"]
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and len(hook.requests) < 3:
-                time.sleep(0.05)
+            _deliver_past_backoffs(state, clock, hook, 3)
             time.sleep(0.2)
             mine = a.get("/api/v1/nonconforming").json()
             assert b.get("/api/v1/nonconforming").json() == []

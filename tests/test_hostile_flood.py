@@ -25,11 +25,18 @@ from service.anchoring.devchain import free_port
 from service.client import JianzhengClient
 from service.state import build_state
 from tests import hostile_kit
-from tests.anchoring_support import REPO_ROOT, wait_for
+from tests.anchoring_support import (
+    REPO_ROOT,
+    api_children,
+    healthz_of,
+    serve_env,
+    start_jianzheng,
+    stop_jianzheng,
+    wait_for,
+)
 from tests.fixtures.db import make_settings
 from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import APPROVER_NAME, build_chain
-from tests.test_anchoring_serve import _api_children, _env, _health, _jianzheng, _stop
 
 ROUNDS = 3
 #: Every answer within this on a machine with a core per runnable process; on a machine
@@ -100,7 +107,7 @@ def test_the_hostile_corpus_never_gets_a_5xx_nor_takes_the_server_down(tmp_path:
     db_url = f"sqlite:///{tmp_path / 'var' / 'jianzheng.db'}"
     lab, codes = _open_codes(tmp_path, db_url, len(pdfs) * ROUNDS)
 
-    env = _env(tmp_path / "var")
+    env = serve_env(tmp_path / "var")
     # rate limit off: every file must reach the checks; the sandbox's time cap a little
     # under the default, as headroom for a loaded 2-core machine
     env.update({"JZ_DATABASE__URL": db_url, "JZ_PUBLIC__RATE_LIMIT_PER_MINUTE": "0",
@@ -108,16 +115,16 @@ def test_the_hostile_corpus_never_gets_a_5xx_nor_takes_the_server_down(tmp_path:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "api.log"
-    proc = _jianzheng(env, log, "api", "--port", str(port), "--workers", "1")
+    proc = start_jianzheng(env, log, "api", "--port", str(port), "--workers", "1")
     answers: list[dict[str, object]] = []
     health: list[tuple[int, float]] = []
     peak = {"api": 0.0, "tree": 0.0}
     done = threading.Event()
     try:
-        wait_for(lambda: _health(port) is not None, 90, "the API to answer")
+        wait_for(lambda: healthz_of(port) is not None, 90, "the API to answer")
         wait_for(lambda: "verify sandbox ready" in log.read_text(), 90,
                  "the verify sandbox to start")
-        api_pids = _api_children(proc.pid)
+        api_pids = api_children(proc.pid)
         assert len(api_pids) == 1
 
         def sample() -> None:
@@ -172,10 +179,10 @@ def test_the_hostile_corpus_never_gets_a_5xx_nor_takes_the_server_down(tmp_path:
         done.set()
         for t in watchers:
             t.join(15)
-        alive = _health(port) is not None
+        alive = healthz_of(port) is not None
     finally:
         done.set()
-        assert _stop(proc) == 0, log.read_text()[-3000:]
+        assert stop_jianzheng(proc) == 0, log.read_text()[-3000:]
 
     load = os.getloadavg()[0] / (os.cpu_count() or 1)
     bound = MAX_ANSWER_S * max(1.0, load)

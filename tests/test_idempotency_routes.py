@@ -11,8 +11,7 @@ import httpx
 
 from service.state import ServiceState
 from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
-from tests.recordkit import WitnessSigner
-from tests.test_uploads import _patch, _start
+from tests.recordkit import WitnessSigner, patch_upload, start_upload
 
 
 def test_every_signed_post_and_put_takes_an_idempotency_key(app_state: ServiceState) -> None:
@@ -57,8 +56,8 @@ def test_upload_completion_and_witness_key_revocation_replay(app_state: ServiceS
     data = os.urandom(1000)
     sha = hashlib.sha256(data).hexdigest()
     with client_for(app, lab) as c:
-        uid = _start(c, len(data))
-        assert _patch(c, uid, 0, data).status_code == 204
+        uid = start_upload(c, len(data))
+        assert patch_upload(c, uid, 0, data).status_code == 204
         path = f"/api/v1/uploads/{uid}/complete"
         first = c.post(path, json_body={"sha256": sha}, headers={"Idempotency-Key": "done-1"})
         assert first.status_code == 200, first.text

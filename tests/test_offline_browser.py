@@ -30,13 +30,12 @@ from cryptography.x509.oid import NameOID
 
 from service.anchoring.devchain import free_port
 from service.state import build_state
+from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 from tests.fixtures.db import make_settings
 from tests.fixtures.server import served
 from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import issue_report, sealed_bytes
-from tests.qr_kit import cose_of, qr_texts
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from tests.test_offline_qr_api import _render, degraded_photo
+from tests.qr_kit import cose_of, degraded_photo, qr_texts, render_page
 from verifier.canonical import canonicalize, loads_strict
 from verifier.errors import CanonicalizationError
 from verifier.qr import (
@@ -153,7 +152,7 @@ def test_offline_app_verifies_a_photo_with_the_network_off(tmp_path: Path) -> No
     photo = tmp_path / "photo.jpg"
     degraded_photo(sealed, 0).convert("RGB").save(photo, format="JPEG", quality=70)
     # a QR whose payload says "fail" instead of "pass", with the original signature
-    (url,) = qr_texts(_render(sealed, 0, 150))
+    (url,) = qr_texts(render_page(sealed, 0, 150))
     tagged = cbor2.loads(cose_of(url))
     facts = cbor2.loads(tagged.value[2])
     sealed_at = facts[7]

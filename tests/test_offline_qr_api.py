@@ -5,7 +5,6 @@ served trust list, and opens a page that shows the QR's signature check."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -13,17 +12,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pypdfium2
 import pytest
 import segno
 import zxingcpp
-from PIL import Image
 
 from service.state import ServiceState, build_state
 from tests.fixtures.db import make_settings
 from tests.labkit import add_lab, client_for, make_app
 from tests.public_kit import issue_report, sealed_bytes
-from tests.qr_kit import QR, cose_of, pycose_verify, qr_texts, trust_key_cert
+from tests.qr_kit import (
+    QR,
+    cose_of,
+    degraded_photo,
+    pycose_verify,
+    qr_texts,
+    render_page,
+    trust_key_cert,
+)
 from verifier.pdf import verify_sealed_pdf
 from verifier.qr import (
     check_trust_list,
@@ -39,9 +44,9 @@ BASE = "https://jz.example.cn"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, sqlite_url: str) -> Iterator[dict[str, Any]]:
     settings = make_settings(
-        tmp_path, f"sqlite:///{tmp_path / 'jz.db'}",
+        tmp_path, sqlite_url,
         public={"rate_limit_per_minute": 0, "base_url": BASE},
     )
     state = build_state(settings, chain=None)
@@ -49,25 +54,6 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     lab = add_lab(state, 1)
     yield {"state": state, "app": app, "lab": lab, "client": client_for(app, lab)}
     state.engine.dispose()
-
-
-def _render(pdf: bytes, index: int, dpi: int) -> Image.Image:
-    doc = pypdfium2.PdfDocument(pdf)
-    try:
-        return doc[index].render(scale=dpi / 72).to_pil()
-    finally:
-        doc.close()
-
-
-def degraded_photo(pdf: bytes, page: int = 1) -> Image.Image:
-    """The phone photo of the interop tests (test_signer_seal): 300 dpi halved, JPEG q30,
-    turned 5 degrees."""
-    img = _render(pdf, page, 300).convert("L")
-    img = img.resize((img.width // 2, img.height // 2), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=30)
-    photo = Image.open(io.BytesIO(buf.getvalue()))
-    return photo.rotate(5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
 
 
 def _raw_client(world: dict[str, Any]) -> Any:
@@ -82,14 +68,14 @@ def test_sealed_qr_is_signed_decodes_and_verifies_independently(world: dict[str,
     sealed = sealed_bytes(state, built)
 
     # 1. the 150-dpi render of every page and the degraded photo decode to the same URL
-    texts = [qr_texts(_render(sealed, i, 150)) for i in range(2)]
+    texts = [qr_texts(render_page(sealed, i, 150)) for i in range(2)]
     (url,) = texts[0]
     assert texts[1] == [url]
     assert url.startswith(f"HTTPS://JZ.EXAMPLE.CN/V/{built.code}/JZ1")
     assert qr_texts(degraded_photo(sealed)) == [url]
 
     # 2. version <= 15, error correction >= Q, and the module size at the printed width
-    (found,) = zxingcpp.read_barcodes(_render(sealed, 0, 150), formats=QR)
+    (found,) = zxingcpp.read_barcodes(render_page(sealed, 0, 150), formats=QR)
     assert found.ec_level in ("Q", "H")
     qr = segno.make_qr(url, error="q", boost_error=False)
     assert qr.version <= 15 and qr.mode == "alphanumeric"
@@ -148,7 +134,7 @@ def test_a_forged_payload_is_shown_as_such(world: dict[str, Any]) -> None:
 
     state: ServiceState = world["state"]
     built = issue_report(state, world["client"], world["lab"].institution, "Q2")
-    (url,) = qr_texts(_render(sealed_bytes(state, built), 0, 150))
+    (url,) = qr_texts(render_page(sealed_bytes(state, built), 0, 150))
     tagged = cbor2.loads(cose_of(url))
     facts = cbor2.loads(tagged.value[2])
     facts[5] = "2026-12-01"
@@ -176,7 +162,7 @@ def test_reports_sealed_with_a_plain_qr_keep_verifying(world: dict[str, Any]) ->
     finally:
         signer.qr_keys = keys
     sealed = sealed_bytes(state, built)
-    assert qr_texts(_render(sealed, 0, 150)) == [f"{BASE}/v/{built.code}"]
+    assert qr_texts(render_page(sealed, 0, 150)) == [f"{BASE}/v/{built.code}"]
     check = verify_sealed_pdf(sealed, [signer.ca.roots_pem()], expected_code=built.code)
     assert check.bottom_line
     client = _raw_client(world)

@@ -12,10 +12,9 @@ from service.domain.nonconforming import record_nonconforming
 from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Notification
-from tests.labkit import add_lab, client_for, make_app
-from tests.test_anchoring_outage import prometheus_values
-from tests.test_flags_ledger import _report
-from tests.test_uploads import _start
+from tests.anchoring_support import prometheus_values
+from tests.labkit import add_lab, client_for, make_app, seed_report
+from tests.recordkit import start_upload
 
 
 def test_housekeeping_metrics(app_state: ServiceState) -> None:
@@ -23,10 +22,10 @@ def test_housekeeping_metrics(app_state: ServiceState) -> None:
     lab = add_lab(app_state, 95)
     assert lab.institution
     with client_for(app, lab) as c:
-        _start(c, 1000)
-        _start(c, 2000)
+        start_upload(c, 1000)
+        start_upload(c, 2000)
     for code in ("JZ-M1", "JZ-M2"):
-        report = _report(app_state, lab.institution, code)
+        report = seed_report(app_state, lab.institution, code)
         with session_scope(app_state.sessions) as s:
             record_nonconforming(s, report, lab.institution, code, {"conclusion": "fail"})
     with session_scope(app_state.sessions) as s:

@@ -114,8 +114,8 @@ def test_the_limit_holds_across_two_api_processes_sharing_the_database(
         two.close()
 
 
-def test_ipv6_clients_share_the_bucket_of_their_64(tmp_path: Path) -> None:
-    state = _state(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}", rate_limit_per_minute=4)
+def test_ipv6_clients_share_the_bucket_of_their_64(tmp_path: Path, sqlite_url: str) -> None:
+    state = _state(tmp_path, sqlite_url, rate_limit_per_minute=4)
     try:
         app = make_app(state)
 
@@ -144,8 +144,10 @@ def test_forwarded_headers_count_only_from_trusted_proxies() -> None:
     assert client_key("testclient", None, trusted) == "testclient"
 
 
-def test_the_forwarded_header_names_the_client_behind_a_trusted_proxy(tmp_path: Path) -> None:
-    state = _state(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}", rate_limit_per_minute=4,
+def test_the_forwarded_header_names_the_client_behind_a_trusted_proxy(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    state = _state(tmp_path, sqlite_url, rate_limit_per_minute=4,
                    trusted_proxies=["127.0.0.1"])
     try:
         app = make_app(state)
@@ -162,8 +164,10 @@ def test_the_forwarded_header_names_the_client_behind_a_trusted_proxy(tmp_path: 
         state.close()
 
 
-def test_verify_beyond_the_concurrency_cap_is_refused_before_its_body(tmp_path: Path) -> None:
-    state = _state(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}", rate_limit_per_minute=0,
+def test_verify_beyond_the_concurrency_cap_is_refused_before_its_body(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    state = _state(tmp_path, sqlite_url, rate_limit_per_minute=0,
                    verify_concurrency=1)
     try:
         app = make_app(state)
@@ -189,8 +193,8 @@ def test_verify_beyond_the_concurrency_cap_is_refused_before_its_body(tmp_path: 
         state.close()
 
 
-def test_the_verify_body_is_capped_at_what_the_route_reads(tmp_path: Path) -> None:
-    state = _state(tmp_path, f"sqlite:///{tmp_path / 'jz.db'}", rate_limit_per_minute=0,
+def test_the_verify_body_is_capped_at_what_the_route_reads(tmp_path: Path, sqlite_url: str) -> None:
+    state = _state(tmp_path, sqlite_url, rate_limit_per_minute=0,
                    max_verify_bytes=1024 * 1024)
     try:
         app = make_app(state)

@@ -19,10 +19,10 @@ from tests.public_kit import build_chain, issue_report, make_pdf
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(tmp_path: Path, sqlite_url: str) -> Iterator[dict[str, Any]]:
     settings = make_settings(
         tmp_path,
-        f"sqlite:///{tmp_path / 'jz.db'}",
+        sqlite_url,
         public={"rate_limit_per_minute": 0},
         security={"max_pdf_bytes": 400_000},
     )

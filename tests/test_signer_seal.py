@@ -14,7 +14,6 @@ from pathlib import Path
 import pypdfium2
 import pytest
 import zxingcpp
-from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
@@ -25,21 +24,8 @@ from signer.keys import load_certificates
 from signer.seal import SealedPdf, seal_pdf
 from signer.stamp import StampLayout, group_code, prepare_seal
 from tests.fixtures.signer import SignerEnv, make_report_pdf, pdfsig
+from tests.qr_kit import QR, degraded_photo, qr_texts, render_page
 from verifier.pdf import FindingCode, verify_sealed_pdf
-
-QR = zxingcpp.barcode_formats_from_str("QRCode")
-
-
-def _render(pdf: bytes, index: int, dpi: int) -> Image.Image:
-    doc = pypdfium2.PdfDocument(pdf)
-    try:
-        return doc[index].render(scale=dpi / 72).to_pil()
-    finally:
-        doc.close()
-
-
-def _qr_texts(image: Image.Image) -> list[str]:
-    return [b.text for b in zxingcpp.read_barcodes(image, formats=QR) if b.valid]
 
 
 def _pyhanko_status(pdf: bytes, roots_pem: bytes):  # type: ignore[no-untyped-def]
@@ -101,18 +87,12 @@ def test_pyhanko_validator_intact_trusted_untouched(
 
 def test_qr_decodes_on_every_page_at_150dpi(sealed_30p: SealedPdf, signer_env: SignerEnv) -> None:
     for i in range(sealed_30p.page_count):
-        texts = _qr_texts(_render(sealed_30p.data, i, 150))
+        texts = qr_texts(render_page(sealed_30p.data, i, 150))
         assert texts == [signer_env.verify_url], f"page {i + 1}"
 
 
 def test_qr_decodes_from_degraded_scan(sealed_3p: SealedPdf, signer_env: SignerEnv) -> None:
-    img = _render(sealed_3p.data, 2, 300).convert("L")
-    img = img.resize((img.width // 2, img.height // 2), Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=30)
-    degraded = Image.open(io.BytesIO(buf.getvalue()))
-    degraded = degraded.rotate(5, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
-    assert _qr_texts(degraded) == [signer_env.verify_url]
+    assert qr_texts(degraded_photo(sealed_3p.data, 2)) == [signer_env.verify_url]
 
 
 def test_stamp_text_and_original_content_visible(
@@ -246,7 +226,7 @@ def test_rotated_and_cropped_pages_get_an_upright_readable_stamp(
         signer_env.seal_key, signer_env.tsa.timestamper(),
     )
     for i in range(4):
-        img = _render(sealed.data, i, 150)
+        img = render_page(sealed.data, i, 150)
         (result,) = [b for b in zxingcpp.read_barcodes(img, formats=QR) if b.valid]
         assert result.text == signer_env.verify_url
         # upright (as displayed), in the bottom-right quadrant
@@ -260,7 +240,7 @@ def test_layout_is_configurable(signer_env: SignerEnv, report_3p: bytes) -> None
     sealed = seal_pdf(
         report_3p, signer_env.code, signer_env.verify_url, seal, signer_env.seal_key, level="B-B"
     )
-    img = _render(sealed.data, 0, 150)
+    img = render_page(sealed.data, 0, 150)
     (result,) = [b for b in zxingcpp.read_barcodes(img, formats=QR) if b.valid]
     assert result.position.top_left.x < img.width * 0.3
     assert result.position.top_left.y < img.height * 0.3

@@ -21,8 +21,7 @@ from signer.ca import DevCA
 from signer.errors import CaError
 from signer.qrkeys import QrKeyStore
 from signer.sm2qr import issue_sm2_certificate, sign_sm2
-from tests.qr_kit import cose_of
-from tests.test_verify_qr_cli import run_offline
+from tests.qr_kit import cose_of, run_offline
 from verifier import sm2
 from verifier.qr import (
     QrFacts,

@@ -42,10 +42,8 @@ from tests.fixtures.db import make_settings, state_with_chain
 from tests.fixtures.signer import pdfsig
 from tests.labkit import add_auditor, add_lab, client_for, make_app, seed_record
 from tests.public_kit import make_pdf
-from tests.qr_kit import qr_texts
+from tests.qr_kit import qr_texts, render_page, run_offline
 from tests.recordkit import TINY_PDF, ago, build_chain, created, data_body
-from tests.test_offline_qr_api import _render
-from tests.test_verify_qr_cli import run_offline
 from verifier.bundle import open_bundle, verify_bundle
 from verifier.certificate_sm2 import check_certificate_sm2, check_statement, read_attachment
 from verifier.chain import RpcClient
@@ -249,7 +247,7 @@ def test_the_sealed_qr_is_signed_with_sm2(world: World, tmp_path: Path) -> None:
     (record,) = [r for r in sealed if r["body"].get("stage") == "sealed"]
     assert record["body"]["qr"]["kid"] == world.qr_kid
     signed_sha = next(f["sha256"] for f in record["files"] if f["role"] == "signed_pdf")
-    (url,) = qr_texts(_render(world.state.blobs.get(signed_sha), 0, 150))
+    (url,) = qr_texts(render_page(world.state.blobs.get(signed_sha), 0, 150))
     signed = decode_payload(url)
     assert signed.alg == -70001 and signed.kid_hex == world.qr_kid
     r = world.lab.http.get("/ca/trust-list.json")

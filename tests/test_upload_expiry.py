@@ -21,9 +21,10 @@ from service.domain import uploads
 from service.state import ServiceState, build_state
 from service.storage.db import session_scope
 from service.storage.models import Upload
+from tests.fixtures.clock import ShiftedClock
 from tests.fixtures.db import make_settings
 from tests.labkit import add_lab, client_for, make_app
-from tests.test_uploads import OCTETS, _patch, _start
+from tests.recordkit import OCTETS, patch_upload, start_upload
 
 DAY = timedelta(hours=72)
 
@@ -50,18 +51,23 @@ def _problem(resp: object) -> tuple[int, str | None]:
     return status, resp.json()["code"]  # type: ignore[attr-defined]
 
 
+def _status(c: JianzhengClient, upload_id: str) -> str:
+    status: str = c.get(f"/api/v1/uploads/{upload_id}").json()["status"]
+    return status
+
+
 def test_idle_upload_expires_and_answers_410(app_state: ServiceState) -> None:
     app = make_app(app_state)
     lab = add_lab(app_state, 41)
     data_dir = app_state.settings.data_dir
     data = os.urandom(4096)
     with client_for(app, lab) as c:
-        idle = _start(c, len(data))
-        assert _patch(c, idle, 0, data[:1000]).status_code == 204
-        busy = _start(c, len(data))
-        assert _patch(c, busy, 0, data[:1000]).status_code == 204
-        done = _start(c, len(data))
-        assert _patch(c, done, 0, data).status_code == 204
+        idle = start_upload(c, len(data))
+        assert patch_upload(c, idle, 0, data[:1000]).status_code == 204
+        busy = start_upload(c, len(data))
+        assert patch_upload(c, busy, 0, data[:1000]).status_code == 204
+        done = start_upload(c, len(data))
+        assert patch_upload(c, done, 0, data).status_code == 204
         resp = c.post(
             f"/api/v1/uploads/{done}/complete",
             json_body={"sha256": hashlib.sha256(data).hexdigest()},
@@ -89,7 +95,7 @@ def test_idle_upload_expires_and_answers_410(app_state: ServiceState) -> None:
         assert not orphan_chunk.exists() and not ghost_part.exists() and young_chunk.exists()
 
         # every call on the expired upload says so; nothing else changed
-        assert _problem(_patch(c, idle, 1000, data[1000:])) == (410, "upload_expired")
+        assert _problem(patch_upload(c, idle, 1000, data[1000:])) == (410, "upload_expired")
         assert _problem(c.request("HEAD", f"/api/v1/uploads/{idle}")) == (410, None)
         sha = hashlib.sha256(data).hexdigest()
         resp = c.post(f"/api/v1/uploads/{idle}/complete", json_body={"sha256": sha})
@@ -99,7 +105,7 @@ def test_idle_upload_expires_and_answers_410(app_state: ServiceState) -> None:
         assert resp.headers["content-type"] == "application/problem+json"
 
         # the busy upload goes on and the completed one is still usable
-        assert _patch(c, busy, 1000, data[1000:]).status_code == 204
+        assert patch_upload(c, busy, 1000, data[1000:]).status_code == 204
         assert c.get(f"/api/v1/uploads/{done}").json()["status"] == "complete"
 
         # a second pass finds nothing more
@@ -112,7 +118,7 @@ def test_expired_upload_cannot_become_a_record(app_state: ServiceState) -> None:
     lab = add_lab(app_state, 42)
     data = os.urandom(2048)
     with client_for(app, lab) as c:
-        uid = _start(c, len(data))
+        uid = start_upload(c, len(data))
         _age(app_state, uid, DAY * 2)
         uploads.sweep_expired(app_state.sessions, app_state.settings.data_dir, DAY)
         assert lab.institution
@@ -123,24 +129,28 @@ def test_expired_upload_cannot_become_a_record(app_state: ServiceState) -> None:
 
 
 def test_each_api_process_sweeps_on_its_own(tmp_path: Path, db_url: str) -> None:
-    """The app's lifespan runs the sweeper: with a 1 s expiry an idle upload expires."""
+    """The app's lifespan runs the sweeper: once the service's clock passes the idle
+    limit (moved forward, not waited for), the idle upload expires."""
     settings = make_settings(
-        tmp_path, db_url, uploads={"expire_after_h": 1 / 3600, "sweep_interval_s": 0.2}
+        tmp_path, db_url, uploads={"expire_after_h": 1, "sweep_interval_s": 0.2}
     )
-    state = build_state(settings, chain=None)
+    clock = ShiftedClock()
+    state = build_state(settings, chain=None, clock=clock)
     try:
         lab = add_lab(state, 43)
         app = make_app(state)
         with TestClient(app, base_url="http://testserver") as http:  # runs the lifespan
-            c = JianzhengClient("http://testserver", lab.key_id, lab.secret, http=http)
-            uid = _start(c, 100)
+            c = JianzhengClient(
+                "http://testserver", lab.key_id, lab.secret, http=http, clock=clock.time
+            )
+            uid = start_upload(c, 100)
+            assert _status(c, uid) == "open"
+            clock.advance(3600 + 5)  # past the idle limit
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                if c.get(f"/api/v1/uploads/{uid}").json()["status"] == "expired":
-                    break
-                time.sleep(0.2)
-            else:
-                pytest.fail("the upload did not expire within 15 s")
+            while _status(c, uid) != "expired":  # polls the sweeper thread, waits no deadline
+                if time.monotonic() > deadline:
+                    pytest.fail("the sweeper did not expire the upload within 15 s")
+                time.sleep(0.05)
             resp = c.request(
                 "PATCH", f"/api/v1/uploads/{uid}", content=b"x" * 100, content_type=OCTETS,
                 headers={"Upload-Offset": "0"},

@@ -23,27 +23,16 @@ from service.state import ServiceState
 from service.storage.db import session_scope
 from service.storage.models import Record, Upload
 from tests.labkit import Account, add_lab, client_for, make_app
-from tests.recordkit import TINY_PDF, contract_meta, created, project_body, today_cst
-
-OCTETS = "application/offset+octet-stream"
-
-
-def _start(client: JianzhengClient, length: int, media_type: str = "video/mp4") -> str:
-    resp = client.post("/api/v1/uploads", json_body={"length": length, "media_type": media_type})
-    assert resp.status_code == 201, resp.text
-    upload_id: str = resp.json()["upload_id"]
-    assert resp.headers["location"] == f"/api/v1/uploads/{upload_id}"
-    return upload_id
-
-
-def _patch(client: JianzhengClient, upload_id: str, offset: int, data: bytes) -> httpx.Response:
-    return client.request(
-        "PATCH",
-        f"/api/v1/uploads/{upload_id}",
-        content=data,
-        content_type=OCTETS,
-        headers={"Upload-Offset": str(offset)},
-    )
+from tests.recordkit import (
+    OCTETS,
+    TINY_PDF,
+    contract_meta,
+    created,
+    patch_upload,
+    project_body,
+    start_upload,
+    today_cst,
+)
 
 
 def _offset(client: JianzhengClient, upload_id: str) -> int:
@@ -63,16 +52,16 @@ def test_upload_offsets_completion_and_use(app_state: ServiceState) -> None:
     data = bytes(range(256)) * 1000  # 256,000 bytes
     digest = hashlib.sha256(data).hexdigest()
     with client_for(app, lab_a) as a, client_for(app, lab_b) as b:
-        uid = _start(a, len(data))
+        uid = start_upload(a, len(data))
         assert _offset(a, uid) == 0
-        r = _patch(a, uid, 0, data[:100_000])
+        r = patch_upload(a, uid, 0, data[:100_000])
         assert r.status_code == 204 and r.headers["upload-offset"] == "100000"
         # a stale offset is refused and answers the current one
-        r = _patch(a, uid, 0, data[:100_000])
+        r = patch_upload(a, uid, 0, data[:100_000])
         assert r.status_code == 409 and r.json()["code"] == "upload_offset_mismatch"
         assert r.headers["upload-offset"] == "100000"
         # more than the declared length
-        r = _patch(a, uid, 100_000, data[100_000:] + b"extra")
+        r = patch_upload(a, uid, 100_000, data[100_000:] + b"extra")
         assert r.status_code == 422 and r.json()["code"] == "upload_length_exceeded"
         # a chunk whose signature does not match its bytes does not count
         headers = sign_request(
@@ -88,7 +77,7 @@ def test_upload_offsets_completion_and_use(app_state: ServiceState) -> None:
         # another institution may not touch it
         assert b.request("HEAD", f"/api/v1/uploads/{uid}").status_code == 403
         assert b.get(f"/api/v1/uploads/{uid}").status_code == 403
-        r = _patch(b, uid, 100_000, data[100_000:])
+        r = patch_upload(b, uid, 100_000, data[100_000:])
         assert r.status_code == 403 and r.json()["code"] == "forbidden"
         assert b.post(f"/api/v1/uploads/{uid}/complete", json_body={"sha256": digest}).json()[
             "code"
@@ -96,7 +85,7 @@ def test_upload_offsets_completion_and_use(app_state: ServiceState) -> None:
         # completing early
         r = a.post(f"/api/v1/uploads/{uid}/complete", json_body={"sha256": digest})
         assert r.status_code == 409 and r.json()["code"] == "upload_incomplete"
-        assert _patch(a, uid, 100_000, data[100_000:]).status_code == 204
+        assert patch_upload(a, uid, 100_000, data[100_000:]).status_code == 204
         # using it before completion
         r = a.post("/api/v1/media", json_body={"kind": "video", "upload_id": uid})
         assert r.status_code == 409 and r.json()["code"] == "upload_not_complete"
@@ -119,8 +108,8 @@ def test_upload_offsets_completion_and_use(app_state: ServiceState) -> None:
         assert a.get(f"/api/v1/uploads/{uid}").json()["record_id"] == media
         # a contract PDF may come through an upload too
         pid = created(a.post("/api/v1/projects", json_body=project_body()))
-        uid2 = _start(a, len(TINY_PDF), "application/pdf")
-        assert _patch(a, uid2, 0, TINY_PDF).status_code == 204
+        uid2 = start_upload(a, len(TINY_PDF), "application/pdf")
+        assert patch_upload(a, uid2, 0, TINY_PDF).status_code == 204
         sha_pdf = hashlib.sha256(TINY_PDF).hexdigest()
         assert a.post(f"/api/v1/uploads/{uid2}/complete", json_body={"sha256": sha_pdf})
         meta = {**contract_meta(pid, today_cst()), "upload_id": uid2}
@@ -220,8 +209,8 @@ def test_200mb_upload_resumes_after_a_dropped_connection(
     lab = add_lab(app_state, 33)
     client = JianzhengClient(server.url, lab.key_id, lab.secret, timeout=120)
     whole = hashlib.sha256()
-    uid = _start(client, TOTAL)
-    assert _patch(client, uid, 0, _chunk(0)).status_code == 204  # warm up the server
+    uid = start_upload(client, TOTAL)
+    assert patch_upload(client, uid, 0, _chunk(0)).status_code == 204  # warm up the server
     peak_before = server.peak_rss_kib()
     whole.update(_chunk(0))
     for i in range(1, TOTAL // CHUNK):
@@ -232,7 +221,7 @@ def test_200mb_upload_resumes_after_a_dropped_connection(
             _wait_for_no_chunk_files(app_state)
             # the half chunk never counts: HEAD says where to resume
             assert _offset(client, uid) == DROP_AT * CHUNK
-        r = _patch(client, uid, i * CHUNK, data)
+        r = patch_upload(client, uid, i * CHUNK, data)
         assert r.status_code == 204, r.text
         assert int(r.headers["upload-offset"]) == (i + 1) * CHUNK
     assert _offset(client, uid) == TOTAL
@@ -269,7 +258,7 @@ def test_unsigned_or_stale_patch_is_refused_401_before_anything_else(
     app = make_app(app_state)
     lab = add_lab(app_state, 33)
     with client_for(app, lab) as c:
-        uid = _start(c, 10)
+        uid = start_upload(c, 10)
         http = c.http
         path = f"/api/v1/uploads/{uid}"
         r = http.request("PATCH", path, content=b"0123456789")
@@ -289,5 +278,5 @@ def test_unsigned_or_stale_patch_is_refused_401_before_anything_else(
         r = http.request("PATCH", path, content=b"0123456789", headers=unknown)
         assert r.status_code == 401 and r.json()["code"] == "auth_unknown_key"
         # with valid headers, the upload's own checks come next
-        r = _patch(c, uid, 5, b"0123456789")
+        r = patch_upload(c, uid, 5, b"0123456789")
         assert r.status_code == 409 and r.json()["code"] == "upload_offset_mismatch"

@@ -4,9 +4,6 @@ command line (`jianzheng ca qr-keys`)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,32 +17,10 @@ from signer.qrkeys import QrKeyStore, QrSigningKey, signed_qr_url
 from signer.seal import seal_pdf
 from signer.stamp import SIGNED_QR_LAYOUT, make_dev_seal_image, prepare_seal
 from tests.fixtures.signer import INSTITUTION_NAME, INSTITUTION_USCC, make_report_pdf
-from tests.test_offline_qr_api import degraded_photo
+from tests.qr_kit import ROOT, degraded_photo, run_offline
 from verifier.qr import ALG_ES256, QrFacts, payload_text, protected_header
 
-ROOT = Path(__file__).resolve().parent.parent
 CODE = "44030026K7QZ3M9XB2T"
-#: Run the verifier with no network: a new network namespace where one can be made, and
-#: socket calls that fail (and are recorded) in any case.
-_GUARD = """
-import socket, sys
-def _refuse(*a, **k):
-    raise OSError("network disabled in this test")
-socket.socket.connect = _refuse
-socket.create_connection = _refuse
-socket.getaddrinfo = _refuse
-from verifier.cli import main
-sys.exit(main())
-"""
-
-
-def run_offline(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", _GUARD, *args]
-    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
-        cmd = ["unshare", "-n", *cmd]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
 def _facts(sealed_at: int, **changes: object) -> QrFacts:
     base: dict[str, object] = dict(
         code=CODE, report_no="SZJC-2026-000123", institution=INSTITUTION_USCC,

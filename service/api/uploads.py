@@ -138,6 +138,7 @@ def create_upload(
             institution=institution,
             length=body.length,
             media_type=body.media_type,
+            clock=state.clock,
         )
         session.flush()
         return 201, _out(upload, state)
@@ -192,7 +193,7 @@ def complete_upload(
     def work() -> tuple[int, Any]:
         upload = uploads.get_upload(session, upload_id, institution)
         upload = uploads.complete_upload(
-            session, state.settings.data_dir, state.blobs, upload, body.sha256
+            session, state.settings.data_dir, state.blobs, upload, body.sha256, clock=state.clock
         )
         return 200, _out(upload, state)
 
@@ -231,7 +232,9 @@ def _commit(
     with state.sessions() as session:
         uploads.check_open(uploads.get_upload(session, upload_id, institution))
         data_dir = state.settings.data_dir
-        new_offset = uploads.commit_chunk(session, data_dir, upload_id, offset, chunk)
+        new_offset = uploads.commit_chunk(
+            session, data_dir, upload_id, offset, chunk, clock=state.clock
+        )
         session.commit()
         return new_offset
 

@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.clock import utc_now
+from service.clock import SYSTEM_CLOCK, Clock, utc_now
 from service.domain.evidence import new_record_id
 from service.periodic import Periodic
 from service.settings import NotifySettings
@@ -123,9 +123,12 @@ def deliver_due(
     *,
     now: float | None = None,
     limit: int = DELIVERY_BATCH,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
-    """One pass: deliver every due notification; returns how many were delivered."""
-    now = time.time() if now is None else now
+    """One pass: deliver every due notification; returns how many were delivered.
+    "Now" (what is due, when a retry is next due) is read from `clock` unless `now` is
+    given for the pass."""
+    now = clock.time() if now is None else now
     lease = settings.timeout_s + 30.0
     delivered = 0
     with sessions() as session:
@@ -169,7 +172,7 @@ def deliver_due(
             values.update(status=STATUS_FAILED)
             log.warning("notification %s failed for good: %s", notification_id, error)
         else:
-            values.update(next_attempt_at=time.time() + backoff_s(attempts, settings))
+            values.update(next_attempt_at=clock.time() + backoff_s(attempts, settings))
         with sessions() as session:
             session.execute(
                 update(Notification)
@@ -185,12 +188,17 @@ class DeliveryLoop:
     """Runs `deliver_due` in a daemon thread until stopped."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], notifier: Notifier, settings: NotifySettings
+        self,
+        sessions: sessionmaker[Session],
+        notifier: Notifier,
+        settings: NotifySettings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._notifier = notifier
         self._periodic = Periodic(
             "jz-notify",
-            lambda: deliver_due(sessions, notifier, settings),
+            lambda: deliver_due(sessions, notifier, settings, clock=clock),
             settings.poll_interval_s,
         )
 

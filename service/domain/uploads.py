@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.clock import utc_now
+from service.clock import SYSTEM_CLOCK, Clock, utc_now
 from service.domain.evidence import new_record_id
 from service.errors import Conflict, Forbidden, Gone, Invalid, JianzhengError, NotFound
 from service.storage.blobs import CHUNK, BlobStore, fsync_dir, sha256_file
@@ -77,13 +77,19 @@ def check_media_type(value: str) -> str:
 
 
 def create_upload(
-    session: Session, data_dir: Path, *, institution: str, length: int, media_type: str
+    session: Session,
+    data_dir: Path,
+    *,
+    institution: str,
+    length: int,
+    media_type: str,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Upload:
     if not 0 < length <= MAX_UPLOAD_LENGTH:
         raise Invalid(
             "upload_length_invalid", f"length must be 1..{MAX_UPLOAD_LENGTH} bytes"
         )
-    now = utc_now()
+    now = utc_now(clock)
     upload = Upload(
         id=new_record_id(),
         institution=institution,
@@ -159,7 +165,13 @@ class ReceivedChunk:
 
 
 def commit_chunk(
-    session: Session, data_dir: Path, upload_id: str, offset: int, chunk: ReceivedChunk
+    session: Session,
+    data_dir: Path,
+    upload_id: str,
+    offset: int,
+    chunk: ReceivedChunk,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """Append a fully received chunk at `offset`; returns the new offset (caller commits).
 
@@ -176,7 +188,7 @@ def commit_chunk(
     result = session.execute(
         update(Upload)
         .where(Upload.id == upload_id, Upload.offset == offset, Upload.status == STATUS_OPEN)
-        .values(offset=offset + chunk.size, updated_at=utc_now())
+        .values(offset=offset + chunk.size, updated_at=utc_now(clock))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -201,7 +213,13 @@ def commit_chunk(
 
 
 def complete_upload(
-    session: Session, data_dir: Path, blobs: BlobStore, upload: Upload, sha256: str
+    session: Session,
+    data_dir: Path,
+    blobs: BlobStore,
+    upload: Upload,
+    sha256: str,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Upload:
     """Check the whole file's SHA-256; on a match the bytes become a blob (caller commits).
 
@@ -238,7 +256,7 @@ def complete_upload(
     result = session.execute(
         update(Upload)
         .where(Upload.id == upload.id, Upload.status == STATUS_OPEN)
-        .values(status=STATUS_COMPLETE, sha256=actual, updated_at=utc_now())
+        .values(status=STATUS_COMPLETE, sha256=actual, updated_at=utc_now(clock))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -325,6 +343,7 @@ def sweep_expired(
     expire_after: timedelta,
     *,
     now: datetime | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> SweepResult:
     """Expire open uploads idle for `expire_after` and delete bytes nothing can use.
 
@@ -335,8 +354,9 @@ def sweep_expired(
     chunk files of requests a crash cut off, and partial files of uploads that are not
     open (expired by an earlier pass that crashed before deleting, or never committed).
     Every API process may run this at the same time; each upload expires exactly once.
+    "Now" is `now` if given, else read from `clock`.
     """
-    now = now or utc_now()
+    now = now or utc_now(clock)
     cutoff = now - expire_after
     with sessions() as session:
         expired = list(
