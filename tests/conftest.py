@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.signer",
     "tests.fixtures.statuses",
+    "tests.fixtures.browser",
 ]

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.anchoring_support import REPO_ROOT, wait_for
-from tests.browser_kit import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
+from tests.anchoring_support import wait_for
+from tests.browser_kit import VIEWPORT
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.chain import DevChain, new_chain
 from tests.public_kit import make_pdf, privacy_findings
 from tests.recordkit import (
@@ -39,7 +40,6 @@ from verifier.canonical import canonicalize
 
 pytestmark = [pytest.mark.chain, pytest.mark.browser]
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 UNKNOWN_CODE = "44030026AAAAAAAAAAAAAAA"
 
 #: status key -> (data-status, big Chinese label, a Chinese sentence the page must show)
@@ -129,18 +129,6 @@ def _warned_story(lab: Any, base: Story) -> Story:
     r = lab.put(f"/api/v1/reports/{code}/pdf", content=pdf, content_type="application/pdf")
     assert r.status_code == 200, r.text
     return Story(code, chain, {"sample": bare, "first": first, "retest": retest}, pdf, r.json())
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.mark.parametrize("key", list(EXPECTED))

@@ -24,11 +24,11 @@ from service.app import create_app
 from service.client import JianzhengClient
 from service.domain.public.presentation import display_code
 from tests.console_kit import Person, Seeded, add_person, expected_counts, seed
+from tests.fixtures.browser import ARTIFACTS
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.fixtures.server import served
 from tests.story_support import fetch_bundle
-from tests.test_browser import ARTIFACTS, browser  # noqa: F401,F811 - the Chromium fixture
 
 pytestmark = [pytest.mark.chain, pytest.mark.browser, pytest.mark.postgres]
 

@@ -4,36 +4,18 @@ word alone. Screenshots go to test-artifacts/registry-*.png."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from service.clock import utc_now
 from service.state import ServiceState
-from tests.anchoring_support import REPO_ROOT
+from tests.browser_kit import VIEWPORT
+from tests.fixtures.browser import ARTIFACTS
 from tests.labkit import add_agency, add_lab, client_for, make_app
 from tests.recordkit import Chain, ago, build_chain, created, data_body
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 375, "height": 812}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
