@@ -87,6 +87,10 @@ class QrSigningKey:
         return encode_sign1(self.protected, payload, _raw_signature(der))
 
 
+#: How far back the first QR key's window opens (see `_create_first`).
+FIRST_KEY_BACKDATE_S = 60
+
+
 class QrKeyStore:
     """The QR keys of one CA directory (thread-safe; reloads when another process rotates)."""
 
@@ -185,7 +189,10 @@ class QrKeyStore:
         with self._file_lock():
             if not self.list_path.exists():
                 now = int(time.time())
-                entry = self._new_key(now)
+                # The first key's window opens a minute back: the payload that made us
+                # create it was stamped with its sealing time before the key existed, and
+                # the second may have ticked since (its certificate is valid from then too).
+                entry = self._new_key(now - FIRST_KEY_BACKDATE_S)
                 self._write([entry], now)
 
     def _new_key(self, now: int, algorithm: str = "ES256") -> dict[str, Any]:

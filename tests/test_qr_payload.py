@@ -214,3 +214,15 @@ def test_url_forms(store: QrKeyStore) -> None:
     for u in (signed_qr_url(BASE, CODE, cose), signed_qr_url("http://127.0.0.1:8000", CODE, cose)):
         qr = segno.make_qr(u, error="q", boost_error=False)
         assert qr.version <= 15 and qr.mode == "alphanumeric"
+
+
+def test_the_first_key_signs_a_payload_stamped_just_before_it_existed(tmp_path: Path) -> None:
+    """The sealing step stamps `sealed_at` before the first key is made on demand; the
+    second may tick in between (a race CI met): the first key's window covers it."""
+    import time
+
+    fresh = QrKeyStore(DevCA(tmp_path / "ca"))
+    stamped = int(time.time()) - 1  # as if the second ticked before the key was created
+    cose, kid = fresh.sign(facts(stamped))
+    assert kid == fresh.active().kid and cose
+    assert fresh.active().not_before <= stamped

@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 
 from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
@@ -51,12 +52,20 @@ def pin(engine: Engine, wanted: HashAlg) -> HashAlg:
 
     Raises IntegrityFault `log_hash_mismatch` when the database already holds a log of the
     other kind (recorded, or SHA-256 records from before the setting existed)."""
-    with engine.begin() as conn:
-        stored = _read(conn)
-        if stored is None:
-            has_records = conn.execute(select(Record.id).limit(1)).first() is not None
-            stored = DEFAULT_ALG if has_records else wanted
-            conn.execute(insert(KeyValue).values(key=STATE_KEY, value=stored))
+    try:
+        with engine.begin() as conn:
+            stored = _read(conn)
+            if stored is None:
+                has_records = conn.execute(select(Record.id).limit(1)).first() is not None
+                stored = DEFAULT_ALG if has_records else wanted
+                conn.execute(insert(KeyValue).values(key=STATE_KEY, value=stored))
+    except IntegrityError:
+        # Several processes (`jianzheng api --workers N`, the worker) started on a new
+        # database at once and another recorded it first: read what it recorded.
+        with engine.connect() as conn:
+            stored = _read(conn)
+        if stored is None:  # pragma: no cover - the row that collided is there
+            raise
     if stored != wanted:
         raise IntegrityFault(
             "log_hash_mismatch",
