@@ -287,6 +287,7 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/projects",
         "POST /api/v1/agency/devices",
         "POST /api/v1/agency/staff",
+        "POST /api/v1/agency/qualifications",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -323,6 +324,9 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         assert device.status_code == 201, device.text
         staff = a.post("/api/v1/agency/staff", json_body=examples["POST /api/v1/agency/staff"])
         assert staff.status_code == 201, staff.text
+        qual = a.post("/api/v1/agency/qualifications",
+                      json_body=examples["POST /api/v1/agency/qualifications"])
+        assert qual.status_code == 201, qual.text
 
 
 AGENCY_PROJECT = {
@@ -551,3 +555,71 @@ def test_an_sm2_witness_key_is_refused_clearly_not_certified(app_state: ServiceS
         assert key["verified"] is False
         seal = stored_record(app_state, chain.seal)
         assert "witness_unverified" in json.dumps(seal["body"].get("flags", []))
+
+
+def qualification(institution: str, no: str, items: list[str], *, valid_until: str = "2099-12-31",
+                  specialty: str = "建筑材料及构配件") -> dict[str, Any]:
+    return {"institution": institution,
+            "certificate": {"no": no, "valid_from": "2020-01-01", "valid_until": valid_until},
+            "scope": [{"specialty": specialty, "items": items}]}
+
+
+def test_qualification_scope_refuses_reports_outside_it(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 143)
+    far_lab = add_lab(app_state, 144, region="110000")
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        far = a.post("/api/v1/agency/qualifications", json_body=qualification(
+            far_lab.institution or "", "Q-FAR", ["混凝土抗压强度"]))
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        backwards = qualification(inst, "Q-0", ["混凝土抗压强度"], valid_until="2019-12-31")
+        bad = a.post("/api/v1/agency/qualifications", json_body=backwards)
+        assert bad.status_code == 422 and bad.json()["code"] == "qualification_dates_invalid"
+
+        chain = build_chain(c, sample_code="YP-QUAL-1")
+        known = created(c.post("/api/v1/test-records", json_body=data_body(chain, ago(300))))
+        other = created(c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(200), test_item="混凝土劈裂抗拉强度")))
+        issued: list[int] = []
+
+        def put() -> Any:
+            issued.append(1)
+            code = str(c.issue_code(f"BG-QUAL-{len(issued)}", chain.project).json()["code"])
+            meta = {**META, "issued_on": utc_now().date().isoformat(),
+                    "parents": [chain.sample, known, other]}
+            return c.put(f"/api/v1/reports/{code}", json_body=meta)
+
+        # no qualification registered yet: the lab is not onboarded, reports pass
+        assert put().status_code == 200
+        entry_id = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-1", ["混凝土抗压强度"])))
+        entry = _record(app_state, entry_id)
+        assert entry["type"] == "registry" and entry["body"]["kind"] == "qualification"
+        assert entry["body"]["scope"] == [
+            {"specialty": "建筑材料及构配件", "items": ["混凝土抗压强度"]}]
+        assert entry["body"]["certificate"]["no"] == "Q-1"
+        listed = a.get("/api/v1/audit/registry", query={"institution": inst}).json()
+        assert entry_id in [e["record"]["id"] for e in listed]
+
+        outside = put()  # 混凝土劈裂抗拉强度 is in no certificate of the lab
+        assert outside.status_code == 422 and outside.json()["code"] == "out_of_scope"
+        assert outside.json()["outside"] == ["混凝土劈裂抗拉强度"]
+        # a second certificate covers it, but it expired yesterday
+        yesterday = (utc_now() - timedelta(days=2)).date().isoformat()
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-2", ["混凝土劈裂抗拉强度"], valid_until=yesterday, specialty="见证取样")))
+        expired = put()
+        assert expired.status_code == 422, expired.text
+        assert expired.json()["code"] == "qualification_expired"
+        assert expired.json()["certificate_no"] == "Q-2"
+        # the renewed certificate (same number) replaces the entry: the report passes
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-2", ["混凝土劈裂抗拉强度"], specialty="见证取样")))
+        renewed = put()
+        assert renewed.status_code == 200, renewed.text
+        # an expired certificate that covered 混凝土抗压强度 too does not take it away
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-OLD", ["混凝土抗压强度"], valid_until=yesterday)))
+        assert put().status_code == 200

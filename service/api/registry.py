@@ -185,6 +185,29 @@ def register_staff(
     return _append(session, state, caller, idem, lambda w: registry.register_staff(w, body))
 
 
+@router.post(
+    "/api/v1/agency/qualifications",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's qualification (资质证书) and its scope (检测专项, 检测项目/参数)",
+    description="Agency keys only. Once any qualification of the lab is registered, report "
+    "metadata citing a test item no certificate of the lab covers is refused (422 "
+    "`out_of_scope`, 超资质), and one only a certificate not valid today covers (422 "
+    "`qualification_expired`). Registering the same certificate number again replaces its "
+    "entry.",
+)
+def register_qualification(
+    body: registry.QualificationRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(
+        session, state, caller, idem, lambda w: registry.register_qualification(w, body)
+    )
+
+
 @router.get(
     "/api/v1/audit/registry",
     response_model=list[RegistryEntry],
