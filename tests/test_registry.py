@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from service.clock import utc_now
 from service.domain import accounts, rules
+from service.domain.reports.lifecycle import china_today
 from service.domain.trust import platform_ca
 from service.state import ServiceState
 from service.storage.db import session_scope
@@ -606,8 +607,8 @@ def test_qualification_scope_refuses_reports_outside_it(app_state: ServiceState)
         outside = put()  # 混凝土劈裂抗拉强度 is in no certificate of the lab
         assert outside.status_code == 422 and outside.json()["code"] == "out_of_scope"
         assert outside.json()["outside"] == ["混凝土劈裂抗拉强度"]
-        # a second certificate covers it, but it expired yesterday
-        yesterday = (utc_now() - timedelta(days=2)).date().isoformat()
+        # a second certificate covers it, but its last valid day was yesterday
+        yesterday = (china_today() - timedelta(days=1)).isoformat()
         created(a.post("/api/v1/agency/qualifications", json_body=qualification(
             inst, "Q-2", ["混凝土劈裂抗拉强度"], valid_until=yesterday, specialty="见证取样")))
         expired = put()
@@ -623,3 +624,52 @@ def test_qualification_scope_refuses_reports_outside_it(app_state: ServiceState)
         created(a.post("/api/v1/agency/qualifications", json_body=qualification(
             inst, "Q-OLD", ["混凝土抗压强度"], valid_until=yesterday)))
         assert put().status_code == 200
+
+
+def test_qualifications_and_calibrations_expiring_soon(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 145)
+    far_lab = add_lab(app_state, 146, region="110000")
+    agency = add_agency(app_state)
+    far_agency = add_agency(app_state, region="110000")
+    auditor = add_auditor(app_state)
+    inst, far = lab.institution or "", far_lab.institution or ""
+    today = china_today()
+
+    def day(n: int) -> str:
+        return (today + timedelta(days=n)).isoformat()
+
+    with client_for(app, agency) as a, client_for(app, far_agency) as fa, client_for(
+        app, auditor
+    ) as r:
+        soon = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-SOON", ["混凝土抗压强度"], valid_until=day(20))))
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-LATER", ["混凝土抗压强度"], valid_until=day(200))))
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-GONE", ["混凝土抗压强度"], valid_until=day(-3))))
+        device = register_device(a, inst, valid_until=day(5))
+        register_device(a, inst, valid_until=day(90), device={"id": "YJ-LATER", "name": "天平"})
+        far_soon = created(fa.post("/api/v1/agency/qualifications", json_body=qualification(
+            far, "Q-FAR", ["混凝土抗压强度"], valid_until=day(10))))
+
+        mine = a.get("/api/v1/audit/registry/expiring")
+        assert mine.status_code == 200, mine.text
+        # soonest first; the expired one and those beyond 30 days are not listed
+        assert [(e["kind"], e["record_id"], e["days_left"]) for e in mine.json()] == [
+            ("device", device, 5), ("qualification", soon, 20)]
+        assert mine.json()[1]["certificate_no"] == "Q-SOON"
+        assert mine.json()[0]["device_id"] and "certificate_no" not in mine.json()[0]
+        # a wider window takes the later ones in; another region's agency sees its own
+        wide = a.get("/api/v1/audit/registry/expiring", query={"days": "100"}).json()
+        assert len(wide) == 3
+        assert [e["record_id"] for e in fa.get("/api/v1/audit/registry/expiring").json()] == [
+            far_soon]
+        outside = fa.get("/api/v1/audit/registry/expiring", query={"institution": inst})
+        assert outside.status_code == 403
+        everyone = r.get("/api/v1/audit/registry/expiring").json()
+        assert {e["record_id"] for e in everyone} >= {device, soon, far_soon}
+        one = r.get("/api/v1/audit/registry/expiring", query={"institution": far}).json()
+        assert [e["record_id"] for e in one] == [far_soon]
+        bad = r.get("/api/v1/audit/registry/expiring", query={"days": "9999"})
+        assert bad.status_code == 422

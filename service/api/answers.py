@@ -257,6 +257,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         "out_of_region", "unknown_institution", "qualification_dates_invalid",
     ),
     "GET /api/v1/audit/registry": (),
+    "GET /api/v1/audit/registry/expiring": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),
     "HEAD /api/v1/uploads/{upload_id}": _UPLOAD,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -719,3 +719,57 @@ def list_entries(
         query = query.where(Record.institution == institution)
     rows = session.scalars(query.order_by(Record.id).limit(limit)).all()
     return [{"record": json.loads(r.canonical), "leaf_hash": r.leaf_hash} for r in rows]
+
+
+#: The default window of `expiring`, in days.
+EXPIRING_DAYS = 30
+
+
+def expiring(
+    session: Session,
+    *,
+    institutions: list[str] | None,
+    today: date,
+    days: int = EXPIRING_DAYS,
+    institution: str | None = None,
+) -> list[dict[str, Any]]:
+    """Qualification certificates and device calibrations of the given institutions (None:
+    all) whose last valid day falls within `days` days from `today` (inclusive), soonest
+    first: what the agency should have renewed before the lab works outside them."""
+    last = today + timedelta(days=days)
+    quals = select(RegistryQualification).where(
+        RegistryQualification.valid_until >= today, RegistryQualification.valid_until <= last
+    )
+    devices = select(RegistryDevice).where(
+        RegistryDevice.valid_until >= today, RegistryDevice.valid_until <= last
+    )
+    if institutions is not None:
+        quals = quals.where(RegistryQualification.institution.in_(institutions))
+        devices = devices.where(RegistryDevice.institution.in_(institutions))
+    if institution is not None:
+        quals = quals.where(RegistryQualification.institution == institution)
+        devices = devices.where(RegistryDevice.institution == institution)
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": KIND_QUALIFICATION,
+            "institution": q.institution,
+            "certificate_no": q.certificate_no,
+            "valid_until": q.valid_until.isoformat(),
+            "days_left": (q.valid_until - today).days,
+            "record_id": q.record_id,
+        }
+        for q in session.scalars(quals)
+    ]
+    rows += [
+        {
+            "kind": KIND_DEVICE,
+            "institution": d.institution,
+            "device_id": d.device_id,
+            "name": d.name,
+            "valid_until": d.valid_until.isoformat(),
+            "days_left": (d.valid_until - today).days,
+            "record_id": d.record_id,
+        }
+        for d in session.scalars(devices)
+    ]
+    return sorted(rows, key=lambda r: (r["valid_until"], r["institution"], r["kind"]))
