@@ -673,3 +673,44 @@ def test_qualifications_and_calibrations_expiring_soon(app_state: ServiceState) 
         assert [e["record_id"] for e in one] == [far_soon]
         bad = r.get("/api/v1/audit/registry/expiring", query={"days": "9999"})
         assert bad.status_code == 422
+
+
+def test_cli_registry_list(
+    app_state: ServiceState, monkeypatch: Any, capsys: Any
+) -> None:
+    from service import cli
+    from service.settings import get_settings
+
+    app = make_app(app_state)
+    lab = add_lab(app_state, 147)
+    other = add_lab(app_state, 148)
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    with client_for(app, agency) as a:
+        qual = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-CLI", ["混凝土抗压强度"])))
+        device = register_device(a, inst)
+        other_device = register_device(a, other.institution or "")
+    monkeypatch.setenv("JZ_DATA_DIR", str(app_state.settings.data_dir))
+    monkeypatch.setenv("JZ_DATABASE__URL", app_state.settings.database_url)
+    get_settings.cache_clear()
+    try:
+        def run(*argv: str) -> list[dict[str, Any]]:
+            assert cli.main(["registry", "list", *argv]) == 0
+            return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+        everything = run()
+        assert [e["record"]["id"] for e in everything] == [qual, device, other_device]
+        assert all(e["leaf_hash"] for e in everything)
+        assert [e["record"]["id"] for e in run("--institution", inst)] == [qual, device]
+        assert [e["record"]["id"] for e in run("--kind", "device")] == [device, other_device]
+        only = run("--institution", inst, "--kind", "qualification")
+        assert [e["record"]["body"]["certificate"]["no"] for e in only] == ["Q-CLI"]
+        assert run("--kind", "witness") == []
+        from service.domain import registry
+
+        with session_scope(app_state.sessions) as s:  # page by page, nothing lost
+            paged = [e["record"]["id"] for e in registry.iter_entries(s, page=1)]
+        assert paged == [qual, device, other_device]
+    finally:
+        get_settings.cache_clear()

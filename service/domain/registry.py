@@ -24,6 +24,7 @@ An agency writes only for labs of its region: 403 `out_of_region` otherwise.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -719,6 +720,28 @@ def list_entries(
         query = query.where(Record.institution == institution)
     rows = session.scalars(query.order_by(Record.id).limit(limit)).all()
     return [{"record": json.loads(r.canonical), "leaf_hash": r.leaf_hash} for r in rows]
+
+
+KINDS = (KIND_WITNESS, KIND_PROJECT, KIND_DEVICE, KIND_STAFF, KIND_QUALIFICATION)
+
+
+def iter_entries(
+    session: Session, *, institution: str | None = None, kind: str | None = None,
+    page: int = 500,
+) -> Iterator[dict[str, Any]]:
+    """Every registry record (of one lab, of one `body.kind`), oldest first, page by page:
+    what `jianzheng registry list` prints."""
+    after = ""
+    while True:
+        rows = list_entries(
+            session, institutions=None, institution=institution, after=after, limit=page
+        )
+        for row in rows:
+            if kind is None or row["record"].get("body", {}).get("kind") == kind:
+                yield row
+        if len(rows) < page:
+            return
+        after = rows[-1]["record"]["id"]
 
 
 #: The default window of `expiring`, in days.
