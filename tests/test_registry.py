@@ -476,6 +476,13 @@ def test_devices_and_their_calibration(app_state: ServiceState) -> None:
         assert 'data-code="device_unregistered"' in page
         assert 'data-code="calibration_expired"' in page
         assert "检测设备的检定/校准已过有效期" in page
+        public = c.http.get(f"/api/v1/public/reports/{code}").json()
+        checks = {step["record_id"]: step["details"].get("device_check")
+                  for step in public["chain"] if step["type"] == "test_record"}
+        assert checks == {good: "valid", unknown.json()["record_id"]: "unregistered",
+                          expired.json()["record_id"]: "expired"}
+        report_steps = [s["details"] for s in public["chain"] if s["type"] == "report"]
+        assert report_steps[-1]["approver_check"] == "not_registered"  # none registered
         # a new certificate: the device is valid again for later tests
         register_device(a, lab.institution or "", device={"id": "KZ-0002", "name": "抗折试验机"})
         again = c.post("/api/v1/test-records", json_body=data_body(
@@ -537,6 +544,15 @@ def test_testers_and_approver_signing_scope(app_state: ServiceState) -> None:
                        signing_scope=("混凝土抗压强度", "混凝土劈裂抗拉强度"))
         inside = put("李娜")
         assert inside.status_code == 200, inside.text
+        # the metadata record names the approver's registration; the page says so
+        written = _record(app_state, inside.json()["record_id"])["body"]
+        assert written["approver_registered_by"]["agency"] == "监督站 440300"
+        public = c.get(f"/api/v1/public/reports/{inside.json()['code']}").json()
+        last = [s["details"] for s in public["chain"] if s["type"] == "report"][-1]
+        assert last["approver_check"] == "agency_registered"
+        assert last["approver_registered_by"] == "监督站 440300"
+        assert "approver_registered_by" not in _record(
+            app_state, open_answer.json()["record_id"])["body"]
 
 
 def test_an_sm2_witness_key_is_refused_clearly_not_certified(app_state: ServiceState) -> None:

@@ -190,7 +190,7 @@ def put_metadata(
         if p.type == "test_record"
     ]
     registry.check_qualification(session, institution, items, china_today())
-    registry.check_approver(session, institution, meta.approver, items)
+    approver_entry = registry.check_approver(session, institution, meta.approver, items)
     previous = session.get(Record, latest_report_record_id(row))
     assert previous is not None
     body = {
@@ -200,6 +200,9 @@ def put_metadata(
         "conclusion": meta.conclusion,
         "issued_on": meta.issued_on.isoformat(),
         "approver": meta.approver,
+        # docs/registry.md: the agency's registration of the approver, once there is one
+        **({"approver_registered_by": registry.verified_by(approver_entry)}
+           if approver_entry is not None else {}),
         # §7.1: every record of the cited samples, written by the platform, not the lab
         "history": report_history(session, parents),
     }
