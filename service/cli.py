@@ -111,6 +111,19 @@ def _cmd_agency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry(args: argparse.Namespace) -> int:
+    from service.domain import accounts, registry
+
+    def run(session: Any, settings: Any) -> None:
+        for entry in registry.iter_entries(
+            session, institution=args.institution, kind=args.kind
+        ):
+            _print_json(entry)
+
+    accounts.run_cli(run)
+    return 0
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     from service.domain.console.auth import cli_console
 
@@ -264,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the agency's region: a province (440000), city (440300) or county (440305) code",
     )
     p.set_defaults(func=_cmd_agency)
+
+    reg = sub.add_parser(
+        "registry", help="the supervision agencies' register (docs/registry.md)"
+    ).add_subparsers(dest="registry_command", required=True)
+    p = reg.add_parser(
+        "list", help="the registry records, oldest first, one JSON object a line "
+        '({"record", "leaf_hash"})'
+    )
+    p.add_argument("--institution", help="only this lab's (USCC)")
+    p.add_argument(
+        "--kind", choices=["witness", "project", "device", "staff", "qualification"],
+        help="only records of this body.kind",
+    )
+    p.set_defaults(func=_cmd_registry)
 
     console = sub.add_parser(
         "console", help="sign-in to the regulators' console (/console/, docs/console.md)"

@@ -115,6 +115,7 @@ NOT_CAPTURED = (
     "POST /api/v1/agency/witness-keys/{key_id}/verification 201",
     "GET /api/v1/audit/registry 200", "POST /api/v1/agency/devices 201",
     "POST /api/v1/agency/staff 201", "POST /api/v1/agency/projects 201",
+    "POST /api/v1/agency/qualifications 201", "GET /api/v1/audit/registry/expiring 200",
     "GET /api/v1/audit/stats 200",
 )
 

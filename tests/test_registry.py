@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from service.clock import utc_now
 from service.domain import accounts, rules
+from service.domain.reports.lifecycle import china_today
 from service.domain.trust import platform_ca
 from service.state import ServiceState
 from service.storage.db import session_scope
@@ -287,6 +288,7 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/projects",
         "POST /api/v1/agency/devices",
         "POST /api/v1/agency/staff",
+        "POST /api/v1/agency/qualifications",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -323,6 +325,9 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         assert device.status_code == 201, device.text
         staff = a.post("/api/v1/agency/staff", json_body=examples["POST /api/v1/agency/staff"])
         assert staff.status_code == 201, staff.text
+        qual = a.post("/api/v1/agency/qualifications",
+                      json_body=examples["POST /api/v1/agency/qualifications"])
+        assert qual.status_code == 201, qual.text
 
 
 AGENCY_PROJECT = {
@@ -471,6 +476,13 @@ def test_devices_and_their_calibration(app_state: ServiceState) -> None:
         assert 'data-code="device_unregistered"' in page
         assert 'data-code="calibration_expired"' in page
         assert "检测设备的检定/校准已过有效期" in page
+        public = c.http.get(f"/api/v1/public/reports/{code}").json()
+        checks = {step["record_id"]: step["details"].get("device_check")
+                  for step in public["chain"] if step["type"] == "test_record"}
+        assert checks == {good: "valid", unknown.json()["record_id"]: "unregistered",
+                          expired.json()["record_id"]: "expired"}
+        report_steps = [s["details"] for s in public["chain"] if s["type"] == "report"]
+        assert report_steps[-1]["approver_check"] == "not_registered"  # none registered
         # a new certificate: the device is valid again for later tests
         register_device(a, lab.institution or "", device={"id": "KZ-0002", "name": "抗折试验机"})
         again = c.post("/api/v1/test-records", json_body=data_body(
@@ -532,6 +544,15 @@ def test_testers_and_approver_signing_scope(app_state: ServiceState) -> None:
                        signing_scope=("混凝土抗压强度", "混凝土劈裂抗拉强度"))
         inside = put("李娜")
         assert inside.status_code == 200, inside.text
+        # the metadata record names the approver's registration; the page says so
+        written = _record(app_state, inside.json()["record_id"])["body"]
+        assert written["approver_registered_by"]["agency"] == "监督站 440300"
+        public = c.get(f"/api/v1/public/reports/{inside.json()['code']}").json()
+        last = [s["details"] for s in public["chain"] if s["type"] == "report"][-1]
+        assert last["approver_check"] == "agency_registered"
+        assert last["approver_registered_by"] == "监督站 440300"
+        assert "approver_registered_by" not in _record(
+            app_state, open_answer.json()["record_id"])["body"]
 
 
 def test_an_sm2_witness_key_is_refused_clearly_not_certified(app_state: ServiceState) -> None:
@@ -551,3 +572,161 @@ def test_an_sm2_witness_key_is_refused_clearly_not_certified(app_state: ServiceS
         assert key["verified"] is False
         seal = stored_record(app_state, chain.seal)
         assert "witness_unverified" in json.dumps(seal["body"].get("flags", []))
+
+
+def qualification(institution: str, no: str, items: list[str], *, valid_until: str = "2099-12-31",
+                  specialty: str = "建筑材料及构配件") -> dict[str, Any]:
+    return {"institution": institution,
+            "certificate": {"no": no, "valid_from": "2020-01-01", "valid_until": valid_until},
+            "scope": [{"specialty": specialty, "items": items}]}
+
+
+def test_qualification_scope_refuses_reports_outside_it(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 143)
+    far_lab = add_lab(app_state, 144, region="110000")
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        far = a.post("/api/v1/agency/qualifications", json_body=qualification(
+            far_lab.institution or "", "Q-FAR", ["混凝土抗压强度"]))
+        assert far.status_code == 403 and far.json()["code"] == "out_of_region"
+        backwards = qualification(inst, "Q-0", ["混凝土抗压强度"], valid_until="2019-12-31")
+        bad = a.post("/api/v1/agency/qualifications", json_body=backwards)
+        assert bad.status_code == 422 and bad.json()["code"] == "qualification_dates_invalid"
+
+        chain = build_chain(c, sample_code="YP-QUAL-1")
+        known = created(c.post("/api/v1/test-records", json_body=data_body(chain, ago(300))))
+        other = created(c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(200), test_item="混凝土劈裂抗拉强度")))
+        issued: list[int] = []
+
+        def put() -> Any:
+            issued.append(1)
+            code = str(c.issue_code(f"BG-QUAL-{len(issued)}", chain.project).json()["code"])
+            meta = {**META, "issued_on": utc_now().date().isoformat(),
+                    "parents": [chain.sample, known, other]}
+            return c.put(f"/api/v1/reports/{code}", json_body=meta)
+
+        # no qualification registered yet: the lab is not onboarded, reports pass
+        assert put().status_code == 200
+        entry_id = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-1", ["混凝土抗压强度"])))
+        entry = _record(app_state, entry_id)
+        assert entry["type"] == "registry" and entry["body"]["kind"] == "qualification"
+        assert entry["body"]["scope"] == [
+            {"specialty": "建筑材料及构配件", "items": ["混凝土抗压强度"]}]
+        assert entry["body"]["certificate"]["no"] == "Q-1"
+        listed = a.get("/api/v1/audit/registry", query={"institution": inst}).json()
+        assert entry_id in [e["record"]["id"] for e in listed]
+
+        outside = put()  # 混凝土劈裂抗拉强度 is in no certificate of the lab
+        assert outside.status_code == 422 and outside.json()["code"] == "out_of_scope"
+        assert outside.json()["outside"] == ["混凝土劈裂抗拉强度"]
+        # a second certificate covers it, but its last valid day was yesterday
+        yesterday = (china_today() - timedelta(days=1)).isoformat()
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-2", ["混凝土劈裂抗拉强度"], valid_until=yesterday, specialty="见证取样")))
+        expired = put()
+        assert expired.status_code == 422, expired.text
+        assert expired.json()["code"] == "qualification_expired"
+        assert expired.json()["certificate_no"] == "Q-2"
+        # the renewed certificate (same number) replaces the entry: the report passes
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-2", ["混凝土劈裂抗拉强度"], specialty="见证取样")))
+        renewed = put()
+        assert renewed.status_code == 200, renewed.text
+        # an expired certificate that covered 混凝土抗压强度 too does not take it away
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-OLD", ["混凝土抗压强度"], valid_until=yesterday)))
+        assert put().status_code == 200
+
+
+def test_qualifications_and_calibrations_expiring_soon(app_state: ServiceState) -> None:
+    app = make_app(app_state)
+    lab = add_lab(app_state, 145)
+    far_lab = add_lab(app_state, 146, region="110000")
+    agency = add_agency(app_state)
+    far_agency = add_agency(app_state, region="110000")
+    auditor = add_auditor(app_state)
+    inst, far = lab.institution or "", far_lab.institution or ""
+    today = china_today()
+
+    def day(n: int) -> str:
+        return (today + timedelta(days=n)).isoformat()
+
+    with client_for(app, agency) as a, client_for(app, far_agency) as fa, client_for(
+        app, auditor
+    ) as r:
+        soon = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-SOON", ["混凝土抗压强度"], valid_until=day(20))))
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-LATER", ["混凝土抗压强度"], valid_until=day(200))))
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-GONE", ["混凝土抗压强度"], valid_until=day(-3))))
+        device = register_device(a, inst, valid_until=day(5))
+        register_device(a, inst, valid_until=day(90), device={"id": "YJ-LATER", "name": "天平"})
+        far_soon = created(fa.post("/api/v1/agency/qualifications", json_body=qualification(
+            far, "Q-FAR", ["混凝土抗压强度"], valid_until=day(10))))
+
+        mine = a.get("/api/v1/audit/registry/expiring")
+        assert mine.status_code == 200, mine.text
+        # soonest first; the expired one and those beyond 30 days are not listed
+        assert [(e["kind"], e["record_id"], e["days_left"]) for e in mine.json()] == [
+            ("device", device, 5), ("qualification", soon, 20)]
+        assert mine.json()[1]["certificate_no"] == "Q-SOON"
+        assert mine.json()[0]["device_id"] and "certificate_no" not in mine.json()[0]
+        # a wider window takes the later ones in; another region's agency sees its own
+        wide = a.get("/api/v1/audit/registry/expiring", query={"days": "100"}).json()
+        assert len(wide) == 3
+        assert [e["record_id"] for e in fa.get("/api/v1/audit/registry/expiring").json()] == [
+            far_soon]
+        outside = fa.get("/api/v1/audit/registry/expiring", query={"institution": inst})
+        assert outside.status_code == 403
+        everyone = r.get("/api/v1/audit/registry/expiring").json()
+        assert {e["record_id"] for e in everyone} >= {device, soon, far_soon}
+        one = r.get("/api/v1/audit/registry/expiring", query={"institution": far}).json()
+        assert [e["record_id"] for e in one] == [far_soon]
+        bad = r.get("/api/v1/audit/registry/expiring", query={"days": "9999"})
+        assert bad.status_code == 422
+
+
+def test_cli_registry_list(
+    app_state: ServiceState, monkeypatch: Any, capsys: Any
+) -> None:
+    from service import cli
+    from service.settings import get_settings
+
+    app = make_app(app_state)
+    lab = add_lab(app_state, 147)
+    other = add_lab(app_state, 148)
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    with client_for(app, agency) as a:
+        qual = created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-CLI", ["混凝土抗压强度"])))
+        device = register_device(a, inst)
+        other_device = register_device(a, other.institution or "")
+    monkeypatch.setenv("JZ_DATA_DIR", str(app_state.settings.data_dir))
+    monkeypatch.setenv("JZ_DATABASE__URL", app_state.settings.database_url)
+    get_settings.cache_clear()
+    try:
+        def run(*argv: str) -> list[dict[str, Any]]:
+            assert cli.main(["registry", "list", *argv]) == 0
+            return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+        everything = run()
+        assert [e["record"]["id"] for e in everything] == [qual, device, other_device]
+        assert all(e["leaf_hash"] for e in everything)
+        assert [e["record"]["id"] for e in run("--institution", inst)] == [qual, device]
+        assert [e["record"]["id"] for e in run("--kind", "device")] == [device, other_device]
+        only = run("--institution", inst, "--kind", "qualification")
+        assert [e["record"]["body"]["certificate"]["no"] for e in only] == ["Q-CLI"]
+        assert run("--kind", "witness") == []
+        from service.domain import registry
+
+        with session_scope(app_state.sessions) as s:  # page by page, nothing lost
+            paged = [e["record"]["id"] for e in registry.iter_entries(s, page=1)]
+        assert paged == [qual, device, other_device]
+    finally:
+        get_settings.cache_clear()

@@ -13,7 +13,7 @@ from service.state import ServiceState
 from tests.browser_kit import VIEWPORT
 from tests.fixtures.browser import ARTIFACTS
 from tests.labkit import add_agency, add_lab, client_for, make_app
-from tests.recordkit import Chain, ago, build_chain, created, data_body
+from tests.recordkit import Chain, ago, build_chain, created, data_body, register_staff
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,10 @@ def test_who_vouched_shows_on_a_phone(app_state: ServiceState, browser: Any) -> 
             assert c.put(f"/api/v1/reports/{code}", json_body=meta).status_code == 200
             return code
 
-        for key, chain in (("verified", vouched), ("lab-only", plain)):
+        for key, chain in (("lab-only", plain), ("verified", vouched)):
+            if key == "verified":  # the approver registered between the two reports
+                register_staff(a, lab.institution or "", roles=("tester", "approver"),
+                               signing_scope=("混凝土抗压强度",))
             code = report(chain, f"BG-BRW-{key}")
             r = c.http.get(f"/v/{code}")
             assert r.status_code == 200
@@ -59,9 +62,12 @@ def test_who_vouched_shows_on_a_phone(app_state: ServiceState, browser: Any) -> 
                 assert "未经监督机构核验" not in body and "仅检测机构自行登记" not in body
                 assert page.locator('[data-type="registry"]').count() >= 1
                 assert "监督机构登记" in body
+                assert "已登记，检测时在有效期内" in body and "监督机构已登记授权签字人" in body
+                assert "设备未经监督机构登记" not in body
             else:
                 assert "仅检测机构自行登记" in body and "未经监督机构核验" in body
                 assert page.locator('[data-code="witness_unverified"]').count() >= 1
+                assert "授权签字人未经监督机构登记" in body
             page.screenshot(path=str(ARTIFACTS / f"registry-{key}.png"), full_page=True)
             page.close()
     finally:

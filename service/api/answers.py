@@ -16,6 +16,10 @@ MEANING: dict[str, str] = {
     "already_voided": "the report number is voided already",
     "approver_out_of_scope": "a cited test item lies outside the approver's signing scope",
     "approver_unregistered": "the approver is not one the agency registered for the lab",
+    "out_of_scope": "a cited test item lies outside the lab's registered qualification (超资质)",
+    "qualification_dates_invalid": "a qualification's valid_from is after its valid_until",
+    "qualification_expired": "a cited test item is covered only by a qualification not valid "
+    "today",
     "auth_bad_signature": "the signature does not match the request",
     "auth_expired": "the timestamp is more than 300 s from the server clock",
     "auth_missing": "a signing header is missing or malformed",
@@ -185,6 +189,7 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
         "history_not_allowed", "invalid_parent", "project_mismatch", "duplicate_parent",
         "unknown_parent", "test_record_corrected", "test_record_required",
         "not_canonicalizable", "approver_unregistered", "approver_out_of_scope",
+        "out_of_scope", "qualification_expired",
     ),
     "POST /api/v1/reports/{code}/revocation": (
         "unknown_code", "report_revoked", "invalid_superseded_by", "invalid_reason",
@@ -248,7 +253,11 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "POST /api/v1/agency/staff": (
         "out_of_region", "unknown_institution", "id_number_invalid", "signing_scope_invalid",
     ),
+    "POST /api/v1/agency/qualifications": (
+        "out_of_region", "unknown_institution", "qualification_dates_invalid",
+    ),
     "GET /api/v1/audit/registry": (),
+    "GET /api/v1/audit/registry/expiring": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),
     "HEAD /api/v1/uploads/{upload_id}": _UPLOAD,

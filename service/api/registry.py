@@ -29,6 +29,7 @@ from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
 from service.domain import registry
 from service.domain.accounts import audit_scope
+from service.domain.reports.lifecycle import china_today
 from service.domain.trust import platform_ca
 from service.state import ServiceState
 
@@ -185,6 +186,29 @@ def register_staff(
     return _append(session, state, caller, idem, lambda w: registry.register_staff(w, body))
 
 
+@router.post(
+    "/api/v1/agency/qualifications",
+    status_code=201,
+    response_model=RecordOut,
+    summary="Register a lab's qualification (资质证书) and its scope (检测专项, 检测项目/参数)",
+    description="Agency keys only. Once any qualification of the lab is registered, report "
+    "metadata citing a test item no certificate of the lab covers is refused (422 "
+    "`out_of_scope`, 超资质), and one only a certificate not valid today covers (422 "
+    "`qualification_expired`). Registering the same certificate number again replaces its "
+    "entry.",
+)
+def register_qualification(
+    body: registry.QualificationRegistrationIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    return _append(
+        session, state, caller, idem, lambda w: registry.register_qualification(w, body)
+    )
+
+
 @router.get(
     "/api/v1/audit/registry",
     response_model=list[RegistryEntry],
@@ -207,4 +231,43 @@ def audit_registry(
         institution=institution,
         after=after,
         limit=limit,
+    )
+
+
+class ExpiringEntry(BaseModel):
+    kind: str = Field(description="`qualification` or `device`")
+    institution: str
+    certificate_no: str | None = Field(default=None, description="qualification certificate")
+    device_id: str | None = None
+    name: str | None = Field(default=None, description="the device's name")
+    valid_until: str = Field(description="the last valid day (YYYY-MM-DD)")
+    days_left: int = Field(description="days from today (China time) to valid_until")
+    record_id: str = Field(description="the `registry` record of the current entry")
+
+
+@router.get(
+    "/api/v1/audit/registry/expiring",
+    response_model=list[ExpiringEntry],
+    response_model_exclude_none=True,
+    tags=["audit"],
+    summary="Qualifications and device calibrations whose validity ends within `days` days",
+    description="Auditors (all, or their region) and agencies (their region). Soonest "
+    "first; entries already expired are not listed (they refuse reports or flag test "
+    "records instead).",
+)
+def audit_registry_expiring(
+    caller: AuditorDep,
+    session: SessionDep,
+    institution: Annotated[str | None, Query(max_length=18)] = None,
+    days: Annotated[int, Query(ge=0, le=366)] = registry.EXPIRING_DAYS,
+) -> Any:
+    if institution is not None:
+        check_institution_access(session, caller, institution)
+    scope = audit_scope(session, caller.auditor_id)
+    return registry.expiring(
+        session,
+        institutions=scope.institutions(session),
+        today=china_today(),
+        days=days,
+        institution=institution,
     )

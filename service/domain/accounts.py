@@ -463,6 +463,11 @@ def _cli_session(settings: Settings) -> Session:
     return make_sessionmaker(engine)()
 
 
+def run_cli(func: Any) -> Any:
+    """`func(session, settings)` on the CLI's settings and database, committed."""
+    return _run(func)
+
+
 def _run(func: Any) -> Any:
     from service.settings import get_settings
 

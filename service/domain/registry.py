@@ -24,8 +24,9 @@ An agency writes only for labs of its region: 403 `out_of_region` otherwise.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -53,6 +54,7 @@ from service.storage.models import (
     Institution,
     Record,
     RegistryDevice,
+    RegistryQualification,
     RegistryStaff,
     WitnessKey,
 )
@@ -62,6 +64,7 @@ KIND_WITNESS = "witness"
 KIND_PROJECT = "project"
 KIND_DEVICE = "device"
 KIND_STAFF = "staff"
+KIND_QUALIFICATION = "qualification"
 RULE_TESTER_UNREGISTERED = "tester_unregistered"
 RULE_DEVICE_UNREGISTERED = "device_unregistered"
 RULE_CALIBRATION_EXPIRED = "calibration_expired"
@@ -559,6 +562,127 @@ def check_approver(
     return session.get(Record, row.record_id)
 
 
+ItemName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class QualificationRegistrationIn(BaseModel):
+    """A lab's qualification (资质, std 4.1.1): the certificate (资质证书) and its scope, the
+    specialties (检测专项) and test items or parameters (检测项目/参数) of the capability
+    annex (能力附表). Registering the same certificate number again replaces the entry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "institution": "91440300MA0001301W",
+                    "certificate": {
+                        "no": "粤建检字第0001号",
+                        "issued_by": "广东省住房和城乡建设厅",
+                        "valid_from": "2024-01-01",
+                        "valid_until": "2028-12-31",
+                    },
+                    "scope": [
+                        {
+                            "specialty": "建筑材料及构配件",
+                            "items": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    class Certificate(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        no: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+        issued_by: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+        valid_from: date | None = None
+        valid_until: date = Field(description="the last day the certificate is valid")
+
+    class Specialty(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        specialty: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+            description="检测专项"
+        )
+        items: list[ItemName] = Field(
+            min_length=1, max_length=500, description="检测项目/参数 as reports name them"
+        )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+    certificate: Certificate
+    scope: list[Specialty] = Field(min_length=1, max_length=100)
+
+
+def register_qualification(w: AgencyWrite, data: QualificationRegistrationIn) -> Record:
+    """The agency registers (or re-registers) a qualification of a lab of its region."""
+    check_agency_region(w.session, w.agency, data.institution)
+    cert = data.certificate
+    if cert.valid_from is not None and cert.valid_from > cert.valid_until:
+        raise Invalid("qualification_dates_invalid", "valid_from is after valid_until")
+    scope = [
+        {"specialty": s.specialty, "items": sorted(set(s.items))} for s in data.scope
+    ]
+    record = _entry(
+        w,
+        data.institution,
+        KIND_QUALIFICATION,
+        certificate=cert.model_dump(mode="json", exclude_none=True),
+        scope=scope,
+    )
+    row = w.session.get(RegistryQualification, (data.institution, cert.no))
+    if row is None:
+        row = RegistryQualification(institution=data.institution, certificate_no=cert.no)
+        w.session.add(row)
+    row.record_id, row.valid_from, row.valid_until = record.id, cert.valid_from, cert.valid_until
+    row.scope = json.dumps(scope, ensure_ascii=False)
+    w.session.flush()
+    return record
+
+
+def check_qualification(
+    session: Session, institution: str, test_items: list[str], on: date
+) -> None:
+    """Std 4.1.1 (超资质): once the agency registered any qualification of the lab, every
+    test item a report cites must be in the scope of a certificate valid on `on`: 422
+    `out_of_scope` for an item no certificate covers, `qualification_expired` for one only
+    certificates not valid that day cover. Labs with no qualification registered pass."""
+    rows = session.scalars(
+        select(RegistryQualification).where(RegistryQualification.institution == institution)
+    ).all()
+    if not rows:
+        return
+    valid: set[str] = set()
+    lapsed: dict[str, RegistryQualification] = {}
+    for row in rows:
+        items = {i for s in json.loads(row.scope) for i in s["items"]}
+        if (row.valid_from is None or row.valid_from <= on) and on <= row.valid_until:
+            valid |= items
+        else:
+            lapsed.update({i: row for i in items})
+    wanted = sorted(set(test_items) - valid)
+    outside = [i for i in wanted if i not in lapsed]
+    if outside:
+        raise Invalid(
+            "out_of_scope",
+            f"outside the lab's qualification scope (超资质): {', '.join(outside)}",
+            outside=outside,
+        )
+    if wanted:
+        row = lapsed[wanted[0]]
+        raise Invalid(
+            "qualification_expired",
+            f"the qualification certificate {row.certificate_no} covering "
+            f"{', '.join(wanted)} is not valid on {on.isoformat()} "
+            f"(valid until {row.valid_until.isoformat()})",
+            outside=wanted,
+            certificate_no=row.certificate_no,
+            valid_until=row.valid_until.isoformat(),
+        )
+
+
 def verification_parent(session: Session, key: WitnessKey) -> Record | None:
     """The registry record a seal or witness record signed by `key` names as a parent."""
     if key.registry_record_id is None:
@@ -596,3 +720,79 @@ def list_entries(
         query = query.where(Record.institution == institution)
     rows = session.scalars(query.order_by(Record.id).limit(limit)).all()
     return [{"record": json.loads(r.canonical), "leaf_hash": r.leaf_hash} for r in rows]
+
+
+KINDS = (KIND_WITNESS, KIND_PROJECT, KIND_DEVICE, KIND_STAFF, KIND_QUALIFICATION)
+
+
+def iter_entries(
+    session: Session, *, institution: str | None = None, kind: str | None = None,
+    page: int = 500,
+) -> Iterator[dict[str, Any]]:
+    """Every registry record (of one lab, of one `body.kind`), oldest first, page by page:
+    what `jianzheng registry list` prints."""
+    after = ""
+    while True:
+        rows = list_entries(
+            session, institutions=None, institution=institution, after=after, limit=page
+        )
+        for row in rows:
+            if kind is None or row["record"].get("body", {}).get("kind") == kind:
+                yield row
+        if len(rows) < page:
+            return
+        after = rows[-1]["record"]["id"]
+
+
+#: The default window of `expiring`, in days.
+EXPIRING_DAYS = 30
+
+
+def expiring(
+    session: Session,
+    *,
+    institutions: list[str] | None,
+    today: date,
+    days: int = EXPIRING_DAYS,
+    institution: str | None = None,
+) -> list[dict[str, Any]]:
+    """Qualification certificates and device calibrations of the given institutions (None:
+    all) whose last valid day falls within `days` days from `today` (inclusive), soonest
+    first: what the agency should have renewed before the lab works outside them."""
+    last = today + timedelta(days=days)
+    quals = select(RegistryQualification).where(
+        RegistryQualification.valid_until >= today, RegistryQualification.valid_until <= last
+    )
+    devices = select(RegistryDevice).where(
+        RegistryDevice.valid_until >= today, RegistryDevice.valid_until <= last
+    )
+    if institutions is not None:
+        quals = quals.where(RegistryQualification.institution.in_(institutions))
+        devices = devices.where(RegistryDevice.institution.in_(institutions))
+    if institution is not None:
+        quals = quals.where(RegistryQualification.institution == institution)
+        devices = devices.where(RegistryDevice.institution == institution)
+    rows: list[dict[str, Any]] = [
+        {
+            "kind": KIND_QUALIFICATION,
+            "institution": q.institution,
+            "certificate_no": q.certificate_no,
+            "valid_until": q.valid_until.isoformat(),
+            "days_left": (q.valid_until - today).days,
+            "record_id": q.record_id,
+        }
+        for q in session.scalars(quals)
+    ]
+    rows += [
+        {
+            "kind": KIND_DEVICE,
+            "institution": d.institution,
+            "device_id": d.device_id,
+            "name": d.name,
+            "valid_until": d.valid_until.isoformat(),
+            "days_left": (d.valid_until - today).days,
+            "record_id": d.record_id,
+        }
+        for d in session.scalars(devices)
+    ]
+    return sorted(rows, key=lambda r: (r["valid_until"], r["institution"], r["kind"]))

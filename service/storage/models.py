@@ -259,6 +259,22 @@ class RegistryStaff(Base):
     signing_scope: Mapped[str] = mapped_column(Text)
 
 
+class RegistryQualification(Base):
+    """A lab's qualification certificate (资质证书) and its scope (能力附表) as the
+    supervision agency registered it (migration 0017)."""
+
+    __tablename__ = "registry_qualifications"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    certificate_no: Mapped[str] = mapped_column(String(100), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    valid_from: Mapped[date | None] = mapped_column(Date, nullable=True)
+    #: The last day the certificate is valid.
+    valid_until: Mapped[date] = mapped_column(Date)
+    #: JSON list of {"specialty": 检测专项, "items": [检测项目/参数, ...]}.
+    scope: Mapped[str] = mapped_column(Text)
+
+
 class SampleCode(Base):
     """Sample unique codes (唯一性编码): one sample record per code and institution."""
 

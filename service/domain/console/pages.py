@@ -49,6 +49,9 @@ MORE_LABELS = {
     "received": "收到时间", "record_intact": "记录完好", "sample_code_matches": "样品编码一致",
     "seal_intact": "封志完好", "signature_valid": "签名有效", "failed": "未通过项",
     "result": "结果", "quantity": "数量", "activities": "见证内容", "location": "地点",
+    "registry_record_id": "登记记录", "certificate": "证书", "scope": "资质范围",
+    "specialty": "检测专项", "issued_by": "发证机关", "valid_from": "有效期自",
+    "valid_until": "有效期至", "no": "编号",
 }
 
 

@@ -95,6 +95,9 @@ FIELD_LABELS: dict[str, tuple[str, str]] = {
     "registry_kind": ("登记类型", "entry"),
     "calibration_valid_until": ("检定/校准有效期至", "calibrated until"),
     "agency": ("监督机构", "agency"),
+    "device_check": ("设备检定/校准", "device calibration"),
+    "approver_check": ("批准人登记", "approver"),
+    "approver_registered_by": ("登记机构", "registered by"),
 }
 
 #: Enumerated values of a step's details as a person reads them: (zh, en).
@@ -132,6 +135,16 @@ VALUE_LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "project": ("工程项目登记", "project entered"),
         "device": ("检测设备登记", "device registered"),
         "staff": ("检测人员登记", "staff registered"),
+        "qualification": ("检测资质登记", "qualification registered"),
+    },
+    "device_check": {
+        "valid": ("已登记，检测时在有效期内", "registered, valid on the test day"),
+        "expired": ("检测时已过有效期", "expired on the test day"),
+        "unregistered": ("设备未经监督机构登记", "device not registered by the agency"),
+    },
+    "approver_check": {
+        "agency_registered": ("监督机构已登记授权签字人", "registered by the supervision agency"),
+        "not_registered": ("授权签字人未经监督机构登记", "not registered by the agency"),
     },
     "project_registration": {
         "agency": ("监督机构已登记", "the supervision agency"),

@@ -145,6 +145,32 @@ def _witness_check(b: Mapping[str, Any]) -> dict[str, Any]:
     return {"witness_check": "unverified"} if "witness_unverified" in rules else {}
 
 
+def _device_check(b: Mapping[str, Any]) -> dict[str, Any]:
+    """The device's registration and calibration on the test day (docs/registry.md), from
+    the flags the platform wrote: not registered, calibration expired, or else valid."""
+    if not b.get("device"):
+        return {}
+    flags = b.get("flags")
+    rules = {f.get("rule") for f in flags if isinstance(f, Mapping)} if isinstance(
+        flags, list) else set()
+    if "device_unregistered" in rules:
+        return {"device_check": "unregistered"}
+    if "calibration_expired" in rules:
+        return {"device_check": "expired"}
+    return {"device_check": "valid"}
+
+
+def _approver_check(b: Mapping[str, Any]) -> dict[str, Any]:
+    """Whether the supervision agency registered the report's approver (授权签字人)."""
+    if b.get("event") != "metadata":
+        return {}
+    registered = b.get("approver_registered_by")
+    if isinstance(registered, Mapping):
+        return {"approver_check": "agency_registered",
+                "approver_registered_by": registered.get("agency")}
+    return {"approver_check": "not_registered"}
+
+
 def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
     """The facts of each record type a person checking a report wants to see."""
     signed = b.get("signed") if isinstance(b.get("signed"), Mapping) else {}
@@ -241,6 +267,7 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "device": " ".join(
                 str(v) for v in (_g(b, "device", "name"), _g(b, "device", "id")) if v
             ),
+            **_device_check(b),
             "acquisition": b.get("acquisition"),
             "started_at": b.get("started_at"),
             "tested_at": b.get("finished_at"),
@@ -267,6 +294,7 @@ def _details(type_: str, b: Mapping[str, Any]) -> dict[str, Any]:
             "conclusion": b.get("conclusion"),
             "issued_on": b.get("issued_on"),
             "approver": _person(b.get("approver")),
+            **_approver_check(b),
         }
     if type_ == "revocation":
         return {"reason": b.get("reason"), "superseded_by": b.get("superseded_by")}

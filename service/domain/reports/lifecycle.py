@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.clock import rfc3339, utc_now
+from service.clock import CHINA_TZ, rfc3339, utc_now
 from service.domain import registry
 from service.domain import warnings as report_warnings
 from service.domain.ancestry import derived_from
@@ -107,6 +107,11 @@ def code_json(row: ReportCode, base_url: str) -> dict[str, Any]:
     }
 
 
+def china_today() -> date:
+    """Today's date in China on the service clock (the moment of work)."""
+    return utc_now().astimezone(CHINA_TZ).date()
+
+
 def refuse_closed(row: ReportCode, action: str) -> None:
     if row.status == STATUS_VOIDED:
         raise Conflict("report_voided", f"report {row.code} was voided; cannot {action}")
@@ -184,7 +189,8 @@ def put_metadata(
         for p in parents
         if p.type == "test_record"
     ]
-    registry.check_approver(session, institution, meta.approver, items)
+    registry.check_qualification(session, institution, items, china_today())
+    approver_entry = registry.check_approver(session, institution, meta.approver, items)
     previous = session.get(Record, latest_report_record_id(row))
     assert previous is not None
     body = {
@@ -194,6 +200,9 @@ def put_metadata(
         "conclusion": meta.conclusion,
         "issued_on": meta.issued_on.isoformat(),
         "approver": meta.approver,
+        # docs/registry.md: the agency's registration of the approver, once there is one
+        **({"approver_registered_by": registry.verified_by(approver_entry)}
+           if approver_entry is not None else {}),
         # §7.1: every record of the cited samples, written by the platform, not the lab
         "history": report_history(session, parents),
     }
