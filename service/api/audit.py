@@ -30,7 +30,6 @@ from service.domain.console.stats import (
     MEASURES,
     PERIODS,
     StatsQuery,
-    report_facts,
     stats,
 )
 from service.domain.reports import code_institution
@@ -98,4 +97,4 @@ def get_stats(
     query = StatsQuery(dimension, period, measure, date_from, date_to, institution,
                        test_item).check()
     scope = audit_scope(session, caller.auditor_id)
-    return {"region": scope.region, **stats(report_facts(session, scope), query)}
+    return {"region": scope.region, **stats(session, scope, query)}

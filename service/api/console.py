@@ -237,7 +237,7 @@ def _filters(q: SearchQuery) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
-def _searched(request: Request, state: ServiceState
+def _searched(request: Request, state: ServiceState, *, every: bool = False
               ) -> Response | tuple[auth.ConsoleUser, SearchQuery, dict[str, Any]]:
     """The signed-in user, the query of the request's filters and its result (or the
     sign-in redirect): one search for the page and its export."""
@@ -246,7 +246,7 @@ def _searched(request: Request, state: ServiceState
         if user is None:
             return _to_login(request)
         q = _search_query(request)
-        return user, q, search(report_facts(session, user.scope), q)
+        return user, q, search(session, user.scope, q, every=every)
 
 
 @router.get("/console/reports")
@@ -285,7 +285,7 @@ def reports_export(fmt: str, request: Request, state: StateDep) -> Response:
     """Every row of the search (not one page), as CSV or XLSX, streamed."""
     if fmt not in EXPORTS:
         return Response(status_code=404)
-    searched = _searched(request, state)
+    searched = _searched(request, state, every=True)
     if isinstance(searched, Response):
         return searched
     media, name, writer = EXPORTS[fmt]

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
 from service.storage.models import Institution, Record, ReportWarning
+from service.storage.report_facts import refresh_facts
 from verifier import custody
 from verifier.custody import EvidenceWarning
 
@@ -169,6 +170,7 @@ def refresh(
     session.flush()
     found = for_report(session, code)
     store(session, code, institution, report_record_id, found)
+    refresh_facts(session, [code])  # the console's facts: metadata, seal, warning count
     return found
 
 

@@ -432,6 +432,54 @@ class ReportCode(Base):
     status: Mapped[str] = mapped_column(String(16))
 
 
+class ReportFactRow(Base):
+    """One row per report code: what the console counts and searches (issue 14), written in
+    the same transaction as the report's issuance, metadata, seal, revocation or void
+    (service.domain.reports.facts.refresh_facts) and back-filled by migration 0018."""
+
+    __tablename__ = "report_facts"
+    __table_args__ = (
+        Index("ix_report_facts_region_issued_on", "region", "issued_on"),
+        Index("ix_report_facts_issued_on_code", "issued_on", "code"),
+        Index("ix_report_facts_institution_year", "institution", "year", "report_no"),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18))
+    region: Mapped[str] = mapped_column(String(6))
+    report_no: Mapped[str] = mapped_column(String(64))
+    year: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The report's own issue date (metadata `issued_on`), else the Beijing date of issuance.
+    issued_on: Mapped[date] = mapped_column(Date)
+    sealed: Mapped[bool] = mapped_column(Boolean)
+    revoked: Mapped[bool] = mapped_column(Boolean)
+    conclusion: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    project_record_id: Mapped[str] = mapped_column(String(26))
+    project_name: Mapped[str] = mapped_column(Text)
+    #: The test items, sorted, joined by a newline (report_fact_items holds one row each).
+    test_items: Mapped[str] = mapped_column(Text)
+    warning_count: Mapped[int] = mapped_column(Integer)
+
+
+class ReportFactItem(Base):
+    """A test item of a report fact, with the columns its counts group and filter by."""
+
+    __tablename__ = "report_fact_items"
+    __table_args__ = (
+        Index("ix_report_fact_items_item_region", "test_item", "region", "issued_on"),
+        Index("ix_report_fact_items_region_issued_on", "region", "issued_on"),
+    )
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    test_item: Mapped[str] = mapped_column(String(200), primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18))
+    region: Mapped[str] = mapped_column(String(6))
+    issued_on: Mapped[date] = mapped_column(Date)
+    conclusion: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
 class NumberingVoid(Base):
     """A report number voided with a reason (a `numbering_void` evidence record)."""
 

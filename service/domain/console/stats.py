@@ -3,10 +3,10 @@ statistics behind the overview's charts (also `GET /api/v1/audit/stats`), the ov
 other panels (nonconforming ledger, overdue samples, numbering, warnings, anchoring) and
 report search.
 
-Facts are read per request from `report_codes`, `institutions`, the report's latest
-metadata record (conclusion, date) and the test records it cites (test items). That is
-right at the size of a city's day-to-day use; a summary table for millions of reports is
-not built yet (docs/console.md).
+Everything is counted, grouped, filtered and sorted by the database on the facts tables
+(`report_facts`, `report_fact_items`: service.storage.report_facts keeps them in the same
+transaction as the records), with indexes on region and issue date, institution and test
+item; the overview's numbering panel is three queries for all labs (docs/console.md).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from service.anchoring.status import anchoring_status
 from service.clock import CHINA_TZ, as_utc, china_year, rfc3339, utc_now
@@ -28,16 +27,13 @@ from service.domain.codes import canonical_or_none
 from service.domain.console.ledger import actions_of, is_closed
 from service.domain.nonconforming import list_ledger
 from service.domain.overdue import find_overdue
-from service.domain.reports.numbering import numbering_audit
+from service.domain.reports.numbering import numbering_audits
 from service.errors import Invalid
 from service.settings import Settings
-from service.storage.models import (
-    Institution,
-    Record,
-    RecordParent,
-    ReportCode,
-    ReportWarning,
-)
+from service.storage.models import Institution, Record, ReportWarning
+from service.storage.models import ReportFactItem as I  # noqa: N814
+from service.storage.models import ReportFactRow as F  # noqa: N814
+from service.storage.report_facts import body_of
 
 DIMENSIONS = ("period", "institution", "test_item", "conclusion", "status")
 PERIODS = ("day", "week", "month")
@@ -78,90 +74,45 @@ class ReportFact:
         }
 
 
-def _body(canonical: bytes | None) -> dict[str, Any]:
-    if not canonical:
-        return {}
-    try:
-        obj = orjson.loads(canonical)
-    except orjson.JSONDecodeError:
-        return {}
-    body = obj.get("body") if isinstance(obj, dict) else None
-    return body if isinstance(body, dict) else {}
+def _region_range(column: Any, scope: AuditScope) -> Any:
+    """The scope's region as a range on `column` (a prefix of digits; an index serves it
+    in any collation)."""
+    prefix = region_prefix(scope.region or "")
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(column >= prefix, column < upper)
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
+def _fact_of(row: Any) -> ReportFact:
+    return ReportFact(row.code, row.institution, row.name or row.institution, row.region,
+                      row.report_no, row.year, row.status, as_utc(row.issued_at),
+                      row.issued_on, bool(row.sealed), row.conclusion,
+                      row.project_record_id, row.project_name,
+                      [t for t in row.test_items.split("\n") if t])
 
 
-def _scope_filter(query: Any, scope: AuditScope) -> Any:
-    if scope.region is None:
-        return query
-    return query.where(Institution.region.startswith(region_prefix(scope.region)))
+def _facts_select(scope: AuditScope) -> Any:
+    query = (select(F.code, F.institution, Institution.name, F.region, F.report_no, F.year,
+                    F.status, F.issued_at, F.issued_on, F.sealed, F.conclusion,
+                    F.project_record_id, F.project_name, F.test_items)
+             .join(Institution, Institution.uscc == F.institution))
+    if scope.region is not None:
+        query = query.where(_region_range(F.region, scope))
+    return query
 
 
 def report_facts(session: Session, scope: AuditScope, *, code: str | None = None,
                  institution: str | None = None, year: int | None = None
                  ) -> list[ReportFact]:
-    """Every report code the scope may see (or the one `code`, or those of one institution
-    and numbering year), with its facts."""
-    query = _scope_filter(
-        select(ReportCode.code, ReportCode.institution, Institution.name, Institution.region,
-               ReportCode.report_no, ReportCode.year, ReportCode.status, ReportCode.issued_at,
-               ReportCode.sealed_at, ReportCode.report_record_id,
-               ReportCode.project_record_id, Record.canonical)
-        .join(Institution, Institution.uscc == ReportCode.institution)
-        .outerjoin(Record, Record.id == ReportCode.report_record_id),
-        scope,
-    )
+    """The report facts the scope may see of the one `code`, or of one institution and
+    numbering year (or all of them), from the facts table."""
+    query = _facts_select(scope)
     if code is not None:
-        query = query.where(ReportCode.code == code)
+        query = query.where(F.code == code)
     if institution is not None:
-        query = query.where(ReportCode.institution == institution)
+        query = query.where(F.institution == institution)
     if year is not None:
-        query = query.where(ReportCode.year == year)
-    facts: list[ReportFact] = []
-    by_report_record: dict[str, ReportFact] = {}
-    projects: dict[str, list[ReportFact]] = defaultdict(list)
-    for (code_, inst, name, region, report_no, year_, status, issued_at, sealed_at,
-         report_rid, project_rid, canonical) in session.execute(query):
-        body = _body(canonical)
-        issued_on = as_utc(issued_at).astimezone(CHINA_TZ).date()
-        try:
-            issued_on = date.fromisoformat(str(body["issued_on"]))
-        except (KeyError, ValueError):
-            pass
-        conclusion = body.get("conclusion")
-        fact = ReportFact(code_, inst, name, region, report_no, year_, status,
-                          as_utc(issued_at),
-                          issued_on, sealed_at is not None,
-                          conclusion if conclusion in CONCLUSIONS else None, project_rid)
-        facts.append(fact)
-        if report_rid:
-            by_report_record[report_rid] = fact
-        projects[project_rid].append(fact)
-    rids = list(by_report_record)
-    for part in _chunks(rids):
-        rows = session.execute(
-            select(RecordParent.child_id, Record.canonical)
-            .join(Record, Record.id == RecordParent.parent_id)
-            .where(RecordParent.child_id.in_(part), Record.type == "test_record")
-        )
-        for child_id, canonical in rows:
-            item = _body(canonical).get("test_item")
-            fact = by_report_record[child_id]
-            if isinstance(item, str) and item not in fact.test_items:
-                fact.test_items.append(item)
-    pids = list(projects)
-    for part in _chunks(pids):
-        for rid, canonical in session.execute(
-                select(Record.id, Record.canonical).where(Record.id.in_(part))):
-            name = _body(canonical).get("name")
-            for fact in projects[rid]:
-                fact.project_name = name if isinstance(name, str) else ""
-    for fact in facts:
-        fact.test_items.sort()
-    return facts
+        query = query.where(F.year == year)
+    return [_fact_of(r) for r in session.execute(query)]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -209,50 +160,110 @@ def _period_keys(period: str, end: date, count: int) -> list[str]:
     return keys[::-1]
 
 
-def _filtered(facts: Iterable[ReportFact], q: StatsQuery) -> list[ReportFact]:
-    out = []
-    for f in facts:
-        if q.date_from and f.issued_on < q.date_from:
-            continue
-        if q.date_to and f.issued_on > q.date_to:
-            continue
-        if q.institution and f.institution != q.institution:
-            continue
-        if q.test_item and q.test_item not in f.test_items:
-            continue
-        out.append(f)
-    return out
+Counts = dict[Any, tuple[int, int, int]]
 
 
-def _measures(group: Sequence[ReportFact]) -> dict[str, Any]:
-    passed = sum(1 for f in group if f.conclusion == "pass")
-    failed = sum(1 for f in group if f.conclusion == "fail")
+def _fact_where(scope: AuditScope, q: StatsQuery) -> list[Any]:
+    """The conditions on report_facts of the scope and the filters."""
+    conds: list[Any] = []
+    if scope.region is not None:
+        conds.append(_region_range(F.region, scope))
+    if q.date_from:
+        conds.append(F.issued_on >= q.date_from)
+    if q.date_to:
+        conds.append(F.issued_on <= q.date_to)
+    if q.institution:
+        conds.append(F.institution == q.institution)
+    if q.test_item:
+        conds.append(exists().where(I.code == F.code, I.test_item == q.test_item))
+    return conds
+
+
+def _item_where(scope: AuditScope, q: StatsQuery) -> list[Any]:
+    """The same on report_fact_items (a fact with the filtered item counts under each of
+    its items, as it always did)."""
+    conds: list[Any] = []
+    if scope.region is not None:
+        conds.append(_region_range(I.region, scope))
+    if q.date_from:
+        conds.append(I.issued_on >= q.date_from)
+    if q.date_to:
+        conds.append(I.issued_on <= q.date_to)
+    if q.institution:
+        conds.append(I.institution == q.institution)
+    if q.test_item:
+        other = aliased(I)
+        conds.append(exists().where(other.code == I.code, other.test_item == q.test_item))
+    return conds
+
+
+def _counts(session: Session, key: Any, conclusion: Any, conds: Sequence[Any]) -> Counts:
+    """key -> (total, pass, fail), counted by the database; key None: one group (None)."""
+    measures = (func.count(), func.sum(case((conclusion == "pass", 1), else_=0)),
+                func.sum(case((conclusion == "fail", 1), else_=0)))
+    if key is None:
+        n, p, f = session.execute(select(*measures).where(*conds)).one()
+        return {None: (int(n), int(p or 0), int(f or 0))} if n else {}
+    query = select(key, *measures).where(*conds).group_by(key)
+    return {k: (int(n), int(p or 0), int(f or 0)) for k, n, p, f in session.execute(query)}
+
+
+def _measures(counts: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
+    total = passed = failed = 0
+    for n, p, f in counts:
+        total, passed, failed = total + n, passed + p, failed + f
     decided = passed + failed
-    return {"total": len(group), "pass": passed, "fail": failed,
+    return {"total": total, "pass": passed, "fail": failed,
             "pass_rate": round(passed / decided, 4) if decided else None}
 
 
-def stats(facts: Sequence[ReportFact], q: StatsQuery, today: date | None = None
-          ) -> dict[str, Any]:
-    """One statistic: rows of {key, label, total, pass, fail, pass_rate}."""
-    q = q.check()
-    chosen = _filtered(facts, q)
-    groups: dict[str, list[ReportFact]] = defaultdict(list)
+def _institution_names(session: Session, keys: Iterable[str]) -> dict[str, str]:
+    wanted = list(keys)
+    out: dict[str, str] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        for uscc, name in session.execute(select(Institution.uscc, Institution.name)
+                                          .where(Institution.uscc.in_(wanted[i : i + _CHUNK]))):
+            out[uscc] = name
+    return out
+
+
+def _dimension_counts(session: Session, scope: AuditScope, q: StatsQuery
+                      ) -> tuple[dict[str, list[tuple[int, int, int]]], dict[str, str]]:
+    """The groups of a statistic (key -> counts that add up) and their labels."""
+    groups: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     labels: dict[str, str] = {}
-    for f in chosen:
-        if q.dimension == "period":
-            keys = [_bucket(f.issued_on, q.period)]
-        elif q.dimension == "institution":
-            keys = [f.institution]
-            labels[f.institution] = f.institution_name
-        elif q.dimension == "test_item":
-            keys = f.test_items or ["（未注明）"]
-        elif q.dimension == "conclusion":
-            keys = [f.conclusion or "none"]
-        else:
-            keys = [f.status]
-        for key in keys:
-            groups[key].append(f)
+    if q.dimension == "period":
+        for day, c in _counts(session, F.issued_on, F.conclusion,
+                              _fact_where(scope, q)).items():
+            groups[_bucket(day, q.period)].append(c)
+    elif q.dimension == "institution":
+        for k, c in _counts(session, F.institution, F.conclusion,
+                            _fact_where(scope, q)).items():
+            groups[k].append(c)
+        labels = _institution_names(session, groups)
+    elif q.dimension == "test_item":
+        for k, c in _counts(session, I.test_item, I.conclusion,
+                            _item_where(scope, q)).items():
+            groups[k].append(c)
+        none = _counts(session, None, F.conclusion,
+                       [*_fact_where(scope, q), F.test_items == ""])
+        for c in none.values():
+            groups["（未注明）"].append(c)
+    elif q.dimension == "conclusion":
+        for k, c in _counts(session, F.conclusion, F.conclusion,
+                            _fact_where(scope, q)).items():
+            groups[k or "none"].append(c)
+    else:
+        for k, c in _counts(session, F.status, F.conclusion, _fact_where(scope, q)).items():
+            groups[k].append(c)
+    return groups, labels
+
+
+def _stats_of(q: StatsQuery, groups: dict[str, list[tuple[int, int, int]]],
+              labels: dict[str, str], totals: dict[str, Any], today: date | None
+              ) -> dict[str, Any]:
+    measured = {k: _measures(v) for k, v in groups.items()}
+    empty = _measures([])
     if q.dimension == "period":
         end = q.date_to or today or utc_now().astimezone(CHINA_TZ).date()
         keys = _period_keys(q.period, end, PERIOD_BUCKETS[q.period])
@@ -260,17 +271,30 @@ def stats(facts: Sequence[ReportFact], q: StatsQuery, today: date | None = None
             keys = [k for k in keys if k >= _bucket(q.date_from, q.period)]
         order = keys
     else:
-        order = sorted(groups, key=lambda k: (-(_measures(groups[k])[q.measure] or 0), k))
-    rows = [{"key": k, "label": labels.get(k, k), **_measures(groups.get(k, []))}
-            for k in order]
+        order = sorted(measured, key=lambda k: (-(measured[k][q.measure] or 0), k))
+    rows = [{"key": k, "label": labels.get(k, k), **measured.get(k, empty)} for k in order]
     return {
         "dimension": q.dimension, "period": q.period if q.dimension == "period" else None,
         "measure": q.measure,
         "from": q.date_from.isoformat() if q.date_from else None,
         "to": q.date_to.isoformat() if q.date_to else None,
         "institution": q.institution, "test_item": q.test_item,
-        "totals": _measures(chosen), "rows": rows,
+        "totals": totals, "rows": rows,
     }
+
+
+def stats(session: Session, scope: AuditScope, q: StatsQuery, today: date | None = None
+          ) -> dict[str, Any]:
+    """One statistic of the scope: rows of {key, label, total, pass, fail, pass_rate},
+    counted in SQL on the facts table."""
+    q = q.check()
+    groups, labels = _dimension_counts(session, scope, q)
+    if q.dimension in ("period", "institution", "conclusion", "status"):
+        totals = _measures(c for v in groups.values() for c in v)
+    else:
+        totals = _measures(_counts(session, None, F.conclusion,
+                                   _fact_where(scope, q)).values())
+    return _stats_of(q, groups, labels, totals, today)
 
 
 # --------------------------------------------------------------------------- overview
@@ -284,21 +308,36 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     now = now or utc_now()
     today = now.astimezone(CHINA_TZ).date()
     f = (filters or StatsQuery()).check()
-    all_facts = report_facts(session, scope)
-    facts = _filtered(all_facts, f)
+    daily = _counts(session, F.issued_on, F.conclusion, _fact_where(scope, f))
+    totals = _measures(daily.values())
 
-    def chart(dimension: str, period: str = "day") -> dict[str, Any]:
-        return stats(all_facts, StatsQuery(dimension, period, "total", f.date_from, f.date_to,
-                                           f.institution, f.test_item), today)
+    def by_period(period: str) -> dict[str, Any]:
+        q = StatsQuery("period", period, "total", f.date_from, f.date_to, f.institution,
+                       f.test_item)
+        groups: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        for day, c in daily.items():
+            groups[_bucket(day, period)].append(c)
+        return _stats_of(q, groups, {}, totals, today)
 
-    charts = {"day": chart("period", "day"), "week": chart("period", "week"),
-              "month": chart("period", "month"), "institution": chart("institution"),
+    def chart(dimension: str) -> dict[str, Any]:
+        return stats(session, scope, StatsQuery(dimension, "day", "total", f.date_from,
+                                                f.date_to, f.institution, f.test_item), today)
+
+    charts = {"day": by_period("day"), "week": by_period("week"),
+              "month": by_period("month"), "institution": chart("institution"),
               "test_item": chart("test_item")}
-    choices = {
-        "institutions": sorted({(x.institution, x.institution_name) for x in all_facts},
-                               key=lambda t: t[1]),
-        "test_items": sorted({i for x in all_facts for i in x.test_items}),
-    }
+    inst_query = select(Institution.uscc, Institution.name).where(
+        exists().where(F.institution == Institution.uscc))
+    if scope.region is not None:
+        inst_query = inst_query.where(_region_range(Institution.region, scope))
+    named = sorted(((u, n) for u, n in session.execute(inst_query)), key=lambda t: t[1])
+    if f.date_from or f.date_to or f.institution or f.test_item:
+        item_where = [_region_range(I.region, scope)] if scope.region is not None else []
+        items = sorted(session.scalars(select(I.test_item).where(*item_where)
+                                       .group_by(I.test_item)))
+    else:
+        items = sorted(r["key"] for r in charts["test_item"]["rows"] if r["key"] != "（未注明）")
+    choices = {"institutions": named, "test_items": items}
     institutions = scope.institutions(session)
     ledger = list_ledger(session, institution=None, limit=200, institutions=institutions)
     steps = actions_of(session, [e["id"] for e in ledger])
@@ -309,14 +348,15 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     overdue = find_overdue(session, settings.rules, institution=None, now=now, limit=100,
                            institutions=institutions)
     year = china_year(now)
-    numbering = []
-    names = {x.institution: x.institution_name for x in all_facts}
-    for inst in sorted({x.institution for x in all_facts if x.year == year}):
-        audit = numbering_audit(session, institution=inst, year=year, now=now)
-        numbering.append({"institution": inst, "institution_name": names.get(inst, inst),
-                          "year": year, **audit["counts"],
-                          "missing_numbers": [m.get("report_no") for m in audit["missing"]][:20],
-                          "voids": audit["voided"][:20]})
+    names = dict(named)
+    numbering = [
+        {"institution": inst, "institution_name": names.get(inst, inst), "year": year,
+         **audit["counts"],
+         "missing_numbers": [m.get("report_no") for m in audit["missing"]][:20],
+         "voids": audit["voided"][:20]}
+        for inst, audit in sorted(numbering_audits(session, institutions=institutions,
+                                                   year=year, now=now).items())
+    ]
     wq = select(ReportWarning.code, func.count(ReportWarning.id)).group_by(ReportWarning.code)
     if institutions is not None:
         wq = wq.where(ReportWarning.institution.in_(institutions))
@@ -329,7 +369,7 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
                     "to": f.date_to.isoformat() if f.date_to else "",
                     "institution": f.institution or "", "test_item": f.test_item or ""},
         "choices": choices,
-        "totals": _measures(facts),
+        "totals": totals,
         "charts": charts,
         "nonconforming": {"items": ledger, "count": len(ledger), "closed": closed,
                           "open": len(ledger) - closed},
@@ -371,55 +411,71 @@ class SearchQuery:
         return self
 
 
-def search(facts: Sequence[ReportFact], q: SearchQuery) -> dict[str, Any]:
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern that matches it anywhere, its wildcards taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _search_where(q: SearchQuery) -> list[Any]:
+    conds: list[Any] = []
+    if q.code.strip():
+        code = canonical_or_none(q.code) or q.code.strip().upper()  # invalid: matches none
+        conds.append(F.code == code)
+    if q.report_no.strip():
+        conds.append(func.lower(F.report_no).like(_like(q.report_no.strip().lower()),
+                                                  escape="\\"))
+    if q.project.strip():
+        conds.append(F.project_name.like(_like(q.project.strip()), escape="\\"))
+    if q.institution.strip():
+        conds.append(or_(F.institution == q.institution.strip().upper(),
+                         Institution.name.like(_like(q.institution.strip()), escape="\\")))
+    if q.test_item.strip():
+        conds.append(exists().where(I.code == F.code,
+                                    I.test_item.like(_like(q.test_item.strip()), escape="\\")))
+    if q.conclusion:
+        conds.append(F.conclusion == q.conclusion)
+    if q.status:
+        conds.append(F.status == q.status)
+    if q.date_from:
+        conds.append(F.issued_on >= q.date_from)
+    if q.date_to:
+        conds.append(F.issued_on <= q.date_to)
+    return conds
+
+
+_SORT_COLUMNS = {"issued_on": F.issued_on, "report_no": F.report_no,
+                 "institution": Institution.name, "conclusion": func.coalesce(F.conclusion, ""),
+                 "status": F.status, "code": F.code}
+
+
+def search(session: Session, scope: AuditScope, q: SearchQuery, *, every: bool = False
+           ) -> dict[str, Any]:
+    """A page of the scope's reports matching the filters, sorted, with the count; `every`:
+    also `all`, every matching fact (the exports)."""
     q = q.check()
-    code = canonical_or_none(q.code) if q.code.strip() else None
-    if q.code.strip() and code is None:
-        code = q.code.strip().upper()  # not a valid code: matches nothing exactly
-    out = []
-    for f in facts:
-        if code and f.code != code:
-            continue
-        if q.report_no and q.report_no.strip().lower() not in f.report_no.lower():
-            continue
-        if q.project and q.project.strip() not in f.project_name:
-            continue
-        if q.institution and (q.institution.strip().upper() != f.institution
-                              and q.institution.strip() not in f.institution_name):
-            continue
-        if q.test_item and not any(q.test_item.strip() in t for t in f.test_items):
-            continue
-        if q.conclusion and f.conclusion != q.conclusion:
-            continue
-        if q.status and f.status != q.status:
-            continue
-        if q.date_from and f.issued_on < q.date_from:
-            continue
-        if q.date_to and f.issued_on > q.date_to:
-            continue
-        out.append(f)
-
-    def key(f: ReportFact) -> Any:
-        value = {"issued_on": f.issued_on.isoformat(), "report_no": f.report_no,
-                 "institution": f.institution_name, "conclusion": f.conclusion or "",
-                 "status": f.status, "code": f.code}[q.sort]
-        return (value, f.code)
-
-    out.sort(key=key, reverse=q.desc)
+    query = _facts_select(scope).where(*_search_where(q))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    column = _SORT_COLUMNS[q.sort]
+    order = [column.desc(), F.code.desc()] if q.desc else [column.asc(), F.code.asc()]
+    ordered = query.order_by(*order)
     start = (q.page - 1) * q.per_page
-    return {"total": len(out), "page": q.page, "per_page": q.per_page,
-            "pages": max(1, -(-len(out) // q.per_page)),
-            "rows": [f.row() for f in out[start : start + q.per_page]],
-            "all": out}
+    page = [_fact_of(r) for r in session.execute(ordered.offset(start).limit(q.per_page))]
+    out: dict[str, Any] = {"total": total, "page": q.page, "per_page": q.per_page,
+                           "pages": max(1, -(-total // q.per_page)),
+                           "rows": [f.row() for f in page]}
+    if every:
+        out["all"] = [_fact_of(r) for r in session.execute(ordered)]
+    return out
 
 
 def raw_bodies(session: Session, record_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The recorded bodies, unmasked, of the given records (the console's drill-down)."""
     out: dict[str, dict[str, Any]] = {}
-    for part in _chunks(list(record_ids)):
+    wanted = list(record_ids)
+    for i in range(0, len(wanted), _CHUNK):
         for rid, canonical in session.execute(
-                select(Record.id, Record.canonical).where(Record.id.in_(part))):
-            out[rid] = _body(canonical)
+                select(Record.id, Record.canonical).where(Record.id.in_(wanted[i : i + _CHUNK]))):
+            out[rid] = body_of(canonical)
     return out
 
 

@@ -48,6 +48,7 @@ from service.storage.models import (
     RecordParent,
     ReportCode,
 )
+from service.storage.report_facts import refresh_facts
 from verifier.merkle import DEFAULT_ALG, HashAlg
 
 MAX_REPORT_NO_CHARS = 64
@@ -263,6 +264,16 @@ _ISSUE_PG_BODY = """
  ), outbox AS (
   INSERT INTO outbox (record_id, leaf_hash, enqueued_at)
   SELECT %(record_id)s, %(leaf_hash)s, %(enqueued_at)s WHERE EXISTS (SELECT 1 FROM record)
+ ), fact AS (
+  INSERT INTO report_facts (code, institution, region, report_no, year, status, issued_at,
+   issued_on, sealed, revoked, conclusion, project_record_id, project_name, test_items,
+   warning_count)
+  SELECT %(code)s, %(institution)s, i.region, %(report_no)s, %(year)s, 'issued',
+   %(created_at)s, (%(created_at)s AT TIME ZONE 'Asia/Shanghai')::date, false, false, NULL,
+   %(project_id)s, COALESCE((SELECT CASE WHEN jsonb_typeof(b -> 'name') = 'string'
+    THEN b ->> 'name' END FROM (SELECT convert_from(canonical, 'UTF8')::jsonb -> 'body' AS b
+    FROM records WHERE id = %(project_id)s) AS p), ''), '', 0
+  FROM institutions i WHERE i.uscc = %(institution)s AND EXISTS (SELECT 1 FROM record)
  )
 """
 _PARAM_TYPES = {
@@ -363,6 +374,7 @@ def _insert_plan(session: Session, plan: IssuePlan) -> bool:
             record_id=plan.record.id, leaf_hash=plan.record.leaf_hash, enqueued_at=p["enqueued_at"]
         )
     )
+    refresh_facts(session, [plan.code])  # PostgreSQL: the `fact` step above
     return True
 
 

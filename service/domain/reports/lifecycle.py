@@ -34,6 +34,7 @@ from service.domain.nonconforming import record_nonconforming
 from service.domain.records import correction_of
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError, NotFound
 from service.storage.models import ChainRevocation, Record, ReportCode
+from service.storage.report_facts import refresh_facts
 
 MAX_REASON_CHARS = 1000
 #: Record types a report's metadata may name as parents.
@@ -295,6 +296,7 @@ def revoke_report(
     row.revocation_record_id = record.id
     row.superseded_by = successor
     session.flush()
+    refresh_facts(session, [row.code])
     return {
         "code": row.code,
         "record_id": record.id,

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from service.domain.reports.lifecycle import (
 )
 from service.errors import Conflict, Invalid
 from service.storage.models import NumberingVoid, Record, ReportCode
+from service.storage.report_facts import refresh_facts
 
 MIN_YEAR = 2000
 #: A code issued this long ago without a signed PDF counts as unfinished (R4: 24 h).
@@ -133,6 +134,8 @@ def void_number(
         raise Conflict(
             "already_voided", f"report number {report_no!r} is voided"
         ) from None
+    if row is not None:
+        refresh_facts(session, [row.code])
     return {
         "record_id": record.id,
         "leaf_hash": record.leaf_hash,
@@ -290,3 +293,64 @@ def _gaps(
             }
         )
     return series, missing, sorted(unsequenced)
+
+
+def numbering_audits(
+    session: Session,
+    *,
+    institutions: Sequence[str] | None,
+    year: int,
+    unfinished_after_s: int = DEFAULT_UNFINISHED_AFTER_S,
+    start: int = 1,
+    now: datetime | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The numbering of every institution (of `institutions`; None: all) with report codes
+    in `year`, in three queries for all of them: institution -> {counts, missing, voided}
+    as `numbering_audit` gives them (the console's overview)."""
+    now = now or utc_now()
+    cutoff = now - timedelta(seconds=unfinished_after_s)
+    code_where: list[Any] = [ReportCode.year == year]
+    void_where: list[Any] = [NumberingVoid.year == year]
+    if institutions is not None:
+        code_where.append(ReportCode.institution.in_(list(institutions)))
+        void_where.append(NumberingVoid.institution.in_(list(institutions)))
+    numbers: dict[str, list[str]] = defaultdict(list)
+    for inst, report_no in session.execute(
+        select(ReportCode.institution, ReportCode.report_no).where(*code_where)
+    ):
+        numbers[inst].append(report_no)
+    unfinished: dict[str, int] = dict(
+        session.execute(
+            select(ReportCode.institution, func.count())
+            .where(
+                *code_where,
+                ReportCode.status.in_(OPEN_STATUSES),
+                ReportCode.sealed_at.is_(None),
+                ReportCode.issued_at <= cutoff,
+            )
+            .group_by(ReportCode.institution)
+        ).all()
+    )
+    voided: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in session.scalars(
+        select(NumberingVoid).where(*void_where)
+        .order_by(NumberingVoid.voided_at, NumberingVoid.id)
+    ):
+        voided[v.institution].append(
+            {"report_no": v.report_no, "code": v.code, "reason": v.reason,
+             "voided_at": rfc3339(v.voided_at), "record_id": v.record_id}
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for inst, nos in numbers.items():
+        series, missing, _ = _gaps(nos + [v["report_no"] for v in voided[inst]], start)
+        out[inst] = {
+            "counts": {
+                "issued": len(nos),
+                "voided": len(voided[inst]),
+                "unfinished": int(unfinished.get(inst, 0)),
+                "missing": sum(s["missing_count"] for s in series),
+            },
+            "missing": missing,
+            "voided": voided[inst],
+        }
+    return out
