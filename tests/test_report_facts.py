@@ -101,7 +101,7 @@ def test_the_migration_back_fills_the_facts(world: tuple[ServiceState, Any, Any]
         s.commit()
     assert _table(state) == {}
     state.engine.dispose()
-    command.downgrade(alembic_config(db_url), "0016")
+    command.downgrade(alembic_config(db_url), "0017")
     upgrade(db_url)
     after = _table(state)
     assert set(after) == set(seeded.reports)
