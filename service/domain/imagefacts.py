@@ -27,6 +27,9 @@ from service.domain.rules import ImageFacts
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/tiff", "image/heic"})
 #: The only image formats decoded (Pillow format names).
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+#: Longest side of a key image as the public page serves it (pixels); an upload of kind
+#: `image` is decoded at this size to check it is an image.
+KEY_IMAGE_MAX_SIDE = 1024
 _EXIF_IFD = 0x8769
 _SOFTWARE = 0x0131
 _DATETIME_ORIGINAL = 0x9003

@@ -13,12 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.domain.imagefacts import IMAGE_FORMATS, ImageUnreadable, open_image
+from service.domain.imagefacts import (
+    IMAGE_FORMATS,
+    KEY_IMAGE_MAX_SIDE,
+    ImageUnreadable,
+    open_image,
+)
 from service.errors import Invalid
 from service.storage.blobs import BlobStore
 
-#: Longest side of a key image as the public page serves it (pixels).
-KEY_IMAGE_MAX_SIDE = 1024
 #: Largest image decoded by default, in pixels (a 40-megapixel photo); the setting is
 #: `JZ_PUBLIC__MAX_IMAGE_PIXELS`.
 MAX_IMAGE_PIXELS = 40_000_000

@@ -28,9 +28,8 @@ from sqlalchemy.orm import Session
 from service.clock import rfc3339
 from service.domain import registry, rules, seals
 from service.domain.evidence import FileRef, file_ref
-from service.domain.imagefacts import ImageUnreadable, image_facts, open_image
+from service.domain.imagefacts import KEY_IMAGE_MAX_SIDE, ImageUnreadable, image_facts, open_image
 from service.domain.nonconforming import notify_seal_check_failed
-from service.domain.public.images import KEY_IMAGE_MAX_SIDE
 from service.domain.records.corrections import (
     check_correction,
     check_not_replacing,
