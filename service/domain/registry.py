@@ -107,7 +107,7 @@ class WitnessRegistrationIn(Appointment):
         json_schema_extra={
             "examples": [
                 {
-                    "institution": "91440300MA5EXXXXXX",
+                    "institution": "91440300MA0000001L",
                     "person": {
                         "name": "张三",
                         "id_number": "11010519491231002X",
