@@ -126,7 +126,9 @@ class FileHandler(Handler[M]):
     """A record that names one file: a multipart `file` part or `upload_id`, not both."""
 
     def upload_id(self, payload: M) -> str | None:
-        raise NotImplementedError
+        """The completed upload the request names instead of a multipart file part."""
+        value = getattr(payload, "upload_id", None)
+        return value if isinstance(value, str) else None
 
     def take_file(
         self, intake: Intake, payload: M, file: StoredFile | None
@@ -146,9 +148,6 @@ class FileHandler(Handler[M]):
 
 class ContractHandler(FileHandler[ContractIn]):
     """R11: the signed PDF, not dated in the future; flagged when uploaded late."""
-
-    def upload_id(self, payload: ContractIn) -> str | None:
-        return payload.upload_id
 
     def derive(self, intake: Intake, payload: ContractIn, file: StoredFile | None) -> Derived:
         assert file is not None
@@ -432,9 +431,6 @@ def check_key_image(path: Path, max_pixels: int) -> None:
 class MediaHandler(FileHandler[MediaIn]):
     """R9: key images are flagged (never refused) when edited, mistimed or late; their
     file must be a readable image (`check_key_image`)."""
-
-    def upload_id(self, payload: MediaIn) -> str | None:
-        return payload.upload_id
 
     def derive(self, intake: Intake, payload: MediaIn, file: StoredFile | None) -> Derived:
         assert file is not None
