@@ -91,3 +91,20 @@ def seed_report(state: ServiceState, institution: str, code: str) -> Record:
         )
         s.expunge(rec)
         return rec
+
+
+def all_routes(app: FastAPI) -> list[Any]:
+    """Every route of the app, inside included routers too (FastAPI wraps them in
+    `_IncludedRouter`)."""
+    out: list[Any] = []
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+            else:
+                out.append(route)
+
+    walk(list(app.routes))
+    return out

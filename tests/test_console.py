@@ -34,7 +34,7 @@ from tests.console_kit import (
     signed_in,
 )
 from tests.fixtures.db import make_settings
-from tests.labkit import client_for, make_app
+from tests.labkit import all_routes, client_for, make_app
 
 # --------------------------------------------------------------------------- TOTP
 
@@ -225,19 +225,9 @@ def test_set_credentials_refuses_weak_passwords_and_taken_logins(world: World) -
 # --------------------------------------------------------------------------- authorisation
 
 
-def _all_routes(routes: list[Any]) -> Iterator[Any]:
-    """Every route, inside included routers too (FastAPI wraps them in `_IncludedRouter`)."""
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            yield from _all_routes(inner.routes)
-        else:
-            yield route
-
-
 def _console_get_paths(app: FastAPI, code: str) -> list[str]:
     paths = []
-    for route in _all_routes(app.routes):
+    for route in all_routes(app):
         if isinstance(route, APIRoute) and route.path.startswith("/console") \
                 and "GET" in route.methods and route.path not in ("/console", "/console/login"):
             path = route.path.replace("{code}", code).replace("{name:path}", "console.css")

@@ -6,11 +6,26 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from typing import Any
 
 import httpx
+import pytest
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
+from service.api.idempotency import dump_answer
+from service.api.reports import CodeIssued
+from service.domain import reports as reports_domain
 from service.state import ServiceState
-from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
+from tests.labkit import (
+    add_agency,
+    add_auditor,
+    add_lab,
+    all_routes,
+    client_for,
+    make_app,
+    seed_record,
+)
 from tests.recordkit import WitnessSigner, patch_upload, start_upload
 
 
@@ -77,3 +92,57 @@ def test_upload_completion_and_witness_key_revocation_replay(app_state: ServiceS
         assert r2.status_code == 200 and r2.json() == r1.json()
         assert r2.headers.get("idempotent-replayed") == "true"
 
+
+
+NO_JSON_MODEL = (
+    "/v/{code}", "/v/{code}/{payload}", "/metrics", "/ca/root.crl", "/ca/roots.pem",
+    "/offline/", "/images/{sha256}", "/raw/{record_id}", "/pdf", "/tsa",
+    "['HEAD'] /api/v1/uploads/{upload_id}", "['PATCH'] /api/v1/uploads/{upload_id}",
+)
+
+
+def test_every_json_route_declares_the_model_its_answers_are_shaped_by(
+    app_state: ServiceState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: every route has a response model, and the answers routes build themselves
+    (idempotent writes, the code fast path) go through it as FastAPI's own serialisation
+    does: validated, only the model's fields, nothing the payload left out added; the
+    replay is the same bytes."""
+    app = make_app(app_state)
+    bare = []
+    for r in all_routes(app):
+        if not isinstance(r, APIRoute) or not r.include_in_schema or r.response_model:
+            continue
+        answers = {k: v for k, v in r.responses.items() if str(k).startswith("2")}
+        json_2xx = [k for k, v in answers.items() if "application/json" in v.get("content", {})
+                    or not v.get("content")]
+        if any(answers[k].get("model") is None for k in json_2xx) or not answers:
+            bare.append(f"{sorted(r.methods)} {r.path}")
+    # the routes that answer no JSON, and the one that hands out a record's raw bytes
+    bare = [b for b in bare if not b.endswith(NO_JSON_MODEL)]
+    assert bare == []
+    issue = next(
+        r for r in all_routes(app)
+        if isinstance(r, APIRoute) and r.path == "/api/v1/report-codes" and "POST" in r.methods
+    )
+    assert issue.response_model is CodeIssued
+
+    real = reports_domain.issue_code
+
+    def leaky(*args: Any, **kwargs: Any) -> Any:
+        return {**real(*args, **kwargs), "internal_note": "not for the wire"}
+
+    monkeypatch.setattr(reports_domain, "issue_code", leaky)
+    lab = add_lab(app_state, 53)
+    project = seed_record(app_state, lab.institution or "", "project")
+    body = {"report_no": "BG-SHAPE-1", "project_id": project}
+    with client_for(app, lab) as c:
+        first = c.post("/api/v1/report-codes", json_body=body, headers={"Idempotency-Key": "k1"})
+        again = c.post("/api/v1/report-codes", json_body=body, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201, first.text
+    assert set(first.json()) == set(CodeIssued.model_fields)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.content == first.content
+
+    with pytest.raises(ValidationError):
+        dump_answer(CodeIssued, {"code": "JZ-1"})  # a payload short of its model is a bug

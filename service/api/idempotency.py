@@ -26,6 +26,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from service.api.auth import Caller, authenticate, body_hash_of, raw_query, request_path
@@ -46,6 +47,7 @@ class Idempotency:
     key: str | None
     scope: str
     request_hash: str
+    model: Any = None  # the route's response model: every first answer is shaped by it
 
     def _replay(self, stored: StoredAnswer) -> Response:
         if stored.request_hash != self.request_hash:
@@ -72,7 +74,7 @@ class Idempotency:
         if self.key is None:
             status, payload = work()
             session.commit()
-            return Response(_dump(payload), status_code=status, media_type=JSON)
+            return Response(self._dump(payload), status_code=status, media_type=JSON)
         replayed = self.replay(session)
         if replayed is not None:
             return replayed
@@ -87,13 +89,25 @@ class Idempotency:
                 "idempotency_in_progress", "a request with this Idempotency-Key is running"
             )
         status, payload = work()
-        body = _dump(payload)
+        body = self._dump(payload)
         claim.fill(status, body)
         session.commit()
         return Response(body, status_code=status, media_type=JSON)
 
 
-def _dump(payload: Any) -> bytes:
+    def _dump(self, payload: Any) -> bytes:
+        return dump_answer(self.model, payload)
+
+
+def dump_answer(model: Any, payload: Any) -> bytes:
+    """The JSON bytes of an answer, serialised through the route's response model as FastAPI
+    does for routes that return data: it validates (a payload that does not fit its model is a
+    bug, not an answer) and keeps only the model's fields. `exclude_unset` keeps the wire as
+    the domain wrote it: a field the payload leaves out stays out."""
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        payload = model.model_validate(payload).model_dump(
+            mode="json", by_alias=True, exclude_unset=True
+        )
     return orjson.dumps(jsonable_encoder(payload))
 
 
@@ -131,7 +145,9 @@ async def get_idempotency(request: Request, _declared: KeyHeader = None) -> Idem
             f"{HEADER} must be 1-{MAX_KEY_CHARS} visible ASCII characters",
         )
     body_hash = body_hash_of(request) or hashlib.sha256(await request.body()).hexdigest()
+    route = request.scope.get("route")
     return Idempotency(
+        model=getattr(route, "response_model", None),
         key=key,
         scope=caller.scope,
         request_hash=request_fingerprint(

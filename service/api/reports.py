@@ -37,7 +37,7 @@ from service.api.auth import (
 )
 from service.api.deps import SessionDep, SettingsDep, StateDep
 from service.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from service.api.idempotency import IdempotencyDep
+from service.api.idempotency import IdempotencyDep, dump_answer
 from service.api.schemas import Proof
 from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
 from service.client import body_hash as hash_body
@@ -389,7 +389,7 @@ async def _fast_issue(request: Request) -> Response | None:
             _issue_signed, state, key.key_id, nonce, int(now), institution, report_no, project,
             region,
         )
-    return Response(orjson.dumps(answer), status_code=201, media_type=_JSON)
+    return Response(dump_answer(CodeIssued, answer), status_code=201, media_type=_JSON)
 
 
 def _purge_due(state: ServiceState, now: float) -> bool:
