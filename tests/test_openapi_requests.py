@@ -113,6 +113,7 @@ STORY: list[Step] = [
     Step(f"POST /api/v1/reports/{{code}}/revocation {J}", "supersede", {"code": FAILED}),
     Step(f"POST /api/v1/report-codes {J}", "withdrawn", learn={"code": WITHDRAWN}),
     Step(f"POST /api/v1/reports/{{code}}/revocation {J}", "revoke", {"code": WITHDRAWN}),
+    Step(f"POST /api/v1/report-codes {J}", "scoped"),
     Step(f"POST /api/v1/numbering/voids {J}", "void"),
     Step(f"POST /api/v1/public/verify {MP}", "pdf", verdict="not_ours"),
     Step(f"POST /api/v1/public/verify {MP}", "photo", verdict="unreadable"),

@@ -16,10 +16,11 @@ MEANING: dict[str, str] = {
     "already_voided": "the report number is voided already",
     "approver_out_of_scope": "a cited test item lies outside the approver's signing scope",
     "approver_unregistered": "the approver is not one the agency registered for the lab",
-    "out_of_scope": "a cited test item lies outside the lab's registered qualification (超资质)",
+    "out_of_scope": "a cited (or, in a code request, named) test item lies outside the lab's "
+    "registered qualification (超资质)",
     "qualification_dates_invalid": "a qualification's valid_from is after its valid_until",
-    "qualification_expired": "a cited test item is covered only by a qualification not valid "
-    "today",
+    "qualification_expired": "a cited (or named) test item is covered only by a qualification "
+    "not valid today",
     "auth_bad_signature": "the signature does not match the request",
     "auth_expired": "the timestamp is more than 300 s from the server clock",
     "auth_missing": "a signing header is missing or malformed",
@@ -182,7 +183,7 @@ _UPLOAD = ("upload_not_found", "upload_expired")
 ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     # reports (INTERFACE §2)
     "POST /api/v1/report-codes": ("duplicate_report_no", "invalid_report_no", "unknown_parent",
-                                  "report_voided"),
+                                  "report_voided", "out_of_scope", "qualification_expired"),
     "GET /api/v1/reports/{code}": ("unknown_code",),
     "PUT /api/v1/reports/{code}": (
         "unknown_code", "report_revoked", "report_sealed", "report_closed", "report_voided",
