@@ -93,6 +93,8 @@ MEANING: dict[str, str] = {
     "pdf_not_found": "the report has no signed PDF yet",
     "pdf_too_complex": "the PDF has too many objects",
     "pdf_too_large": "the PDF exceeds the size limit",
+    "proposal_decided": "the registry proposal was approved or rejected already",
+    "proposal_not_found": "no such registry proposal",
     "project_fields_invalid": "an agency's project names no parents and no registered_project",
     "project_mismatch": "a record does not derive from the code's project",
     "query_ambiguous": "the query repeats a name or holds a raw '+'",
@@ -257,7 +259,20 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "POST /api/v1/agency/qualifications": (
         "out_of_region", "unknown_institution", "qualification_dates_invalid",
     ),
+    "POST /api/v1/registry-proposals": (
+        "id_number_invalid", "signing_scope_invalid", "calibration_dates_invalid",
+        "qualification_dates_invalid",
+    ),
+    "GET /api/v1/registry-proposals": (),
+    "GET /api/v1/agency/registry-proposals": (),
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/approval": (
+        "proposal_not_found", "proposal_decided", "out_of_region",
+    ),
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/rejection": (
+        "proposal_not_found", "proposal_decided", "out_of_region",
+    ),
     "GET /api/v1/audit/registry": (),
+    "GET /api/v1/audit/notifications": (),
     "GET /api/v1/audit/registry/expiring": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),
