@@ -290,6 +290,7 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/staff",
         "POST /api/v1/agency/qualifications",
         "POST /api/v1/report-codes",
+        "POST /api/v1/registry-proposals",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -334,6 +335,12 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
             scoped = {**examples["POST /api/v1/report-codes"], "project_id": chain.project}
             issued = c.post("/api/v1/report-codes", json_body=scoped)
             assert issued.status_code == 201, issued.text  # 混凝土抗压强度 is in its scope
+            proposal = c.post("/api/v1/registry-proposals",
+                              json_body=examples["POST /api/v1/registry-proposals"])
+            assert proposal.status_code == 201, proposal.text
+        approved = a.post(f"/api/v1/agency/registry-proposals/"
+                          f"{proposal.json()['proposal_id']}/approval", json_body={})
+        assert approved.status_code == 201, approved.text
 
 
 AGENCY_PROJECT = {
