@@ -410,7 +410,7 @@ def _agency_json(agency: Auditor) -> dict[str, Any]:
     return {"account": agency.id, "name": agency.name, "region": agency.region_scope}
 
 
-DEVICE_EXAMPLE = {
+DEVICE_EXAMPLE: dict[str, Any] = {
     "device": {"id": "YJ-2000-07", "name": "压力试验机", "model": "YAW-2000"},
     "calibration": {
         "kind": "verification",
@@ -504,7 +504,7 @@ def device_check(
     return [], entry
 
 
-STAFF_EXAMPLE = {
+STAFF_EXAMPLE: dict[str, Any] = {
     "person": {"name": "王五", "id_number": "11010519491231002X"},
     "roles": ["tester", "approver"],
     "signing_scope": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
@@ -543,7 +543,7 @@ def check_staff(data: StaffEntry) -> tuple[list[str], list[str]]:
     `signing_scope_invalid`)."""
     if not ric.is_valid(data.person.id_number):
         raise Invalid("id_number_invalid", "person.id_number is not a valid resident ID number")
-    roles = sorted(set(data.roles))
+    roles: list[str] = sorted(set(data.roles))
     scope = sorted(set(data.signing_scope))
     if scope and "approver" not in roles:
         raise Invalid("signing_scope_invalid", "only an approver has a signing scope")
@@ -616,7 +616,7 @@ def check_approver(
 ItemName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-QUALIFICATION_EXAMPLE = {
+QUALIFICATION_EXAMPLE: dict[str, Any] = {
     "certificate": {
         "no": "粤建检字第0001号",
         "issued_by": "广东省住房和城乡建设厅",
