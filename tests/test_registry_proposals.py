@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from service.state import ServiceState
+from service.storage.db import session_scope
+from service.storage.models import RegistryProposal
 from tests.labkit import add_agency, add_auditor, add_lab, client_for, make_app
 from tests.recordkit import (
     VALID_ID_NUMBER,
@@ -151,6 +155,10 @@ def test_a_lab_proposes_and_the_agency_of_its_region_approves(app_state: Service
         assert missing.status_code == 404 and missing.json()["code"] == "proposal_not_found"
         assert a.get("/api/v1/agency/registry-proposals",
                      query={"status": "pending"}).json() == []
+        # decided, a proposal keeps the ID number only masked
+        with session_scope(app_state.sessions) as db:
+            stored = [row.entry for row in db.scalars(select(RegistryProposal))]
+        assert stored and not any(VALID_ID_NUMBER in e for e in stored)
 
 
 def test_a_rejected_proposal_enters_nothing(app_state: ServiceState) -> None:

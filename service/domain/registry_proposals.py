@@ -121,11 +121,7 @@ def propose(
         id=new_record_id(),
         institution=institution,
         kind=data.kind,
-        entry=json.dumps(
-            data.model_dump(mode="json", exclude={"kind"}, exclude_none=True),
-            ensure_ascii=False,
-            sort_keys=True,
-        ),
+        entry=_dump(data.model_dump(mode="json", exclude={"kind"}, exclude_none=True)),
         proposed_at=utc_now(),
         status=STATUS_PENDING,
     )
@@ -170,6 +166,7 @@ def approve(w: registry.AgencyWrite, proposal_id: str) -> tuple[Record, dict[str
     ref = {"id": row.id, "proposed_at": rfc3339(row.proposed_at)}
     record = register(dataclasses.replace(w, proposal=ref), data)
     row.status, row.record_id = STATUS_APPROVED, record.id
+    row.entry = _dump(_masked(json.loads(row.entry)))  # the full ID number is used up
     row.decided_by, row.decided_at = w.agency.id, utc_now()
     w.session.flush()
     return record, proposal_json(w.session, row)
@@ -181,6 +178,7 @@ def reject(
     """The agency rejects a pending proposal of a lab of its region (caller commits)."""
     row = _pending(session, agency, proposal_id)
     row.status, row.reason = STATUS_REJECTED, reason
+    row.entry = _dump(_masked(json.loads(row.entry)))
     row.decided_by, row.decided_at = agency.id, utc_now()
     session.flush()
     return proposal_json(session, row)
@@ -207,11 +205,23 @@ def list_proposals(
     return [proposal_json(session, r) for r in rows]
 
 
-def proposal_json(session: Session, row: RegistryProposal) -> dict[str, Any]:
-    entry = json.loads(row.entry)
+def _dump(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, ensure_ascii=False, sort_keys=True)
+
+
+def _masked(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its ID number masked, as the registry record shows it. A pending
+    proposal keeps the full number (the approval checks and masks it, as the agency's own
+    registration does); a decided one keeps only the masked form."""
     person = entry.get("person")
-    if isinstance(person, dict) and "id_number" in person:  # shown masked, as recorded
-        entry["person"] = {**person, "id_number": mask_id_number(person["id_number"].upper())}
+    if isinstance(person, dict) and "id_number" in person:
+        return {**entry,
+                "person": {**person, "id_number": mask_id_number(person["id_number"].upper())}}
+    return entry
+
+
+def proposal_json(session: Session, row: RegistryProposal) -> dict[str, Any]:
+    entry = _masked(json.loads(row.entry))
     decider = session.get(Auditor, row.decided_by) if row.decided_by else None
     return {
         "proposal_id": row.id,
