@@ -93,7 +93,12 @@ def fuzz_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzWorld]:
         upload = client.post(
             "/api/v1/uploads", json_body={"length": 10, "media_type": "video/mp4"}
         ).json()["upload_id"]
+        proposal = client.post("/api/v1/registry-proposals", json_body={
+            "kind": "device", "device": {"id": "YJ-FUZZ-1", "name": "压力试验机"},
+            "calibration": {"kind": "verification", "certificate_no": "JD-FUZZ",
+                            "valid_until": "2099-12-31"}}).json()["proposal_id"]
     ids = {
+        "proposal_id": proposal,
         "record_id": chain.test_record,
         "code": code,
         "upload_id": upload,

@@ -117,6 +117,11 @@ NOT_CAPTURED = (
     "POST /api/v1/agency/staff 201", "POST /api/v1/agency/projects 201",
     "POST /api/v1/agency/qualifications 201", "GET /api/v1/audit/registry/expiring 200",
     "GET /api/v1/audit/stats 200",
+    "POST /api/v1/registry-proposals 201", "GET /api/v1/registry-proposals 200",
+    "GET /api/v1/agency/registry-proposals 200",
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/approval 201",
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/rejection 200",
+    "GET /api/v1/audit/notifications 200",
 )
 
 

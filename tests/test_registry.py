@@ -289,6 +289,8 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         "POST /api/v1/agency/devices",
         "POST /api/v1/agency/staff",
         "POST /api/v1/agency/qualifications",
+        "POST /api/v1/report-codes",
+        "POST /api/v1/registry-proposals",
     }
     with session_scope(app_state.sessions) as s:
         accounts.add_institution(s, app_state.settings, uscc="91440300MA0001301W",
@@ -328,6 +330,17 @@ def test_the_documented_examples_are_accepted(app_state: ServiceState) -> None:
         qual = a.post("/api/v1/agency/qualifications",
                       json_body=examples["POST /api/v1/agency/qualifications"])
         assert qual.status_code == 201, qual.text
+        with client_for(app, lab) as c:
+            chain = build_chain(c, sample_code="YP-DOC-EX")
+            scoped = {**examples["POST /api/v1/report-codes"], "project_id": chain.project}
+            issued = c.post("/api/v1/report-codes", json_body=scoped)
+            assert issued.status_code == 201, issued.text  # 混凝土抗压强度 is in its scope
+            proposal = c.post("/api/v1/registry-proposals",
+                              json_body=examples["POST /api/v1/registry-proposals"])
+            assert proposal.status_code == 201, proposal.text
+        approved = a.post(f"/api/v1/agency/registry-proposals/"
+                          f"{proposal.json()['proposal_id']}/approval", json_body={})
+        assert approved.status_code == 201, approved.text
 
 
 AGENCY_PROJECT = {
@@ -640,6 +653,61 @@ def test_qualification_scope_refuses_reports_outside_it(app_state: ServiceState)
         created(a.post("/api/v1/agency/qualifications", json_body=qualification(
             inst, "Q-OLD", ["混凝土抗压强度"], valid_until=yesterday)))
         assert put().status_code == 200
+
+
+def test_code_requests_naming_test_items_are_checked_against_the_scope(
+    app_state: ServiceState,
+) -> None:
+    """A code request may name its `test_items`: then an item outside the lab's registered
+    scope is refused at issuance (422 `out_of_scope`), one only an expired certificate
+    covers too (422 `qualification_expired`), and nothing is issued; a request naming none
+    is issued as before and the report step still checks what the report cites."""
+    app = make_app(app_state)
+    lab = add_lab(app_state, 147)
+    agency = add_agency(app_state)
+    inst = lab.institution or ""
+    yesterday = (china_today() - timedelta(days=1)).isoformat()
+    with client_for(app, agency) as a, client_for(app, lab) as c:
+        chain = build_chain(c, sample_code="YP-QUAL-CODE")
+
+        def request(report_no: str, items: list[str] | None) -> Any:
+            body: dict[str, Any] = {"report_no": report_no, "project_id": chain.project}
+            if items is not None:
+                body["test_items"] = items
+            return c.post("/api/v1/report-codes", json_body=body)
+
+        # no qualification registered: named items are not held to anything yet
+        assert request("BG-QC-0", ["混凝土劈裂抗拉强度"]).status_code == 201
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-C1", ["混凝土抗压强度"])))
+        created(a.post("/api/v1/agency/qualifications", json_body=qualification(
+            inst, "Q-C2", ["水泥胶砂抗折强度"], valid_until=yesterday, specialty="见证取样")))
+
+        outside = request("BG-QC-1", ["混凝土抗压强度", "混凝土劈裂抗拉强度"])
+        assert outside.status_code == 422, outside.text
+        assert outside.json()["code"] == "out_of_scope"
+        assert outside.json()["outside"] == ["混凝土劈裂抗拉强度"]
+        expired = request("BG-QC-1", ["水泥胶砂抗折强度"])
+        assert expired.status_code == 422 and expired.json()["code"] == "qualification_expired"
+        assert expired.json()["certificate_no"] == "Q-C2"
+        empty = request("BG-QC-1", [])
+        assert empty.status_code == 422 and empty.json()["code"] == "validation_error"
+        # refused requests issued nothing: the number is still free
+        inside = request("BG-QC-1", ["混凝土抗压强度"])
+        assert inside.status_code == 201, inside.text
+
+        # without test_items: issued as before, the report step checks the cited items
+        plain = request("BG-QC-2", None)
+        assert plain.status_code == 201, plain.text
+        other = created(c.post("/api/v1/test-records", json_body=data_body(
+            chain, ago(200), test_item="混凝土劈裂抗拉强度")))
+        meta = {**META, "issued_on": utc_now().date().isoformat(),
+                "parents": [chain.sample, other]}
+        refused = c.put(f"/api/v1/reports/{plain.json()['code']}", json_body=meta)
+        assert refused.status_code == 422 and refused.json()["code"] == "out_of_scope"
+        # a code issued for named items: the report step checks what the report cites
+        also = c.put(f"/api/v1/reports/{inside.json()['code']}", json_body=meta)
+        assert also.status_code == 422 and also.json()["code"] == "out_of_scope"
 
 
 def test_qualifications_and_calibrations_expiring_soon(app_state: ServiceState) -> None:

@@ -16,10 +16,11 @@ MEANING: dict[str, str] = {
     "already_voided": "the report number is voided already",
     "approver_out_of_scope": "a cited test item lies outside the approver's signing scope",
     "approver_unregistered": "the approver is not one the agency registered for the lab",
-    "out_of_scope": "a cited test item lies outside the lab's registered qualification (超资质)",
+    "out_of_scope": "a cited (or, in a code request, named) test item lies outside the lab's "
+    "registered qualification (超资质)",
     "qualification_dates_invalid": "a qualification's valid_from is after its valid_until",
-    "qualification_expired": "a cited test item is covered only by a qualification not valid "
-    "today",
+    "qualification_expired": "a cited (or named) test item is covered only by a qualification "
+    "not valid today",
     "auth_bad_signature": "the signature does not match the request",
     "auth_expired": "the timestamp is more than 300 s from the server clock",
     "auth_missing": "a signing header is missing or malformed",
@@ -92,6 +93,8 @@ MEANING: dict[str, str] = {
     "pdf_not_found": "the report has no signed PDF yet",
     "pdf_too_complex": "the PDF has too many objects",
     "pdf_too_large": "the PDF exceeds the size limit",
+    "proposal_decided": "the registry proposal was approved or rejected already",
+    "proposal_not_found": "no such registry proposal",
     "project_fields_invalid": "an agency's project names no parents and no registered_project",
     "project_mismatch": "a record does not derive from the code's project",
     "query_ambiguous": "the query repeats a name or holds a raw '+'",
@@ -182,7 +185,7 @@ _UPLOAD = ("upload_not_found", "upload_expired")
 ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     # reports (INTERFACE §2)
     "POST /api/v1/report-codes": ("duplicate_report_no", "invalid_report_no", "unknown_parent",
-                                  "report_voided"),
+                                  "report_voided", "out_of_scope", "qualification_expired"),
     "GET /api/v1/reports/{code}": ("unknown_code",),
     "PUT /api/v1/reports/{code}": (
         "unknown_code", "report_revoked", "report_sealed", "report_closed", "report_voided",
@@ -256,7 +259,20 @@ ROUTE_PROBLEMS: dict[str, tuple[str, ...]] = {
     "POST /api/v1/agency/qualifications": (
         "out_of_region", "unknown_institution", "qualification_dates_invalid",
     ),
+    "POST /api/v1/registry-proposals": (
+        "id_number_invalid", "signing_scope_invalid", "calibration_dates_invalid",
+        "qualification_dates_invalid",
+    ),
+    "GET /api/v1/registry-proposals": (),
+    "GET /api/v1/agency/registry-proposals": (),
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/approval": (
+        "proposal_not_found", "proposal_decided", "out_of_region",
+    ),
+    "POST /api/v1/agency/registry-proposals/{proposal_id}/rejection": (
+        "proposal_not_found", "proposal_decided", "out_of_region",
+    ),
     "GET /api/v1/audit/registry": (),
+    "GET /api/v1/audit/notifications": (),
     "GET /api/v1/audit/registry/expiring": (),
     # uploads (INTERFACE §5.3)
     "POST /api/v1/uploads": ("media_type_invalid", "upload_length_invalid"),

@@ -32,8 +32,9 @@ from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
 from service.clock import utc_now
 from service.domain import records as domain
-from service.domain.accounts import audit_scope
+from service.domain.accounts import audit_scope, region_prefix
 from service.domain.nonconforming import list_ledger
+from service.domain.notify import list_notifications
 from service.domain.overdue import find_overdue
 from service.domain.records import (
     COLLECTIONS,
@@ -562,6 +563,51 @@ def audit_ledger(
         institutions=_audit_filter(session, caller, institution),
         limit=limit,
         after_id=after,
+    )
+
+
+class NotificationOut(BaseModel):
+    id: str = Field(description="the notification id (`X-JZ-Notification-Id` of its delivery)")
+    event: str = Field(
+        description="`nonconforming_result`, `seal_check_failed` or `registry_warning`"
+    )
+    institution: str
+    agency_region: str | None = Field(
+        description="the region of the supervision agency it is for (the project's, else "
+        "the lab's)"
+    )
+    status: str = Field(description="`pending`, `delivered` or `failed` (webhook delivery)")
+    attempts: int
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+    payload: dict[str, Any] = Field(description="the JSON the webhook receives")
+
+
+@signed.get(
+    "/api/v1/audit/notifications",
+    response_model=list[NotificationOut],
+    tags=["audit"],
+    summary="The supervision agencies' notifications (R12, docs/registry.md), oldest first",
+    description="Auditors and agencies: those for the agencies of the caller's region "
+    "(`agency_region`, the project's region, else the lab's), every one for an auditor "
+    "without a region. The same events the notification webhook receives: failed results, "
+    "failed seal checks and the registry's warnings.",
+)
+def audit_notifications(
+    caller: AuditorDep,
+    session: SessionDep,
+    event: str | None = Query(default=None, max_length=40),
+    after: str = Query(default="", max_length=26, description="page after this id"),
+    limit: int = _Limit,
+) -> Any:
+    region = audit_scope(session, caller.auditor_id).region
+    return list_notifications(
+        session,
+        region_prefix=region_prefix(region) if region is not None else None,
+        kind=event,
+        after=after,
+        limit=limit,
     )
 
 

@@ -3,6 +3,11 @@
 - `POST /api/v1/agency/witnesses`: register a person and their key for a lab of the
   agency's region;
 - `POST /api/v1/agency/witness-keys/{key_id}/verification`: verify a key the lab proposed;
+- `POST /api/v1/agency/devices`, `/staff`, `/qualifications`, `/projects`: the
+  institution registry;
+- `POST /api/v1/registry-proposals` (labs) and `GET /api/v1/agency/registry-proposals`,
+  `POST /api/v1/agency/registry-proposals/{proposal_id}/approval` and `/rejection`
+  (agencies): staff, devices and scope a lab proposes and its agency approves;
 - `GET /api/v1/audit/registry`: the registry records (auditors and agencies, their region).
 
 Every write is a `registry` evidence record (INTERFACE §7.4), anchored like the rest; an
@@ -12,9 +17,10 @@ agency writes only in its region (403 `out_of_region`). See docs/registry.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi import Path as FastapiPath
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -22,12 +28,14 @@ from service.api.auth import (
     AgencyDep,
     AuditorDep,
     Caller,
+    LabDep,
     SignedRoute,
     check_institution_access,
+    lab_institution,
 )
 from service.api.deps import SessionDep, StateDep
 from service.api.idempotency import Idempotency, IdempotencyDep
-from service.domain import registry
+from service.domain import registry, registry_proposals
 from service.domain.accounts import audit_scope
 from service.domain.reports.lifecycle import china_today
 from service.domain.trust import platform_ca
@@ -271,3 +279,153 @@ def audit_registry_expiring(
         days=days,
         institution=institution,
     )
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+class ProposalOut(BaseModel):
+    proposal_id: str
+    institution: str
+    kind: str = Field(description="`staff`, `device` or `qualification`")
+    entry: dict[str, Any] = Field(
+        description="the proposed entry, the agency's body without `institution` (ID "
+        "numbers masked)"
+    )
+    status: str = Field(description="`pending`, `approved` or `rejected`")
+    proposed_at: str
+    decided_at: str | None = None
+    decided_by: dict[str, Any] | None = Field(
+        default=None, description="the agency account that decided: account, name"
+    )
+    reason: str | None = Field(default=None, description="why it was rejected")
+    record_id: str | None = Field(
+        default=None, description="the agency's `registry` record of the approval"
+    )
+
+
+class ApprovalOut(BaseModel):
+    record_id: str = Field(description="the agency's `registry` record entering the proposal")
+    leaf_hash: str
+    proposal: ProposalOut
+
+
+ProposalStatus = Literal["pending", "approved", "rejected"]
+ProposalPath = Annotated[str, FastapiPath(max_length=26)]
+
+
+@router.post(
+    "/api/v1/registry-proposals",
+    status_code=201,
+    response_model=ProposalOut,
+    summary="Propose a tester or approver, a device or a qualification for the agency to "
+    "approve",
+    description="Lab keys only. The body is the agency's `POST /api/v1/agency/staff`, "
+    "`/devices` or `/qualifications` body without `institution`, with `kind`; it is checked "
+    "as the agency's would be, and waits (`pending`) until the supervision agency of the "
+    "lab's region approves it (its own `registry` record) or rejects it. Nothing enters "
+    "the registry before.",
+)
+def propose(
+    body: registry_proposals.ProposalIn,
+    caller: LabDep,
+    session: SessionDep,
+    idem: IdempotencyDep,
+) -> Response:
+    institution = lab_institution(caller)
+    return idem.run(
+        session, lambda: (201, registry_proposals.propose(session, institution, body))
+    )
+
+
+@router.get(
+    "/api/v1/registry-proposals",
+    response_model=list[ProposalOut],
+    summary="The caller's registry proposals, oldest first",
+)
+def own_proposals(
+    caller: LabDep,
+    session: SessionDep,
+    status: ProposalStatus | None = None,
+    after: Annotated[str, Query(max_length=26, description="page after this proposal id")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+) -> Any:
+    return registry_proposals.list_proposals(
+        session, institution=lab_institution(caller), status=status, after=after, limit=limit
+    )
+
+
+@router.get(
+    "/api/v1/agency/registry-proposals",
+    response_model=list[ProposalOut],
+    summary="Registry proposals of the labs of the agency's region, oldest first",
+    description="Agency keys only; `status=pending` lists what waits for a decision.",
+)
+def agency_proposals(
+    caller: AgencyDep,
+    session: SessionDep,
+    status: ProposalStatus | None = None,
+    institution: Annotated[str | None, Query(max_length=18)] = None,
+    after: Annotated[str, Query(max_length=26, description="page after this proposal id")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+) -> Any:
+    registry.agency_account(session, caller.auditor_id)
+    if institution is not None:
+        check_institution_access(session, caller, institution)
+    return registry_proposals.list_proposals(
+        session,
+        institution=institution,
+        institutions=audit_scope(session, caller.auditor_id).institutions(session),
+        status=status,
+        after=after,
+        limit=limit,
+    )
+
+
+@router.post(
+    "/api/v1/agency/registry-proposals/{proposal_id}/approval",
+    status_code=201,
+    response_model=ApprovalOut,
+    summary="Approve a lab's registry proposal: the agency's registration of it",
+    description="Agency keys only, for labs of the agency's region (403 `out_of_region`). "
+    "Writes the `registry` record the agency's own `POST /api/v1/agency/staff`, `/devices` "
+    "or `/qualifications` would, with `action: \"approve\"` and `proposal` (id, "
+    "proposed_at). A decided proposal: 409 `proposal_decided`.",
+)
+def approve_proposal(
+    proposal_id: ProposalPath,
+    caller: AgencyDep,
+    session: SessionDep,
+    state: StateDep,
+    idem: IdempotencyDep,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        record, proposal = registry_proposals.approve(
+            _write(session, state, caller), proposal_id
+        )
+        return 201, {"record_id": record.id, "leaf_hash": record.leaf_hash,
+                     "proposal": proposal}
+
+    return idem.run(session, work)
+
+
+@router.post(
+    "/api/v1/agency/registry-proposals/{proposal_id}/rejection",
+    response_model=ProposalOut,
+    summary="Reject a lab's registry proposal, with the reason",
+    description="Agency keys only, for labs of the agency's region (403 `out_of_region`). "
+    "Nothing enters the registry; the lab sees the reason. A decided proposal: 409 "
+    "`proposal_decided`.",
+)
+def reject_proposal(
+    proposal_id: ProposalPath,
+    body: registry_proposals.RejectionIn,
+    caller: AgencyDep,
+    session: SessionDep,
+    idem: IdempotencyDep,
+) -> Response:
+    def work() -> tuple[int, Any]:
+        agency = registry.agency_account(session, caller.auditor_id)
+        return 200, registry_proposals.reject(session, agency, proposal_id, body.reason)
+
+    return idem.run(session, work)

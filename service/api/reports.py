@@ -73,6 +73,15 @@ class _Strict(BaseModel):
 class CodeRequest(_Strict):
     report_no: str = Field(min_length=1, max_length=domain.MAX_REPORT_NO_CHARS)
     project_id: str = Field(min_length=1, max_length=26, description="record id of the project")
+    test_items: list[domain.TestItemName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=domain.MAX_CODE_TEST_ITEMS,
+        description="optional: the test items (检测项目/参数, as test records name their "
+        "`test_item`) the report will cover. Given, they are checked against the lab's "
+        "registered qualification scope now (422 `out_of_scope` / `qualification_expired`, "
+        "docs/registry.md); absent, the check falls on the report metadata only",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -270,6 +279,7 @@ def post_report_code(
                 report_no=body.report_no,
                 project_id=body.project_id,
                 base_url=state.settings.public.base_url,
+                test_items=body.test_items,
             ),
         ),
     )

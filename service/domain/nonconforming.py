@@ -2,7 +2,11 @@
 
 A report with the conclusion `fail` gets one ledger entry per report code, and the
 local supervision agency (项目属地质量监督机构) is notified through the durable
-notification queue (service/domain/notify.py), in the caller's transaction.
+notification queue (service/domain/notify.py), in the caller's transaction. The same
+queue carries the other warnings the agency hears of when the record arrives: a failed
+seal check (`seal_check_failed`) and the registry's warnings (`registry_warning`:
+witness_unverified, device_unregistered, calibration_expired, tester_unregistered,
+witness_replacement_late; docs/registry.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import rfc3339, utc_now
 from service.domain.notify import enqueue
+from service.domain.rules import Flag
 from service.storage.models import (
     Institution,
     NonconformingEntry,
@@ -30,6 +35,8 @@ from service.storage.models import (
 EVENT_NONCONFORMING = "nonconforming_result"
 #: A receipt whose seal check (验封) failed: the agency hears of it like a failed result.
 EVENT_SEAL_CHECK_FAILED = "seal_check_failed"
+#: A record that arrived with warnings of the registry (docs/registry.md).
+EVENT_REGISTRY_WARNING = "registry_warning"
 
 
 def record_nonconforming(
@@ -112,6 +119,37 @@ def notify_seal_check_failed(
             "receipt_leaf_hash": receipt.leaf_hash,
             "seal_record_id": body.get("seal_record_id"),
             "failed_checks": list(seal_check.get("failed") or []),
+            "recorded_at": rfc3339(utc_now()),
+        },
+    )
+
+
+def notify_flags(
+    session: Session, record: Record, institution: str, flags: Sequence[Flag]
+) -> Notification:
+    """Queue the project's supervision agency's notification of a record that arrived with
+    registry warnings (`flags`: the record's §7.2 flags the agency hears of), in the
+    caller's transaction (sent after commit)."""
+    lab = session.get(Institution, institution)
+    body = json.loads(record.canonical).get("body") or {}
+    project = _project_summary(
+        record if record.type == "project" else _ancestor_project(session, record.id)
+    )
+    return enqueue(
+        session,
+        kind=EVENT_REGISTRY_WARNING,
+        institution=institution,
+        payload={
+            "institution": institution,
+            "institution_name": lab.name if lab else None,
+            "region": lab.region if lab else None,
+            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
+            "project": project,
+            "record_id": record.id,
+            "record_type": record.type,
+            "record_leaf_hash": record.leaf_hash,
+            "sample_code": body.get("sample_code"),
+            "warnings": [f.as_json() for f in flags],
             "recorded_at": rfc3339(utc_now()),
         },
     )

@@ -25,7 +25,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.clock import SYSTEM_CLOCK, Clock, utc_now
+from service.clock import SYSTEM_CLOCK, Clock, rfc3339, utc_now
 from service.domain.evidence import new_record_id
 from service.periodic import Periodic
 from service.settings import NotifySettings
@@ -96,10 +96,12 @@ def enqueue(
     """Add a notification to the caller's transaction; it is sent after commit."""
     notification_id = new_record_id()
     body = {"notification_id": notification_id, "event": kind, **payload}
+    region = payload.get("agency_region")
     row = Notification(
         id=notification_id,
         kind=kind,
         institution=institution,
+        agency_region=region if isinstance(region, str) and len(region) == 6 else None,
         payload=json.dumps(body, ensure_ascii=False, sort_keys=True),
         status=STATUS_PENDING,
         attempts=0,
@@ -108,6 +110,39 @@ def enqueue(
     )
     session.add(row)
     return row
+
+
+def list_notifications(
+    session: Session,
+    *,
+    region_prefix: str | None,
+    kind: str | None = None,
+    after: str = "",
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Notifications oldest first, with their delivery state: those for the supervision
+    agencies whose region codes start with `region_prefix` (None: every one)."""
+    query = select(Notification).where(Notification.id > after)
+    if region_prefix is not None:
+        query = query.where(Notification.agency_region.startswith(region_prefix))
+    if kind is not None:
+        query = query.where(Notification.kind == kind)
+    rows = session.scalars(query.order_by(Notification.id).limit(limit)).all()
+    return [
+        {
+            "id": r.id,
+            "event": r.kind,
+            "institution": r.institution,
+            "agency_region": r.agency_region,
+            "status": r.status,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "created_at": rfc3339(r.created_at),
+            "delivered_at": rfc3339(r.delivered_at) if r.delivered_at else None,
+            "payload": json.loads(r.payload),
+        }
+        for r in rows
+    ]
 
 
 def backoff_s(attempts: int, settings: NotifySettings) -> float:

@@ -24,7 +24,7 @@ An agency writes only for labs of its region: 403 `out_of_region` otherwise.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -43,6 +43,7 @@ from service.domain import rules
 from service.domain.accounts import ROLE_AGENCY, AuditScope
 from service.domain.evidence import FileRef, append_record, new_record_id
 from service.domain.masking import mask_id_number, mask_name
+from service.domain.nonconforming import notify_flags
 from service.domain.records.flags import store_flags
 from service.domain.records.inputs import ProjectIn, WitnessKeyIn
 from service.domain.records.witness_keys import key_json, register_witness_key, witness_key_json
@@ -70,6 +71,12 @@ RULE_DEVICE_UNREGISTERED = "device_unregistered"
 RULE_CALIBRATION_EXPIRED = "calibration_expired"
 RULE_REPLACEMENT_LATE = "witness_replacement_late"
 RULE_WITNESS_UNVERIFIED = "witness_unverified"
+#: The registry's flags the project's supervision agency is notified of, when the record
+#: carrying them arrives (event `registry_warning`).
+NOTIFIED_RULES = frozenset({
+    RULE_WITNESS_UNVERIFIED, RULE_DEVICE_UNREGISTERED, RULE_CALIBRATION_EXPIRED,
+    RULE_TESTER_UNREGISTERED, RULE_REPLACEMENT_LATE,
+})
 CERTIFICATE_ROLE = "witness_certificate"
 CERTIFICATE_MEDIA_TYPE = "application/pkix-cert"
 #: At most this many projects per person in one registry entry.
@@ -187,6 +194,9 @@ class AgencyWrite:
     blobs: BlobStore
     ca: DevCA
     agency: Auditor
+    #: Set when the write approves a lab's proposal (docs/registry.md, "Proposals"): the
+    #: record then says `action: "approve"` and names the proposal.
+    proposal: dict[str, Any] | None = None
 
 
 def register_witness(w: AgencyWrite, data: WitnessRegistrationIn) -> Vouched:
@@ -277,6 +287,7 @@ def _vouch(w: AgencyWrite, key: WitnessKey, data: Appointment, *, action: str) -
         created_at=now,
     )
     store_flags(session, record, key.institution, flags, now)
+    notify_warnings(session, record, key.institution, flags)
     key.role = data.role
     key.verified_by = agency.id
     key.verified_at = now
@@ -284,6 +295,16 @@ def _vouch(w: AgencyWrite, key: WitnessKey, data: Appointment, *, action: str) -
     key.certificate = der
     session.flush()
     return Vouched(key, record)
+
+
+def notify_warnings(
+    session: Session, record: Record, institution: str, flags: Sequence[rules.Flag]
+) -> None:
+    """The agency hears of the registry's warnings a record just appended carries (one
+    `registry_warning` notification for the record; none without such a flag)."""
+    mine = [f for f in flags if f.rule in NOTIFIED_RULES]
+    if mine:
+        notify_flags(session, record, institution, mine)
 
 
 def _replacement_flags(
@@ -380,6 +401,8 @@ def registered_project(session: Session, record_id: str, institution: str) -> Re
 def _entry(w: AgencyWrite, institution: str, kind: str, **fields: Any) -> Record:
     """Append the agency's `registry` record of `kind` about a lab (caller commits)."""
     body = {"kind": kind, "action": "register", "agency": _agency_json(w.agency), **fields}
+    if w.proposal is not None:
+        body.update(action="approve", proposal=w.proposal)
     return append_record(w.session, type="registry", institution=institution, body=body)
 
 
@@ -387,27 +410,21 @@ def _agency_json(agency: Auditor) -> dict[str, Any]:
     return {"account": agency.id, "name": agency.name, "region": agency.region_scope}
 
 
-class DeviceRegistrationIn(BaseModel):
-    """A lab's device (检测设备) and its calibration or verification (检定/校准), entered by
-    the agency; registering the same device again (a new certificate) replaces the entry."""
+DEVICE_EXAMPLE: dict[str, Any] = {
+    "device": {"id": "YJ-2000-07", "name": "压力试验机", "model": "YAW-2000"},
+    "calibration": {
+        "kind": "verification",
+        "certificate_no": "JD2026-0815",
+        "valid_from": "2026-08-15",
+        "valid_until": "2027-08-14",
+    },
+}
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "institution": "91440300MA0001301W",
-                    "device": {"id": "YJ-2000-07", "name": "压力试验机", "model": "YAW-2000"},
-                    "calibration": {
-                        "kind": "verification",
-                        "certificate_no": "JD2026-0815",
-                        "valid_from": "2026-08-15",
-                        "valid_until": "2027-08-14",
-                    },
-                }
-            ]
-        },
-    )
+
+class DeviceEntry(BaseModel):
+    """A lab's device (检测设备) and its calibration or verification (检定/校准)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     class Device(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -424,17 +441,36 @@ class DeviceRegistrationIn(BaseModel):
         valid_from: date | None = None
         valid_until: date = Field(description="the last day the certificate is valid")
 
-    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
     device: Device
     calibration: Calibration
+
+
+class DeviceRegistrationIn(DeviceEntry):
+    """A device entered by the agency for a lab of its region; registering the same device
+    again (a new certificate) replaces the entry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"institution": "91440300MA0001301W", **DEVICE_EXAMPLE}]
+        },
+    )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+
+
+def check_device(data: DeviceEntry) -> DeviceEntry.Calibration:
+    """The entry's calibration, if its dates are in order (422 `calibration_dates_invalid`)."""
+    cal = data.calibration
+    if cal.valid_from is not None and cal.valid_from > cal.valid_until:
+        raise Invalid("calibration_dates_invalid", "valid_from is after valid_until")
+    return cal
 
 
 def register_device(w: AgencyWrite, data: DeviceRegistrationIn) -> Record:
     """The agency registers (or re-registers) a device of a lab of its region."""
     check_agency_region(w.session, w.agency, data.institution)
-    cal = data.calibration
-    if cal.valid_from is not None and cal.valid_from > cal.valid_until:
-        raise Invalid("calibration_dates_invalid", "valid_from is after valid_until")
+    cal = check_device(data)
     record = _entry(
         w,
         data.institution,
@@ -468,24 +504,18 @@ def device_check(
     return [], entry
 
 
-class StaffRegistrationIn(BaseModel):
+STAFF_EXAMPLE: dict[str, Any] = {
+    "person": {"name": "王五", "id_number": "11010519491231002X"},
+    "roles": ["tester", "approver"],
+    "signing_scope": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
+}
+
+
+class StaffEntry(BaseModel):
     """A lab's tester (检测人员) or report approver (授权签字人) with their signing scope."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "institution": "91440300MA0001301W",
-                    "person": {"name": "王五", "id_number": "11010519491231002X"},
-                    "roles": ["tester", "approver"],
-                    "signing_scope": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid")
 
-    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
     person: WitnessKeyIn.Witness
     roles: list[Literal["tester", "approver"]] = Field(min_length=1, max_length=2)
     signing_scope: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = (
@@ -494,15 +524,36 @@ class StaffRegistrationIn(BaseModel):
     )
 
 
-def register_staff(w: AgencyWrite, data: StaffRegistrationIn) -> Record:
-    """The agency registers (or re-registers) a tester or approver of a lab of its region."""
-    check_agency_region(w.session, w.agency, data.institution)
+class StaffRegistrationIn(StaffEntry):
+    """A tester or approver entered by the agency for a lab of its region."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"institution": "91440300MA0001301W", **STAFF_EXAMPLE}]
+        },
+    )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+
+
+def check_staff(data: StaffEntry) -> tuple[list[str], list[str]]:
+    """The entry's roles and signing scope (sorted, once each), if its ID number passes its
+    check (422 `id_number_invalid`) and only an approver has a scope (422
+    `signing_scope_invalid`)."""
     if not ric.is_valid(data.person.id_number):
         raise Invalid("id_number_invalid", "person.id_number is not a valid resident ID number")
-    roles = sorted(set(data.roles))
+    roles: list[str] = sorted(set(data.roles))
     scope = sorted(set(data.signing_scope))
     if scope and "approver" not in roles:
         raise Invalid("signing_scope_invalid", "only an approver has a signing scope")
+    return roles, scope
+
+
+def register_staff(w: AgencyWrite, data: StaffRegistrationIn) -> Record:
+    """The agency registers (or re-registers) a tester or approver of a lab of its region."""
+    check_agency_region(w.session, w.agency, data.institution)
+    roles, scope = check_staff(data)
     person = {
         "name": data.person.name,
         "id_number": mask_id_number(data.person.id_number.upper()),
@@ -565,33 +616,25 @@ def check_approver(
 ItemName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class QualificationRegistrationIn(BaseModel):
+QUALIFICATION_EXAMPLE: dict[str, Any] = {
+    "certificate": {
+        "no": "粤建检字第0001号",
+        "issued_by": "广东省住房和城乡建设厅",
+        "valid_from": "2024-01-01",
+        "valid_until": "2028-12-31",
+    },
+    "scope": [
+        {"specialty": "建筑材料及构配件", "items": ["混凝土抗压强度", "混凝土劈裂抗拉强度"]}
+    ],
+}
+
+
+class QualificationEntry(BaseModel):
     """A lab's qualification (资质, std 4.1.1): the certificate (资质证书) and its scope, the
     specialties (检测专项) and test items or parameters (检测项目/参数) of the capability
-    annex (能力附表). Registering the same certificate number again replaces the entry."""
+    annex (能力附表)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "institution": "91440300MA0001301W",
-                    "certificate": {
-                        "no": "粤建检字第0001号",
-                        "issued_by": "广东省住房和城乡建设厅",
-                        "valid_from": "2024-01-01",
-                        "valid_until": "2028-12-31",
-                    },
-                    "scope": [
-                        {
-                            "specialty": "建筑材料及构配件",
-                            "items": ["混凝土抗压强度", "混凝土劈裂抗拉强度"],
-                        }
-                    ],
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid")
 
     class Certificate(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -611,17 +654,37 @@ class QualificationRegistrationIn(BaseModel):
             min_length=1, max_length=500, description="检测项目/参数 as reports name them"
         )
 
-    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
     certificate: Certificate
     scope: list[Specialty] = Field(min_length=1, max_length=100)
+
+
+class QualificationRegistrationIn(QualificationEntry):
+    """A qualification entered by the agency for a lab of its region. Registering the same
+    certificate number again replaces the entry."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"institution": "91440300MA0001301W", **QUALIFICATION_EXAMPLE}]
+        },
+    )
+
+    institution: Annotated[str, StringConstraints(pattern=r"^[0-9A-HJ-NPQRTUWXY]{18}$")]
+
+
+def check_qualification_entry(data: QualificationEntry) -> QualificationEntry.Certificate:
+    """The entry's certificate, if its dates are in order (422
+    `qualification_dates_invalid`)."""
+    cert = data.certificate
+    if cert.valid_from is not None and cert.valid_from > cert.valid_until:
+        raise Invalid("qualification_dates_invalid", "valid_from is after valid_until")
+    return cert
 
 
 def register_qualification(w: AgencyWrite, data: QualificationRegistrationIn) -> Record:
     """The agency registers (or re-registers) a qualification of a lab of its region."""
     check_agency_region(w.session, w.agency, data.institution)
-    cert = data.certificate
-    if cert.valid_from is not None and cert.valid_from > cert.valid_until:
-        raise Invalid("qualification_dates_invalid", "valid_from is after valid_until")
+    cert = check_qualification_entry(data)
     scope = [
         {"specialty": s.specialty, "items": sorted(set(s.items))} for s in data.scope
     ]

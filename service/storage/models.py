@@ -275,6 +275,28 @@ class RegistryQualification(Base):
     scope: Mapped[str] = mapped_column(Text)
 
 
+class RegistryProposal(Base):
+    """A registry entry (staff, device, qualification) a lab proposed for the supervision
+    agency of its region to approve or reject (migration 0019). The approval is the
+    agency's `registry` record (`record_id`); the proposal itself is no evidence."""
+
+    __tablename__ = "registry_proposals"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18), index=True)
+    #: "staff" | "device" | "qualification"
+    kind: Mapped[str] = mapped_column(String(16))
+    #: JSON: the entry as the agency would send it, without `institution`.
+    entry: Mapped[str] = mapped_column(Text)
+    proposed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: "pending" -> "approved" | "rejected"
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(26), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    record_id: Mapped[str | None] = mapped_column(ForeignKey("records.id"), nullable=True)
+
+
 class SampleCode(Base):
     """Sample unique codes (唯一性编码): one sample record per code and institution."""
 
@@ -387,6 +409,9 @@ class Notification(Base):
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
     institution: Mapped[str] = mapped_column(String(18), index=True)
+    #: The region whose supervision agency it is for (the project's, else the lab's;
+    #: migration 0019): agencies list theirs (`GET /api/v1/audit/notifications`).
+    agency_region: Mapped[str | None] = mapped_column(String(6), nullable=True, index=True)
     payload: Mapped[str] = mapped_column(Text)  # JSON, sent as is
     status: Mapped[str] = mapped_column(String(16), index=True)
     attempts: Mapped[int] = mapped_column(Integer)

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from service.clock import utc_now
-from service.domain import rules
+from service.domain import registry, rules
 from service.domain.evidence import append_record, new_record_id
 from service.domain.records.flags import store_flags
 from service.domain.records.handlers import HANDLERS, Handler, Intake
@@ -67,6 +67,7 @@ def create_record(
     if upload is not None:
         _link_upload(session, upload, record.id)
     store_flags(session, record, institution, derived.flags or (), now)
+    registry.notify_warnings(session, record, institution, derived.flags or ())
     return record
 
 

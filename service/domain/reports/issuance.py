@@ -34,9 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import china_year, utc_now
+from service.domain import registry
 from service.domain.codes import generate_code
 from service.domain.evidence import EncodedRecord, encode_record
-from service.domain.reports.lifecycle import STATUS_ISSUED, not_yours, verify_url
+from service.domain.reports.lifecycle import STATUS_ISSUED, china_today, not_yours, verify_url
 from service.errors import Conflict, Forbidden, Invalid, JianzhengError
 from service.storage import loghash
 from service.storage.db import AsyncPgPool
@@ -56,6 +57,10 @@ MAX_REPORT_NO_CHARS = 64
 MAX_ISSUE_ATTEMPTS = 3
 #: Projects whose immutable facts (institution, type, leaf hash) are kept per process.
 MAX_CACHED_PROJECTS = 10_000
+#: At most this many test items in a code request (`test_items`, docs/registry.md).
+MAX_CODE_TEST_ITEMS = 50
+#: A test item a code request names (检测项目/参数, as test records name `test_item`).
+TestItemName = registry.ItemName
 
 
 def check_report_no(value: str) -> str:
@@ -407,13 +412,18 @@ def issue_code(
     project_id: str,
     base_url: str,
     now: datetime | None = None,
+    test_items: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Issue a code for (institution, year, report_no); 409 `duplicate_report_no` if taken.
 
-    Writes in the session's transaction (the caller commits); learns the project and
-    region into `cache` for the fast path.
+    `test_items`, when the request names them, are checked against the lab's registered
+    qualification scope first (422 `out_of_scope` / `qualification_expired`, as the
+    report metadata is; docs/registry.md). Writes in the session's transaction (the caller
+    commits); learns the project and region into `cache` for the fast path.
     """
     report_no = check_report_no(report_no)
+    if test_items is not None:
+        registry.check_qualification(session, institution, list(test_items), china_today())
     now = now or utc_now()
     for _ in range(MAX_ISSUE_ATTEMPTS):
         project = _project(session, cache, institution, project_id)
