@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -437,6 +438,9 @@ class ReportCode(Base):
         UniqueConstraint(
             "institution", "year", "report_no", name="uq_report_codes_institution_year_no"
         ),
+        #: The numbering panel's unfinished codes (no signed PDF yet) without a scan.
+        Index("ix_report_codes_unsealed", "year", "institution", "issued_at",
+              postgresql_where=text("sealed_at IS NULL"), sqlite_where=text("sealed_at IS NULL")),
     )
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -503,6 +507,70 @@ class ReportFactItem(Base):
     region: Mapped[str] = mapped_column(String(6))
     issued_on: Mapped[date] = mapped_column(Date)
     conclusion: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class _FactCounts:
+    """Report facts counted by region, lab, date, status, conclusion and test-item set
+    (issue 14): kept exact by database triggers on `report_facts` (migration 0021), so the
+    console's counts add these rows up instead of the facts."""
+
+    region: Mapped[str] = mapped_column(String(6), primary_key=True)
+    #: The day (report_fact_days) or the first day of the month (report_fact_months).
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    #: "pass", "fail" or "" (none recorded).
+    conclusion: Mapped[str] = mapped_column(String(8), primary_key=True)
+    #: The facts' `test_items` (sorted, newline-joined; "" for none).
+    test_items: Mapped[str] = mapped_column(Text, primary_key=True)
+    #: How many facts have these values (rows at 0 may remain; readers skip them).
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportFactDay(_FactCounts, Base):
+    __tablename__ = "report_fact_days"
+
+
+class ReportFactMonth(_FactCounts, Base):
+    __tablename__ = "report_fact_months"
+
+
+class NumberingYear(Base):
+    """How many report codes a lab has in a numbering year (kept with `report_codes`)."""
+
+    __tablename__ = "numbering_years"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issued: Mapped[int] = mapped_column(BigInteger)
+
+
+class NumberingSeries(Base):
+    """A numbering series of a lab and year (report numbers split as
+    service.domain.reports.numbering.sequence_of does): its highest number and narrowest
+    digit width, kept with every number taken (issued or voided)."""
+
+    __tablename__ = "numbering_series"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(64), primary_key=True)
+    suffix: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+
+
+class NumberingGap(Base):
+    """A run lo..hi of numbers from 1 to the series' highest that no code or void took."""
+
+    __tablename__ = "numbering_gaps"
+
+    institution: Mapped[str] = mapped_column(String(18), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(64), primary_key=True)
+    suffix: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lo: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hi: Mapped[int] = mapped_column(BigInteger)
 
 
 class NumberingVoid(Base):

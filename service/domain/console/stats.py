@@ -12,13 +12,13 @@ item; the overview's numbering panel is three queries for all labs (docs/console
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import and_, exists, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from service.anchoring.status import anchoring_status
 from service.clock import CHINA_TZ, as_utc, china_year, rfc3339, utc_now
@@ -31,7 +31,9 @@ from service.domain.reports.numbering import numbering_audits
 from service.errors import Invalid
 from service.settings import Settings
 from service.storage.models import Institution, Record, ReportWarning
+from service.storage.models import ReportFactDay as D  # noqa: N814
 from service.storage.models import ReportFactItem as I  # noqa: N814
+from service.storage.models import ReportFactMonth as M  # noqa: N814
 from service.storage.models import ReportFactRow as F  # noqa: N814
 from service.storage.report_facts import body_of
 
@@ -161,51 +163,94 @@ def _period_keys(period: str, end: date, count: int) -> list[str]:
 
 
 Counts = dict[Any, tuple[int, int, int]]
+#: The count tables' columns a statistic groups by.
+_GROUP_COLUMNS = ("day", "institution", "test_items", "conclusion", "status")
 
 
-def _fact_where(scope: AuditScope, q: StatsQuery) -> list[Any]:
-    """The conditions on report_facts of the scope and the filters."""
-    conds: list[Any] = []
-    if scope.region is not None:
-        conds.append(_region_range(F.region, scope))
-    if q.date_from:
-        conds.append(F.issued_on >= q.date_from)
-    if q.date_to:
-        conds.append(F.issued_on <= q.date_to)
-    if q.institution:
-        conds.append(F.institution == q.institution)
-    if q.test_item:
-        conds.append(exists().where(I.code == F.code, I.test_item == q.test_item))
-    return conds
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
-def _item_where(scope: AuditScope, q: StatsQuery) -> list[Any]:
-    """The same on report_fact_items (a fact with the filtered item counts under each of
-    its items, as it always did)."""
-    conds: list[Any] = []
-    if scope.region is not None:
-        conds.append(_region_range(I.region, scope))
-    if q.date_from:
-        conds.append(I.issued_on >= q.date_from)
-    if q.date_to:
-        conds.append(I.issued_on <= q.date_to)
-    if q.institution:
-        conds.append(I.institution == q.institution)
-    if q.test_item:
-        other = aliased(I)
-        conds.append(exists().where(other.code == I.code, other.test_item == q.test_item))
-    return conds
+def _parts(lo: date | None, hi: date | None) -> list[tuple[Any, list[Any]]]:
+    """Which count table rows hold the facts issued from `lo` to `hi` (None: open): whole
+    months from report_fact_months, the days of a partial month from report_fact_days."""
+    if lo is None and hi is None:
+        return [(M, [])]
+    m_lo = None if lo is None else (lo if lo.day == 1 else _next_month(lo))
+    # Whole months end before m_hi (exclusive).
+    m_hi = None if hi is None else (
+        _next_month(hi) if _next_month(hi) - timedelta(days=1) == hi else hi.replace(day=1))
+    if m_lo is not None and m_hi is not None and m_lo >= m_hi:
+        return [(D, [D.day >= lo, D.day <= hi])]
+    months: list[Any] = []
+    days: list[Any] = []
+    if m_lo is not None:
+        months.append(M.day >= m_lo)
+        if lo is not None and lo < m_lo:
+            days.append(and_(D.day >= lo, D.day < m_lo))
+    if m_hi is not None:
+        months.append(M.day < m_hi)
+        if hi is not None and m_hi <= hi:
+            days.append(and_(D.day >= m_hi, D.day <= hi))
+    parts: list[tuple[Any, list[Any]]] = [(M, months)]
+    if days:
+        parts.append((D, [or_(*days)]))
+    return parts
 
 
-def _counts(session: Session, key: Any, conclusion: Any, conds: Sequence[Any]) -> Counts:
-    """key -> (total, pass, fail), counted by the database; key None: one group (None)."""
-    measures = (func.count(), func.sum(case((conclusion == "pass", 1), else_=0)),
-                func.sum(case((conclusion == "fail", 1), else_=0)))
-    if key is None:
-        n, p, f = session.execute(select(*measures).where(*conds)).one()
-        return {None: (int(n), int(p or 0), int(f or 0))} if n else {}
-    query = select(key, *measures).where(*conds).group_by(key)
-    return {k: (int(n), int(p or 0), int(f or 0)) for k, n, p, f in session.execute(query)}
+def _rollup(session: Session, scope: AuditScope, q: StatsQuery, columns: Sequence[str],
+            lo: date | None = None, hi: date | None = None, *, days_only: bool = False,
+            more: Callable[[Any], list[Any]] | None = None
+            ) -> dict[tuple[Any, ...], int]:
+    """(the `columns`' values..., conclusion) -> how many facts, of the scope and the
+    filters (and issued from `lo` to `hi`), added up from the count tables (PostgreSQL
+    keeps them with the facts: service.storage.rollups)."""
+    if q.date_from is not None:
+        lo = q.date_from if lo is None else max(lo, q.date_from)
+    if q.date_to is not None:
+        hi = q.date_to if hi is None else min(hi, q.date_to)
+    if lo is not None and hi is not None and lo > hi:
+        return {}
+    if days_only:
+        bounds = ([D.day >= lo] if lo else []) + ([D.day <= hi] if hi else [])
+        parts: list[tuple[Any, list[Any]]] = [(D, bounds)]
+    else:
+        parts = _parts(lo, hi)
+    out: dict[tuple[Any, ...], int] = defaultdict(int)
+    for table, conds in parts:
+        cols = [getattr(table, c) for c in columns] + [table.conclusion]
+        where = [*conds, table.n > 0]
+        if scope.region is not None:
+            where.append(_region_range(table.region, scope))
+        if q.institution:
+            where.append(table.institution == q.institution)
+        if q.test_item:
+            where.append((literal("\n") + table.test_items + literal("\n")).like(
+                _like("\n" + q.test_item + "\n"), escape="\\"))
+        if more is not None:
+            where.extend(more(table))
+        query = select(*cols, func.sum(table.n)).where(*where).group_by(*cols)
+        for *key, n in session.execute(query):
+            out[tuple(key)] += int(n)
+    return out
+
+
+def _fold(rows: dict[tuple[Any, ...], int], key: Any) -> Counts:
+    """key(row values without the conclusion) -> (total, pass, fail); key may return a
+    list of keys (test items: a fact counts under each of its items)."""
+    counts: dict[Any, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (*values, conclusion), n in rows.items():
+        keys = key(*values)
+        for k in keys if isinstance(keys, list) else [keys]:
+            c = counts[k]
+            c[0] += n
+            c[1] += n if conclusion == "pass" else 0
+            c[2] += n if conclusion == "fail" else 0
+    return {k: (n, p, f) for k, (n, p, f) in counts.items()}
+
+
+def _items_of(test_items: str) -> list[str]:
+    return [t for t in test_items.split("\n") if t] or ["（未注明）"]
 
 
 def _measures(counts: Iterable[tuple[int, int, int]]) -> dict[str, Any]:
@@ -227,35 +272,57 @@ def _institution_names(session: Session, keys: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _dimension_counts(session: Session, scope: AuditScope, q: StatsQuery
+def _bucket_start(key: str, period: str) -> date:
+    if period == "month":
+        return date(int(key[:4]), int(key[5:7]), 1)
+    if period == "week":
+        return date.fromisocalendar(int(key[:4]), int(key[6:]), 1)
+    return date.fromisoformat(key)
+
+
+def _period_end(q: StatsQuery, today: date | None) -> date:
+    return q.date_to or today or utc_now().astimezone(CHINA_TZ).date()
+
+
+def _period_counts(session: Session, scope: AuditScope, q: StatsQuery, today: date | None
+                   ) -> Counts:
+    """Bucket -> counts of the buckets the statistic shows (the last PERIOD_BUCKETS ending
+    at `to` or today), from the days (months: the month table) of those buckets only."""
+    end = _period_end(q, today)
+    keys = _period_keys(q.period, end, PERIOD_BUCKETS[q.period])
+    lo = _bucket_start(keys[0], q.period)
+    if q.period == "month":
+        hi = _next_month(end) - timedelta(days=1)
+    elif q.period == "week":
+        hi = end + timedelta(days=6 - end.weekday())
+    else:
+        hi = end
+    rows = _rollup(session, scope, q, ["day"], lo, hi, days_only=q.period != "month")
+    return _fold(rows, lambda day: _bucket(day, q.period))
+
+
+def _dimension_counts(session: Session, scope: AuditScope, q: StatsQuery,
+                      rows: dict[tuple[Any, ...], int] | None = None
                       ) -> tuple[dict[str, list[tuple[int, int, int]]], dict[str, str]]:
-    """The groups of a statistic (key -> counts that add up) and their labels."""
+    """The groups of a statistic other than by period (key -> counts that add up) and
+    their labels; `rows`: the scope's counts by institution and test items, if read."""
     groups: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     labels: dict[str, str] = {}
-    if q.dimension == "period":
-        for day, c in _counts(session, F.issued_on, F.conclusion,
-                              _fact_where(scope, q)).items():
-            groups[_bucket(day, q.period)].append(c)
-    elif q.dimension == "institution":
-        for k, c in _counts(session, F.institution, F.conclusion,
-                            _fact_where(scope, q)).items():
+    if q.dimension in ("institution", "test_item") and rows is None:
+        rows = _rollup(session, scope, q, ["institution", "test_items"])
+    if q.dimension == "institution":
+        assert rows is not None
+        for k, c in _fold(rows, lambda inst, _items: inst).items():
             groups[k].append(c)
         labels = _institution_names(session, groups)
     elif q.dimension == "test_item":
-        for k, c in _counts(session, I.test_item, I.conclusion,
-                            _item_where(scope, q)).items():
+        assert rows is not None
+        for k, c in _fold(rows, lambda _inst, items: _items_of(items)).items():
             groups[k].append(c)
-        none = _counts(session, None, F.conclusion,
-                       [*_fact_where(scope, q), F.test_items == ""])
-        for c in none.values():
-            groups["（未注明）"].append(c)
-    elif q.dimension == "conclusion":
-        for k, c in _counts(session, F.conclusion, F.conclusion,
-                            _fact_where(scope, q)).items():
-            groups[k or "none"].append(c)
     else:
-        for k, c in _counts(session, F.status, F.conclusion, _fact_where(scope, q)).items():
-            groups[k].append(c)
+        column = q.dimension  # conclusion or status
+        for k, c in _fold(_rollup(session, scope, q, [column]), lambda v: v).items():
+            groups[k or "none"].append(c)
     return groups, labels
 
 
@@ -265,8 +332,7 @@ def _stats_of(q: StatsQuery, groups: dict[str, list[tuple[int, int, int]]],
     measured = {k: _measures(v) for k, v in groups.items()}
     empty = _measures([])
     if q.dimension == "period":
-        end = q.date_to or today or utc_now().astimezone(CHINA_TZ).date()
-        keys = _period_keys(q.period, end, PERIOD_BUCKETS[q.period])
+        keys = _period_keys(q.period, _period_end(q, today), PERIOD_BUCKETS[q.period])
         if q.date_from is not None:
             keys = [k for k in keys if k >= _bucket(q.date_from, q.period)]
         order = keys
@@ -283,17 +349,23 @@ def _stats_of(q: StatsQuery, groups: dict[str, list[tuple[int, int, int]]],
     }
 
 
+def _totals(session: Session, scope: AuditScope, q: StatsQuery) -> dict[str, Any]:
+    return _measures(_fold(_rollup(session, scope, q, []), lambda: None).values())
+
+
 def stats(session: Session, scope: AuditScope, q: StatsQuery, today: date | None = None
           ) -> dict[str, Any]:
     """One statistic of the scope: rows of {key, label, total, pass, fail, pass_rate},
-    counted in SQL on the facts table."""
+    added up in SQL from the count tables."""
     q = q.check()
+    if q.dimension == "period":
+        groups = {k: [c] for k, c in _period_counts(session, scope, q, today).items()}
+        return _stats_of(q, groups, {}, _totals(session, scope, q), today)
     groups, labels = _dimension_counts(session, scope, q)
-    if q.dimension in ("period", "institution", "conclusion", "status"):
-        totals = _measures(c for v in groups.values() for c in v)
+    if q.dimension == "test_item":
+        totals = _totals(session, scope, q)
     else:
-        totals = _measures(_counts(session, None, F.conclusion,
-                                   _fact_where(scope, q)).values())
+        totals = _measures(c for v in groups.values() for c in v)
     return _stats_of(q, groups, labels, totals, today)
 
 
@@ -308,20 +380,21 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     now = now or utc_now()
     today = now.astimezone(CHINA_TZ).date()
     f = (filters or StatsQuery()).check()
-    daily = _counts(session, F.issued_on, F.conclusion, _fact_where(scope, f))
-    totals = _measures(daily.values())
+    # One read of the counts by lab and test items gives the totals and both charts.
+    rows = _rollup(session, scope, f, ["institution", "test_items"])
+    totals = _measures(_fold(rows, lambda _i, _t: None).values())
 
     def by_period(period: str) -> dict[str, Any]:
         q = StatsQuery("period", period, "total", f.date_from, f.date_to, f.institution,
                        f.test_item)
-        groups: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-        for day, c in daily.items():
-            groups[_bucket(day, period)].append(c)
+        groups = {k: [c] for k, c in _period_counts(session, scope, q, today).items()}
         return _stats_of(q, groups, {}, totals, today)
 
     def chart(dimension: str) -> dict[str, Any]:
-        return stats(session, scope, StatsQuery(dimension, "day", "total", f.date_from,
-                                                f.date_to, f.institution, f.test_item), today)
+        q = StatsQuery(dimension, "day", "total", f.date_from, f.date_to, f.institution,
+                       f.test_item)
+        groups, labels = _dimension_counts(session, scope, q, rows)
+        return _stats_of(q, groups, labels, totals, today)
 
     charts = {"day": by_period("day"), "week": by_period("week"),
               "month": by_period("month"), "institution": chart("institution"),
@@ -332,9 +405,8 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
         inst_query = inst_query.where(_region_range(Institution.region, scope))
     named = sorted(((u, n) for u, n in session.execute(inst_query)), key=lambda t: t[1])
     if f.date_from or f.date_to or f.institution or f.test_item:
-        item_where = [_region_range(I.region, scope)] if scope.region is not None else []
-        items = sorted(session.scalars(select(I.test_item).where(*item_where)
-                                       .group_by(I.test_item)))
+        all_sets = _rollup(session, scope, StatsQuery(), ["test_items"])
+        items = sorted({t for (sets, _), n in all_sets.items() for t in sets.split("\n") if t})
     else:
         items = sorted(r["key"] for r in charts["test_item"]["rows"] if r["key"] != "（未注明）")
     choices = {"institutions": named, "test_items": items}
@@ -443,6 +515,33 @@ def _search_where(q: SearchQuery) -> list[Any]:
     return conds
 
 
+def _search_count(session: Session, scope: AuditScope, q: SearchQuery) -> int | None:
+    """How many facts match, added up from the count tables when every filter is one of
+    their columns (lab, test item, conclusion, status, dates); None: count the facts."""
+    item = q.test_item.strip()
+    if q.code.strip() or q.report_no.strip() or q.project.strip() or "\n" in item:
+        return None
+    lab = q.institution.strip()
+
+    def more(table: Any) -> list[Any]:
+        conds: list[Any] = []
+        if lab:
+            conds.append(or_(table.institution == lab.upper(), table.institution.in_(
+                select(Institution.uscc).where(Institution.name.like(_like(lab),
+                                                                     escape="\\")))))
+        if item:  # an item containing the text: the newline-joined set contains it
+            conds.append(table.test_items.like(_like(item), escape="\\"))
+        if q.conclusion:
+            conds.append(table.conclusion == q.conclusion)
+        if q.status:
+            conds.append(table.status == q.status)
+        return conds
+
+    rows = _rollup(session, scope, StatsQuery(date_from=q.date_from, date_to=q.date_to),
+                   [], more=more)
+    return sum(rows.values())
+
+
 _SORT_COLUMNS = {"issued_on": F.issued_on, "report_no": F.report_no,
                  "institution": Institution.name, "conclusion": func.coalesce(F.conclusion, ""),
                  "status": F.status, "code": F.code}
@@ -454,7 +553,9 @@ def search(session: Session, scope: AuditScope, q: SearchQuery, *, every: bool =
     also `all`, every matching fact (the exports)."""
     q = q.check()
     query = _facts_select(scope).where(*_search_where(q))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    total = _search_count(session, scope, q)
+    if total is None:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     column = _SORT_COLUMNS[q.sort]
     order = [column.desc(), F.code.desc()] if q.desc else [column.asc(), F.code.asc()]
     ordered = query.order_by(*order)

@@ -50,6 +50,7 @@ from service.storage.models import (
     ReportCode,
 )
 from service.storage.report_facts import refresh_facts
+from service.storage.rollups import take_number
 from verifier.merkle import DEFAULT_ALG, HashAlg
 
 MAX_REPORT_NO_CHARS = 64
@@ -379,6 +380,7 @@ def _insert_plan(session: Session, plan: IssuePlan) -> bool:
             record_id=plan.record.id, leaf_hash=plan.record.leaf_hash, enqueued_at=p["enqueued_at"]
         )
     )
+    take_number(session, plan.institution, plan.year, plan.report_no, code=True)
     refresh_facts(session, [plan.code])  # PostgreSQL: the `fact` step above
     return True
 

@@ -33,8 +33,16 @@ from service.domain.reports.lifecycle import (
     refuse_closed,
 )
 from service.errors import Conflict, Invalid
-from service.storage.models import NumberingVoid, Record, ReportCode
+from service.storage.models import (
+    NumberingGap,
+    NumberingSeries,
+    NumberingVoid,
+    NumberingYear,
+    Record,
+    ReportCode,
+)
 from service.storage.report_facts import refresh_facts
+from service.storage.rollups import take_number
 
 MIN_YEAR = 2000
 #: A code issued this long ago without a signed PDF counts as unfinished (R4: 24 h).
@@ -134,6 +142,7 @@ def void_number(
         raise Conflict(
             "already_voided", f"report number {report_no!r} is voided"
         ) from None
+    take_number(session, institution, year, report_no, code=False)
     if row is not None:
         refresh_facts(session, [row.code])
     return {
@@ -301,31 +310,54 @@ def numbering_audits(
     institutions: Sequence[str] | None,
     year: int,
     unfinished_after_s: int = DEFAULT_UNFINISHED_AFTER_S,
-    start: int = 1,
+    listed: int = 20,
     now: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The numbering of every institution (of `institutions`; None: all) with report codes
-    in `year`, in three queries for all of them: institution -> {counts, missing, voided}
-    as `numbering_audit` gives them (the console's overview)."""
+    in `year`: institution -> {counts, missing (the first `listed`), voided} as
+    `numbering_audit` gives them from 1 (the console's overview). Read from the numbering
+    summaries (service.storage.rollups): the missing count is the gaps' sizes added up, so
+    nothing here grows with the number of reports."""
     now = now or utc_now()
     cutoff = now - timedelta(seconds=unfinished_after_s)
-    code_where: list[Any] = [ReportCode.year == year]
-    void_where: list[Any] = [NumberingVoid.year == year]
-    if institutions is not None:
-        code_where.append(ReportCode.institution.in_(list(institutions)))
-        void_where.append(NumberingVoid.institution.in_(list(institutions)))
-    numbers: dict[str, list[str]] = defaultdict(list)
-    for inst, report_no in session.execute(
-        select(ReportCode.institution, ReportCode.report_no).where(*code_where)
-    ):
-        numbers[inst].append(report_no)
+    wanted = None if institutions is None else list(institutions)
+
+    def where(model: Any) -> list[Any]:
+        conds: list[Any] = [model.year == year]
+        if wanted is not None:
+            conds.append(model.institution.in_(wanted))
+        return conds
+
+    issued = {inst: int(n) for inst, n in session.execute(
+        select(NumberingYear.institution, NumberingYear.issued)
+        .where(*where(NumberingYear), NumberingYear.issued > 0))}
+    if not issued:
+        return {}
+    missing_count = {inst: int(n) for inst, n in session.execute(
+        select(NumberingGap.institution, func.sum(NumberingGap.hi - NumberingGap.lo + 1))
+        .where(*where(NumberingGap)).group_by(NumberingGap.institution))}
+    widths = {(inst, p, sfx): w for inst, p, sfx, w in session.execute(
+        select(NumberingSeries.institution, NumberingSeries.prefix, NumberingSeries.suffix,
+               NumberingSeries.width).where(*where(NumberingSeries)))}
+    ranked = (select(NumberingGap.institution, NumberingGap.prefix, NumberingGap.suffix,
+                     NumberingGap.lo, NumberingGap.hi,
+                     func.row_number().over(
+                         partition_by=(NumberingGap.institution, NumberingGap.prefix,
+                                       NumberingGap.suffix),
+                         order_by=NumberingGap.lo).label("rank"))
+              .where(*where(NumberingGap)).subquery())
+    first_gaps: dict[str, list[tuple[str, str, int, int]]] = defaultdict(list)
+    for inst, prefix, suffix, lo, hi in session.execute(
+            select(ranked.c.institution, ranked.c.prefix, ranked.c.suffix, ranked.c.lo,
+                   ranked.c.hi).where(ranked.c.rank <= listed)):
+        first_gaps[inst].append((prefix, suffix, int(lo), int(hi)))
     unfinished: dict[str, int] = dict(
         session.execute(
             select(ReportCode.institution, func.count())
             .where(
-                *code_where,
-                ReportCode.status.in_(OPEN_STATUSES),
+                *where(ReportCode),
                 ReportCode.sealed_at.is_(None),
+                ReportCode.status.in_(OPEN_STATUSES),
                 ReportCode.issued_at <= cutoff,
             )
             .group_by(ReportCode.institution)
@@ -333,7 +365,7 @@ def numbering_audits(
     )
     voided: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for v in session.scalars(
-        select(NumberingVoid).where(*void_where)
+        select(NumberingVoid).where(*where(NumberingVoid))
         .order_by(NumberingVoid.voided_at, NumberingVoid.id)
     ):
         voided[v.institution].append(
@@ -341,14 +373,21 @@ def numbering_audits(
              "voided_at": rfc3339(v.voided_at), "record_id": v.record_id}
         )
     out: dict[str, dict[str, Any]] = {}
-    for inst, nos in numbers.items():
-        series, missing, _ = _gaps(nos + [v["report_no"] for v in voided[inst]], start)
+    for inst, n in issued.items():
+        missing: list[dict[str, Any]] = []
+        for prefix, suffix, lo, hi in sorted(first_gaps.get(inst, [])):
+            width = widths[(inst, prefix, suffix)]
+            for number in range(lo, min(hi, lo + listed) + 1):
+                if len(missing) >= listed:
+                    break
+                missing.append({"series": _series_name(prefix, suffix), "number": number,
+                                "report_no": f"{prefix}{number:0{width}d}{suffix}"})
         out[inst] = {
             "counts": {
-                "issued": len(nos),
+                "issued": n,
                 "voided": len(voided[inst]),
                 "unfinished": int(unfinished.get(inst, 0)),
-                "missing": sum(s["missing_count"] for s in series),
+                "missing": missing_count.get(inst, 0),
             },
             "missing": missing,
             "voided": voided[inst],
