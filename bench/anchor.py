@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, delete, func, insert, select  # noqa: E402
 
+from service.anchoring.batches import pending_leaves  # noqa: E402
 from service.anchoring.chaininfo import ChainInfo  # noqa: E402
 from service.anchoring.contract import RegistryClient  # noqa: E402
 from service.anchoring.devchain import (  # noqa: E402
@@ -65,7 +66,7 @@ from service.settings import (  # noqa: E402
 from service.state import build_state  # noqa: E402
 from service.storage import loghash  # noqa: E402
 from service.storage.db import make_engine  # noqa: E402
-from service.storage.models import Batch, BatchLeaf, KeyValue, Outbox, Record  # noqa: E402
+from service.storage.models import Batch, KeyValue, Outbox, Record  # noqa: E402
 from verifier.merkle import hasher  # noqa: E402
 
 INSTITUTION = "91440300MA5EXXXXXX"
@@ -243,7 +244,7 @@ def _settings(
 def _clear(db_url: str) -> None:
     """Empty a reused database of the evidence tables and its pinned log hash."""
     with make_engine(db_url).begin() as conn:
-        for model in (BatchLeaf, Batch, Outbox, Record):
+        for model in (Batch, Outbox, Record):
             conn.execute(delete(model))
         conn.execute(delete(KeyValue).where(KeyValue.key == loghash.STATE_KEY))
 
@@ -387,7 +388,7 @@ def main() -> int:
         deadline = time.time() + 60
         while time.time() < deadline:
             with lat_state.engine.connect() as conn:
-                left = conn.execute(select(func.count()).select_from(Outbox)).scalar()
+                left, _ = pending_leaves(conn)
                 open_ = conn.execute(
                     select(func.count()).select_from(Batch).where(Batch.status != "anchored")
                 ).scalar()
@@ -399,8 +400,8 @@ def main() -> int:
         with lat_state.engine.connect() as conn:
             anchored_at = dict(
                 conn.execute(
-                    select(BatchLeaf.record_id, Batch.anchored_at).join(
-                        Batch, Batch.seq == BatchLeaf.batch_seq
+                    select(Outbox.record_id, Batch.anchored_at).join(
+                        Batch, Outbox.seq.between(Batch.first_seq, Batch.last_seq)
                     )
                 ).all()
             )

@@ -14,7 +14,8 @@ the API), in realistic proportions:
   (`reported`, sealed), one report warning per 20 reports;
 - institutions grow with the data, each with REPORTS_PER_INSTITUTION_YEAR reports a year
   over YEARS years (a nation has more laboratories, not busier ones);
-- every record anchored: batches of BATCH_LEAVES leaves with their batch_leaves rows.
+- every record anchored: its outbox row (seq FILLER_OUTBOX_SEQ0 + n) and batches of
+  BATCH_LEAVES leaves, each the outbox range of its leaves.
 
 After ANALYZE, each operation is timed in this process through the app (Starlette's
 TestClient, so routing, signatures and SQL are all there; no HTTP server), `--reps`
@@ -67,6 +68,8 @@ BATCH_LEAVES = 20_000
 CHUNK_REPORTS = 50_000
 WARNING_EVERY = 20
 FILLER_BATCH_SEQ0 = 1_000_000
+#: First outbox seq of the filler leaves (the real report's leaves are far below).
+FILLER_OUTBOX_SEQ0 = 1_000_000_000
 #: Report numbers and project names of the timed writes, unique over every size.
 COUNTER = itertools.count(1)
 TYPES = ("commission", "sample", "seal", "witness", "receipt", "test_record", "test_record",
@@ -131,18 +134,23 @@ FROM generate_series(%(a)s, %(b)s - 1) AS r WHERE r %% %(every)s = 0
 BATCHES_SQL = """
 INSERT INTO batches (seq, root, size, status, created_at, oldest_enqueued_at, chain_id,
                      registry_address, tx_hash, block_number, block_timestamp, gas_used,
-                     anchored_at)
+                     anchored_at, first_seq, last_seq)
 SELECT %(seq0)s + b, encode(sha256(convert_to('filler root ' || b, 'UTF8')), 'hex'),
        %(leaves)s, 'anchored', 0, 0, %(chain_id)s, %(registry)s,
-       '0x' || encode(sha256(convert_to('filler tx ' || b, 'UTF8')), 'hex'), b, 0, 60000, 0
+       '0x' || encode(sha256(convert_to('filler tx ' || b, 'UTF8')), 'hex'), b, 0, 60000, 0,
+       %(oseq0)s + b * %(leaves)s, %(oseq0)s + (b + 1) * %(leaves)s - 1
 FROM generate_series(%(a)s, %(b)s - 1) AS b
 """
 LEAVES_SQL = """
-INSERT INTO batch_leaves (batch_seq, leaf_index, record_id, leaf_hash)
-SELECT %(seq0)s + n / %(leaves)s, n %% %(leaves)s, rid,
-       encode(sha256(convert_to(rid, 'UTF8')), 'hex')
+INSERT INTO outbox (seq, record_id, leaf_hash, enqueued_at)
+SELECT %(oseq0)s + n, rid, encode(sha256(convert_to(rid, 'UTF8')), 'hex'), 0
 FROM (SELECT n, 'F' || lpad(n::text, 25, '0') AS rid
       FROM generate_series(%(a)s, %(b)s - 1) AS n) s
+"""
+#: The outbox sequence past every filler leaf and batch range (new leaves go above them).
+SEQUENCE_SQL = """
+SELECT setval(pg_get_serial_sequence('outbox', 'seq'),
+              GREATEST((SELECT max(seq) FROM outbox), (SELECT max(last_seq) FROM batches)))
 """
 
 
@@ -193,9 +201,10 @@ class Filler:
                 conn.execute(BATCHES_SQL, {
                     "a": first_batch, "b": last_batch, "seq0": FILLER_BATCH_SEQ0,
                     "leaves": BATCH_LEAVES, "chain_id": self.chain_id, "registry": self.registry,
+                    "oseq0": FILLER_OUTBOX_SEQ0,
                 })
-                conn.execute(LEAVES_SQL, {"a": n0, "b": n1, "seq0": FILLER_BATCH_SEQ0,
-                                          "leaves": BATCH_LEAVES})
+                conn.execute(LEAVES_SQL, {"a": n0, "b": n1, "oseq0": FILLER_OUTBOX_SEQ0})
+                conn.execute(SEQUENCE_SQL)
                 conn.commit()
                 a = b
             self.reports = reports

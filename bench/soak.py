@@ -61,6 +61,10 @@ PATH = "/api/v1/projects"
 #: A request that waits this long for an idle connection counts as an error (the client,
 #: not only the server, would be the limit).
 NO_CONNECTION_S = 1.0
+#: The outbox depth: leaves above the watermark (the highest batch's last outbox seq).
+PENDING_SQL = (
+    "SELECT count(*) FROM outbox WHERE seq > (SELECT COALESCE(max(last_seq), -1) FROM batches)"
+)
 
 
 def _body(n: int) -> bytes:
@@ -172,7 +176,7 @@ class DepthSampler(threading.Thread):
         with psycopg.connect(self.url, autocommit=True) as conn:
             t0 = time.monotonic()
             while not self.stop.is_set():
-                depth = conn.execute("SELECT count(*) FROM outbox").fetchone()
+                depth = conn.execute(PENDING_SQL).fetchone()
                 open_ = conn.execute(
                     "SELECT count(*) FROM batches WHERE status <> 'anchored'"
                 ).fetchone()
@@ -244,7 +248,7 @@ def main() -> int:
             with psycopg.connect(url, autocommit=True) as conn:
                 while time.monotonic() < deadline:
                     row = conn.execute(
-                        "SELECT (SELECT count(*) FROM outbox),"
+                        f"SELECT ({PENDING_SQL}),"
                         " (SELECT count(*) FROM batches WHERE status <> 'anchored')"
                     ).fetchone()
                     if row is not None and row[0] == 0 and row[1] == 0:
@@ -253,8 +257,8 @@ def main() -> int:
                 sampler.stop.set()
                 sampler.join(5)
                 anchored = dict(conn.execute(
-                    "SELECT l.record_id, b.anchored_at FROM batch_leaves l"
-                    " JOIN batches b ON b.seq = l.batch_seq WHERE b.status = 'anchored'"
+                    "SELECT o.record_id, b.anchored_at FROM outbox o JOIN batches b"
+                    " ON o.seq BETWEEN b.first_seq AND b.last_seq WHERE b.status = 'anchored'"
                 ).fetchall())
                 batches = conn.execute("SELECT count(*) FROM batches").fetchone()
             stop_group(api)

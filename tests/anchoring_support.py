@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -19,10 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.anchoring import batches as batches_sql
 from service.anchoring.contract import RegistryClient, TxReceipt
 from service.anchoring.devchain import free_port
 from service.domain.evidence import append_record
-from service.storage.models import Batch, BatchLeaf, Outbox, Record
+from service.storage.models import Batch, Outbox, Record
 from verifier.merkle import merkle_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -114,12 +116,8 @@ def wait_for(cond: Callable[[], bool], timeout: float, what: str, interval: floa
 
 
 def drained(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
-        open_batches = conn.execute(
-            select(func.count()).select_from(Batch).where(Batch.status != "anchored")
-        ).scalar()
-    return pending == 0 and open_batches == 0
+    """No leaf above the outbox watermark and every batch anchored."""
+    return batches_sql.drained(engine)
 
 
 def anchored_events(client: RegistryClient) -> list[tuple[int, str]]:
@@ -142,18 +140,27 @@ def assert_exactly_once(engine: Engine, client: RegistryClient, record_ids: list
     """Every record in exactly one anchored batch; batches 1..k without gap; the chain holds
     exactly those k roots, each once. Returns k."""
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(Outbox)).scalar() == 0
         batches = conn.execute(
-            select(Batch.seq, Batch.root, Batch.size, Batch.status, Batch.block_number).order_by(
-                Batch.seq
-            )
-        ).all()
-        leaves = conn.execute(
             select(
-                BatchLeaf.batch_seq, BatchLeaf.leaf_index, BatchLeaf.record_id, BatchLeaf.leaf_hash
-            ).order_by(BatchLeaf.batch_seq, BatchLeaf.leaf_index)
+                Batch.seq, Batch.root, Batch.size, Batch.status, Batch.block_number,
+                Batch.first_seq, Batch.last_seq,
+            ).order_by(Batch.seq)
+        ).all()
+        outbox = conn.execute(
+            select(Outbox.seq, Outbox.record_id, Outbox.leaf_hash).order_by(Outbox.seq)
         ).all()
         n_records = conn.execute(select(func.count()).select_from(Record)).scalar()
+    # Every outbox row in exactly one batch: the ranges follow each other in batch order,
+    # none overlaps the next, and none is left above the last one.
+    for before, after in zip(batches, batches[1:], strict=False):
+        assert before.last_seq < after.first_seq, "batch ranges overlap or run backwards"
+    assert not batches or all(o.seq <= batches[-1].last_seq for o in outbox), "leaf left over"
+    leaves = []
+    for b in batches:
+        leaves += [
+            SimpleNamespace(batch_seq=b.seq, record_id=o.record_id, leaf_hash=o.leaf_hash)
+            for o in outbox if b.first_seq <= o.seq <= b.last_seq
+        ]
     k = len(batches)
     assert [b.seq for b in batches] == list(range(1, k + 1)), "gap in batch sequence"
     assert all(b.status == "anchored" for b in batches)

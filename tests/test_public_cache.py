@@ -50,10 +50,10 @@ def test_stamp_moves_on_edits_not_on_inserts_or_anchoring(app_state: ServiceStat
     _exec(engine, "INSERT INTO record_parents (child_id, parent_id, position) VALUES ('R2','R1',0)")
     _exec(engine, "INSERT INTO record_files (record_id, role, sha256, size, media_type)"
           " VALUES ('R2', 'contract_pdf', 'cc', 1, 'application/pdf')")
-    _exec(engine, "INSERT INTO batches (seq, root, size, status, created_at, oldest_enqueued_at)"
-          " VALUES (1, 'dd', 2, 'prepared', 0, 0)")
-    _exec(engine, "INSERT INTO batch_leaves (batch_seq, leaf_index, record_id, leaf_hash)"
-          " VALUES (1, 0, 'R1', 'aa'), (1, 1, 'R2', 'bb')")
+    _exec(engine, "INSERT INTO outbox (seq, record_id, leaf_hash, enqueued_at)"
+          " VALUES (1, 'R1', 'aa', 0), (2, 'R2', 'bb', 0)")
+    _exec(engine, "INSERT INTO batches (seq, root, size, status, created_at, oldest_enqueued_at,"
+          " first_seq, last_seq) VALUES (1, 'dd', 2, 'prepared', 0, 0, 1, 2)")
     _exec(engine, "UPDATE batches SET status = 'sent', tx_hash = '0x1', tx_nonce = 0 WHERE seq = 1")
     _exec(engine, "UPDATE batches SET status = 'anchored', block_number = 7, block_timestamp = 9,"
           " gas_used = 1, anchored_at = 1 WHERE seq = 1")
@@ -65,11 +65,12 @@ def test_stamp_moves_on_edits_not_on_inserts_or_anchoring(app_state: ServiceStat
         "UPDATE records SET canonical = :c WHERE id = 'R1'",
         "UPDATE record_files SET size = 2 WHERE record_id = 'R2'",
         "UPDATE record_parents SET position = 1 WHERE child_id = 'R2'",
-        "UPDATE batch_leaves SET leaf_hash = 'ee' WHERE leaf_index = 0",
+        "UPDATE outbox SET leaf_hash = 'ee' WHERE seq = 1",
+        "UPDATE batches SET last_seq = 1 WHERE seq = 1",  # the batch's range
         "UPDATE batches SET block_number = 8 WHERE seq = 1",  # an anchored fact
         "UPDATE batches SET tx_hash = '0x2' WHERE seq = 1",
         "UPDATE batches SET root = 'ff' WHERE seq = 1",
-        "DELETE FROM batch_leaves WHERE leaf_index = 1",
+        "DELETE FROM outbox WHERE seq = 2",
         "DELETE FROM record_files WHERE record_id = 'R2'",
         "DELETE FROM record_parents WHERE child_id = 'R2'",
         "DELETE FROM records WHERE id = 'R2'",
@@ -79,7 +80,7 @@ def test_stamp_moves_on_edits_not_on_inserts_or_anchoring(app_state: ServiceStat
         _exec(engine, sql, c=b'{"x":1}')
         assert _stamp(engine) > before, sql
     before = _stamp(engine)
-    _exec(engine, "DELETE FROM batch_leaves")
+    _exec(engine, "DELETE FROM outbox")
     _exec(engine, "DELETE FROM batches WHERE seq = 1")
     assert _stamp(engine) >= before + 2
 
@@ -185,8 +186,9 @@ def test_cached_view_notices_row_edits_and_swapped_files(world: World) -> None:
     # an anchored batch fact edited (the anchor no longer matches the chain)
     with engine.connect() as conn:
         seq, block = conn.execute(text(
-            "SELECT b.seq, b.block_number FROM batches b JOIN batch_leaves bl"
-            " ON bl.batch_seq = b.seq WHERE bl.record_id = :id"), {"id": ids["report_pdf"]}
+            "SELECT b.seq, b.block_number FROM batches b JOIN outbox o"
+            " ON o.seq BETWEEN b.first_seq AND b.last_seq WHERE o.record_id = :id"),
+            {"id": ids["report_pdf"]}
         ).one()
     assert world.report()["status"] == "genuine"
     _exec(engine, "UPDATE batches SET block_number = :b WHERE seq = :s", b=block + 1, s=seq)
@@ -282,13 +284,14 @@ def test_lost_anchoring_evidence_is_tampered_not_pending(world: World) -> None:
     assert views.cached_answers == hits + 1  # the fast path answers until something moves
 
     with engine.connect() as conn:
-        seq = conn.execute(text("SELECT batch_seq FROM batch_leaves WHERE record_id = :id"),
+        seq = conn.execute(text("SELECT b.seq FROM batches b JOIN outbox o ON o.seq"
+                                " BETWEEN b.first_seq AND b.last_seq WHERE o.record_id = :id"),
                            {"id": ids["report_pdf"]}).scalar_one()
         batch = dict(conn.execute(text("SELECT * FROM batches WHERE seq = :s"),
                                   {"s": seq}).mappings().one())
         leaves = [dict(r) for r in conn.execute(
-            text("SELECT * FROM batch_leaves WHERE batch_seq = :s ORDER BY leaf_index"),
-            {"s": seq}).mappings()]
+            text("SELECT * FROM outbox WHERE seq BETWEEN :f AND :l ORDER BY seq"),
+            {"f": batch["first_seq"], "l": batch["last_seq"]}).mappings()]
         known = conn.execute(text("SELECT max(seq) FROM batches")).scalar_one()
     assert known == seq  # the report's PDF is in the last batch
     in_batch = {leaf["record_id"] for leaf in leaves}
@@ -298,13 +301,8 @@ def test_lost_anchoring_evidence_is_tampered_not_pending(world: World) -> None:
         return {s["record_id"]: (s["check"], (s["problem"] or {}).get("en"))
                 for s in data["chain"]}
 
-    # the last batch dropped (its row and its leaves) and its records put back in the queue
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM batch_leaves WHERE batch_seq = :s"), {"s": seq})
-        conn.execute(text("DELETE FROM batches WHERE seq = :s"), {"s": seq})
-        for leaf in leaves:
-            conn.execute(text("INSERT INTO outbox (record_id, leaf_hash, enqueued_at)"
-                              " VALUES (:record_id, :leaf_hash, 0)"), leaf)
+    # the last batch dropped (its row): its leaves are back above the watermark, queued
+    _exec(engine, "DELETE FROM batches WHERE seq = :s", s=seq)
     data = world.report()
     assert data["status"] == "tampered", data["status"]
     lost = f"the chain has anchored {seq} batches, the database knows {seq - 1}"
@@ -317,7 +315,7 @@ def test_lost_anchoring_evidence_is_tampered_not_pending(world: World) -> None:
     assert 'data-status="tampered"' in page and "数据异常" in page
 
     # ... and not even queued: neither in the outbox nor in any batch
-    _exec(engine, "DELETE FROM outbox")
+    _exec(engine, "DELETE FROM outbox WHERE seq >= :f", f=batch["first_seq"])
     data = world.report()
     assert data["status"] == "tampered"
     found = checks(data)
@@ -331,23 +329,22 @@ def test_lost_anchoring_evidence_is_tampered_not_pending(world: World) -> None:
         conn.execute(text(f"INSERT INTO batches ({cols}) VALUES"
                           f" ({', '.join(':' + c for c in batch)})"), batch)
         for leaf in leaves:
-            conn.execute(text("INSERT INTO batch_leaves (batch_seq, leaf_index, record_id,"
-                              " leaf_hash) VALUES (:batch_seq, :leaf_index, :record_id,"
-                              " :leaf_hash)"), leaf)
+            conn.execute(text("INSERT INTO outbox (seq, record_id, leaf_hash, enqueued_at)"
+                              " VALUES (:seq, :record_id, :leaf_hash, :enqueued_at)"), leaf)
     assert world.report()["status"] == "genuine"
 
     # one record's batch position deleted while the view is cached
     assert world.report()["status"] == "genuine"
     pdf = ids["report_pdf"]
     saved = next(leaf for leaf in leaves if leaf["record_id"] == pdf)
-    _exec(engine, "DELETE FROM batch_leaves WHERE record_id = :id", id=pdf)
+    _exec(engine, "DELETE FROM outbox WHERE record_id = :id", id=pdf)
     data = world.report()
     assert data["status"] == "tampered"
     check, problem = checks(data)[pdf]
     assert check == "failed" and "neither queued" in str(problem)
     _assert_tampered(data, pdf, "report", "报告签章")  # named, not a sibling of its batch
-    _exec(engine, "INSERT INTO batch_leaves (batch_seq, leaf_index, record_id, leaf_hash)"
-          " VALUES (:batch_seq, :leaf_index, :record_id, :leaf_hash)", **saved)
+    _exec(engine, "INSERT INTO outbox (seq, record_id, leaf_hash, enqueued_at)"
+          " VALUES (:seq, :record_id, :leaf_hash, :enqueued_at)", **saved)
     assert world.report()["status"] == "genuine"
 
 

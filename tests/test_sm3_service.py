@@ -34,7 +34,8 @@ from service.errors import IntegrityFault
 from service.state import ServiceState, build_state
 from service.storage import loghash
 from service.storage.db import make_engine, session_scope
-from service.storage.models import Batch, BatchLeaf, KeyValue, Record
+from service.storage.leaves import batch_leaf_hashes
+from service.storage.models import Batch, KeyValue, Record
 from signer.keys import load_certificates
 from signer.qrkeys import QrKeyStore
 from tests.fixtures.chain import DevChain, new_chain
@@ -164,8 +165,7 @@ def test_leaves_nodes_and_anchored_roots_are_sm3(world: World) -> None:
         client = RegistryClient(world.chain.rpc_url, world.chain.registry,
                                 world.state.settings.chain.private_key.get_secret_value())
         for b in batches:
-            leaves = s.scalars(select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == b.seq)
-                               .order_by(BatchLeaf.leaf_index)).all()
+            leaves = s.scalars(batch_leaf_hashes(b.seq)).all()
             root = merkle_root([bytes.fromhex(h) for h in leaves], "sm3")
             assert b.root == root.hex()
             assert root != merkle_root([bytes.fromhex(h) for h in leaves])

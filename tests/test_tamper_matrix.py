@@ -192,7 +192,7 @@ def _delete_record(world: World, rid: str) -> dict[str, list[dict[str, Any]]]:
         ("record_files", "record_id = :id"),
         ("record_flags", "record_id = :id"),
         ("sample_test_items", "record_id = :id OR sample_id = :id"),
-        ("batch_leaves", "record_id = :id"),
+        ("outbox", "record_id = :id"),
         ("records", "id = :id"),
     ]:
         rows = world.sql(f"SELECT * FROM {table} WHERE {where}", id=rid).mappings().all()
@@ -202,7 +202,7 @@ def _delete_record(world: World, rid: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def _restore(world: World, saved: dict[str, list[dict[str, Any]]]) -> None:
-    for table in ["records", "batch_leaves", "record_flags", "sample_test_items", "record_files",
+    for table in ["records", "outbox", "record_flags", "sample_test_items", "record_files",
                   "record_parents"]:
         for row in saved.get(table, []):
             cols = ", ".join(row)
@@ -245,7 +245,7 @@ def test_deleted_batch_row_is_not_mistaken_for_pending(world: World) -> None:
     assert world.service.state is not None
     raw = world.service.state.engine.raw_connection()  # as someone with raw database access:
     try:
-        raw.execute("PRAGMA foreign_keys = OFF")  # the batch_leaves rows stay behind
+        raw.execute("PRAGMA foreign_keys = OFF")  # as before: only the batch row goes
         raw.execute("DELETE FROM batches WHERE seq = 1")
         raw.commit()
         raw.execute("PRAGMA foreign_keys = ON")

@@ -1,8 +1,9 @@
-"""The anchoring worker's SQL on `outbox`, `batches` and `batch_leaves`.
+"""The anchoring worker's SQL on `outbox` and `batches`.
 
-A batch is prepared from the outbox in one transaction (all or nothing), its signed
-transaction is stored before it is broadcast, and it is marked anchored once its receipt
-(and its confirmations) are in hand. The state machine that decides when each of these
+A batch is a range of the outbox (service.storage.leaves): it is prepared by inserting
+its one row in one transaction (all or nothing), its signed transaction is stored before
+it is broadcast, and it is marked anchored once its receipt (and its confirmations) are
+in hand. The state machine that decides when each of these
 happens is anchoring/worker.py; this module only reads and writes rows.
 """
 
@@ -13,16 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from service.anchoring.status import STATE_LAST_ERROR
 from service.storage import loghash
+from service.storage.leaves import WATERMARK, pending_filter
 from service.storage.models import Batch, KeyValue, Outbox
 from verifier.merkle import merkle_root
 
 log = logging.getLogger(__name__)
 
-#: A batch whose prepare transaction saw concurrent outbox commits is retried this often.
+#: A batch whose prepare transaction saw the watermark move is retried this often.
 PREPARE_ATTEMPTS = 5
 
 
@@ -63,18 +65,52 @@ def unanchored_batches(engine: Engine) -> list[Any]:
         )
 
 
-def batch_ready(conn: Connection, *, max_leaves: int, max_age_s: float, now: float) -> bool:
-    """Whether a batch is due: the oldest outbox leaf waited `max_age_s`, or `max_leaves`
-    leaves are waiting."""
-    oldest = conn.execute(select(Outbox.enqueued_at).order_by(Outbox.seq).limit(1)).scalar()
+def _watermark(conn: Connection) -> int | None:
+    """The highest outbox seq in a batch (None: no batch yet)."""
+    value = conn.execute(WATERMARK).scalar()
+    return int(value) if value is not None else None
+
+
+def batch_ready(
+    conn: Connection, *, max_leaves: int, max_age_s: float, now: float,
+    watermark: int | None = None,
+) -> bool:
+    """Whether a batch is due: the oldest waiting leaf waited `max_age_s`, or `max_leaves`
+    leaves are waiting (above `watermark`)."""
+    waiting = pending_filter(watermark)
+    oldest = conn.execute(
+        select(Outbox.enqueued_at).where(waiting).order_by(Outbox.seq).limit(1)
+    ).scalar()
     if oldest is None:
         return False
     if now - oldest >= max_age_s:
         return True
     full = conn.execute(
-        select(Outbox.seq).order_by(Outbox.seq).offset(max_leaves - 1).limit(1)
+        select(Outbox.seq).where(waiting).order_by(Outbox.seq).offset(max_leaves - 1).limit(1)
     ).scalar()
     return full is not None
+
+
+def _settled_bound(engine: Engine) -> int | None:
+    """The highest outbox seq below which no row can still appear.
+
+    SQLite: writers are serialised and a row's seq (its rowid) is assigned inside its
+    writer's transaction, so every committed row is final. PostgreSQL: a transaction may
+    take seq n and commit after another committed n + 1; `LOCK TABLE ... IN SHARE MODE`
+    waits for every transaction writing the outbox to end (each holds ROW EXCLUSIVE from
+    its INSERT until it ends, and takes its seq inside that INSERT), so the highest seq read
+    under it is settled. It is held only for that one read; a writer waits at most that
+    long, or `lock_timeout` ends the wait (the batch is tried again on the next pass)."""
+    top = select(func.max(Outbox.seq))
+    if engine.dialect.name != "postgresql":
+        with engine.connect() as conn:
+            value = conn.execute(top).scalar()
+    else:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            conn.exec_driver_sql("LOCK TABLE outbox IN SHARE MODE")
+            value = conn.execute(top).scalar()
+    return int(value) if value is not None else None
 
 
 def prepare_batch(
@@ -86,26 +122,43 @@ def prepare_batch(
     chain_id: int,
     registry: str,
 ) -> BatchRow | None:
-    """Close a batch if one is due: in one transaction insert the Batch (`prepared`) and its
-    leaves and delete the outbox rows they came from. Returns the batch, or None."""
+    """Close a batch if one is due: one transaction inserts the Batch (`prepared`) covering
+    the next outbox range (at most `max_leaves` rows above the watermark, none above the
+    settled bound). Nothing is copied or deleted: the range is the batch. Returns the
+    batch, or None."""
     for _ in range(PREPARE_ATTEMPTS):
         with engine.connect() as conn:
-            if not batch_ready(conn, max_leaves=max_leaves, max_age_s=max_age_s, now=now()):
+            watermark = _watermark(conn)
+            if not batch_ready(
+                conn, max_leaves=max_leaves, max_age_s=max_age_s, now=now(),
+                watermark=watermark,
+            ):
                 return None
+        bound = _settled_bound(engine)
+        if bound is None or (watermark is not None and bound <= watermark):
+            return None
+        with engine.connect() as conn:
             # Plain DB-API tuples: Row objects cost more than the query at 20,000 rows.
+            mark = "?" if conn.dialect.name == "sqlite" else "%s"
+            low = "" if watermark is None else f"seq > {int(watermark)} AND "
             rows = conn.exec_driver_sql(
-                "SELECT seq, leaf_hash, enqueued_at FROM outbox ORDER BY seq "
-                f"LIMIT {int(max_leaves)}"
+                f"SELECT seq, leaf_hash, enqueued_at FROM outbox WHERE {low}seq <= {mark}"
+                f" ORDER BY seq LIMIT {int(max_leaves)}",
+                (bound,),
             ).cursor.fetchall()
             last_seq = conn.execute(select(func.max(Batch.seq))).scalar() or 0
         if not rows:
             return None
         leaves = [bytes.fromhex(r[1]) for r in rows]
         root = merkle_root(leaves, loghash.of(engine)).hex()
-        max_seq = rows[-1][0]
+        first, last = rows[0][0], rows[-1][0]
         seq = last_seq + 1
         try:
             with engine.begin() as conn:
+                # The leader lock keeps other workers out; this re-check keeps the batch
+                # honest should the watermark have moved meanwhile all the same.
+                if _watermark(conn) != watermark:
+                    raise _Retry
                 conn.execute(
                     insert(Batch).values(
                         seq=seq,
@@ -116,26 +169,15 @@ def prepare_batch(
                         oldest_enqueued_at=min(r[2] for r in rows),
                         chain_id=chain_id,
                         registry_address=registry,
+                        first_seq=first,
+                        last_seq=last,
                     )
                 )
-                moved = conn.execute(
-                    text(
-                        "INSERT INTO batch_leaves"
-                        " (batch_seq, leaf_index, record_id, leaf_hash)"
-                        " SELECT :b, ROW_NUMBER() OVER (ORDER BY seq) - 1, record_id, leaf_hash"
-                        " FROM outbox WHERE seq <= :m"
-                    ),
-                    {"b": seq, "m": max_seq},
-                ).rowcount
-                if moved != len(rows):
-                    raise _Retry
-                gone = conn.execute(delete(Outbox).where(Outbox.seq <= max_seq)).rowcount
-                if gone != len(rows):
-                    raise _Retry
         except _Retry:
-            log.info("outbox changed under batch %d; building it again", seq)
+            log.info("the outbox watermark moved under batch %d; building it again", seq)
             continue
-        log.debug("prepared batch %d: %d leaves, root %s", seq, len(rows), root)
+        log.debug("prepared batch %d: %d leaves (outbox %d..%d), root %s",
+                  seq, len(rows), first, last, root)
         return BatchRow(seq, root, len(rows), "prepared", None, None, None)
     return None
 
@@ -232,10 +274,20 @@ def unanchor_after(engine: Engine, seq: int) -> int:
         ).rowcount
 
 
+def pending_leaves(conn: Connection) -> tuple[int, float | None]:
+    """How many leaves wait above the watermark, and the oldest one's enqueued_at."""
+    count, oldest = conn.execute(
+        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at)).where(
+            pending_filter(_watermark(conn))
+        )
+    ).one()
+    return int(count or 0), oldest
+
+
 def drained(engine: Engine) -> bool:
     """No leaf waits in the outbox and every batch is anchored."""
     with engine.connect() as conn:
-        pending = conn.execute(select(func.count()).select_from(Outbox)).scalar()
+        pending, _ = pending_leaves(conn)
         open_batches = conn.execute(
             select(func.count()).select_from(Batch).where(Batch.status != "anchored")
         ).scalar()

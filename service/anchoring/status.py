@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.anchoring.contract import ChainError
+from service.storage.leaves import WATERMARK, pending_filter
 from service.storage.models import Batch, KeyValue, Outbox
 
 # service_state keys the anchoring worker maintains.
@@ -33,7 +34,9 @@ STATE_REORGS = "anchor_reorgs"
 def anchoring_status(session: Session) -> dict[str, Any]:
     now = time.time()
     pending, oldest = session.execute(
-        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at))
+        select(func.count(Outbox.seq), func.min(Outbox.enqueued_at)).where(
+            pending_filter(session.execute(WATERMARK).scalar())
+        )
     ).one()
     unconfirmed = (
         session.scalar(select(func.count(Batch.seq)).where(Batch.status != "anchored")) or 0

@@ -4,8 +4,8 @@ Crash safety rests on one rule: every step is written to the database *before* t
 step that depends on it happens on chain, and every restart first asks the chain what
 really happened (`batchCount`, `anchorOf`, the `Anchored` log) before sending anything.
 
-1. prepare   one transaction inserts the Batch (`prepared`) and its BatchLeaf rows and
-             deletes the outbox rows it took (all or nothing);
+1. prepare   one transaction inserts the Batch (`prepared`): the next range of outbox
+             rows above the watermark (service.storage.leaves), one row whatever its size;
 2. sign      the signed raw transaction, its hash and nonce are stored (`sent`) before
              it is broadcast, so a crash after broadcasting can always find it again;
 3. send      broadcast the stored raw transaction;

@@ -24,7 +24,7 @@ Additive manifest fields (the format allows additions; the verifier reads them f
 diagnosis only, never as a reason to trust anything):
 
 - `batches`: per batch referenced, the anchored root and size the service recorded, and
-  the number of leaves / root the service's `batch_leaves` rows hold *now*; the verifier
+  the number of leaves / root the service's outbox range of the batch holds *now*; the verifier
   compares these with the chain's `anchorOf` and `batchCount` to say exactly that a leaf of
   an anchored batch was deleted;
 - `unproven`: records the service holds but cannot prove although they are not pending
@@ -56,9 +56,15 @@ from service.domain.proofs import build_proofs, proof_hash_field
 from service.errors import Conflict, Invalid, JianzhengError, NotFound
 from service.storage import loghash
 from service.storage.blobs import BlobStore
+from service.storage.leaves import (
+    batch_leaf_hashes,
+    batch_of_leaf,
+    leaf_batch_seq,
+    leaf_index,
+    leaf_queued,
+)
 from service.storage.models import (
     Batch,
-    BatchLeaf,
     ChainRevocation,
     Outbox,
     Record,
@@ -168,16 +174,15 @@ class _LeafFacts:
 _LEAF_FACTS = (
     select(
         Record.id,
-        Outbox.seq,
-        BatchLeaf.batch_seq,
-        BatchLeaf.leaf_index,
-        BatchLeaf.leaf_hash,
+        leaf_queued(),
+        leaf_batch_seq(),
+        leaf_index(),
+        Outbox.leaf_hash,
         Batch.status,
     )
     .select_from(Record)
     .outerjoin(Outbox, Outbox.record_id == Record.id)
-    .outerjoin(BatchLeaf, BatchLeaf.record_id == Record.id)
-    .outerjoin(Batch, Batch.seq == BatchLeaf.batch_seq)
+    .outerjoin(Batch, batch_of_leaf())
     .where(Record.id.in_(bindparam("ids", expanding=True)))
 )
 _FACTS_CHUNK = 500
@@ -189,7 +194,7 @@ def _leaf_facts(session: Session, ids: list[str]) -> dict[str, _LeafFacts]:
     for i in range(0, len(ids), _FACTS_CHUNK):
         for row in session.execute(_LEAF_FACTS, {"ids": ids[i : i + _FACTS_CHUNK]}):
             facts.setdefault(
-                row[0], _LeafFacts(row[1] is not None, row[2], row[3], row[4], row[5])
+                row[0], _LeafFacts(bool(row[1]), row[2], row[3], row[4], row[5])
             )
     return facts
 
@@ -215,9 +220,7 @@ def _batch_summary(session: Session, seq: int) -> dict[str, Any] | None:
     batch = session.get(Batch, seq)
     if batch is None:
         return None
-    leaves = session.scalars(
-        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-    ).all()
+    leaves = session.scalars(batch_leaf_hashes(seq)).all()
     try:
         alg = loghash.of(session)
         stored_root = merkle_root([bytes.fromhex(h) for h in leaves], alg).hex() if leaves else None

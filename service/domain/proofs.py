@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from service.anchoring.chaininfo import ChainInfo
 from service.errors import IntegrityFault, JianzhengError, NotFound
 from service.storage import loghash
-from service.storage.models import Batch, BatchLeaf, Record
+from service.storage.leaves import batch_leaf_hashes, batch_of_leaf, leaf_index
+from service.storage.models import Batch, Outbox, Record
 from verifier.merkle import DEFAULT_ALG, HashAlg, audit_path_from_levels, tree_levels
 from verifier.proof import PROOF_FORMAT
 
@@ -48,9 +49,7 @@ def _levels(
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    hexes = session.scalars(
-        select(BatchLeaf.leaf_hash).where(BatchLeaf.batch_seq == seq).order_by(BatchLeaf.leaf_index)
-    ).all()
+    hexes = session.scalars(batch_leaf_hashes(seq)).all()
     levels = tree_levels([bytes.fromhex(h) for h in hexes], alg)
     with _cache_lock:
         _cache[key] = levels
@@ -95,8 +94,8 @@ _PROOF_QUERY = (
     select(
         Record.id,
         Record.canonical,
-        BatchLeaf.leaf_index,
-        BatchLeaf.leaf_hash,
+        leaf_index().label("leaf_index"),
+        Outbox.leaf_hash,
         Batch.seq,
         Batch.root,
         Batch.size,
@@ -108,8 +107,8 @@ _PROOF_QUERY = (
         Batch.block_timestamp,
     )
     .select_from(Record)
-    .outerjoin(BatchLeaf, BatchLeaf.record_id == Record.id)
-    .outerjoin(Batch, Batch.seq == BatchLeaf.batch_seq)
+    .outerjoin(Outbox, Outbox.record_id == Record.id)
+    .outerjoin(Batch, batch_of_leaf())
     .where(Record.id.in_(bindparam("ids", expanding=True)))
 )
 

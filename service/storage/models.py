@@ -133,11 +133,13 @@ class RecordFile(Base):
 
 
 class Outbox(Base):
-    """Leaves accepted but not yet in a batch, in arrival order.
+    """Every accepted leaf, in arrival order: the log the batches are ranges of.
 
-    A row is written in the same transaction as its record, so a 2xx reply
-    means the leaf will be anchored; the worker moves rows into `batch_leaves`
-    in the same transaction that creates their batch.
+    A row is written in the same transaction as its record, so a 2xx reply means the
+    leaf will be anchored. A batch covers the rows with `first_seq <= seq <= last_seq`
+    (migration 0020); the rows above the highest batch's `last_seq` (the watermark) are
+    the ones still waiting. Rows are never moved or deleted by the worker (an UPDATE or
+    DELETE moves the evidence change stamp, as for records).
     """
 
     __tablename__ = "outbox"
@@ -150,6 +152,9 @@ class Outbox(Base):
 
 class Batch(Base):
     """One Merkle tree, anchored on chain as `anchor(seq, root, size)`.
+
+    Its leaves are the outbox rows from `first_seq` to `last_seq`, in seq order (`size`
+    of them; seqs may have gaps, a rolled-back insert's).
 
     status: `prepared` (tree built, nothing sent) -> `sent` (raw tx stored and
     broadcast) -> `anchored` (receipt with the Anchored event, confirmations met).
@@ -172,16 +177,9 @@ class Batch(Base):
     block_timestamp: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     anchored_at: Mapped[float | None] = mapped_column(nullable=True)
-
-
-class BatchLeaf(Base):
-    __tablename__ = "batch_leaves"
-    __table_args__ = (UniqueConstraint("record_id", name="uq_batch_leaves_record"),)
-
-    batch_seq: Mapped[int] = mapped_column(ForeignKey("batches.seq"), primary_key=True)
-    leaf_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    record_id: Mapped[str] = mapped_column(String(26))
-    leaf_hash: Mapped[str] = mapped_column(String(64))
+    #: The outbox range of its leaves (migration 0020; nullable only for ALTER TABLE).
+    first_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
 
 
 class KeyValue(Base):

@@ -6,7 +6,8 @@ statement compiler:
 
 - the *head* of a view: the report code row, the evidence change stamp, and how many of
   the triggers that move the stamp (migration 0004_change_stamp) are in place and armed;
-- the batch facts of records (their batch leaf, batch, and whether they wait in the outbox),
+- the batch facts of records (their leaf, the batch whose outbox range holds it, and whether
+  it waits above the watermark; service.storage.leaves),
   the leaves of one batch, the highest batch the database knows;
 - the stored signature verdicts of sealed PDFs (`signature_checks`).
 """
@@ -20,12 +21,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from service.storage.leaves import (
+    COVERING_BATCH_SQL,
+    LEAF_BATCH_SQL,
+    LEAF_INDEX_SQL,
+    QUEUED_SQL,
+)
+
 log = logging.getLogger(__name__)
 
 #: The statement every stamp trigger runs (migration 0004_change_stamp).
 STAMP_BUMP = "UPDATE evidence_stamp SET counter = counter + 1 WHERE id = 1"
-_STAMP_TABLES = ("records", "record_files", "record_parents", "batch_leaves")
-#: The triggers that move the change stamp, per dialect (migration 0004_change_stamp).
+_STAMP_TABLES = ("records", "record_files", "record_parents", "outbox")
+#: The triggers that move the change stamp, per dialect (migrations 0004_change_stamp and
+#: 0020, which moved the batch leaves into the outbox).
 STAMP_TRIGGERS: dict[str, tuple[str, ...]] = {
     "sqlite": (
         *(f"jz_stamp_{t}_{e}" for t in _STAMP_TABLES for e in ("update", "delete")),
@@ -170,22 +179,21 @@ class StampReader:
 def _batch_facts_sql(dialect: str, ids: int) -> str:
     ph = placeholder(dialect)
     return (
-        "SELECT r.id, bl.batch_seq, bl.leaf_index, bl.leaf_hash, b.status, b.root, b.size,"
+        f"SELECT r.id, {LEAF_BATCH_SQL}, {LEAF_INDEX_SQL}, o.leaf_hash, b.status, b.root, b.size,"
         " b.chain_id, b.registry_address, b.tx_hash, b.block_number, b.block_timestamp,"
-        " CASE WHEN o.record_id IS NULL THEN 0 ELSE 1 END"
+        f" {QUEUED_SQL}"
         " FROM records r"
-        " LEFT JOIN batch_leaves bl ON bl.record_id = r.id"
-        " LEFT JOIN batches b ON b.seq = bl.batch_seq"
         " LEFT JOIN outbox o ON o.record_id = r.id"
+        f" LEFT JOIN batches b ON b.seq = {COVERING_BATCH_SQL} AND b.first_seq <= o.seq"
         f" WHERE r.id IN ({', '.join([ph] * ids)})"
     )
 
 
 def read_batch_facts(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
     """Per record id: (batch seq, leaf index, batch leaf hash, batch status, root, size,
-    chain id, registry, tx hash, block number, block timestamp, queued). The batch leaf and
-    the outbox row of a record are read in one statement, so the worker moving a leaf from
-    the outbox into its batch is never seen half done."""
+    chain id, registry, tx hash, block number, block timestamp, queued). The leaf, its
+    batch and whether it still waits are read in one statement, so a batch closing
+    meanwhile is never seen half done."""
     dialect = conn.dialect.name
     facts: dict[str, tuple[Any, ...]] = {}
     for i in range(0, len(ids), _CHUNK):
@@ -198,8 +206,9 @@ def read_batch_facts(conn: Connection, ids: Sequence[str]) -> dict[str, tuple[An
 def read_batch_leaves(conn: Connection, seq: int) -> list[str]:
     """The leaf hashes of batch `seq`, in leaf order."""
     sql = (
-        "SELECT leaf_hash FROM batch_leaves"
-        f" WHERE batch_seq = {placeholder(conn.dialect.name)} ORDER BY leaf_index"
+        "SELECT o.leaf_hash FROM batches b JOIN outbox o"
+        " ON o.seq >= b.first_seq AND o.seq <= b.last_seq"
+        f" WHERE b.seq = {placeholder(conn.dialect.name)} ORDER BY o.seq"
     )
     return [h for (h,) in conn.exec_driver_sql(sql, (seq,))]
 

@@ -283,9 +283,9 @@ class Checker:
                 files,
             )
         # (4) batch and anchor. A record is pending only while its leaf waits in the outbox
-        # or sits in a batch on its way to the chain; a record that is in neither lost its
-        # anchoring evidence (the worker moves a leaf from the outbox into its batch in one
-        # transaction, so no committed state has it in neither).
+        # (above the watermark) or sits in a batch on its way to the chain; a record that is
+        # in neither lost its anchoring evidence (batches are contiguous outbox ranges, so
+        # no committed state has a leaf at or below the watermark outside every batch).
         if rec.batch_seq is None:
             if rec.queued:
                 return RecordCheck(rec.id, rec.type, "pending"), body, files
