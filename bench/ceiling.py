@@ -2,7 +2,8 @@
 
 A bare FastAPI app served exactly as `jianzheng api` serves ours (service/runtime.py
 `_api_process`): uvicorn with httptools and uvloop, no access log, backlog 2048, one
-process per `--workers` on its own SO_REUSEPORT socket. It answers, on the paths the
+process per `--workers` on its own SO_REUSEPORT socket, the start-up heap frozen
+(`gc.freeze`). It answers, on the paths the
 benches already load, so that the very same load client (wrk with the same script, the
 same requests) drives both:
 
@@ -24,6 +25,7 @@ table first).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -106,8 +108,11 @@ def serve(port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
+    app = make_app()
+    gc.collect()
+    gc.freeze()  # as service.runtime.freeze_startup_heap does for ours
     config = uvicorn.Config(
-        make_app(), http="httptools", loop="uvloop", access_log=False,
+        app, http="httptools", loop="uvloop", access_log=False,
         log_level="warning", backlog=2048,
     )
     uvicorn.Server(config).run(sockets=[sock])

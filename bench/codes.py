@@ -232,6 +232,24 @@ def cpu_snapshot(api_pgid: int, database_url: str) -> CpuSnapshot:
     )
 
 
+def wait_quiet(pgid: int, timeout: float = 90.0, idle_share: float = 0.1) -> float:
+    """Wait until the server group has finished starting (seconds waited).
+
+    An API process warms the verify sandbox in the background as it starts (a fork
+    server importing the signing stack: seconds of CPU on a busy 2-core machine);
+    measured then, that start-up would count as the route's cost. Quiet: the group used
+    under `idle_share` of a core over two half-second samples in a row."""
+    t0 = time.monotonic()
+    quiet = 0
+    last = sum(_proc_cpu(p) for p in _group_pids(pgid))
+    while time.monotonic() - t0 < timeout and quiet < 2:
+        time.sleep(0.5)
+        now = sum(_proc_cpu(p) for p in _group_pids(pgid))
+        quiet = quiet + 1 if now - last < 0.5 * idle_share else 0
+        last = now
+    return time.monotonic() - t0
+
+
 def _delta(before: dict[int, float], after: dict[int, float]) -> float:
     # A process that appeared during the run counts from zero.
     return sum(v - before.get(p, 0.0) for p, v in after.items())
@@ -427,6 +445,7 @@ def measure(
 ) -> Measured:
     """Warm up, then one timed run of `main_reqs` against the server group `proc`."""
     wait_ready(port, proc)
+    wait_quiet(proc.pid)
 
     def run(requests: list[bytes], seconds: float) -> RunResult:
         if client == "wrk":

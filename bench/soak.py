@@ -13,7 +13,8 @@ so a server that falls behind shows it (no coordinated omission). 300/s is about
 the average rate of 100 million reports a year at ~10 records each.
 
 Measured: answers (only 201 counts; anything else, a socket error, or a request that
-found no connection for a whole second is an error), p50/p99/max request latency, the
+found no connection for a whole second is an error; the table breaks errors down by kind,
+an HTTP status with its problem code, and by tenth of the run), p50/p99/max request latency, the
 achieved rate, the outbox depth and the number of unanchored batches sampled every
 second (it must not grow: the table shows it per tenth of the run and the slope of a
 least-squares line over the second half), and, per record, the time from its 201 (the
@@ -52,6 +53,7 @@ from codes import (  # noqa: E402
     server_env,
     setup_database,
     stop_group,
+    wait_quiet,
     wait_ready,
 )
 
@@ -97,6 +99,15 @@ async def _exchange(conn: tuple[Any, Any], request: bytes) -> tuple[bytes, bytes
     return head[9:12], body
 
 
+def _kind(status: bytes, body: bytes) -> str:
+    """An error answer's kind for the breakdown: the status and the problem code."""
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return f"{status.decode()} {code}" if isinstance(code, str) else status.decode()
+
+
 def run_load(
     port: int, key_id: str, secret: str, rate: float, seconds: float, connections: int
 ) -> dict[str, Any]:
@@ -105,8 +116,12 @@ def run_load(
     committed: list[tuple[str, float]] = []
     errors: dict[str, int] = {}
 
+    error_at: list[float] = []
+    start = time.perf_counter()
+
     def error(kind: str) -> None:
         errors[kind] = errors.get(kind, 0) + 1
+        error_at.append(time.perf_counter() - start)
 
     async def main() -> float:
         idle: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
@@ -129,7 +144,7 @@ def run_load(
             done = time.perf_counter()
             idle.put_nowait(conn)
             if status != b"201":
-                error(status.decode())
+                error(_kind(status, body))
                 return
             latencies.append(done - due)
             committed.append((json.loads(body)["record_id"], time.time()))
@@ -160,6 +175,7 @@ def run_load(
     cpu0 = time.process_time()
     elapsed = asyncio.run(main())
     return {"latencies": latencies, "committed": committed, "errors": errors,
+            "error_at": error_at,
             "elapsed": elapsed, "client_cpu": time.process_time() - cpu0}
 
 
@@ -202,7 +218,8 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=300.0, help="record POSTs per second")
-    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--seconds", "--duration", type=float, default=300.0,
+                    help="seconds of the timed run (shorter runs for iterations)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="API processes")
     ap.add_argument("--pool-size", type=int, default=4, help="database pool per API process")
@@ -237,6 +254,7 @@ def main() -> int:
                 cwd=ROOT, env=env, start_new_session=True,
             )
             wait_ready(port, api)
+            wait_quiet(api.pid)  # the API processes' start-up (verify sandbox) is done
             if args.warmup > 0:  # new processes: first connections, caches, pools
                 run_load(port, key_id, secret, args.rate, args.warmup, args.connections)
             sampler = DepthSampler(url)
@@ -300,7 +318,12 @@ def main() -> int:
         ("deployment", f"jianzheng api --workers {args.workers} (pool {args.pool_size}) + "
                        "jianzheng worker, PostgreSQL, Hardhat"),
         ("answered 201", f"{ok:,} in {out['elapsed']:.1f} s = {rps:.1f}/s"),
-        ("errors", json.dumps(errors, ensure_ascii=False) if errors else "none"),
+        ("errors, by kind", json.dumps(errors, ensure_ascii=False) if errors else "none"),
+        ("errors per tenth of the run", " ".join(
+            str(sum(1 for t in out["error_at"]
+                    if args.seconds * i / 10 <= t < args.seconds * (i + 1) / 10
+                    or (i == 9 and t >= args.seconds)))
+            for i in range(10))),
         ("latency p50 / p99 / max (ms)", f"{percentile(ms, 0.5):.1f} / "
                                          f"{percentile(ms, 0.99):.1f} / {ms[-1]:.1f}"),
         ("commit -> confirmed anchor p50 / p99 / max (s)",

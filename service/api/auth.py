@@ -18,9 +18,11 @@ within the window (`auth_expired`), key known and not revoked (`auth_unknown_key
 signature (`auth_bad_signature`), nonce not seen before for this key
 (`auth_replayed`). The nonce is stored only once the signature is valid, in its own
 committed transaction (an INSERT on the `auth_nonces` primary key, so two API
-processes on PostgreSQL cannot both accept it). The report-code fast path
-(service/api/reports.py) runs the same checks through `check_signature` and stores the
-nonce in the one autocommit statement that also issues the code.
+processes on PostgreSQL cannot both accept it). The fast paths (service/api/fastpath.py)
+run the same checks through `check_signature`: the report-code one stores the nonce in
+the one autocommit statement that also issues the code; the JSON record one inserts it
+first in the record's transaction (one commit for both) and, if the work fails, burns it
+alone after the rollback, so no request, answered or refused, can be replayed.
 """
 
 from __future__ import annotations

@@ -26,23 +26,17 @@ from service.api.auth import (
     CallerDep,
     LabDep,
     SignedRoute,
-    cached_key,
     check_institution_access,
-    check_signature,
     lab_institution,
     nonce_refusal,
     purge_if_due,
-    raw_query,
-    request_path,
 )
 from service.api.deps import SessionDep, SettingsDep, StateDep
-from service.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from service.api.fastpath import plain_signed_json, verify_in_memory
 from service.api.idempotency import IdempotencyDep, dump_answer
 from service.api.schemas import Proof
-from service.client import HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
-from service.client import body_hash as hash_body
 from service.domain import reports as domain
-from service.domain.accounts import ROLE_LAB, validate_uscc
+from service.domain.accounts import validate_uscc
 from service.domain.proofs import build_proof
 from service.domain.records import find_record
 from service.errors import JianzhengError, NotFound
@@ -340,18 +334,13 @@ def _plain_code_request(body: bytes) -> tuple[str, str] | None:
 
 async def _fast_issue(request: Request) -> Response | None:
     state: ServiceState = request.app.state.jz
-    if not state.on_postgresql or request.scope.get("query_string"):
-        return None  # the general route checks queries (auth.check_query)
-    headers = request.headers
-    content_type = headers.get("content-type", "")
-    if IDEMPOTENCY_HEADER in headers or content_type.split(";", 1)[0].strip().lower() != _JSON:
+    if not state.on_postgresql:
         return None
-    key = cached_key(state, headers.get(HEADER_KEY) or "")
-    if key is None or key.role != ROLE_LAB or not key.institution:
+    signed = await plain_signed_json(request)
+    if signed is None:
         return None
-    institution = key.institution
-    body = await request.body()
-    plain = _plain_code_request(body)
+    institution = signed.institution
+    plain = _plain_code_request(signed.body)
     if plain is None:
         return None
     report_no, project_id = plain
@@ -360,20 +349,8 @@ async def _fast_issue(request: Request) -> Response | None:
         return None
     project, region = known
     now = time.time()
-    nonce = headers.get(HEADER_NONCE)
-    check_signature(
-        state,
-        method=request.method,
-        path=request_path(request),
-        query=raw_query(request),
-        body_hash=hash_body(body, key.algorithm),
-        key_id=key.key_id,
-        timestamp=headers.get(HEADER_TIMESTAMP),
-        nonce=nonce,
-        signature=headers.get(HEADER_SIGNATURE),
-        now=now,
-    )
-    assert nonce is not None  # check_signature refused a missing nonce
+    nonce = verify_in_memory(state, request, signed, now)
+    key = signed.key
     pool = state.async_pool
     if pool is not None and pool.loop is asyncio.get_running_loop():
         # On the event loop: the one statement, no worker thread.

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from service.clock import rfc3339, utc_now
 from service.errors import Invalid
@@ -185,22 +185,62 @@ def append_record(
         leaf_hash=leaf,
         code=code,
     )
-    session.add(record)
-    session.flush()
-    for position, parent in enumerate(parents):
-        session.add(RecordParent(child_id=record_id, parent_id=parent.id, position=position))
-    for f in files:
-        session.add(
-            RecordFile(
-                record_id=record_id,
-                role=f.role,
-                sha256=f.sha256,
-                size=f.size,
-                media_type=f.media_type,
-            )
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # what the caller added first is written first, as before
+    params: dict[str, Any] = {
+        "id": record_id,
+        "type": type,
+        "institution": institution,
+        "created_at": created_at,
+        "canonical": canonical,
+        "leaf_hash": leaf,
+        "code": code,
+        "enqueued_at": time.time(),
+    }
+    conn = session.connection()
+    # Core statements, not the unit of work: the record, its outbox row, its parent links
+    # and its file references, without an ORM flush (issue 17: a record POST's CPU).
+    conn.execute(_INSERT_RECORD, params)
+    conn.execute(_INSERT_OUTBOX, params)
+    if parents:
+        conn.execute(
+            _INSERT_PARENT,
+            [
+                {"child_id": record_id, "parent_id": parent.id, "position": position}
+                for position, parent in enumerate(parents)
+            ],
         )
-    session.add(Outbox(record_id=record_id, leaf_hash=leaf, enqueued_at=time.time()))
+    if files:
+        conn.execute(
+            _INSERT_FILE,
+            [
+                {
+                    "record_id": record_id,
+                    "role": f.role,
+                    "sha256": f.sha256,
+                    "size": f.size,
+                    "media_type": f.media_type,
+                }
+                for f in files
+            ],
+        )
+    # The record as the session would hold it after a flush: persistent, in the identity
+    # map (later reads and changes in this session see the same object).
+    make_transient_to_detached(record)
+    session.add(record)
     return record
+
+
+_INSERT_RECORD = insert(Record).values(
+    {c: bindparam(c) for c in ("id", "type", "institution", "created_at", "canonical",
+                               "leaf_hash", "code")}
+)
+_INSERT_OUTBOX = insert(Outbox).values(
+    record_id=bindparam("id"), leaf_hash=bindparam("leaf_hash"),
+    enqueued_at=bindparam("enqueued_at"),
+)
+_INSERT_PARENT = insert(RecordParent)
+_INSERT_FILE = insert(RecordFile)
 
 
 def load_records(session: Session, ids: Sequence[str]) -> dict[str, Record]:
