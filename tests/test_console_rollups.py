@@ -1,8 +1,8 @@
 """The console's statistics read from the count tables (report_fact_days / _months, kept by
 triggers on report_facts) give the same numbers as counting the facts themselves, for every
 dimension and period with date ranges that cut months in any way, a lab and a test item
-filter and region scopes (and a search's count is the number of rows it finds); and the tables follow inserts, updates and deletes of facts
-(SQLite and PostgreSQL)."""
+filter and region scopes (and a search's count is the number of rows it finds); and the
+tables follow inserts, updates and deletes of facts (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 

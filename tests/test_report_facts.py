@@ -15,10 +15,10 @@ import pytest
 from alembic import command
 from sqlalchemy import delete, func, select
 
-from service.state import ServiceState, build_state
-from service.storage.db import alembic_config, upgrade
 from service.clock import china_year, utc_now
 from service.domain.reports.numbering import numbering_audit, numbering_audits
+from service.state import ServiceState, build_state
+from service.storage.db import alembic_config, upgrade
 from service.storage.models import (
     NumberingGap,
     NumberingSeries,

@@ -63,8 +63,7 @@ def test_qr_matrix_is_segnos_symbol_and_decodes() -> None:
 def test_penalty_is_segnos_for_every_mask() -> None:
     """Our whole-symbol penalty equals segno's module-by-module one for each of the eight
     candidates (before format and version information, as segno evaluates them)."""
-    from segno import consts
-    from segno import encoder
+    from segno import consts, encoder
 
     rng = random.Random(11)
     for url in _random_texts(rng, 24):
@@ -94,7 +93,7 @@ def test_penalty_is_segnos_for_every_mask() -> None:
             region[-8][8] = 0x1
             for k, fn in enumerate(encoder.get_data_mask_functions(False)):
                 m = tuple(bytearray(row) for row in base)
-                encoder.apply_mask(m, fn, n, n, lambda i, j: region[i][j] > 0x1)
+                encoder.apply_mask(m, fn, n, n, lambda i, j, region=region: region[i][j] > 0x1)
                 assert penalty(_matrix_bits(m, lay.stride), lay) == encoder.evaluate_mask(
                     m, n, n
                 ), (url, level, k)

@@ -199,8 +199,9 @@ def _create_signed(
     return answer
 
 
-#: The idempotency of a request without `Idempotency-Key`: run, commit, answer.
-NO_IDEMPOTENCY = Idempotency(key=None, scope="", request_hash="")
+#: The idempotency of a request without `Idempotency-Key`: run, commit, answer (shaped by
+#: the collections' response model, as the general route's answer is).
+NO_IDEMPOTENCY = Idempotency(key=None, scope="", request_hash="", model=RecordOut)
 
 
 def _json_route(collection: str, summary: str) -> Callable[[Any], Any]:

@@ -69,7 +69,7 @@ def leaf_queued() -> ColumnElement[bool]:
     )
 
 
-def batch_leaf_hashes(seq: int) -> Select[tuple[str]]:
+def batch_leaf_hashes(seq: int) -> Select[str]:
     """The leaf hashes of batch `seq`, in leaf order."""
     return (
         select(Outbox.leaf_hash)
