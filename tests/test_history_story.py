@@ -289,6 +289,7 @@ _NAMING = (
     ("record_parents", "child_id = :id"),
     ("record_flags", "record_id = :id"),
     ("sample_test_items", "record_id = :id"),
+    ("outbox", "record_id = :id"),  # a batch is an outbox range: the row names the record
     ("records", "id = :id"),
 )
 
@@ -311,7 +312,8 @@ def test_a_history_record_deleted_from_the_database_is_named(story: Story) -> No
         assert "样品全过程记录" in story.page(story.picked)
     finally:
         with story.state.engine.begin() as conn:
-            for table in ("records", "record_flags", "record_parents", "sample_test_items"):
+            for table in ("records", "outbox", "record_flags", "record_parents",
+                          "sample_test_items"):
                 for row in rows[table]:
                     cols = ", ".join(row.keys())
                     vals = ", ".join(f":{k}" for k in row.keys())
