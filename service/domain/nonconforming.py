@@ -79,12 +79,7 @@ def record_nonconforming(
         kind=EVENT_NONCONFORMING,
         institution=institution,
         payload={
-            "institution": institution,
-            "institution_name": lab.name if lab else None,
-            "region": lab.region if lab else None,
-            # the agency to notify is the project's (属地), not the lab's: route on this
-            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
-            "project": project,
+            **_addressee(lab, institution, project),
             "report_code": code,
             "report_record_id": report_record.id,
             "report_leaf_hash": report_record.leaf_hash,
@@ -94,6 +89,20 @@ def record_nonconforming(
     )
     entry.notification_id = notification.id
     return entry
+
+
+def _addressee(
+    lab: Institution | None, institution: str, project: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Who a notification is about and which agency hears of it: the project's (属地), not
+    the lab's, so receivers route on `agency_region`."""
+    return {
+        "institution": institution,
+        "institution_name": lab.name if lab else None,
+        "region": lab.region if lab else None,
+        "agency_region": (project or {}).get("region") or (lab.region if lab else None),
+        "project": project,
+    }
 
 
 def notify_seal_check_failed(
@@ -109,11 +118,7 @@ def notify_seal_check_failed(
         kind=EVENT_SEAL_CHECK_FAILED,
         institution=institution,
         payload={
-            "institution": institution,
-            "institution_name": lab.name if lab else None,
-            "region": lab.region if lab else None,
-            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
-            "project": project,
+            **_addressee(lab, institution, project),
             "sample_code": body.get("sample_code"),
             "receipt_record_id": receipt.id,
             "receipt_leaf_hash": receipt.leaf_hash,
@@ -140,11 +145,7 @@ def notify_flags(
         kind=EVENT_REGISTRY_WARNING,
         institution=institution,
         payload={
-            "institution": institution,
-            "institution_name": lab.name if lab else None,
-            "region": lab.region if lab else None,
-            "agency_region": (project or {}).get("region") or (lab.region if lab else None),
-            "project": project,
+            **_addressee(lab, institution, project),
             "record_id": record.id,
             "record_type": record.type,
             "record_leaf_hash": record.leaf_hash,
