@@ -1,6 +1,8 @@
 # The commands README.md shows. `make serve` and `make test` each install what they need.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist, whole files per worker); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 3
 
 .PHONY: serve test lint typecheck layers unit bench bench-scale bench-soak fuzz
 
@@ -11,7 +13,7 @@ serve:
 test:
 	scripts/bootstrap.sh test
 	$(MAKE) lint typecheck layers
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint:
 	$(BIN)/ruff check .

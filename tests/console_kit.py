@@ -38,10 +38,13 @@ class Person:
 
     def code(self) -> str:
         """A TOTP code for a time step this account has not used yet (the service accepts
-        the current step and one either side, each once)."""
+        the current step and one either side, each once). Never the previous step: on a
+        loaded machine the code may reach the service a step boundary later, when the
+        previous step has fallen out of the window; the current and the next step stay
+        good for at least one whole step."""
         while True:
             current = int(time.time() // auth.TOTP_STEP_S)
-            for step in (current - 1, current, current + 1):
+            for step in (current, current + 1):
                 if step not in self.used_steps and all(step > s for s in self.used_steps):
                     self.used_steps.add(step)
                     return auth.hotp(self.secret, step)
