@@ -13,10 +13,14 @@ the bodies the console reads; nothing is anchored). Then, with the code the cons
 50 mixed requests (alternating), p95 of each, next to the bare SQL time of the facts query
 the two are built on (the same SELECT, rows fetched, no Python work) in the same run.
 
-Targets of the issue: overview <= 300 ms, search <= 200 ms at 1,000,000 reports. The facts
-are read per request today (docs/console.md), so the figures grow with the region.
+Targets of the issue: overview <= 300 ms, search <= 200 ms at 1,000,000 reports. The
+overview adds up the count tables (report_fact_days / _months, numbering summaries; docs/
+console.md), not the facts.
 
-    .venv/bin/python bench/console.py [--reports N] [--institutions N]
+    .venv/bin/python bench/console.py [--reports N] [--institutions N] [--keep NAME]
+
+`--keep NAME` generates into database NAME once and reuses it (upgraded to the current
+migrations) on the next runs; it is not dropped.
 
 `JZ_BENCH_PROFILE=1` prints a cProfile of one overview to standard error.
 
