@@ -13,10 +13,14 @@ the bodies the console reads; nothing is anchored). Then, with the code the cons
 50 mixed requests (alternating), p95 of each, next to the bare SQL time of the facts query
 the two are built on (the same SELECT, rows fetched, no Python work) in the same run.
 
-Targets of the issue: overview <= 300 ms, search <= 200 ms at 1,000,000 reports. The facts
-are read per request today (docs/console.md), so the figures grow with the region.
+Targets of the issue: overview <= 300 ms, search <= 200 ms at 1,000,000 reports. The
+overview adds up the count tables (report_fact_days / _months, numbering summaries; docs/
+console.md), not the facts.
 
-    .venv/bin/python bench/console.py [--reports N] [--institutions N]
+    .venv/bin/python bench/console.py [--reports N] [--institutions N] [--keep NAME]
+
+`--keep NAME` generates into database NAME once and reuses it (upgraded to the current
+migrations) on the next runs; it is not dropped.
 
 `JZ_BENCH_PROFILE=1` prints a cProfile of one overview to standard error.
 
@@ -138,6 +142,9 @@ def main() -> int:
     ap.add_argument("--before", type=int, default=0,
                     help="also time N requests the way the console read facts before the "
                          "facts table (alternating overview and search; slow at scale)")
+    ap.add_argument("--keep", metavar="NAME", default="",
+                    help="use database NAME and keep it: generated on the first run, reused "
+                         "(upgraded to the current migrations) by the next ones")
     ap.add_argument("--explain", action="store_true",
                     help="print EXPLAIN (ANALYZE, BUFFERS) of every statement of one overview "
                          "and one search to standard error")
@@ -180,9 +187,12 @@ def main() -> int:
         rows.sort(key=lambda f: (f["issued_on"], f["code"]), reverse=True)
         assert rows[:20] is not None
 
-    name = "jz_bench_console_" + secrets.token_hex(4)
+    name = args.keep or "jz_bench_console_" + secrets.token_hex(4)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        reuse = bool(args.keep) and conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        if not reuse:
+            conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     tmp = Path(tempfile.mkdtemp(prefix="jz-bench-console-"))
     state = None
@@ -190,24 +200,30 @@ def main() -> int:
         state = build_state(Settings.model_validate(
             {"data_dir": tmp / "var", "database": {"url": url}}), chain=None)
         started = time.perf_counter()
-        with state.engine.begin() as conn:
-            # A bulk load: the summaries' triggers off (superuser), rebuilt once below.
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-            for statement in _GENERATE.split(";\n"):
-                if statement.strip():
-                    conn.execute(text(statement), {"inst": args.institutions,
-                                                   "n": args.reports, "items": list(ITEMS)})
-        loaded = time.perf_counter()
-        with state.sessions() as s:
-            rebuild_rollups(s)
-            rebuild_numbering(s)
-            s.commit()
-        summarised = time.perf_counter()
-        with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
-        print(f"generated {args.reports} reports of {args.institutions} labs in "
-              f"{loaded - started:.1f} s; summaries rebuilt in {summarised - loaded:.1f} s; "
-              f"VACUUM ANALYZE {time.perf_counter() - summarised:.1f} s", file=sys.stderr)
+        if reuse:
+            with state.engine.connect() as conn:
+                have = conn.execute(text("SELECT count(*) FROM report_facts")).scalar_one()
+            print(f"reused database {name}: {have} reports", file=sys.stderr)
+        else:
+            with state.engine.begin() as conn:
+                # A bulk load: the summaries' triggers off (superuser), rebuilt once below.
+                conn.execute(text("SET LOCAL session_replication_role = replica"))
+                for statement in _GENERATE.split(";\n"):
+                    if statement.strip():
+                        conn.execute(text(statement), {"inst": args.institutions,
+                                                       "n": args.reports,
+                                                       "items": list(ITEMS)})
+            loaded = time.perf_counter()
+            with state.sessions() as s:
+                rebuild_rollups(s)
+                rebuild_numbering(s)
+                s.commit()
+            summarised = time.perf_counter()
+            with state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.execute(text("VACUUM ANALYZE"))
+            print(f"generated {args.reports} reports of {args.institutions} labs in "
+                  f"{loaded - started:.1f} s; summaries rebuilt in {summarised - loaded:.1f} s;"
+                  f" VACUUM ANALYZE {time.perf_counter() - summarised:.1f} s", file=sys.stderr)
         scope = AuditScope(REGION)
         query = SearchQuery(test_item="钢筋拉伸", conclusion="fail", sort="issued_on")
         overview_ms: list[float] = []
@@ -299,8 +315,9 @@ def main() -> int:
     finally:
         if state is not None:
             state.engine.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not args.keep:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

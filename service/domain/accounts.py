@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from stdnum.cn import uscc as stdnum_uscc
 from stdnum.exceptions import ValidationError as StdnumValidationError
@@ -442,6 +442,17 @@ class AuditScope:
         return list(
             session.scalars(select(Institution.uscc).where(Institution.region.startswith(prefix)))
         )
+
+    def institution_select(self) -> Select[Any] | None:
+        """The institutions of `institutions`, as a subquery for an `IN` (None: all): the
+        statement stays the same whatever the number of labs in the region (a list of
+        them is as many bound parameters, rendered and sent with every statement)."""
+        if self.region is None:
+            return None
+        prefix = region_prefix(self.region)
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return select(Institution.uscc).where(Institution.region >= prefix,
+                                              Institution.region < upper)
 
 
 def audit_scope(session: Session, auditor_id: str | None) -> AuditScope:

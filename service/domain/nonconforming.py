@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -234,10 +234,10 @@ def list_ledger(
     institution: str | None,
     limit: int,
     after_id: int = 0,
-    institutions: Sequence[str] | None = None,
+    institutions: Sequence[str] | Select[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Ledger entries (oldest first) with the delivery state of their notification;
-    `institutions` limits them to those (an auditor's region)."""
+    `institutions` (a list or a subquery) limits them to those (an auditor's region)."""
     query = select(NonconformingEntry).where(NonconformingEntry.id > after_id)
     if institution is not None:
         query = query.where(NonconformingEntry.institution == institution)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, select
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from service.clock import as_utc, rfc3339
@@ -37,10 +37,10 @@ def find_overdue(
     institution: str | None,
     now: datetime,
     limit: int,
-    institutions: Sequence[str] | None = None,
+    institutions: Sequence[str] | Select[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Overdue samples, oldest first (at most `limit` of each kind); `institutions`
-    limits them to those (an auditor's region)."""
+    """Overdue samples, oldest first (at most `limit` of each kind); `institutions` (a
+    list or a subquery) limits them to those (an auditor's region)."""
     only = _Only(institution, institutions)
     items = _never_received(
         session, only, now - timedelta(days=rules.receipt_due_days), limit
@@ -55,7 +55,7 @@ def find_overdue(
 @dataclass(frozen=True)
 class _Only:
     institution: str | None
-    institutions: Sequence[str] | None
+    institutions: Sequence[str] | Select[Any] | None
 
     def where(self, query: Any, column: Any) -> Any:
         if self.institution is not None:

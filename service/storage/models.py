@@ -510,11 +510,14 @@ class ReportFactItem(Base):
 class _FactCounts:
     """Report facts counted by region, lab, date, status, conclusion and test-item set
     (issue 14): kept exact by database triggers on `report_facts` (migration 0021), so the
-    console's counts add these rows up instead of the facts."""
+    console's counts add these rows up instead of the facts. The primary key leads with the
+    day (migration 0022): the charts read a range of days (30 days, 12 weeks, 12 months)
+    of a region that is itself a prefix range, and with the day first that is one stretch
+    of the key whatever the region."""
 
-    region: Mapped[str] = mapped_column(String(6), primary_key=True)
     #: The day (report_fact_days) or the first day of the month (report_fact_months).
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    region: Mapped[str] = mapped_column(String(6), primary_key=True)
     institution: Mapped[str] = mapped_column(String(18), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     #: "pass", "fail" or "" (none recorded).

@@ -284,10 +284,9 @@ def _period_end(q: StatsQuery, today: date | None) -> date:
     return q.date_to or today or utc_now().astimezone(CHINA_TZ).date()
 
 
-def _period_counts(session: Session, scope: AuditScope, q: StatsQuery, today: date | None
-                   ) -> Counts:
-    """Bucket -> counts of the buckets the statistic shows (the last PERIOD_BUCKETS ending
-    at `to` or today), from the days (months: the month table) of those buckets only."""
+def _period_span(q: StatsQuery, today: date | None) -> tuple[date, date]:
+    """The first and last day of the buckets a statistic by period shows (the last
+    PERIOD_BUCKETS ending at `to` or today)."""
     end = _period_end(q, today)
     keys = _period_keys(q.period, end, PERIOD_BUCKETS[q.period])
     lo = _bucket_start(keys[0], q.period)
@@ -297,7 +296,19 @@ def _period_counts(session: Session, scope: AuditScope, q: StatsQuery, today: da
         hi = end + timedelta(days=6 - end.weekday())
     else:
         hi = end
-    rows = _rollup(session, scope, q, ["day"], lo, hi, days_only=q.period != "month")
+    return lo, hi
+
+
+def _period_counts(session: Session, scope: AuditScope, q: StatsQuery, today: date | None,
+                   days: dict[tuple[Any, ...], int] | None = None) -> Counts:
+    """Bucket -> counts of the buckets the statistic shows, from the days (months: the
+    month table) of those buckets only; `days`: counts by day already read for a span
+    that covers them (the overview reads the days of its day and week charts at once)."""
+    lo, hi = _period_span(q, today)
+    if days is None:
+        rows = _rollup(session, scope, q, ["day"], lo, hi, days_only=q.period != "month")
+    else:
+        rows = {k: n for k, n in days.items() if lo <= k[0] <= hi}
     return _fold(rows, lambda day: _bucket(day, q.period))
 
 
@@ -384,10 +395,20 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     rows = _rollup(session, scope, f, ["institution", "test_items"])
     totals = _measures(_fold(rows, lambda _i, _t: None).values())
 
+    def period_query(period: str) -> StatsQuery:
+        return StatsQuery("period", period, "total", f.date_from, f.date_to, f.institution,
+                          f.test_item)
+
+    # The day and week charts' days in one read (the 12 weeks cover the 30 days).
+    spans = [_period_span(period_query(p), today) for p in ("day", "week")]
+    days = _rollup(session, scope, f, ["day"], min(lo for lo, _ in spans),
+                   max(hi for _, hi in spans), days_only=True)
+
     def by_period(period: str) -> dict[str, Any]:
-        q = StatsQuery("period", period, "total", f.date_from, f.date_to, f.institution,
-                       f.test_item)
-        groups = {k: [c] for k, c in _period_counts(session, scope, q, today).items()}
+        q = period_query(period)
+        counts = _period_counts(session, scope, q, today,
+                                days if period in ("day", "week") else None)
+        groups = {k: [c] for k, c in counts.items()}
         return _stats_of(q, groups, {}, totals, today)
 
     def chart(dimension: str) -> dict[str, Any]:
@@ -410,7 +431,7 @@ def overview(session: Session, settings: Settings, scope: AuditScope,
     else:
         items = sorted(r["key"] for r in charts["test_item"]["rows"] if r["key"] != "（未注明）")
     choices = {"institutions": named, "test_items": items}
-    institutions = scope.institutions(session)
+    institutions = scope.institution_select()
     ledger = list_ledger(session, institution=None, limit=200, institutions=institutions)
     steps = actions_of(session, [e["id"] for e in ledger])
     for e in ledger:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -307,20 +307,20 @@ def _gaps(
 def numbering_audits(
     session: Session,
     *,
-    institutions: Sequence[str] | None,
+    institutions: Sequence[str] | Select[Any] | None,
     year: int,
     unfinished_after_s: int = DEFAULT_UNFINISHED_AFTER_S,
     listed: int = 20,
     now: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The numbering of every institution (of `institutions`; None: all) with report codes
-    in `year`: institution -> {counts, missing (the first `listed`), voided} as
-    `numbering_audit` gives them from 1 (the console's overview). Read from the numbering
-    summaries (service.storage.rollups): the missing count is the gaps' sizes added up, so
-    nothing here grows with the number of reports."""
+    """The numbering of every institution (of `institutions`, a list or a subquery; None:
+    all) with report codes in `year`: institution -> {counts, missing (the first
+    `listed`), voided} as `numbering_audit` gives them from 1 (the console's overview).
+    Read from the numbering summaries (service.storage.rollups): the missing count is the
+    gaps' sizes added up, so nothing here grows with the number of reports."""
     now = now or utc_now()
     cutoff = now - timedelta(seconds=unfinished_after_s)
-    wanted = None if institutions is None else list(institutions)
+    wanted = list(institutions) if isinstance(institutions, Sequence) else institutions
 
     def where(model: Any) -> list[Any]:
         conds: list[Any] = [model.year == year]
