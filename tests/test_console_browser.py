@@ -132,6 +132,10 @@ def _run(chromium: Any, base: str, seeded: Seeded, agency: Person, beijing: Pers
             t[1 if conclusion == "pass" else 2] += 1
     assert shown == truth  # the last dimension: test items
     assert "SZ1-2026-0004" in page.inner_text("#panel-numbering")
+    # the filter buttons keep their labels on one line (as tall as the one-line sign-out)
+    heights = page.evaluate("""() => ['#apply-filters', '#logout'].map(
+        s => document.querySelector(s).getBoundingClientRect().height)""")
+    assert heights[0] <= heights[1] + 1, heights
     _shot(page, "overview")
 
     # --- search by each field
