@@ -163,6 +163,11 @@ class Filler:
         self.registry = registry
         self.reports = 0
         self.insts: list[str] = []
+        #: how far the filler leaves of later sizes are moved up the outbox, past the leaves
+        #: the timed writes of the earlier sizes added above the filler
+        self.shift = 0
+        #: leaves per filler batch: divides every size, so each size ends on a whole batch
+        self.batch_leaves = BATCH_LEAVES
 
     def _conn(self) -> Any:
         import psycopg
@@ -186,6 +191,13 @@ class Filler:
             conn.commit()
             self.insts += new
             a = self.reports
+            n_start = a * RECORDS_PER_REPORT
+            top = conn.execute(
+                "SELECT GREATEST((SELECT max(seq) FROM outbox), (SELECT max(last_seq) FROM "
+                "batches))").fetchone()[0] or 0
+            self.shift = max(self.shift, top + 1 - (FILLER_OUTBOX_SEQ0 + n_start))
+            oseq0 = FILLER_OUTBOX_SEQ0 + self.shift
+            leaves = self.batch_leaves
             while a < reports:
                 b = min(reports, a + CHUNK_REPORTS)
                 p = {"a": a, "b": b, "insts": self.insts, "per_inst": per_inst,
@@ -196,14 +208,14 @@ class Filler:
                 conn.execute(CODES_SQL, p)
                 conn.execute(WARNINGS_SQL, p)
                 n0, n1 = a * RECORDS_PER_REPORT, b * RECORDS_PER_REPORT
-                first_batch = -(-n0 // BATCH_LEAVES)  # batches not yet created
-                last_batch = -(-n1 // BATCH_LEAVES)
+                first_batch = -(-n0 // leaves)  # batches not yet created
+                last_batch = -(-n1 // leaves)
                 conn.execute(BATCHES_SQL, {
                     "a": first_batch, "b": last_batch, "seq0": FILLER_BATCH_SEQ0,
-                    "leaves": BATCH_LEAVES, "chain_id": self.chain_id, "registry": self.registry,
-                    "oseq0": FILLER_OUTBOX_SEQ0,
+                    "leaves": leaves, "chain_id": self.chain_id, "registry": self.registry,
+                    "oseq0": oseq0,
                 })
-                conn.execute(LEAVES_SQL, {"a": n0, "b": n1, "oseq0": FILLER_OUTBOX_SEQ0})
+                conn.execute(LEAVES_SQL, {"a": n0, "b": n1, "oseq0": oseq0})
                 conn.execute(SEQUENCE_SQL)
                 conn.commit()
                 a = b
@@ -361,6 +373,7 @@ def main() -> int:
             app = make_app(state)
             real = build_real(state, app)
             filler = Filler(url, node.chain_id, registry)
+            filler.batch_leaves = math.gcd(BATCH_LEAVES, *sizes)
             for size in sizes:
                 loads[size] = filler.grow(size // RECORDS_PER_REPORT)
                 ops = operations(state, real, filler)
