@@ -618,8 +618,9 @@ async def issue_code_signed_async(
     base_url: str,
     alg: HashAlg = DEFAULT_ALG,
 ) -> tuple[bool, dict[str, Any] | None]:
-    """`issue_code_signed` on the event loop, through the async pool (same statement,
-    same answer): (nonce_stored, answer), answer None when nothing was inserted. `alg` is
+    """`issue_code_signed` on the event loop, through the async pool (same rows, same
+    answer; batched with concurrent issuances by the pool's `SignedIssueBatcher`):
+    (nonce_stored, answer), answer None when nothing was inserted. `alg` is
     the deployment's log hash (the pinned `JZ_EVIDENCE__HASH`)."""
     plan, params = plan_signed_issue(
         key_id=key_id,
