@@ -287,7 +287,8 @@ class _IssueRoute(SignedRoute):
     (signature in memory) and issued in one autocommit statement that also stores the
     nonce: no FastAPI body validation, no ORM, one round trip. The statement runs on the
     event loop through the async pool the app's lifespan opens (as under uvicorn;
-    `domain.issue_code_signed_async`), or else in one worker thread on the engine's pool
+    `domain.issue_code_signed_async`, where concurrent issuances share one statement and
+    one commit: `SignedIssueBatcher`), or else in one worker thread on the engine's pool
     (e.g. a test client that did not run the lifespan; `domain.issue_code_signed`).
     Everything else, and every body the fast check does not accept as plainly valid,
     takes the general route (`post_report_code`), which answers exactly as before. Once

@@ -209,6 +209,18 @@ class AsyncPgPool:
         finally:
             await self._release(conn, broken)
 
+    async def fetchall(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement (autocommit) and return all its rows."""
+        conn = await self._acquire()
+        broken = True
+        try:
+            cur = await conn.execute(sql, params)
+            rows: list[tuple[Any, ...]] = await cur.fetchall()
+            broken = False
+            return rows
+        finally:
+            await self._release(conn, broken)
+
     async def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []

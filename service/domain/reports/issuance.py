@@ -22,8 +22,12 @@ service state (`ServiceState.issuance_cache`) and passed in by the caller.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,8 +54,10 @@ from service.storage.models import (
     ReportCode,
 )
 from service.storage.report_facts import refresh_facts
-from service.storage.rollups import take_number
+from service.storage.rollups import split_number, take_number
 from verifier.merkle import DEFAULT_ALG, HashAlg
+
+_log = logging.getLogger(__name__)
 
 MAX_REPORT_NO_CHARS = 64
 #: Attempts at drawing a code before giving up (a collision has p ~ 1e-15 per pair).
@@ -326,6 +332,80 @@ ISSUE_SIGNED_PG = _typed(
 )
 
 
+#: Columns of one signed issuance in `ISSUE_SIGNED_BATCH_PG`, each passed as an array.
+_BATCH_COLUMNS = (
+    ("key_id", "varchar"), ("nonce", "varchar"), ("seen_at", "bigint"),
+    ("institution", "varchar"), ("year", "integer"), ("report_no", "varchar"),
+    ("code", "varchar"), ("project_id", "varchar"), ("project_leaf", "varchar"),
+    ("record_id", "varchar"), ("created_at", "timestamptz"), ("canonical", "bytea"),
+    ("leaf_hash", "varchar"), ("enqueued_at", "double precision"), ("lock_order", "integer"),
+)
+#: Several signed issuances in one autocommit statement (one commit, one WAL flush): the
+#: same rows and the same guards per issuance as `ISSUE_SIGNED_PG` (key active, nonce new,
+#: project this lab's, number neither issued nor voided), one row per issuance in input
+#: order: `nonce_stored`, `inserted`. The codes go in `lock_order` (institution, year,
+#: number series), so that the numbering triggers lock the rollup rows they update in one
+#: global order (no deadlock between concurrent batches). The caller never puts two
+#: issuances with the same (key, nonce) or the same code in one batch.
+ISSUE_SIGNED_BATCH_PG = (
+    "WITH input AS MATERIALIZED (\n"
+    "  SELECT * FROM unnest("
+    + ", ".join(f"CAST(%({name})s AS {pg_type}[])" for name, pg_type in _BATCH_COLUMNS)
+    + ")\n  WITH ORDINALITY AS t ("
+    + ", ".join(name for name, _ in _BATCH_COLUMNS)
+    + ", i)\n"
+    """ ), nonce AS (
+  INSERT INTO auth_nonces (key_id, nonce, seen_at)
+  SELECT t.key_id, t.nonce, t.seen_at FROM input t
+  WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.key_id = t.key_id AND k.revoked_at IS NULL)
+  ORDER BY t.i
+  ON CONFLICT DO NOTHING
+  RETURNING key_id, nonce
+ ), code AS (
+  INSERT INTO report_codes (code, institution, year, report_no, project_record_id,
+   issued_at, issue_record_id, status)
+  SELECT t.code, t.institution, t.year, t.report_no, t.project_id, t.created_at,
+   t.record_id, 'issued'
+  FROM input t
+  WHERE EXISTS (SELECT 1 FROM nonce n WHERE n.key_id = t.key_id AND n.nonce = t.nonce)
+   AND EXISTS (SELECT 1 FROM records p WHERE p.id = t.project_id
+    AND p.institution = t.institution AND p.type = 'project' AND p.leaf_hash = t.project_leaf)
+   AND NOT EXISTS (SELECT 1 FROM numbering_voids v WHERE v.institution = t.institution
+    AND v.year = t.year AND v.report_no = t.report_no)
+  ORDER BY t.lock_order
+  ON CONFLICT DO NOTHING
+  RETURNING code
+ ), record AS (
+  INSERT INTO records (id, type, institution, created_at, canonical, leaf_hash, code)
+  SELECT t.record_id, 'report', t.institution, t.created_at, t.canonical, t.leaf_hash, t.code
+  FROM input t JOIN code c ON c.code = t.code
+  ORDER BY t.i
+  RETURNING id
+ ), parent AS (
+  INSERT INTO record_parents (child_id, parent_id, position)
+  SELECT t.record_id, t.project_id, 0 FROM input t JOIN record r ON r.id = t.record_id
+ ), outbox AS (
+  INSERT INTO outbox (record_id, leaf_hash, enqueued_at)
+  SELECT t.record_id, t.leaf_hash, t.enqueued_at FROM input t JOIN record r ON r.id = t.record_id
+  ORDER BY t.i
+ ), fact AS (
+  INSERT INTO report_facts (code, institution, region, report_no, year, status, issued_at,
+   issued_on, sealed, revoked, conclusion, project_record_id, project_name, test_items,
+   warning_count)
+  SELECT t.code, t.institution, i.region, t.report_no, t.year, 'issued', t.created_at,
+   (t.created_at AT TIME ZONE 'Asia/Shanghai')::date, false, false, NULL, t.project_id,
+   COALESCE((SELECT CASE WHEN jsonb_typeof(b -> 'name') = 'string' THEN b ->> 'name' END
+    FROM (SELECT convert_from(p.canonical, 'UTF8')::jsonb -> 'body' AS b
+    FROM records p WHERE p.id = t.project_id) AS p), ''), '', 0
+  FROM input t JOIN record r ON r.id = t.record_id JOIN institutions i ON i.uscc = t.institution
+ )
+SELECT EXISTS (SELECT 1 FROM nonce n WHERE n.key_id = t.key_id AND n.nonce = t.nonce),
+ EXISTS (SELECT 1 FROM record r WHERE r.id = t.record_id)
+FROM input t ORDER BY t.i
+"""
+)
+
+
 def _insert_plan(session: Session, plan: IssuePlan) -> bool:
     """Insert the plan in the session's transaction; False if nothing was inserted."""
     conn = session.connection()
@@ -538,8 +618,9 @@ async def issue_code_signed_async(
     base_url: str,
     alg: HashAlg = DEFAULT_ALG,
 ) -> tuple[bool, dict[str, Any] | None]:
-    """`issue_code_signed` on the event loop, through the async pool (same statement,
-    same answer): (nonce_stored, answer), answer None when nothing was inserted. `alg` is
+    """`issue_code_signed` on the event loop, through the async pool (same rows, same
+    answer; batched with concurrent issuances by the pool's `SignedIssueBatcher`):
+    (nonce_stored, answer), answer None when nothing was inserted. `alg` is
     the deployment's log hash (the pinned `JZ_EVIDENCE__HASH`)."""
     plan, params = plan_signed_issue(
         key_id=key_id,
@@ -551,8 +632,173 @@ async def issue_code_signed_async(
         region=region,
         alg=alg,
     )
-    stored, inserted = signed_issue_outcome(await pool.fetchone(ISSUE_SIGNED_PG, params))
+    stored, inserted = await batcher_for(pool).issue(params)
     return stored, (plan.answer(base_url) if inserted else None)
+
+
+# --------------------------------------------------------------------------- batching
+
+#: Signed issuances one statement carries at most.
+MAX_ISSUE_BATCH = 64
+#: Batch statements one event loop has running at once.
+MAX_BATCHES_IN_FLIGHT = 1
+
+_Outcome = tuple[bool, bool]
+
+
+def _lock_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    """The order of the numbering rollup rows an issuance's triggers lock."""
+    split = split_number(params["report_no"])
+    prefix, number, _, suffix = split if split is not None else ("", -1, 0, "")
+    return (params["institution"], params["year"], prefix, suffix, number, params["report_no"])
+
+
+def batch_params(params: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The arrays of `ISSUE_SIGNED_BATCH_PG` for these issuances' `plan_signed_issue`
+    parameters."""
+    arrays: dict[str, list[Any]] = {
+        name: [p[name] for p in params] for name, _ in _BATCH_COLUMNS if name != "lock_order"
+    }
+    order = [0] * len(params)
+    for rank, j in enumerate(sorted(range(len(params)), key=lambda j: _lock_key(params[j]))):
+        order[j] = rank
+    arrays["lock_order"] = order
+    return arrays
+
+
+class SignedIssueBatcher:
+    """Signed issuances from one event loop, several to a statement: group commit in the
+    application.
+
+    Every issuance for one lab's numbering year updates the same rollup rows (migration
+    0021's triggers: `numbering_years`, the number series in `numbering_series`, the day's
+    and the month's report-fact counts), so concurrent one-issuance transactions queue on
+    each other's row locks, each holding them through its own commit's WAL flush: one
+    flush per issuance, one after the other. A batch pays one statement and one flush
+    for all it carries, with the same rows, checks and durability for each issuance (the
+    answer waits for the commit).
+
+    An issuance arriving while fewer than `max_in_flight` batches run goes at once (alone
+    when the process is idle: no added wait); those arriving meanwhile go together in the
+    next batch, up to `max_batch`. Two issuances with the same key and nonce, or the same
+    code, never share a batch (the later one waits for the next). When a batch statement
+    fails (a deadlock PostgreSQL broke, say), nothing of it was written (one autocommit
+    statement) and each of its issuances runs alone with `ISSUE_SIGNED_PG`. Use it from
+    its pool's event loop only.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncPgPool,
+        max_batch: int = MAX_ISSUE_BATCH,
+        max_in_flight: int = MAX_BATCHES_IN_FLIGHT,
+    ) -> None:
+        self.pool = pool
+        self.max_batch = max(1, max_batch)
+        self.max_in_flight = max(1, max_in_flight)
+        self.statements = 0  #: statements run (batches and single issuances)
+        self.issued = 0  #: issuances those statements carried
+        self._queue: deque[tuple[dict[str, Any], asyncio.Future[_Outcome]]] = deque()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def issue(self, params: dict[str, Any]) -> _Outcome:
+        """(nonce stored, inserted) of one issuance (`plan_signed_issue`'s parameters)."""
+        future: asyncio.Future[_Outcome] = self.pool.loop.create_future()
+        self._queue.append((params, future))
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        while self._queue and self._in_flight < self.max_in_flight:
+            batch = self._take()
+            if not batch:
+                return
+            self._in_flight += 1
+            task = self.pool.loop.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[tuple[dict[str, Any], asyncio.Future[_Outcome]]]:
+        batch: list[tuple[dict[str, Any], asyncio.Future[_Outcome]]] = []
+        later: list[tuple[dict[str, Any], asyncio.Future[_Outcome]]] = []
+        nonces: set[tuple[str, str]] = set()
+        codes: set[str] = set()
+        while self._queue and len(batch) < self.max_batch:
+            item = self._queue.popleft()
+            params, future = item
+            if future.done():  # its request was cancelled before it ran: nothing to do
+                continue
+            nonce = (params["key_id"], params["nonce"])
+            if nonce in nonces or params["code"] in codes:
+                later.append(item)
+                continue
+            nonces.add(nonce)
+            codes.add(params["code"])
+            batch.append(item)
+        self._queue.extendleft(reversed(later))
+        return batch
+
+    async def _run(self, batch: list[tuple[dict[str, Any], asyncio.Future[_Outcome]]]) -> None:
+        try:
+            outcomes = await self._execute([params for params, _ in batch])
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._in_flight -= 1
+            self._dispatch()
+
+    async def _execute(self, params: list[dict[str, Any]]) -> list[_Outcome | BaseException]:
+        if len(params) > 1:
+            self.statements += 1
+            self.issued += len(params)
+            try:
+                rows = await self.pool.fetchall(ISSUE_SIGNED_BATCH_PG, batch_params(params))
+            except Exception as exc:  # nothing of the batch was written: one by one
+                _log.warning("issuance batch of %d failed (%s); issuing one by one",
+                             len(params), type(exc).__name__)
+            else:
+                if len(rows) != len(params):
+                    raise RuntimeError("issuance batch answered the wrong number of rows")
+                return [signed_issue_outcome(row) for row in rows]
+        outcomes: list[_Outcome | BaseException] = []
+        for one in params:
+            self.statements += 1
+            self.issued += 1
+            try:
+                outcomes.append(
+                    signed_issue_outcome(await self.pool.fetchone(ISSUE_SIGNED_PG, one))
+                )
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+_BATCHERS: weakref.WeakKeyDictionary[AsyncPgPool, SignedIssueBatcher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def batcher_for(pool: AsyncPgPool) -> SignedIssueBatcher:
+    """The batcher of `pool` (one per pool, made on first use, gone with the pool)."""
+    batcher = _BATCHERS.get(pool)
+    if batcher is None:
+        batcher = _BATCHERS[pool] = SignedIssueBatcher(pool)
+    return batcher
 
 
 def _duplicate(report_no: str, year: int) -> JianzhengError:
