@@ -343,10 +343,11 @@ _BATCH_COLUMNS = (
 #: Several signed issuances in one autocommit statement (one commit, one WAL flush): the
 #: same rows and the same guards per issuance as `ISSUE_SIGNED_PG` (key active, nonce new,
 #: project this lab's, number neither issued nor voided), one row per issuance in input
-#: order: `nonce_stored`, `inserted`. The codes go in `lock_order` (institution, year,
-#: number series), so that the numbering triggers lock the rollup rows they update in one
-#: global order (no deadlock between concurrent batches). The caller never puts two
-#: issuances with the same (key, nonce) or the same code in one batch.
+#: order: `nonce_stored`, `inserted`. The codes and their facts go in `lock_order`
+#: (institution, year, number series), so that the numbering and count triggers lock the
+#: rollup rows they update in one global order (no deadlock between concurrent batches).
+#: The caller never puts two issuances with the same (key, nonce) or the same code in one
+#: batch.
 ISSUE_SIGNED_BATCH_PG = (
     "WITH input AS MATERIALIZED (\n"
     "  SELECT * FROM unnest("
@@ -398,6 +399,7 @@ ISSUE_SIGNED_BATCH_PG = (
     FROM (SELECT convert_from(p.canonical, 'UTF8')::jsonb -> 'body' AS b
     FROM records p WHERE p.id = t.project_id) AS p), ''), '', 0
   FROM input t JOIN record r ON r.id = t.record_id JOIN institutions i ON i.uscc = t.institution
+  ORDER BY t.lock_order
  )
 SELECT EXISTS (SELECT 1 FROM nonce n WHERE n.key_id = t.key_id AND n.nonce = t.nonce),
  EXISTS (SELECT 1 FROM record r WHERE r.id = t.record_id)
