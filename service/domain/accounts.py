@@ -436,12 +436,8 @@ class AuditScope:
 
     def institutions(self, session: Session) -> list[str] | None:
         """The institutions an unfiltered audit list may show; None: all of them."""
-        if self.region is None:
-            return None
-        prefix = region_prefix(self.region)
-        return list(
-            session.scalars(select(Institution.uscc).where(Institution.region.startswith(prefix)))
-        )
+        query = self.institution_select()
+        return None if query is None else list(session.scalars(query))
 
     def institution_select(self) -> Select[Any] | None:
         """The institutions of `institutions`, as a subquery for an `IN` (None: all): the
