@@ -197,29 +197,27 @@ class AsyncPgPool:
         if not self._hand_over(conn):
             self._idle.append(conn)
 
-    async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Run one statement (autocommit) and return its first row."""
+    async def _fetch(self, sql: str, params: Mapping[str, Any], many: bool) -> Any:
+        """Run one statement (autocommit) on a pooled connection; its first row or all."""
         conn = await self._acquire()
         broken = True
         try:
             cur = await conn.execute(sql, params)
-            row: tuple[Any, ...] | None = await cur.fetchone()
+            out = await (cur.fetchall() if many else cur.fetchone())
             broken = False
-            return row
+            return out
         finally:
             await self._release(conn, broken)
 
+    async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run one statement (autocommit) and return its first row."""
+        row: tuple[Any, ...] | None = await self._fetch(sql, params, many=False)
+        return row
+
     async def fetchall(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Run one statement (autocommit) and return all its rows."""
-        conn = await self._acquire()
-        broken = True
-        try:
-            cur = await conn.execute(sql, params)
-            rows: list[tuple[Any, ...]] = await cur.fetchall()
-            broken = False
-            return rows
-        finally:
-            await self._release(conn, broken)
+        rows: list[tuple[Any, ...]] = await self._fetch(sql, params, many=True)
+        return rows
 
     async def close(self) -> None:
         self._closed = True
