@@ -8,6 +8,9 @@ insider with database access would, on SQLite and on PostgreSQL (`db_url`).
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,11 @@ from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
 from service.anchoring.worker import AnchorWorker, anchor_until_drained
+from service.api.public import TURNS
 from service.domain.public import ReportViews
 from service.domain.public.verdicts import SIGNATURE_VERDICT_MAX_AGE_S
 from service.state import ServiceState
-from service.storage.public_sql import STAMP_TRIGGERS, stamp_armed, stamp_guard_sql
+from service.storage.public_sql import HEAD_ROW, STAMP_TRIGGERS, stamp_armed, stamp_guard_sql
 from tests.fixtures.chain import DevChain, new_chain
 from tests.fixtures.db import state_with_chain
 from tests.labkit import add_lab, client_for, make_app
@@ -370,3 +374,114 @@ def test_cached_path_notices_a_dropped_stamp_trigger(world: World) -> None:
     assert views.cached_json(code) is None
     assert world.report()["status"] == "genuine"  # answered, checked again, not cached
     assert views.cached_json(code) is None
+
+
+@pytest.mark.chain
+def test_stamp_reader_answers_again_only_while_nothing_was_committed(world: World) -> None:
+    """On SQLite a head is read again only when `PRAGMA data_version` moved: any commit by
+    another connection, ours or not, makes the next read query again and see it. On
+    PostgreSQL every read is a query."""
+    engine = world.state.engine
+    sqlite = engine.dialect.name == "sqlite"
+    code = world.built.code
+    reader = world.views.stamp
+    assert reader is not None
+    first = reader.read(code)
+    assert first is not None
+    queries = reader.head_queries
+    for _ in range(3):
+        assert reader.read(code) == first
+    assert reader.head_queries == queries + (0 if sqlite else 3)
+
+    # a commit through the service's own engine (another connection of this process)
+    _exec(engine, "UPDATE evidence_stamp SET counter = counter + 1 WHERE id = 1")
+    moved = reader.read(code)
+    assert moved is not None and moved[HEAD_ROW] == first[HEAD_ROW] + 1
+    queries = reader.head_queries
+    assert reader.read(code) == moved
+    assert reader.head_queries == queries + (0 if sqlite else 1)
+
+    if sqlite:  # a commit from outside the service: the sqlite3 module on the file
+        db_file = engine.url.database
+        assert db_file
+        outside = sqlite3.connect(db_file)
+        try:
+            outside.execute("UPDATE report_codes SET status = 'revoked' WHERE code = ?", (code,))
+            outside.commit()
+        finally:
+            outside.close()
+        head = reader.read(code)
+        assert head is not None and head[12] == "revoked"
+        assert reader.head_queries == queries + 1
+
+
+def _asgi_get(app: Any, path: str) -> Any:
+    """One GET straight through the ASGI app on the running loop: (status, body)."""
+
+    async def get() -> tuple[int, bytes]:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+            "root_path": "", "query_string": b"", "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return status, body
+
+    return get()
+
+
+@pytest.mark.chain
+def test_requests_waiting_in_one_loop_turn_share_one_check(world: World) -> None:
+    """service.api.turns: the requests already waiting when a cached answer is checked are
+    given that answer; a request scheduled after the check makes its own and sees a change
+    committed in between."""
+    code = world.built.code
+    path = f"/api/v1/public/reports/{code}"
+    app = world.http.app
+    engine = world.state.engine
+    assert world.report()["status"] == "genuine"  # built and cached
+    views = world.views
+    sample = world.built.record_ids["sample"]
+    with engine.connect() as conn:
+        original = bytes(conn.execute(
+            text("SELECT canonical FROM records WHERE id = :id"), {"id": sample}
+        ).scalar_one())
+
+    async def scenario() -> None:
+        hits, shared = views.cached_answers, TURNS.shared
+        answers = await asyncio.gather(*(_asgi_get(app, path) for _ in range(8)))
+        assert {status for status, _ in answers} == {200}
+        assert len({body for _, body in answers}) == 1
+        assert json.loads(answers[0][1])["status"] == "genuine"
+        assert views.cached_answers == hits + 1  # one check ...
+        assert TURNS.shared == shared + 7  # ... answered all eight
+
+        await asyncio.sleep(0)  # the next turn: a check of its own
+        assert (await _asgi_get(app, path))[0] == 200
+        assert views.cached_answers == hits + 2
+
+        # checked, then an edit committed in the same turn, then a request scheduled:
+        # it comes after the memo's end of turn and checks again
+        status, body = await _asgi_get(app, path)
+        assert json.loads(body)["status"] == "genuine"
+        edited = original.replace("混凝土试块".encode(), "混凝土试件".encode())
+        _exec(engine, "UPDATE records SET canonical = :c WHERE id = :id", c=edited, id=sample)
+        status, body = await asyncio.create_task(_asgi_get(app, path))
+        assert status == 200 and json.loads(body)["status"] == "tampered"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _exec(engine, "UPDATE records SET canonical = :c WHERE id = :id", c=original, id=sample)
+    assert world.report()["status"] == "genuine"

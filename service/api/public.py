@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.problems import PROBLEM_JSON
 from service.api.routing import DocumentedRoute
 from service.api.schemas import PublicReport
+from service.api.turns import TurnMemo
 from service.domain import public as public_views
 from service.domain.codes import canonical_or_none
 from service.domain.public import ReportView, render_page
@@ -80,6 +81,8 @@ def report_json(state: ServiceState, code: str) -> bytes | None:
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+#: Cached JSON answers of the current event-loop turn, keyed by (id(state), code as typed).
+TURNS = TurnMemo()
 
 
 def _json_response(data: Any, status: int = 200, media_type: str = "application/json") -> Response:
@@ -104,13 +107,19 @@ def _unknown(code: str) -> JianzhengError:
 async def public_report(code: str, request: Request) -> Response:
     # The hot path: no dependencies to solve (rate limit inline), and a cached view is
     # answered here on the event loop: one small query and a few os.stat calls
-    # (ReportViews.cached_view). Anything to check goes to a worker thread.
+    # (ReportViews.cached_view), made once for the requests waiting in this loop turn
+    # (service.api.turns). Anything to check goes to a worker thread.
     state: ServiceState = request.app.state.jz
-    body = state.views.get().cached_json(code)
+    key = (id(state), code)
+    body = TURNS.get(key)
     if body is None:
-        body = await run_in_threadpool(report_json, state, code)
+        body = state.views.get().cached_json(code)
         if body is None:
-            raise _unknown(code)
+            body = await run_in_threadpool(report_json, state, code)
+            if body is None:
+                raise _unknown(code)
+        else:
+            TURNS.put(key, body)
     return Response(body, media_type="application/json", headers=_NO_STORE)
 
 
