@@ -19,8 +19,9 @@ process, with the same code paths the service runs:
   compared with the cached record checks;
 - cached: `ReportViews.cached_json` (one head query + os.stat of the blob files).
 
-And served: uvicorn, WORKERS worker processes (httptools, uvloop), each on its own
-SO_REUSEPORT socket on the same port, under CONCURRENCY keep-alive connections for
+And served as deployed: `jianzheng api --workers WORKERS` (service.runtime: uvicorn with
+httptools and uvloop, one process per worker on its own SO_REUSEPORT socket, the start-up
+heap frozen), under CONCURRENCY keep-alive connections for
 DURATION_S seconds from `wrk` (Debian package; one thread, plain GET, no Lua), after a
 warm-up run: requests per second, p50/p99 latency, non-2xx answers, the CPU the servers
 used per request and the CPU the client itself used (it shares the 2 cores). Without wrk
@@ -28,9 +29,16 @@ the lean asyncio client below runs in a separate process instead; the table says
 
 Then the ceiling (issue 17), same run, same load client, same processes and settings:
 bench/ceiling.py, a bare FastAPI app answering the same path with a constant body (the
-bytes of our answer for this report). The last line is exactly
+bytes of our answer for this report). Both are up at once and loaded in turn, ROUNDS
+times (ours, ceiling, ours, ceiling, ...), so that a neighbour's load on this shared
+machine falls on both alike: each round's ratio compares two runs seconds apart. The
+figures are the medians over the rounds (p99: the worst round), and the ratio is the
+median of the rounds' ratios. A last pair of runs (wrk only) rotates through SPELLINGS
+ways of typing the code (case, hyphens): no two requests of one loop turn are alike, so
+none shares another's freshness check (service/api/turns.py), as with a load spread over
+many reports; its ratio is in the table. The last line is exactly
 `public: rps=N p99_ms=N cold_ms=N ceiling_rps=N ratio=R` (ratio: ours / ceiling req/s;
-goal >= 0.7). `--seconds S --warmup S` shorten the load runs (a smoke run).
+goal >= 0.7). `--seconds S --warmup S --rounds N` shorten the load runs (a smoke run).
 """
 
 from __future__ import annotations
@@ -54,8 +62,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 CONCURRENCY = 64
-DURATION_S = 10.0
+DURATION_S = 6.0
 WARMUP_S = 3.0
+ROUNDS = 3
+#: Spellings of the code the unshared run rotates through (more than requests in a turn).
+SPELLINGS = 256
 COLD_RUNS = 9
 WARM_RUNS = 30
 CACHED_RUNS = 2000
@@ -65,38 +76,6 @@ TARGET_P99_MS = 50.0
 TARGET_COLD_MS = 100.0
 #: Issue 17: our served req/s as a fraction of the bare app's constant-body req/s.
 TARGET_RATIO = 0.7
-
-
-def app_factory():  # type: ignore[no-untyped-def]
-    """The service on the settings in the environment, with its chain (uvicorn --factory)."""
-    from service.anchoring.chaininfo import ChainInfo
-    from service.app import create_app
-    from service.settings import get_settings
-
-    settings = get_settings()
-    assert settings.chain.chain_id is not None
-    chain = ChainInfo(settings.chain.rpc_url, settings.chain.chain_id, settings.chain.registry)
-    return create_app(settings, chain=chain)
-
-
-def serve_worker(port: int) -> None:
-    """One uvicorn worker process on its own SO_REUSEPORT socket (run as
-    `bench/public.py --serve PORT`): the kernel spreads connections evenly over the
-    workers, where workers sharing one accepting socket (`uvicorn --workers`) were seen
-    to split 64 connections 62/2."""
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(
-        app_factory, factory=True, http="httptools",
-        loop="uvloop", access_log=False, log_level="warning", backlog=2048,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
 
 
 def build(tmp: Path) -> tuple[dict[str, str], str, Any, Any]:
@@ -262,10 +241,44 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNIT_MS[m.group(2)]
 
 
-def run_wrk(url: str, duration: float) -> dict[str, Any]:
+def spellings(code: str, n: int) -> list[str]:
+    """`n` different ways to type `code` that all name it (codes.normalize: case and
+    hyphens do not matter): the letters' case toggled by the bits of a counter, and a
+    hyphen after the region and after the year."""
+    letters = [i for i, ch in enumerate(code) if ch.isalpha()]
+    out: list[str] = []
+    for k in range(1 << (len(letters) + 2)):
+        chars = list(code)
+        for bit, pos in enumerate(letters):
+            if k >> bit & 1:
+                chars[pos] = chars[pos].lower()
+        text = "".join(chars)
+        if k >> len(letters) & 1:
+            text = text[:6] + "-" + text[6:]
+        if k >> (len(letters) + 1) & 1:
+            text = text[: len(text) - 11] + "-" + text[len(text) - 11 :]
+        out.append(text)
+        if len(out) == n:
+            break
+    return out
+
+
+def rotating_script(paths: list[str], tmp: Path) -> Path:
+    """A wrk Lua script sending GETs of `paths` in turn, one after the other."""
+    script = tmp / "rotate.lua"
+    listed = ",\n".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"local paths = {{\n{listed}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        "  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n"
+    )
+    return script
+
+
+def run_wrk(url: str, duration: float, script: Path | None = None) -> dict[str, Any]:
     """wrk, one thread, CONCURRENCY connections; its own CPU time from wait4's rusage."""
     cmd = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{duration:.0f}s", "--latency", "--timeout",
-           "5s", url]
+           "5s", *(["-s", str(script)] if script else []), url]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -281,7 +294,7 @@ def run_wrk(url: str, duration: float) -> dict[str, Any]:
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors: (.*)", text)
     return {
-        "client": "wrk 4.1 (Debian), 1 thread, plain GET",
+        "client": "wrk 4.1 (Debian), 1 thread, " + ("rotating GETs" if script else "plain GET"),
         "rps": rps,
         "p50": p50,
         "p99": p99,
@@ -380,16 +393,21 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise TimeoutError(url)
 
 
-def _load(url: str, path: str, port: int, servers: list[Any]) -> dict[str, Any]:
+def _load(
+    url: str, path: str, port: int, servers: list[Any], warmup: float,
+    script: Path | None = None,
+) -> dict[str, Any]:
     """Warm-up, then one timed run of the load client; the servers' CPU per request."""
-    if shutil.which("wrk"):
-        run_wrk(url, WARMUP_S)
+    if warmup <= 0:
+        pass
+    elif shutil.which("wrk"):
+        run_wrk(url, warmup, script)
     else:
-        run_asyncio_client("127.0.0.1", port, path, WARMUP_S)
+        run_asyncio_client("127.0.0.1", port, path, warmup)
     load_before = os.getloadavg()[0]
     cpu0 = sum(tree_cpu_s(server.pid) for server in servers)
     if shutil.which("wrk"):
-        result = run_wrk(url, DURATION_S)
+        result = run_wrk(url, DURATION_S, script)
     else:
         result = run_asyncio_client("127.0.0.1", port, path, DURATION_S)
     cpu = sum(tree_cpu_s(server.pid) for server in servers) - cpu0
@@ -400,78 +418,117 @@ def _load(url: str, path: str, port: int, servers: list[Any]) -> dict[str, Any]:
 
 
 def _stop(servers: list[Any]) -> None:
+    """Stop each server's process group (the launcher and its worker processes)."""
     for server in servers:
-        server.send_signal(signal.SIGTERM)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
     for server in servers:
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
 
 
-def served(env: dict[str, str], code: str, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ours, then the ceiling (bench/ceiling.py: the bare app sending our answer's bytes
-    as a constant body), with the same processes, settings and load client."""
+def served(
+    env: dict[str, str], code: str, tmp: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Ours and the ceiling (bench/ceiling.py: the bare app sending our answer's bytes as
+    a constant body), with the same processes, settings and load client, loaded in turn
+    for ROUNDS rounds: the runs of each, in order."""
     import ceiling
     import httpx
 
     from service.anchoring.devchain import free_port
 
-    port = free_port()
     path = f"/api/v1/public/reports/{code}"
+    port = free_port()
     url = f"http://127.0.0.1:{port}{path}"
-    servers = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(port)],
-            env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-            cwd=str(REPO),
-        )
-        for _ in range(WORKERS)
-    ]
+    # ours as deployed: `jianzheng api` (service.runtime._api_process per worker)
+    ours = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "api", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(WORKERS)],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        cwd=str(REPO), start_new_session=True,
+    )
+    servers = [ours]
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         for _ in range(8 * WORKERS):  # new connections: each worker builds its view
             r = httpx.get(url, timeout=30.0)
             assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
         body = r.content
-        ours = _load(url, path, port, servers)
+        body_file = tmp / "constant.json"
+        body_file.write_bytes(body)
+        ceil_port = free_port()
+        ceil_url = f"http://127.0.0.1:{ceil_port}{path}"
+        group = ceiling.start(
+            ceil_port, WORKERS, {**os.environ, **env, "JZ_CEILING_BODY": str(body_file)})
+        servers.append(group)
+        wait_http(f"http://127.0.0.1:{ceil_port}/healthz")
+        r = httpx.get(ceil_url, timeout=10.0)
+        assert r.status_code == 200 and r.content == body
+        ours_runs: list[dict[str, Any]] = []
+        ceil_runs: list[dict[str, Any]] = []
+        for n in range(ROUNDS):
+            warmup = WARMUP_S if n == 0 else min(WARMUP_S, 1.0)
+            ours_runs.append(_load(url, path, port, [ours], warmup))
+            ceil_runs.append(_load(ceil_url, path, ceil_port, [group], warmup))
+            ceil_runs[-1]["bytes"] = len(body)
+        if shutil.which("wrk"):
+            # no two requests of a loop turn alike: every answer pays its own check
+            typed = spellings(code, SPELLINGS)
+            for text in typed[:3]:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/public/reports/{text}")
+                assert r.status_code == 200 and r.content == body, text
+            script = rotating_script([f"/api/v1/public/reports/{t}" for t in typed], tmp)
+            ours_runs.append(_load(url, path, port, [ours], 1.0, script))
+            ours_runs[-1]["spellings"] = len(typed)
+            ceil_runs.append(_load(ceil_url, path, ceil_port, [group], 1.0, script))
+            ceil_runs[-1]["bytes"] = len(body)
         r = httpx.get(url, timeout=10.0)
         assert r.status_code == 200 and r.json()["status"] == "genuine", r.text[:200]
     finally:
         _stop(servers)
-    body_file = tmp / "constant.json"
-    body_file.write_bytes(body)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}{path}"
-    group = ceiling.start(port, WORKERS, {**os.environ, **env, "JZ_CEILING_BODY": str(body_file)})
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        r = httpx.get(url, timeout=10.0)
-        assert r.status_code == 200 and r.content == body
-        ceil = _load(url, path, port, [group])
-    finally:
-        _stop([group])
-    ceil["bytes"] = len(body)
-    return ours, ceil
+    return ours_runs, ceil_runs
+
+
+def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one server as one figure: medians, and the worst round's p99."""
+    out = dict(runs[0])
+    for key in ("rps", "p50", "server_cpu_us", "server_cores", "client_cpu", "loadavg"):
+        out[key] = statistics.median(run[key] for run in runs)
+    out["p99"] = max(run["p99"] for run in runs)
+    out["non2xx"] = sum(run["non2xx"] for run in runs)
+    errors = [str(run["socket_errors"]) for run in runs if run["socket_errors"] != "none"]
+    out["socket_errors"] = "; ".join(errors) or "none"
+    return out
+
 
 def main() -> None:
     import argparse
 
-    global DURATION_S, WARMUP_S
+    global DURATION_S, WARMUP_S, ROUNDS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=DURATION_S, help="each timed load run")
-    ap.add_argument("--warmup", type=float, default=WARMUP_S, help="each warm-up run")
+    ap.add_argument("--warmup", type=float, default=WARMUP_S, help="the first warm-up run")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="ours-then-ceiling rounds")
     args = ap.parse_args()
-    DURATION_S, WARMUP_S = args.seconds, args.warmup
+    DURATION_S, WARMUP_S, ROUNDS = args.seconds, args.warmup, max(1, args.rounds)
     with tempfile.TemporaryDirectory(prefix="jz-bench-public-") as tmpdir:
         tmp = Path(tmpdir)
         env, code, state, node = build(tmp)
         try:
             local = in_process(state, code)
             state.engine.dispose()
-            load, ceil = served(env, code, tmp)
+            ours_runs, ceil_runs = served(env, code, tmp)
         finally:
             node.stop()
+    unshared = None
+    if len(ours_runs) > ROUNDS:
+        unshared = (ours_runs.pop(), ceil_runs.pop())
+    load, ceil = combined(ours_runs), combined(ceil_runs)
+    ratios = [o["rps"] / c["rps"] if c["rps"] else 0.0
+              for o, c in zip(ours_runs, ceil_runs, strict=True)]
 
     rows = [
         ("uncached first check (cold_ms)",
@@ -505,10 +562,28 @@ def main() -> None:
         ("ceiling server CPU per request",
          f"{ceil['server_cpu_us']:.0f} us",
          f"{ceil['server_cores']:.2f} cores busy; load average {ceil['loadavg']:.1f} before"),
+        *(
+            (f"round {n + 1}: ours / ceiling",
+             f"{o['rps']:.0f} / {c['rps']:.0f}",
+             f"ratio {r:.2f}; CPU per request {o['server_cpu_us']:.0f} / "
+             f"{c['server_cpu_us']:.0f} us; p99 {o['p99']:.1f} / {c['p99']:.1f} ms")
+            for n, (o, c, r) in enumerate(zip(ours_runs, ceil_runs, ratios, strict=True))
+        ),
     ]
-    ratio = load["rps"] / ceil["rps"] if ceil["rps"] else 0.0
-    print(f"report {code}: {local['records']} records in its chain; uvicorn, {WORKERS} worker "
-          "processes on SO_REUSEPORT sockets")
+    if unshared is not None:
+        o, c = unshared
+        rows.append((
+            f"unshared: {o['spellings']} spellings",
+            f"{o['rps']:.0f} / {c['rps']:.0f}",
+            f"ratio {o['rps'] / c['rps']:.2f}; each request names the code differently, so "
+            f"no two in a loop turn share a check; CPU per request {o['server_cpu_us']:.0f} / "
+            f"{c['server_cpu_us']:.0f} us; p99 {o['p99']:.1f} / {c['p99']:.1f} ms; "
+            f"non-2xx {o['non2xx']} / {c['non2xx']}",
+        ))
+    ratio = statistics.median(ratios)
+    print(f"report {code}: {local['records']} records in its chain; served by "
+          f"`jianzheng api --workers {WORKERS}`; {ROUNDS} rounds of {DURATION_S:g} s, "
+          "ours then the ceiling; medians over the rounds, p99 the worst round")
     width = max(len(r[0]) for r in rows)
     vwidth = max(len(r[1]) for r in rows)
     print(f"{'path':<{width}}  {'result':<{vwidth}}  notes")
@@ -525,9 +600,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        serve_worker(int(sys.argv[2]))
-    elif len(sys.argv) == 6 and sys.argv[1] == "--client":
+    if len(sys.argv) == 6 and sys.argv[1] == "--client":
         asyncio_client_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
     else:
         main()
