@@ -30,7 +30,7 @@ class TurnMemo:
     def __init__(self) -> None:
         #: id(loop) -> (the loop, the answers of its current turn)
         self._turns: dict[int, tuple[asyncio.AbstractEventLoop, dict[Hashable, bytes]]] = {}
-        #: Answers given from the memo, for tests and the bench.
+        #: Answers given from the memo (tests read it).
         self.shared = 0
 
     def get(self, key: Hashable) -> bytes | None:
