@@ -53,6 +53,5 @@ class TurnMemo:
         turn[1][key] = value
 
     def _end_turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        turn = self._turns.get(id(loop))
-        if turn is not None and turn[0] is loop:
-            del self._turns[id(loop)]
+        # the entry `put` made with this callback: none other is made for the loop before
+        self._turns.pop(id(loop), None)
